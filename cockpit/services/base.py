@@ -1,0 +1,28 @@
+"""The services driver interface: start, stop and ask after the app servers of one side."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    unit: str
+    running: bool
+    detail: str = ""
+
+
+class ServiceDriver(ABC):
+    @abstractmethod
+    def start(self, units: list[str]) -> list[ServiceStatus]: ...
+
+    @abstractmethod
+    def stop(self, units: list[str]) -> list[ServiceStatus]: ...
+
+    @abstractmethod
+    def status(self, units: list[str]) -> list[ServiceStatus]: ...
