@@ -427,6 +427,7 @@ class _Walker:
         if not isinstance(node, yaml.MappingNode):
             self.error(node, f"{where}: expected a mapping with keys {', '.join(_yaml_keys(cls))}, got a {_kind(node)}")
             return _FAIL
+        label = where or "plan"
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
         values: dict[str, Any] = {}
@@ -438,11 +439,11 @@ class _Walker:
             if name not in fields:
                 hint = difflib.get_close_matches(key, _yaml_keys(cls), n=1, cutoff=0.6)
                 did = f"; did you mean {hint[0]!r}?" if hint else f"; expected one of {', '.join(_yaml_keys(cls))}"
-                self.error(key_node, f"{where}: unknown key {key!r}{did}")
+                self.error(key_node, f"{label}: unknown key {key!r}{did}")
                 failed = True
                 continue
             if name in seen:
-                self.error(key_node, f"{where}: duplicate key {key!r}")
+                self.error(key_node, f"{label}: duplicate key {key!r}")
                 failed = True
                 continue
             seen.add(name)
@@ -453,7 +454,7 @@ class _Walker:
                 values[name] = v
         for name, f in fields.items():
             if name not in seen and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                self.error(node, f"{where or 'plan'}: missing required key {name.rstrip('_')!r}")
+                self.error(node, f"{label}: missing required key {name.rstrip('_')!r}")
                 failed = True
         if failed:
             return _FAIL

@@ -1,0 +1,377 @@
+"""The CLI front door. Thin: it loads the plan, calls the controller, prints what came of it.
+
+Exit codes: 0 done, 1 the action failed (or was refused), 2 usage or plan error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cockpit.actions import Result
+from cockpit.drivers import build_drivers, build_traffic
+from cockpit.journal import Journal, current_actor, format_event
+from cockpit.lock import ControllerLock, LockHeld
+from cockpit.plan import Plan, PlanError, load_plan, plan_to_dict
+from cockpit.redact import redact, redact_text
+from cockpit.session import controller_session, journal_for
+from cockpit.state import CockpitState
+from cockpit.view import read_state
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        if args.plan:  # plain `cockpit -p PLAN` opens the screen
+            args.read_only = False
+            return _tui(args)
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except PlanError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        print(f"plan refused: {len(exc.errors)} error(s)", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"cockpit: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cockpit",
+        description="The control room for a zero-downtime SQLite to Neon (PostgreSQL) migration.",
+    )
+    p.add_argument("-p", "--plan", default=os.environ.get("COCKPIT_PLAN"), help="the plan file (default: $COCKPIT_PLAN)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    plan = sub.add_parser("plan", help="check or show a plan")
+    plan_sub = plan.add_subparsers(dest="plan_command", metavar="check|show", required=True)
+    plan_sub.add_parser("check", help="validate the plan (exit 2 with every error as file:line:column)").set_defaults(func=_plan_check)
+    show = plan_sub.add_parser("show", help="print the resolved plan, secrets redacted")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=_plan_show)
+
+    status = sub.add_parser("status", help="where the migration stands")
+    status.add_argument("--json", action="store_true", help="the stable status object (see README)")
+    status.set_defaults(func=_status)
+
+    def action(name: str, help_: str) -> argparse.ArgumentParser:
+        a = sub.add_parser(name, help=help_)
+        a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+        a.add_argument("--json", action="store_true", help="print the result as JSON")
+        a.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                       help="when a controller is running: how long to wait for it to act (default: plan's rollback max duration + 30s)")
+        return a
+
+    adv = action("advance", "move to the next phase (or --to PHASE)")
+    adv.add_argument("--to", metavar="PHASE")
+    adv.add_argument("--force", action="store_true", help="advance even if soak or gates are not met (journaled)")
+    adv.add_argument("--reason", default="")
+    adv.set_defaults(func=_action, verb="advance")
+    hold = action("hold", "hold the current phase (no advance until resume)")
+    hold.add_argument("--reason", default="")
+    hold.set_defaults(func=_action, verb="hold")
+    res = action("resume", "resume after a hold")
+    res.add_argument("--reason", default="")
+    res.set_defaults(func=_action, verb="resume")
+    rb = action("rollback", "all traffic back to blue, drain the sync, stop green, check health, notify")
+    rb.add_argument("--reason", required=True)
+    rb.add_argument("--mode", choices=("immediate", "gradual"), default="immediate")
+    rb.set_defaults(func=_action, verb="rollback")
+
+    jr = sub.add_parser("journal", help="the flight recorder as a timeline")
+    jr.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    jr.add_argument("--json", action="store_true", help="one JSON object per line")
+    jr.add_argument("--limit", type=int, default=200, help="last N events (default 200)")
+    jr.set_defaults(func=_journal)
+
+    run = sub.add_parser("run", help="the headless controller (CI, servers): prints events until SIGINT/SIGTERM")
+    run.add_argument("--no-sync", action="store_true", help="do not run the sync loop in this process")
+    run.add_argument("--json", action="store_true", help="events as JSON lines")
+    run.set_defaults(func=_run)
+
+    tui = sub.add_parser("tui", help="the cockpit screen")
+    tui.add_argument("--read-only", action="store_true", help="watch only (another controller acts)")
+    tui.set_defaults(func=_tui)
+
+    for register in _extensions():
+        register(sub)
+    return p
+
+
+def _extensions() -> list[Callable[[Any], None]]:
+    """Packages that add commands (sync, lab). A package still being built is skipped, not fatal."""
+    out = []
+    for module in ("cockpit.sync.cli", "cockpit.lab.cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError:
+            continue
+        out.append(mod.register)
+    return out
+
+
+def require_plan(args: argparse.Namespace) -> Plan:
+    if not args.plan:
+        raise UsageError("no plan: give -p PLAN or set COCKPIT_PLAN")
+    return load_plan(args.plan)
+
+
+# ------------------------------------------------------------------------------------------------ plan
+def _plan_check(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    print(f"{args.plan}: ok: plan {plan.name!r}, {len(plan.phases)} phases "
+          f"({' -> '.join(f'{p.green:g}%' for p in plan.phases)}), {len(plan.rollback.triggers)} rollback triggers")
+    return EXIT_OK
+
+
+def _plan_show(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    doc = redact(plan_to_dict(plan))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), end="")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ status
+def _status(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    path = plan.path(plan.journal.path)
+    if path.exists():
+        journal = Journal(path, readonly=True)
+        try:
+            state = read_state(plan, journal, _traffic_or_none(plan))
+        finally:
+            journal.close()
+    else:
+        from cockpit.phases import Machine
+        from cockpit.traffic.base import live_percent
+        from cockpit.view import build_state
+
+        traffic = _traffic_or_none(plan)
+        state = build_state(plan, Machine(since=time.time()), green_live=live_percent(traffic.live()) if traffic else None,
+                            read_only=True, message="no journal yet: no controller has run this plan")
+    if args.json:
+        print(json.dumps(redact(state.to_json()), indent=2, default=str))
+    else:
+        print(render_status(state))
+    return EXIT_OK
+
+
+def _traffic_or_none(plan: Plan) -> Any:
+    try:
+        return build_traffic(plan)
+    except Exception:  # a status must still answer when the traffic driver cannot be built
+        return None
+
+
+def render_status(s: CockpitState) -> str:
+    phase = s.phase
+    lines = [f"plan {s.plan}: {s.state}" + (f" ({s.held_reason})" if s.held_reason else "")]
+    where = f"phase {s.phase_index + 1}/{len(s.phases)} {phase.name}" if phase else "before the first phase"
+    lines.append(f"  {where}, {_dur(s.time_in_phase)} in this state")
+    live = "unknown" if s.green_live is None else f"{s.green_live:g}%"
+    lines.append(f"  green: configured {s.green_configured:g}%, live {live}")
+    if s.next_phase:
+        lines.append(f"  next: {s.next_phase.name} ({s.next_phase.green:g}%)")
+    for direction, lag in s.lag.items():
+        lines.append(f"  sync {direction}: lag {lag.age_s:.1f}s, {lag.pending} pending")
+    for gate, met, why in s.gates:
+        lines.append(f"  gate {'ok ' if met else 'NO '} {gate} ({why})")
+    for a in s.alarms:
+        lines.append(f"  {a.level.upper()}: {a.message}")
+    if s.actions:
+        last = s.actions[-1]
+        dur = f" in {last.duration_s:.2f}s" if last.duration_s is not None else " (running)"
+        lines.append(f"  last action: {last.verb} by {last.actor}: {last.outcome or 'running'}{dur}"
+                     + (f": {last.message}" if last.message else ""))
+    ctl = s.controller
+    lines.append(f"  controller: {'pid ' + str(ctl.get('pid')) + ' (' + str(ctl.get('actor')) + ')' if ctl else 'none running'}")
+    if s.message:
+        lines.append(f"  {s.message}")
+    return "\n".join(lines)
+
+
+def _dur(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ------------------------------------------------------------------------------------------------ actions
+def _action(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    verb = args.verb
+    cmd_args: dict[str, Any] = {"reason": getattr(args, "reason", "") or ""}
+    if verb == "advance":
+        cmd_args.update(to=args.to, force=args.force)
+    if verb == "rollback":
+        cmd_args["mode"] = args.mode
+    if not args.yes and sys.stdin.isatty() and verb in ("advance", "rollback") and not _confirm(plan, verb, cmd_args):
+        print("cancelled: nothing was done")
+        return EXIT_FAILED
+    journal_path = plan.path(plan.journal.path)
+    holder = ControllerLock(journal_path).holder() if journal_path.exists() else None
+    wait = args.wait if args.wait is not None else float(plan.rollback.max_duration) + 30
+    if holder is not None:
+        result = _queue(plan, verb, cmd_args, wait)
+    else:
+        try:
+            result = asyncio.run(_one_shot(plan, verb, cmd_args))
+        except LockHeld:  # a controller started between the probe and now
+            result = _queue(plan, verb, cmd_args, wait)
+    return _print_result(result, args.json)
+
+
+async def _one_shot(plan: Plan, verb: str, cmd_args: dict[str, Any]) -> dict[str, Any]:
+    async with controller_session(plan, run_sync=False) as controller:
+        await controller.refresh()
+        result: Result = await controller.dispatch(verb, cmd_args)
+        return result.as_dict()
+
+
+def _queue(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float) -> dict[str, Any]:
+    journal = journal_for(plan)
+    try:
+        cid = journal.enqueue(verb, cmd_args, current_actor())
+        print(f"a controller is running: queued {verb} as command {cid}", file=sys.stderr)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            cmd = journal.command(cid)
+            if cmd is not None and cmd.status not in ("queued", "taken"):
+                return cmd.result or {"outcome": cmd.status, "ok": False}
+            time.sleep(0.1)
+        if journal.cancel_command(cid, f"nobody took it within {wait:g}s"):
+            return {"verb": verb, "outcome": "timeout", "ok": False,
+                    "message": f"the running controller did not take the command within {wait:g}s; it was withdrawn"}
+        return {"verb": verb, "outcome": "timeout", "ok": False,
+                "message": f"the controller took the command but did not finish within {wait:g}s; see `cockpit journal`"}
+    finally:
+        journal.close()
+
+
+def _confirm(plan: Plan, verb: str, cmd_args: dict[str, Any]) -> bool:
+    what = f"{verb} {plan.name}" + (f" to {cmd_args['to']}" if cmd_args.get("to") else "")
+    if verb == "rollback":
+        what += f" ({cmd_args['mode']}): {cmd_args['reason']}"
+    answer = input(f"{what}? [y/N] ").strip().lower()
+    return answer in ("y", "yes", "s", "sim")
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        dur = result.get("duration_s")
+        head = f"{result.get('verb', 'action')} {result.get('outcome')}" + (f" in {dur:.3f}s" if dur is not None else "")
+        print(head + (f": {result['message']}" if result.get("message") else ""))
+        for s in result.get("steps", []):
+            detail = f" ({s['detail']})" if s.get("detail") else ""
+            print(f"  {s['step']}: {s['status']} in {s['duration_s']:.3f}s{detail}")
+    return EXIT_OK if result.get("ok") else EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------------------ journal
+def _journal(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    path = plan.path(plan.journal.path)
+    if not path.exists():
+        print(f"no journal at {path}: no controller has run this plan yet", file=sys.stderr)
+        return EXIT_FAILED
+    journal = Journal(path, readonly=True)
+    try:
+        last = 0
+        events = journal.events(limit=args.limit)
+        while True:
+            for e in events:
+                print(json.dumps(e.as_dict(), default=str) if args.json else format_event(e), flush=True)
+                last = e.id
+            if not args.follow:
+                return EXIT_OK
+            time.sleep(0.5)
+            events = journal.events(since_id=last)
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        journal.close()
+
+
+# ------------------------------------------------------------------------------------------------ run / tui
+def _run(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    try:
+        return asyncio.run(_headless(plan, not args.no_sync, args.json))
+    except LockHeld as exc:
+        print(f"cockpit: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _headless(plan: Plan, run_sync: bool, as_json: bool) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    drivers = await asyncio.to_thread(build_drivers, plan)
+    async with controller_session(plan, run_sync=run_sync, drivers=drivers) as controller:
+        journal = controller.journal
+        last = journal.last_event_id()
+        for e in journal.events(limit=5):
+            _emit(e, as_json)
+        print(f"controller running for plan {plan.name} (pid {os.getpid()}); SIGINT or SIGTERM stops it", file=sys.stderr, flush=True)
+        runner = asyncio.ensure_future(controller.run())
+        try:
+            while not stop.is_set():
+                for e in journal.events(since_id=last):
+                    _emit(e, as_json)
+                    last = e.id
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=0.2)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await controller.close()
+            await runner
+            for e in journal.events(since_id=last):
+                _emit(e, as_json)
+    await asyncio.to_thread(drivers.close)
+    return EXIT_OK
+
+
+def _emit(e: Any, as_json: bool) -> None:
+    print(json.dumps(e.as_dict(), default=str) if as_json else format_event(e), flush=True)
+
+
+def _tui(args: argparse.Namespace) -> int:
+    plan_path = args.plan
+    if not plan_path:
+        raise UsageError("no plan: give -p PLAN or set COCKPIT_PLAN")
+    load_plan(plan_path)  # refuse a wrong plan before the screen opens
+    from cockpit.tui.app import run_tui
+
+    return run_tui(str(Path(plan_path)), read_only=bool(getattr(args, "read_only", False)))

@@ -1,0 +1,115 @@
+"""The one factory: builds the drivers a plan names and hands them to the controller.
+
+The controller only knows the interfaces below; tests hand it a lab's drivers (or their own) the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cockpit.plan import Plan
+from cockpit.services.base import ServiceDriver
+from cockpit.state import Lag
+from cockpit.traffic.base import TrafficDriver
+
+
+class MetricsSource(Protocol):
+    def poll(self) -> Mapping[str, float | None]:
+        """Flat metrics (e.g. `green.error_rate`, `cpu_usage`). Blocking; called in a thread once a tick."""
+        ...
+
+
+class SyncDriver(Protocol):
+    def lag(self) -> Mapping[str, Lag]: ...
+
+    def drain(self, timeout_s: float) -> bool: ...
+
+
+class Notifier(Protocol):
+    def send(self, level: str, title: str, text: str, fields: dict[str, Any] | None = None) -> list[Any]: ...
+
+
+class HealthChecker(Protocol):
+    def check(self, check: Any) -> Any:
+        """Run one plan health check with its retries; returns an object with `ok` and `error`."""
+        ...
+
+
+@dataclass
+class Drivers:
+    traffic: TrafficDriver | None = None
+    blue_services: ServiceDriver | None = None
+    green_services: ServiceDriver | None = None
+    sync: SyncDriver | None = None
+    metrics: list[MetricsSource] = field(default_factory=list)
+    notifier: Notifier | None = None
+    health: HealthChecker | None = None
+
+    def close(self) -> None:
+        for thing in (self.sync, *self.metrics):
+            stop = getattr(thing, "stop", None) or getattr(thing, "close", None)
+            if callable(stop):
+                stop()
+
+
+class _AccessLogSource:
+    """Adapts the access-log metrics (issue 3) to a MetricsSource."""
+
+    def __init__(self, metrics: Any):
+        self._metrics = metrics
+
+    def poll(self) -> Mapping[str, float | None]:
+        return self._metrics.poll().as_metrics()
+
+
+class _Health:
+    def check(self, check: Any) -> Any:
+        from cockpit.health import check_with_retries
+
+        return check_with_retries(check)
+
+
+def build_traffic(plan: Plan) -> TrafficDriver | None:
+    t = plan.traffic
+    if t.driver == "file":
+        from cockpit.traffic.file import FileTrafficDriver
+
+        return FileTrafficDriver(plan.path(t.state_file))
+    if t.driver == "nginx":
+        from cockpit.traffic.nginx import NginxDriver
+
+        return NginxDriver.from_plan(plan)
+    return None
+
+
+def build_drivers(plan: Plan, *, with_sync: bool = True, with_metrics: bool = True) -> Drivers:
+    """Everything the plan names. `with_sync=False` for one-shot CLI actions that do not run the sync loop."""
+    from cockpit.metrics.system import SystemMetrics
+    from cockpit.services.factory import build_services
+
+    drivers = Drivers(
+        traffic=build_traffic(plan),
+        blue_services=build_services(plan.blue.services, plan),
+        green_services=build_services(plan.green.services, plan),
+        health=_Health(),
+    )
+    if with_metrics:
+        drivers.metrics.append(SystemMetrics(plan))
+        if plan.traffic.driver == "nginx":
+            from cockpit.metrics.access_log import AccessLogMetrics
+
+            for b in plan.traffic.balancers:
+                if b.access_log:
+                    drivers.metrics.append(_AccessLogSource(AccessLogMetrics(plan.path(b.access_log), plan.traffic.window)))
+                    break  # one front door's log gives the per-side figures
+    if with_sync and plan.blue.database.engine == "sqlite" and plan.green.database.engine == "postgresql":
+        from cockpit.sync.runner import SyncRunner
+
+        drivers.sync = SyncRunner.from_plan(plan)
+    if plan.alerts.webhook or plan.alerts.email:
+        from cockpit.notify import Notifier as _Notifier
+
+        drivers.notifier = _Notifier(plan.alerts)
+    return drivers

@@ -1,0 +1,142 @@
+"""The rollback sequence (DESIGN "The rollback sequence"), each step timed in the journal.
+
+1 traffic to blue (one reload; `gradual` steps down through the phases with short soaks) - 2 drain green->blue
+sync - 3 stop green - 4 make sure blue runs - 5 health checks - 6 integrity - 7 notify. A failing step is reported
+and the sequence goes on where that is safe (green is never stopped while traffic may still reach it); no step
+waits without a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cockpit.actions import Recorder, StepFailed
+from cockpit.drivers import Drivers
+from cockpit.plan import Plan
+
+
+@dataclass
+class RollbackOutcome:
+    traffic_ok: bool
+    failed_steps: list[str]
+
+
+async def run_sequence(
+    plan: Plan,
+    drivers: Drivers,
+    rec: Recorder,
+    mode: str,
+    from_index: int,
+    apply_split: Callable[[float], Awaitable[object]],
+    reason: str,
+) -> RollbackOutcome:
+    failed: list[str] = []
+    traffic_ok = True
+    for step in plan.rollback.steps:
+        if step == "stop_green" and not traffic_ok:
+            rec.record_step(step, "skipped", 0.0, "traffic may still reach green: green left running")
+            continue
+        try:
+            with rec.step(step) as info:
+                await _STEPS[step](plan, drivers, info, mode=mode, from_index=from_index, apply_split=apply_split,
+                                   reason=reason, rec=rec)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failed.append(step)
+            if step == "traffic":
+                traffic_ok = False
+    return RollbackOutcome(traffic_ok, failed)
+
+
+async def _traffic(plan: Plan, drivers: Drivers, info: dict[str, str], *, mode: str, from_index: int,
+                   apply_split: Callable[[float], Awaitable[object]], **_: object) -> None:
+    if drivers.traffic is None:
+        info["status"], info["detail"] = "skipped", "no traffic driver in the plan"
+        return
+    if mode == "gradual":
+        shares = [plan.phases[i].green for i in range(from_index - 1, -1, -1)]
+        for share in shares:
+            await apply_split(share)
+            await asyncio.sleep(plan.rollback.gradual_soak)
+        info["detail"] = "stepped down through " + " -> ".join(f"{s:g}%" for s in [*shares, 0.0])
+    await apply_split(0.0)
+    info["detail"] = info["detail"] or "all traffic to blue"
+
+
+async def _drain(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
+    if drivers.sync is None:
+        info["status"], info["detail"] = "skipped", "no sync running"
+        return
+    timeout = float(plan.rollback.drain_timeout)
+    drained = await asyncio.to_thread(drivers.sync.drain, timeout)
+    lag = await asyncio.to_thread(drivers.sync.lag)
+    pending = lag.get("green_to_blue")
+    if not drained:
+        raise StepFailed(f"green->blue still has {pending.pending if pending else '?'} changes after {timeout:g}s")
+    info["detail"] = "green->blue caught up"
+
+
+async def _stop_green(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
+    await _services(drivers.green_services, plan.green.services.units, "stop", info)
+
+
+async def _start_blue(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
+    await _services(drivers.blue_services, plan.blue.services.units, "start", info)
+
+
+async def _services(driver: object, units: list[str], verb: str, info: dict[str, str]) -> None:
+    if driver is None or not units:
+        info["status"], info["detail"] = "skipped", "no services driver in the plan"
+        return
+    statuses = await asyncio.to_thread(getattr(driver, verb), units)
+    want_running = verb == "start"
+    bad = [s.unit for s in statuses if s.running != want_running]
+    info["detail"] = ", ".join(f"{s.unit} {'running' if s.running else 'stopped'}" for s in statuses)
+    if bad:
+        raise StepFailed(f"{verb} did not take for {', '.join(bad)}")
+
+
+async def _health(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
+    checks = [c for c in plan.health_checks if c.side in ("blue", "front")]
+    if not checks or drivers.health is None:
+        info["status"], info["detail"] = "skipped", "no blue health checks in the plan"
+        return
+    results = await asyncio.gather(*(asyncio.to_thread(drivers.health.check, c) for c in checks))
+    bad = [f"{c.name}: {r.error or r.status}" for c, r in zip(checks, results, strict=True) if not r.ok]
+    info["detail"] = f"{len(checks) - len(bad)}/{len(checks)} healthy"
+    if bad:
+        raise StepFailed("; ".join(bad))
+
+
+async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
+    info["status"], info["detail"] = "skipped", "no integrity checker yet"
+
+
+async def _notify(plan: Plan, drivers: Drivers, info: dict[str, str], *, reason: str, rec: Recorder,
+                  **_: object) -> None:
+    if drivers.notifier is None:
+        info["status"], info["detail"] = "skipped", "no alerts in the plan"
+        return
+    steps = ", ".join(f"{s} {st}" for s, st, _d, _x in rec.steps)
+    results = await asyncio.to_thread(
+        drivers.notifier.send, "critical", f"ROLLBACK of {plan.name} completed", f"Reason: {reason}. Steps: {steps}.",
+        {"actor": rec.actor, "plan": plan.name},
+    )
+    failed = [r for r in results if not getattr(r, "ok", False)]
+    info["detail"] = f"{len(results) - len(failed)}/{len(results)} channels delivered"
+    if failed:
+        raise StepFailed("; ".join(f"{getattr(r, 'channel', '?')}: {getattr(r, 'error', '?')}" for r in failed))
+
+
+_STEPS = {
+    "traffic": _traffic,
+    "drain": _drain,
+    "stop_green": _stop_green,
+    "start_blue": _start_blue,
+    "health": _health,
+    "integrity": _integrity,
+    "notify": _notify,
+}

@@ -1,0 +1,577 @@
+"""The applier: moves batches of captured changes from one side to the other, once each.
+
+Each step is state-based: for every key changed in the batch it reads the row as it is *now* on the source side
+(several changes of one key coalesce into its latest state) and upserts it on the target, or deletes it there when
+the source no longer has it. The applied position is written in the same target transaction as the data, so a kill
+at any instant neither loses nor repeats a change. The applier's own writes are tagged (`SET LOCAL
+cockpit.applying` on PostgreSQL, a `_cockpit_context` row on SQLite) and the capture triggers skip them.
+
+A conflict is a key changed on both sides since the last sync. The policy settles it: `newest` (by change time),
+`blue-wins`, `green-wins`; each conflict is reported through `on_event('sync.conflict', payload)` with both
+versions of the row (None for a deleted row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+from psycopg import sql
+
+from cockpit.sync.capture import (
+    BLUE_TO_GREEN,
+    PG_SCHEMA,
+    SQLITE_CONTEXT,
+    SQLITE_LOG,
+    GreenPosition,
+    qi,
+    read_green_position,
+    write_green_position,
+)
+
+if TYPE_CHECKING:
+    from cockpit.sync.schema import TableMap
+
+Policy = Literal["newest", "blue-wins", "green-wins"]
+POLICIES: tuple[str, ...] = ("newest", "blue-wins", "green-wins")
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class ApplyError(Exception):
+    """The two sides cannot be synced as they are (a table or column missing on PostgreSQL)."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One key changed on both sides since the last sync, and how it was settled."""
+
+    table: str
+    key: tuple[Any, ...]
+    blue: dict[str, Any] | None  # the SQLite row now (None: deleted there)
+    green: dict[str, Any] | None  # the PostgreSQL row now (None: deleted there)
+    blue_time: float  # epoch seconds of the latest change on each side
+    green_time: float
+    policy: str
+    winner: Literal["blue", "green"]
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "key": [json_safe(v) for v in self.key],
+            "policy": self.policy,
+            "winner": self.winner,
+            "blue": _json_row(self.blue),
+            "green": _json_row(self.green),
+            "blue_time": self.blue_time,
+            "green_time": self.green_time,
+        }
+
+
+@dataclass
+class StepResult:
+    """What one step in one direction did."""
+
+    changes: int = 0  # log entries consumed
+    rows: int = 0  # distinct keys written (upserts + deletes)
+    upserts: int = 0
+    deletes: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+    position: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changes": self.changes,
+            "rows": self.rows,
+            "upserts": self.upserts,
+            "deletes": self.deletes,
+            "conflicts": len(self.conflicts),
+            "position": list(self.position) if isinstance(self.position, tuple) else self.position,
+        }
+
+
+def json_safe(value: Any) -> Any:
+    """A value as JSON can carry it (bytes as hex, dates ISO, decimals as text)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, dt.date | dt.time | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    return str(value)
+
+
+def _json_row(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if row is None else {k: json_safe(v) for k, v in row.items()}
+
+
+def settle(policy: str, blue_time: float, green_time: float) -> Literal["blue", "green"]:
+    """The side whose version wins a conflict (`newest`: the later change; a tie goes to blue)."""
+    if policy == "blue-wins":
+        return "blue"
+    if policy == "green-wins":
+        return "green"
+    return "green" if green_time > blue_time else "blue"
+
+
+# ------------------------------------------------------------------------------------------------ table plans
+
+
+@dataclass
+class _Table:
+    """One synced table: its columns, key, converters and the SQL for both sides, built once."""
+
+    name: str
+    columns: tuple[str, ...]
+    pk: tuple[str, ...]
+    to_pg: tuple[Callable[[Any], Any], ...]
+    to_sqlite: tuple[Callable[[Any], Any], ...]
+    pk_index: tuple[int, ...]
+    pg_types: dict[str, str] = field(default_factory=dict)
+
+    # ---- SQLite
+    def sqlite_changed_rows(self) -> str:
+        cols = ", ".join(f"t.{qi(c)}" for c in self.columns)
+        join = " AND ".join(f"t.{qi(c)} = json_extract(c.pk, '$[{i}]')" for i, c in enumerate(self.pk))
+        return (
+            f"SELECT c.pk, c.ts, t.{qi(self.pk[0])} IS NOT NULL, {cols}"
+            f" FROM (SELECT pk, max(seq) AS s, max(ts) AS ts FROM {SQLITE_LOG}"
+            "       WHERE seq > ? AND seq <= ? AND tbl = ? GROUP BY pk) AS c"
+            f" LEFT JOIN {qi(self.name)} AS t ON {join} ORDER BY c.s"
+        )
+
+    def sqlite_select_row(self) -> str:
+        cols = ", ".join(qi(c) for c in self.columns)
+        where = " AND ".join(f"{qi(c)} IS ?" for c in self.pk)
+        return f"SELECT {cols} FROM {qi(self.name)} WHERE {where}"
+
+    def sqlite_upsert(self) -> str:
+        cols = ", ".join(qi(c) for c in self.columns)
+        marks = ", ".join("?" for _ in self.columns)
+        rest = [c for c in self.columns if c not in self.pk]
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{qi(c)} = excluded.{qi(c)}" for c in rest) if rest else "DO NOTHING"
+        )
+        keys = ", ".join(qi(c) for c in self.pk)
+        return f"INSERT INTO {qi(self.name)} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) {action}"
+
+    def sqlite_delete(self) -> str:
+        where = " AND ".join(f"{qi(c)} = ?" for c in self.pk)
+        return f"DELETE FROM {qi(self.name)} WHERE {where}"
+
+    # ---- PostgreSQL
+    def _key_cast(self, i: int) -> sql.Composable:
+        return sql.SQL("(pk->>{})::{}").format(sql.Literal(i), sql.SQL(self.pg_types[self.pk[i]]))
+
+    def _unnest_keys(self) -> sql.Composable:
+        arrays = sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL(self.pg_types[c])) for c in self.pk
+        )
+        return sql.SQL("SELECT * FROM unnest({})").format(arrays)
+
+    def _pk_tuple(self, prefix: str = "") -> sql.Composable:
+        p = sql.SQL(prefix)
+        return sql.SQL("({})").format(sql.SQL(", ").join(p + sql.Identifier(c) for c in self.pk))
+
+    def pg_changed_rows(self) -> sql.Composable:
+        keys = sql.SQL(", ").join(
+            self._key_cast(i) + sql.SQL(f" AS k{i}") for i in range(len(self.pk))
+        )
+        group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
+        join = sql.SQL(" AND ").join(
+            sql.SQL("t.{} = k.{}").format(sql.Identifier(c), sql.Identifier(f"k{i}")) for i, c in enumerate(self.pk)
+        )
+        cols = sql.SQL(", ").join(sql.SQL("t.") + sql.Identifier(c) for c in self.columns)
+        knames = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(self.pk)))
+        return sql.SQL(
+            "SELECT {knames}, k.ts, t.{first} IS NOT NULL, {cols}"
+            " FROM (SELECT {keys}, extract(epoch FROM max(ts))::float8 AS ts, max(seq) AS s"
+            "       FROM {schema}.changes WHERE tbl = %s AND seq = ANY(%s) GROUP BY {group}) AS k"
+            " LEFT JOIN {table} AS t ON {join} ORDER BY k.s"
+        ).format(
+            knames=knames, first=sql.Identifier(self.pk[0]), cols=cols, keys=keys, group=group,
+            schema=sql.Identifier(PG_SCHEMA), table=sql.Identifier(self.name), join=join,
+        )
+
+    def pg_lock(self) -> sql.Composable:
+        return sql.SQL("SELECT 1 FROM {} WHERE {} IN ({}) FOR UPDATE").format(
+            sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
+        )
+
+    def pg_pending(self) -> sql.Composable:
+        keys = sql.SQL(", ").join(self._key_cast(i) for i in range(len(self.pk)))
+        group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
+        return sql.SQL(
+            "SELECT {keys}, extract(epoch FROM max(ts))::float8 FROM {schema}.changes"
+            " WHERE tbl = %s AND (txid, seq) > (%s::text::xid8, %s) AND ({keys}) IN ({unnest}) GROUP BY {group}"
+        ).format(keys=keys, schema=sql.Identifier(PG_SCHEMA), unnest=self._unnest_keys(), group=group)
+
+    def pg_select_row(self) -> sql.Composable:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.pk)
+        return sql.SQL("SELECT {} FROM {} WHERE {}").format(cols, sql.Identifier(self.name), where)
+
+    def pg_delete(self) -> sql.Composable:
+        return sql.SQL("DELETE FROM {} WHERE {} IN ({})").format(
+            sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
+        )
+
+    def pg_upsert(self) -> sql.Composable:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        marks = sql.SQL(", ").join(sql.Placeholder() for _ in self.columns)
+        rest = [c for c in self.columns if c not in self.pk]
+        if rest:
+            action = sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in rest
+            )
+        else:
+            action = sql.SQL("DO NOTHING")
+        return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT {} {}").format(
+            sql.Identifier(self.name), cols, marks, self._pk_tuple(), action
+        )
+
+    # ---- values
+    def row_to_pg(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(f(v) for f, v in zip(self.to_pg, row, strict=True))
+
+    def row_to_sqlite(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(f(v) for f, v in zip(self.to_sqlite, row, strict=True))
+
+    def key_to_pg(self, key: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(self.to_pg[i](v) for i, v in zip(self.pk_index, key, strict=True))
+
+    def key_to_sqlite(self, key: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(self.to_sqlite[i](v) for i, v in zip(self.pk_index, key, strict=True))
+
+    def as_dict(self, row: Sequence[Any] | None) -> dict[str, Any] | None:
+        return None if row is None else dict(zip(self.columns, row, strict=True))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _table_plan(mapping: TableMap) -> _Table:
+    columns = tuple(c.name for c in mapping.columns)
+    pk = tuple(mapping.primary_key)
+    if not pk:
+        raise ApplyError(f"table {mapping.name!r} has no primary key: it cannot be synced")
+    return _Table(
+        name=mapping.name,
+        columns=columns,
+        pk=pk,
+        to_pg=tuple(c.to_pg or _identity for c in mapping.columns),
+        to_sqlite=tuple(c.to_sqlite or _identity for c in mapping.columns),
+        pk_index=tuple(columns.index(c) for c in pk),
+    )
+
+
+def _pg_column_types(pg: psycopg.Connection, table: str) -> dict[str, str]:
+    rows = pg.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        (qi(table),),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+# ----------------------------------------------------------------------------------------------------- applier
+
+
+class Applier:
+    """Applies batches in each direction between one SQLite file and one PostgreSQL database.
+
+    Connections are handed in per call (the runner owns them and reconnects). The SQLite connection must be in
+    autocommit mode (`isolation_level=None`); the PostgreSQL connection must not be (`autocommit=False`).
+    """
+
+    def __init__(
+        self,
+        tables: Mapping[str, TableMap],
+        policy: str = "newest",
+        batch_size: int = 1000,
+        on_event: EventSink | None = None,
+    ):
+        if policy not in POLICIES:
+            raise ValueError(f"conflict policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.policy = policy
+        self.batch_size = batch_size
+        self.on_event = on_event
+        self.tables: dict[str, _Table] = {name: _table_plan(m) for name, m in tables.items()}
+        self._pg_ready = False
+
+    def prepare(self, pg: psycopg.Connection) -> None:
+        """Read the PostgreSQL column types of every synced table (once); refuse missing tables or columns."""
+        if self._pg_ready:
+            return
+        problems = []
+        for t in self.tables.values():
+            types = _pg_column_types(pg, t.name)
+            if not types:
+                problems.append(f"table {t.name!r} is missing on PostgreSQL")
+                continue
+            missing = [c for c in t.columns if c not in types]
+            if missing:
+                problems.append(f"table {t.name!r}: columns missing on PostgreSQL: {', '.join(missing)}")
+            t.pg_types = types
+        pg.rollback()
+        if problems:
+            raise ApplyError("; ".join(problems))
+        self._pg_ready = True
+
+    def _report(self, conflict: Conflict) -> None:
+        if self.on_event is not None:
+            self.on_event("sync.conflict", conflict.payload())
+
+    # ------------------------------------------------------------------------------------------- blue → green
+
+    def blue_to_green(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> StepResult:
+        """Apply the next batch of SQLite changes to PostgreSQL; one PostgreSQL transaction holds data + position."""
+        self.prepare(pg)
+        result = StepResult()
+        with pg.transaction():
+            pg.execute("SELECT set_config('cockpit.applying', 'on', true)")
+            pg.execute(
+                f"INSERT INTO {PG_SCHEMA}.positions (direction, position) VALUES (%s, 0)"
+                " ON CONFLICT (direction) DO NOTHING",
+                (BLUE_TO_GREEN,),
+            )
+            # the row lock also keeps a second applier from applying the same batch
+            row = pg.execute(
+                f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s FOR UPDATE", (BLUE_TO_GREEN,)
+            ).fetchone()
+            start = int(row[0]) if row else 0
+            batch, green_pos = self._read_blue(blue, start)
+            if batch is None:
+                result.position = start
+                return result
+            upper, count, per_table = batch
+            result.changes = count
+            result.position = upper
+            # prune what green→blue has already applied (kept small: lag and conflict checks read it)
+            pg.execute(
+                f"DELETE FROM {PG_SCHEMA}.changes WHERE (txid, seq) <= (%s::text::xid8, %s)",
+                (str(green_pos[0]), green_pos[1]),
+            )
+            for name, rows in per_table.items():
+                self._apply_to_pg(pg, self.tables[name], rows, green_pos, result)
+            pg.execute(
+                f"UPDATE {PG_SCHEMA}.positions SET position = %s, updated_at = clock_timestamp()"
+                " WHERE direction = %s",
+                (upper, BLUE_TO_GREEN),
+            )
+        for c in result.conflicts:
+            self._report(c)
+        return result
+
+    def _read_blue(
+        self, blue: sqlite3.Connection, start: int
+    ) -> tuple[tuple[int, int, dict[str, list[tuple[Any, ...]]]] | None, GreenPosition]:
+        """One consistent read of SQLite: the batch after `start`, the current rows of its keys."""
+        blue.execute("BEGIN")
+        try:
+            green_pos = read_green_position(blue)
+            head = blue.execute(
+                f"SELECT max(seq), count(*) FROM (SELECT seq FROM {SQLITE_LOG} WHERE seq > ? ORDER BY seq LIMIT ?)",
+                (start, self.batch_size),
+            ).fetchone()
+            if not head or head[0] is None:
+                return None, green_pos
+            upper, count = int(head[0]), int(head[1])
+            names = [
+                r[0]
+                for r in blue.execute(
+                    f"SELECT tbl FROM {SQLITE_LOG} WHERE seq > ? AND seq <= ? GROUP BY tbl ORDER BY min(seq)",
+                    (start, upper),
+                )
+            ]
+            per_table: dict[str, list[tuple[Any, ...]]] = {}
+            for name in names:
+                table = self.tables.get(name)
+                if table is None:
+                    continue  # captured but not synced: skipped
+                per_table[name] = blue.execute(table.sqlite_changed_rows(), (start, upper, name)).fetchall()
+            return (upper, count, per_table), green_pos
+        finally:
+            blue.execute("COMMIT")
+
+    def _apply_to_pg(
+        self,
+        pg: psycopg.Connection,
+        t: _Table,
+        rows: list[tuple[Any, ...]],
+        green_pos: GreenPosition,
+        result: StepResult,
+    ) -> None:
+        # rows: (pk json, ts, present, *columns)
+        entries = []
+        for pk_json, ts, present, *values in rows:
+            key = t.key_to_pg(json.loads(pk_json))
+            entries.append((key, float(ts), bool(present), values))
+        key_arrays = [list(col) for col in zip(*(e[0] for e in entries), strict=True)]
+        pg.execute(t.pg_lock(), key_arrays)
+        pending = {
+            tuple(r[:-1]): float(r[-1])
+            for r in pg.execute(t.pg_pending(), [t.name, str(green_pos[0]), green_pos[1], *key_arrays])
+        }
+        deletes: list[tuple[Any, ...]] = []
+        upserts: list[tuple[Any, ...]] = []
+        for key, ts, present, values in entries:
+            if key in pending:
+                green_row = pg.execute(t.pg_select_row(), key).fetchone()
+                conflict = Conflict(
+                    table=t.name,
+                    key=key,
+                    blue=t.as_dict(values) if present else None,
+                    green=t.as_dict(green_row),
+                    blue_time=ts,
+                    green_time=pending[key],
+                    policy=self.policy,
+                    winner=settle(self.policy, ts, pending[key]),
+                )
+                result.conflicts.append(conflict)
+                if conflict.winner == "green":
+                    continue
+            if present:
+                upserts.append(t.row_to_pg(values))
+            else:
+                deletes.append(key)
+        if deletes:
+            pg.execute(t.pg_delete(), [list(col) for col in zip(*deletes, strict=True)])
+        if upserts:
+            with pg.cursor() as cur:
+                cur.executemany(t.pg_upsert(), upserts)
+        result.deletes += len(deletes)
+        result.upserts += len(upserts)
+        result.rows += len(deletes) + len(upserts)
+
+    # ------------------------------------------------------------------------------------------- green → blue
+
+    def green_to_blue(
+        self, blue: sqlite3.Connection, pg: psycopg.Connection, blue_position: int | None = None
+    ) -> StepResult:
+        """Apply the next batch of PostgreSQL changes to SQLite; one SQLite transaction holds data + position.
+
+        `blue_position` is the blue→green position committed on PostgreSQL (read from there when not given): the
+        SQLite changes after it are still pending and make conflicts.
+        """
+        self.prepare(pg)
+        result = StepResult()
+        start = read_green_position(blue)
+        if blue_position is None:
+            row = pg.execute(
+                f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s", (BLUE_TO_GREEN,)
+            ).fetchone()
+            blue_position = int(row[0]) if row else 0
+        batch = self._read_green(pg, start)
+        result.position = start
+        blue.execute("BEGIN IMMEDIATE")
+        try:
+            blue.execute(f"INSERT INTO {SQLITE_CONTEXT} (applier) VALUES ('cockpit')")
+            # what blue→green has applied is no longer needed on this side
+            blue.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq <= ?", (blue_position,))
+            if batch is not None and read_green_position(blue) == start:
+                upper, count, per_table = batch
+                result.changes = count
+                result.position = upper
+                for name, rows in per_table.items():
+                    self._apply_to_sqlite(blue, self.tables[name], rows, blue_position, result)
+                write_green_position(blue, upper)
+            blue.execute(f"DELETE FROM {SQLITE_CONTEXT}")
+            blue.execute("COMMIT")
+        except BaseException:
+            blue.execute("ROLLBACK")
+            raise
+        for c in result.conflicts:
+            self._report(c)
+        return result
+
+    def _read_green(
+        self, pg: psycopg.Connection, start: GreenPosition
+    ) -> tuple[GreenPosition, int, dict[str, list[tuple[Any, ...]]]] | None:
+        """One consistent read of PostgreSQL (REPEATABLE READ): the batch after `start` below the oldest running
+        transaction, and the current rows of its keys."""
+        pg.rollback()
+        pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try:
+            changes = pg.execute(
+                f"SELECT txid::text::bigint, seq, tbl FROM {PG_SCHEMA}.changes"
+                " WHERE (txid, seq) > (%s::text::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+                " ORDER BY txid, seq LIMIT %s",
+                (str(start[0]), start[1], self.batch_size),
+            ).fetchall()
+            if not changes:
+                return None
+            upper = (int(changes[-1][0]), int(changes[-1][1]))
+            seqs: dict[str, list[int]] = {}
+            for _, seq, tbl in changes:
+                seqs.setdefault(tbl, []).append(seq)
+            per_table = {}
+            for name, table_seqs in seqs.items():
+                table = self.tables.get(name)
+                if table is None:
+                    continue
+                per_table[name] = pg.execute(table.pg_changed_rows(), (name, table_seqs)).fetchall()
+            return upper, len(changes), per_table
+        finally:
+            pg.rollback()
+
+    def _apply_to_sqlite(
+        self,
+        blue: sqlite3.Connection,
+        t: _Table,
+        rows: list[tuple[Any, ...]],
+        blue_position: int,
+        result: StepResult,
+    ) -> None:
+        n = len(t.pk)
+        pending: dict[tuple[Any, ...], float] = {}
+        for pk_json, ts in blue.execute(
+            f"SELECT pk, max(ts) FROM {SQLITE_LOG} WHERE seq > ? AND tbl = ? GROUP BY pk", (blue_position, t.name)
+        ):
+            pending[tuple(json.loads(pk_json))] = float(ts)
+        deletes: list[tuple[Any, ...]] = []
+        upserts: list[tuple[Any, ...]] = []
+        for row in rows:
+            key_pg, ts, present, values = row[:n], float(row[n]), bool(row[n + 1]), row[n + 2 :]
+            key = t.key_to_sqlite(key_pg)
+            if key in pending:
+                blue_row = blue.execute(t.sqlite_select_row(), key).fetchone()
+                conflict = Conflict(
+                    table=t.name,
+                    key=key,
+                    blue=t.as_dict(blue_row),
+                    green=t.as_dict(values) if present else None,
+                    blue_time=pending[key],
+                    green_time=ts,
+                    policy=self.policy,
+                    winner=settle(self.policy, pending[key], ts),
+                )
+                result.conflicts.append(conflict)
+                if conflict.winner == "blue":
+                    continue
+            if present:
+                upserts.append(t.row_to_sqlite(values))
+            else:
+                deletes.append(key)
+        if deletes:
+            blue.executemany(t.sqlite_delete(), deletes)
+        if upserts:
+            blue.executemany(t.sqlite_upsert(), upserts)
+        result.deletes += len(deletes)
+        result.upserts += len(upserts)
+        result.rows += len(deletes) + len(upserts)

@@ -1,0 +1,102 @@
+"""Helpers shared by the two-way sync tests: a SQLite file and a PostgreSQL database with the same tables.
+
+The PostgreSQL side is built by the real initial copy (`copy_database`) when it is available, by hand otherwise.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cockpit.sync.capture import install_pg, install_sqlite, record_copy_position, sqlite_position
+from cockpit.sync.runner import connect_sqlite
+
+SQLITE_DDL = [
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, data BLOB)",
+    'CREATE TABLE "Pairs" (a TEXT NOT NULL, b INTEGER NOT NULL, "value" TEXT, PRIMARY KEY (a, b))',
+]
+PG_DDL = [
+    "CREATE TABLE items (id bigint PRIMARY KEY, name text, qty bigint, price double precision, data bytea)",
+    'CREATE TABLE "Pairs" (a text NOT NULL, b bigint NOT NULL, "value" text, PRIMARY KEY (a, b))',
+]
+TABLES = ("items", "Pairs")
+
+
+def make_blue(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    for ddl in SQLITE_DDL:
+        conn.execute(ddl)
+    conn.commit()
+    conn.close()
+
+
+def make_pair(tmp_path: Path, pg_url: str, install: bool = True) -> Path:
+    """A SQLite file and a PostgreSQL database with the test tables (empty), capture installed on both."""
+    db = tmp_path / "blue.db"
+    make_blue(db)
+    with psycopg.connect(pg_url) as pg:
+        for ddl in PG_DDL:
+            pg.execute(ddl)
+        pg.commit()
+        if install:
+            blue = connect_sqlite(db)
+            keys = install_sqlite(blue, TABLES)
+            record_copy_position(pg, sqlite_position(blue))
+            pg.commit()
+            install_pg(pg, keys)
+            blue.close()
+    return db
+
+
+def blue_rows(db: Path | sqlite3.Connection, table: str) -> list[tuple[Any, ...]]:
+    conn = db if isinstance(db, sqlite3.Connection) else sqlite3.connect(db)
+    try:
+        cols = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+        order = ", ".join(f'"{c}"' for c in cols)
+        return [_norm(r) for r in conn.execute(f'SELECT * FROM "{table}" ORDER BY {order}')]
+    finally:
+        if conn is not db:
+            conn.close()
+
+
+def green_rows(pg_url: str, table: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(pg_url) as pg:
+        cols = [
+            r[0]
+            for r in pg.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+                " AND NOT attisdropped ORDER BY attnum",
+                (f'"{table}"',),
+            )
+        ]
+        order = ", ".join(f'"{c}"' for c in cols)
+        return [_norm(r) for r in pg.execute(f'SELECT * FROM "{table}" ORDER BY {order}')]
+
+
+def _norm(row: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(bytes(v) if isinstance(v, memoryview | bytearray) else v for v in row)
+
+
+def assert_same(db: Path, pg_url: str, tables: Sequence[str] = TABLES) -> None:
+    for table in tables:
+        blue, green = blue_rows(db, table), green_rows(pg_url, table)
+        assert blue == green, f"{table}: blue {len(blue)} rows, green {len(green)} rows; first differences: " + str(
+            [(b, g) for b, g in zip(blue, green, strict=False) if b != g][:3]
+        )
+
+
+def pg_exec(pg_url: str, statement: str, params: Sequence[Any] = ()) -> None:
+    with psycopg.connect(pg_url) as pg:
+        pg.execute(statement, params)
+        pg.commit()
+
+
+def blue_exec(db: Path, statement: str, params: Sequence[Any] = ()) -> None:
+    conn = sqlite3.connect(db, timeout=30)
+    conn.execute(statement, params)
+    conn.commit()
+    conn.close()
