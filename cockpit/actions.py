@@ -36,7 +36,10 @@ class Result:
             "ok": self.ok,
             "message": self.message,
             "duration_s": round(self.duration_s, 3),
-            "steps": [{"step": s, "status": st, "duration_s": round(d, 3), "detail": det} for s, st, d, det in self.steps],
+            "steps": [
+                {"step": s, "status": st, "duration_s": round(d, 3), "detail": det}
+                for s, st, d, det in self.steps
+            ],
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -46,7 +49,9 @@ class StepFailed(Exception):
 
 
 class Recorder:
-    def __init__(self, journal: Journal, verb: str, actor: str, reason: str = "", args: dict[str, Any] | None = None):
+    def __init__(
+        self, journal: Journal, verb: str, actor: str, reason: str = "", args: dict[str, Any] | None = None
+    ):
         self.journal = journal
         self.verb = verb
         self.actor = actor
@@ -59,7 +64,10 @@ class Recorder:
 
     def intent(self) -> None:
         self.journal.event(
-            "action.intent", {"verb": self.verb, "reason": self.reason, "args": self.args}, self.actor, self.action_id
+            "action.intent",
+            {"verb": self.verb, "reason": self.reason, "args": self.args},
+            self.actor,
+            self.action_id,
         )
 
     def record_step(self, name: str, status: str, duration_s: float, detail: str = "") -> None:
@@ -81,7 +89,7 @@ class Recorder:
             yield info
         except BaseException as exc:
             status = "cancelled" if _is_cancel(exc) else "failed"
-            detail = info["detail"] or str(exc) or type(exc).__name__
+            detail = "; ".join(x for x in (info["detail"], str(exc)) if x) or type(exc).__name__
             self.record_step(name, status, time.monotonic() - t0, detail)
             raise
         else:
@@ -91,7 +99,12 @@ class Recorder:
 
     def outcome(self, outcome: str, message: str = "", extra: dict[str, Any] | None = None) -> Result:
         duration = time.monotonic() - self.started
-        payload = {"verb": self.verb, "outcome": outcome, "message": message, "duration_s": round(duration, 4)}
+        payload = {
+            "verb": self.verb,
+            "outcome": outcome,
+            "message": message,
+            "duration_s": round(duration, 4),
+        }
         if extra:
             payload["extra"] = extra
         self.journal.event("action.outcome", payload, self.actor, self.action_id)

@@ -64,12 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cockpit",
         description="The control room for a zero-downtime SQLite to Neon (PostgreSQL) migration.",
     )
-    p.add_argument("-p", "--plan", default=os.environ.get("COCKPIT_PLAN"), help="the plan file (default: $COCKPIT_PLAN)")
+    p.add_argument(
+        "-p", "--plan", default=os.environ.get("COCKPIT_PLAN"), help="the plan file (default: $COCKPIT_PLAN)"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     plan = sub.add_parser("plan", help="check or show a plan")
     plan_sub = plan.add_subparsers(dest="plan_command", metavar="check|show", required=True)
-    plan_sub.add_parser("check", help="validate the plan (exit 2 with every error as file:line:column)").set_defaults(func=_plan_check)
+    plan_sub.add_parser(
+        "check", help="validate the plan (exit 2 with every error as file:line:column)"
+    ).set_defaults(func=_plan_check)
     show = plan_sub.add_parser("show", help="print the resolved plan, secrets redacted")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=_plan_show)
@@ -82,13 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         a = sub.add_parser(name, help=help_)
         a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
         a.add_argument("--json", action="store_true", help="print the result as JSON")
-        a.add_argument("--wait", type=float, default=None, metavar="SECONDS",
-                       help="when a controller is running: how long to wait for it to act (default: plan's rollback max duration + 30s)")
+        a.add_argument(
+            "--wait",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="when a controller is running: how long to wait for it to act (default: plan's rollback max duration + 30s)",
+        )
         return a
 
     adv = action("advance", "move to the next phase (or --to PHASE)")
     adv.add_argument("--to", metavar="PHASE")
-    adv.add_argument("--force", action="store_true", help="advance even if soak or gates are not met (journaled)")
+    adv.add_argument(
+        "--force", action="store_true", help="advance even if soak or gates are not met (journaled)"
+    )
     adv.add_argument("--reason", default="")
     adv.set_defaults(func=_action, verb="advance")
     hold = action("hold", "hold the current phase (no advance until resume)")
@@ -108,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("--limit", type=int, default=200, help="last N events (default 200)")
     jr.set_defaults(func=_journal)
 
-    run = sub.add_parser("run", help="the headless controller (CI, servers): prints events until SIGINT/SIGTERM")
+    run = sub.add_parser(
+        "run", help="the headless controller (CI, servers): prints events until SIGINT/SIGTERM"
+    )
     run.add_argument("--no-sync", action="store_true", help="do not run the sync loop in this process")
     run.add_argument("--json", action="store_true", help="events as JSON lines")
     run.set_defaults(func=_run)
@@ -143,8 +156,10 @@ def require_plan(args: argparse.Namespace) -> Plan:
 # ------------------------------------------------------------------------------------------------ plan
 def _plan_check(args: argparse.Namespace) -> int:
     plan = require_plan(args)
-    print(f"{args.plan}: ok: plan {plan.name!r}, {len(plan.phases)} phases "
-          f"({' -> '.join(f'{p.green:g}%' for p in plan.phases)}), {len(plan.rollback.triggers)} rollback triggers")
+    print(
+        f"{args.plan}: ok: plan {plan.name!r}, {len(plan.phases)} phases "
+        f"({' -> '.join(f'{p.green:g}%' for p in plan.phases)}), {len(plan.rollback.triggers)} rollback triggers"
+    )
     return EXIT_OK
 
 
@@ -174,8 +189,13 @@ def _status(args: argparse.Namespace) -> int:
         from cockpit.view import build_state
 
         traffic = _traffic_or_none(plan)
-        state = build_state(plan, Machine(since=time.time()), green_live=live_percent(traffic.live()) if traffic else None,
-                            read_only=True, message="no journal yet: no controller has run this plan")
+        state = build_state(
+            plan,
+            Machine(since=time.time()),
+            green_live=live_percent(traffic.live()) if traffic else None,
+            read_only=True,
+            message="no journal yet: no controller has run this plan",
+        )
     if args.json:
         print(json.dumps(redact(state.to_json()), indent=2, default=str))
     else:
@@ -208,10 +228,14 @@ def render_status(s: CockpitState) -> str:
     if s.actions:
         last = s.actions[-1]
         dur = f" in {last.duration_s:.2f}s" if last.duration_s is not None else " (running)"
-        lines.append(f"  last action: {last.verb} by {last.actor}: {last.outcome or 'running'}{dur}"
-                     + (f": {last.message}" if last.message else ""))
+        lines.append(
+            f"  last action: {last.verb} by {last.actor}: {last.outcome or 'running'}{dur}"
+            + (f": {last.message}" if last.message else "")
+        )
     ctl = s.controller
-    lines.append(f"  controller: {'pid ' + str(ctl.get('pid')) + ' (' + str(ctl.get('actor')) + ')' if ctl else 'none running'}")
+    lines.append(
+        f"  controller: {'pid ' + str(ctl.get('pid')) + ' (' + str(ctl.get('actor')) + ')' if ctl else 'none running'}"
+    )
     if s.message:
         lines.append(f"  {s.message}")
     return "\n".join(lines)
@@ -233,7 +257,12 @@ def _action(args: argparse.Namespace) -> int:
         cmd_args.update(to=args.to, force=args.force)
     if verb == "rollback":
         cmd_args["mode"] = args.mode
-    if not args.yes and sys.stdin.isatty() and verb in ("advance", "rollback") and not _confirm(plan, verb, cmd_args):
+    if (
+        not args.yes
+        and sys.stdin.isatty()
+        and verb in ("advance", "rollback")
+        and not _confirm(plan, verb, cmd_args)
+    ):
         print("cancelled: nothing was done")
         return EXIT_FAILED
     journal_path = plan.path(plan.journal.path)
@@ -268,10 +297,18 @@ def _queue(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float) -> dict
                 return cmd.result or {"outcome": cmd.status, "ok": False}
             time.sleep(0.1)
         if journal.cancel_command(cid, f"nobody took it within {wait:g}s"):
-            return {"verb": verb, "outcome": "timeout", "ok": False,
-                    "message": f"the running controller did not take the command within {wait:g}s; it was withdrawn"}
-        return {"verb": verb, "outcome": "timeout", "ok": False,
-                "message": f"the controller took the command but did not finish within {wait:g}s; see `cockpit journal`"}
+            return {
+                "verb": verb,
+                "outcome": "timeout",
+                "ok": False,
+                "message": f"the running controller did not take the command within {wait:g}s; it was withdrawn",
+            }
+        return {
+            "verb": verb,
+            "outcome": "timeout",
+            "ok": False,
+            "message": f"the controller took the command but did not finish within {wait:g}s; see `cockpit journal`",
+        }
     finally:
         journal.close()
 
@@ -289,7 +326,9 @@ def _print_result(result: dict[str, Any], as_json: bool) -> int:
         print(json.dumps(result, indent=2, default=str))
     else:
         dur = result.get("duration_s")
-        head = f"{result.get('verb', 'action')} {result.get('outcome')}" + (f" in {dur:.3f}s" if dur is not None else "")
+        head = f"{result.get('verb', 'action')} {result.get('outcome')}" + (
+            f" in {dur:.3f}s" if dur is not None else ""
+        )
         print(head + (f": {result['message']}" if result.get("message") else ""))
         for s in result.get("steps", []):
             detail = f" ({s['detail']})" if s.get("detail") else ""
@@ -343,7 +382,11 @@ async def _headless(plan: Plan, run_sync: bool, as_json: bool) -> int:
         last = journal.last_event_id()
         for e in journal.events(limit=5):
             _emit(e, as_json)
-        print(f"controller running for plan {plan.name} (pid {os.getpid()}); SIGINT or SIGTERM stops it", file=sys.stderr, flush=True)
+        print(
+            f"controller running for plan {plan.name} (pid {os.getpid()}); SIGINT or SIGTERM stops it",
+            file=sys.stderr,
+            flush=True,
+        )
         runner = asyncio.ensure_future(controller.run())
         try:
             while not stop.is_set():
@@ -352,7 +395,7 @@ async def _headless(plan: Plan, run_sync: bool, as_json: bool) -> int:
                     last = e.id
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=0.2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             await controller.close()

@@ -69,8 +69,14 @@ class Controller:
         """Take the lock, load the state, reconcile with the live world. Returns what reconciliation did."""
         self.lock.acquire(self.actor)
         try:
-            self.machine = Machine.from_dict(self.journal.get_state("machine")) if self.journal.get_state("machine") else Machine(since=self.clock())
-            self.journal.event("controller.start", {"pid": _pid(), "state": self.machine.as_dict()}, self.actor)
+            self.machine = (
+                Machine.from_dict(self.journal.get_state("machine"))
+                if self.journal.get_state("machine")
+                else Machine(since=self.clock())
+            )
+            self.journal.event(
+                "controller.start", {"pid": _pid(), "state": self.machine.as_dict()}, self.actor
+            )
             results = await self._reconcile()
         except BaseException:
             self.lock.release()
@@ -83,7 +89,9 @@ class Controller:
         running = self._running
         if running is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(running[1]), timeout=float(self.plan.rollback.max_duration))
+                await asyncio.wait_for(
+                    asyncio.shield(running[1]), timeout=float(self.plan.rollback.max_duration)
+                )
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -131,7 +139,9 @@ class Controller:
         )
         for src, res in zip(self.drivers.metrics, results, strict=True):
             if isinstance(res, BaseException):
-                self.journal.event("metrics.error", {"source": type(src).__name__, "error": str(res)}, self.actor)
+                self.journal.event(
+                    "metrics.error", {"source": type(src).__name__, "error": str(res)}, self.actor
+                )
             else:
                 metrics.update(res)
         if self.drivers.sync is not None:
@@ -157,24 +167,36 @@ class Controller:
         nxt = self.machine.phase_index
         current = self.plan.phases[nxt] if 0 <= nxt < len(self.plan.phases) else None
         self.gates = tuple(check_gates(current, self.metrics)) if current else ()
-        exposed = self.machine.phase_index >= 0 and self.machine.state in ("active", "held", "complete", "advancing")
+        exposed = self.machine.phase_index >= 0 and self.machine.state in (
+            "active",
+            "held",
+            "complete",
+            "advancing",
+        )
         if exposed:
             fired, pending = self.triggers.update(self.metrics, now)
             alarms += pending
             if fired and not self._rolling_back():
                 first = fired[0]
-                self.journal.event("trigger.fired", {"trigger": first.trigger.name, "reason": first.reason}, self.actor)
-                self._spawn(self.rollback(first.reason, first.trigger.action, actor=f"{self.actor} (trigger)"))
+                self.journal.event(
+                    "trigger.fired", {"trigger": first.trigger.name, "reason": first.reason}, self.actor
+                )
+                self._spawn(
+                    self.rollback(first.reason, first.trigger.action, actor=f"{self.actor} (trigger)")
+                )
         else:
             self.triggers.reset()
         self.alarms = tuple(alarms)
 
     def _rolling_back(self) -> bool:
-        return self.machine.state == "rolling_back" or (self._running is not None and self._running[0] == "rollback")
+        return self.machine.state == "rolling_back" or (
+            self._running is not None and self._running[0] == "rollback"
+        )
 
     # ------------------------------------------------------------------------------------------ actions
-    async def advance(self, to: str | None = None, *, force: bool = False, reason: str = "",
-                      actor: str | None = None) -> Result:
+    async def advance(
+        self, to: str | None = None, *, force: bool = False, reason: str = "", actor: str | None = None
+    ) -> Result:
         args = {"to": to, "force": force}
         return await self._act("advance", actor, reason, args, lambda rec: self._advance(rec, to, force))
 
@@ -192,10 +214,18 @@ class Controller:
             return await asyncio.shield(running[1])  # one rollback at a time: join the one under way
         if running is not None and running[0] == "advance":
             running[1].cancel()  # rollback preempts an advance in flight
-        return await self._act("rollback", actor, reason, {"mode": mode}, lambda rec: self._rollback(rec, mode, reason))
+        return await self._act(
+            "rollback", actor, reason, {"mode": mode}, lambda rec: self._rollback(rec, mode, reason)
+        )
 
-    async def _act(self, verb: str, actor: str | None, reason: str, args: dict[str, Any],
-                   body: Callable[[Recorder], Awaitable[Result]]) -> Result:
+    async def _act(
+        self,
+        verb: str,
+        actor: str | None,
+        reason: str,
+        args: dict[str, Any],
+        body: Callable[[Recorder], Awaitable[Result]],
+    ) -> Result:
         async with self._action_lock:
             rec = Recorder(self.journal, verb, actor or self.actor, reason, args)
             rec.intent()
@@ -222,7 +252,12 @@ class Controller:
             return rec.outcome("preempted", f"preempted by a rollback during step {step}")
         except Exception as exc:
             self._set_machine(before)
-            return rec.outcome("failed", f"{type(exc).__name__}: {exc}" if not isinstance(exc, (StepFailed, TrafficError)) else str(exc))
+            return rec.outcome(
+                "failed",
+                f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, (StepFailed, TrafficError))
+                else str(exc),
+            )
 
     async def _advance(self, rec: Recorder, to: str | None, force: bool) -> Result:
         target = phases.advance_target(self.machine, self.plan, to)
@@ -234,21 +269,31 @@ class Controller:
             problems = self._gate_problems(current)
             if problems and not force:
                 info["detail"] = "; ".join(problems)
-                raise Refused("gates not met: " + "; ".join(problems) + " (--force overrides, and is journaled)")
+                raise Refused(
+                    "gates not met: " + "; ".join(problems) + " (--force overrides, and is journaled)"
+                )
             info["detail"] = ("forced past: " + "; ".join(problems)) if problems else "all met"
         self._set_machine(replace(current, state="advancing"))
         with rec.step("traffic") as info:
             statuses = await self._apply_split(float(phase.green))
             info["detail"] = _describe(statuses)
         with rec.step("verify") as info:
-            live = live_percent(await asyncio.to_thread(self.drivers.traffic.live)) if self.drivers.traffic else float(phase.green)
+            live = (
+                live_percent(await asyncio.to_thread(self.drivers.traffic.live))
+                if self.drivers.traffic
+                else float(phase.green)
+            )
             self.green_live = live
             if live is None or abs(live - float(phase.green)) > 0.05:
                 raise StepFailed(f"live split is {live}, expected {phase.green:g}%")
             info["detail"] = f"{live:g}% green live"
         self.triggers.reset()
         self._set_machine(phases.settled(Machine(phase_index=target), self.plan, self.clock()))
-        return rec.outcome("ok", f"now in phase {phase.name} ({phase.green:g}% green)", {"phase": phase.name, "green": float(phase.green)})
+        return rec.outcome(
+            "ok",
+            f"now in phase {phase.name} ({phase.green:g}% green)",
+            {"phase": phase.name, "green": float(phase.green)},
+        )
 
     def _gate_problems(self, m: Machine) -> list[str]:
         if m.phase_index < 0 or m.state == "rolled_back":
@@ -272,14 +317,20 @@ class Controller:
     async def _rollback(self, rec: Recorder, mode: str, reason: str) -> Result:
         from_index = self.machine.phase_index
         self._set_machine(replace(self.machine, state="rolling_back", since=self.clock()))
-        outcome = await run_sequence(self.plan, self.drivers, rec, mode, from_index, self._apply_split, reason)
+        outcome = await run_sequence(
+            self.plan, self.drivers, rec, mode, from_index, self._apply_split, reason
+        )
         self.triggers.reset()
         if not outcome.traffic_ok:
             self._set_machine(Machine("failed", from_index, self.clock()))
-            return rec.outcome("failed", "traffic could not be moved back to blue: " + _failed_detail(rec, "traffic"))
+            return rec.outcome(
+                "failed", "traffic could not be moved back to blue: " + _failed_detail(rec, "traffic")
+            )
         self._set_machine(Machine("rolled_back", -1, self.clock()))
         if outcome.failed_steps:
-            return rec.outcome("partial", "all traffic on blue; failed steps: " + ", ".join(outcome.failed_steps))
+            return rec.outcome(
+                "partial", "all traffic on blue; failed steps: " + ", ".join(outcome.failed_steps)
+            )
         return rec.outcome("ok", "all traffic on blue")
 
     async def _apply_split(self, green: float) -> list[SplitStatus]:
@@ -297,24 +348,32 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------ commands
     async def _execute(self, cmd: Command) -> None:
-        self.journal.event("command.taken", {"command": cmd.id, "verb": cmd.verb, "args": cmd.args}, cmd.actor)
+        self.journal.event(
+            "command.taken", {"command": cmd.id, "verb": cmd.verb, "args": cmd.args}, cmd.actor
+        )
         try:
             result = await self.dispatch(cmd.verb, cmd.args, actor=cmd.actor)
         except (ValueError, TypeError) as exc:
-            self.journal.finish_command(cmd.id, "failed", {"outcome": "refused", "ok": False, "message": str(exc)})
+            self.journal.finish_command(
+                cmd.id, "failed", {"outcome": "refused", "ok": False, "message": str(exc)}
+            )
             return
         self.journal.finish_command(cmd.id, "done" if result.ok else "failed", result.as_dict())
 
     async def dispatch(self, verb: str, args: Mapping[str, Any], *, actor: str | None = None) -> Result:
         """Run a verb by name (queued commands and the CLI use this)."""
         if verb == "advance":
-            return await self.advance(args.get("to"), force=bool(args.get("force")), reason=args.get("reason", ""), actor=actor)
+            return await self.advance(
+                args.get("to"), force=bool(args.get("force")), reason=args.get("reason", ""), actor=actor
+            )
         if verb == "hold":
             return await self.hold(args.get("reason", ""), actor=actor)
         if verb == "resume":
             return await self.resume(args.get("reason", ""), actor=actor)
         if verb == "rollback":
-            return await self.rollback(args.get("reason") or "manual", args.get("mode", "immediate"), actor=actor)
+            return await self.rollback(
+                args.get("reason") or "manual", args.get("mode", "immediate"), actor=actor
+            )
         raise ValueError(f"unknown command {verb!r}; expected one of {', '.join(VERBS)}")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -336,16 +395,31 @@ class Controller:
             detail = f"cut short (last step: {action.steps[-1].name if action.steps else 'none'})"
             if action.verb == "rollback":
                 rec.outcome("interrupted", detail + "; the rollback is run again")
-                self._set_machine(replace(self.machine, state="active" if self.machine.phase_index >= 0 else "ready"))
-                results.append(await self.rollback(f"resume interrupted rollback {action.action_id}: {action.reason}",
-                                                   action.args.get("mode", "immediate"), actor=self.actor))
+                self._set_machine(
+                    replace(self.machine, state="active" if self.machine.phase_index >= 0 else "ready")
+                )
+                results.append(
+                    await self.rollback(
+                        f"resume interrupted rollback {action.action_id}: {action.reason}",
+                        action.args.get("mode", "immediate"),
+                        actor=self.actor,
+                    )
+                )
                 continue
             if action.verb == "advance":
                 matched = self._phase_for(live)
                 if matched is None:
-                    self._set_machine(Machine("held", self.machine.phase_index, self.clock(),
-                                              f"live split {live}% matches no phase after an interrupted advance"))
-                    results.append(rec.outcome("reconciled", f"{detail}; live split {live}% matches no phase: held"))
+                    self._set_machine(
+                        Machine(
+                            "held",
+                            self.machine.phase_index,
+                            self.clock(),
+                            f"live split {live}% matches no phase after an interrupted advance",
+                        )
+                    )
+                    results.append(
+                        rec.outcome("reconciled", f"{detail}; live split {live}% matches no phase: held")
+                    )
                 else:
                     self._set_machine(phases.settled(Machine(phase_index=matched), self.plan, self.clock()))
                     name = self.plan.phases[matched].name if matched >= 0 else "ready"
@@ -355,15 +429,28 @@ class Controller:
             results.append(rec.outcome("reconciled", detail))
         if self.machine.state in ("advancing", "rolling_back"):
             self._set_machine(phases.settled(self.machine, self.plan, self.clock()))
-        if live is not None and self.machine.state not in ("failed", "held") and abs(live - self.machine.green(self.plan)) > 0.05:
+        if (
+            live is not None
+            and self.machine.state not in ("failed", "held")
+            and abs(live - self.machine.green(self.plan)) > 0.05
+        ):
             matched = self._phase_for(live)
-            self.journal.event("reconcile.split", {"journal_green": self.machine.green(self.plan), "live_green": live,
-                                                   "phase_index": matched}, self.actor)
+            self.journal.event(
+                "reconcile.split",
+                {"journal_green": self.machine.green(self.plan), "live_green": live, "phase_index": matched},
+                self.actor,
+            )
             if matched is not None:
                 self._set_machine(phases.settled(Machine(phase_index=matched), self.plan, self.clock()))
             else:
-                self._set_machine(Machine("held", self.machine.phase_index, self.clock(),
-                                          f"live split {live:g}% matches no phase"))
+                self._set_machine(
+                    Machine(
+                        "held",
+                        self.machine.phase_index,
+                        self.clock(),
+                        f"live split {live:g}% matches no phase",
+                    )
+                )
         return results
 
     def _phase_for(self, live: float | None) -> int | None:
@@ -403,15 +490,27 @@ class Controller:
         doc = state.to_json()
         self.journal.set_state(
             "runtime",
-            {"green_live": state.green_live, "metrics": doc["metrics"], "lag": doc["sync_lag"], "alarms": doc["alarms"],
-             "gates": doc["gates"], "running_action": state.running_action},
+            {
+                "green_live": state.green_live,
+                "metrics": doc["metrics"],
+                "lag": doc["sync_lag"],
+                "alarms": doc["alarms"],
+                "gates": doc["gates"],
+                "running_action": state.running_action,
+            },
         )
         for listener in self._listeners:
             listener(state)
 
 
 def _describe(statuses: list[SplitStatus]) -> str:
-    return ", ".join(f"{s.balancer} {s.green_percent:g}%" if s.green_percent is not None else f"{s.balancer} ?" for s in statuses) or "no balancers"
+    return (
+        ", ".join(
+            f"{s.balancer} {s.green_percent:g}%" if s.green_percent is not None else f"{s.balancer} ?"
+            for s in statuses
+        )
+        or "no balancers"
+    )
 
 
 def _failed_detail(rec: Recorder, step: str) -> str:

@@ -102,7 +102,9 @@ def build_drivers(plan: Plan, *, with_sync: bool = True, with_metrics: bool = Tr
 
             for b in plan.traffic.balancers:
                 if b.access_log:
-                    drivers.metrics.append(_AccessLogSource(AccessLogMetrics(plan.path(b.access_log), plan.traffic.window)))
+                    drivers.metrics.append(
+                        _AccessLogSource(AccessLogMetrics(plan.path(b.access_log), plan.traffic.window))
+                    )
                     break  # one front door's log gives the per-side figures
     if with_sync and plan.blue.database.engine == "sqlite" and plan.green.database.engine == "postgresql":
         from cockpit.sync.runner import SyncRunner

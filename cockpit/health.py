@@ -114,11 +114,15 @@ def _root_cause(exc: BaseException) -> str:
 
 
 async def _status(client: httpx.AsyncClient, url: str, timeout: float) -> int:
-    async with client.stream("GET", url, timeout=timeout, headers={"User-Agent": "cockpit-health"}) as response:
+    async with client.stream(
+        "GET", url, timeout=timeout, headers={"User-Agent": "cockpit-health"}
+    ) as response:
         return response.status_code
 
 
-def check(url: str, expect_status: int = 200, timeout: float = 5.0, *, name: str | None = None) -> HealthResult:
+def check(
+    url: str, expect_status: int = 200, timeout: float = 5.0, *, name: str | None = None
+) -> HealthResult:
     """Blocking `acheck`: one attempt, bounded by `timeout`. For worker threads; raises RuntimeError if called
     on a thread that runs an event loop (use `acheck` there)."""
     return _blocking(url, expect_status, timeout, name)
@@ -176,7 +180,9 @@ async def acheck_with_retries(check: HealthCheck, *, client: httpx.AsyncClient |
     Cancel the task to stop it early."""
     attempts = max(1, check.retries)
     for n in range(1, attempts + 1):
-        result = await acheck(check.url, check.expect_status, float(check.timeout), name=check.name, client=client)
+        result = await acheck(
+            check.url, check.expect_status, float(check.timeout), name=check.name, client=client
+        )
         if result.ok or n == attempts:
             return dataclasses.replace(result, attempts=n)
         await asyncio.sleep(float(check.interval))

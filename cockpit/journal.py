@@ -169,7 +169,11 @@ class Journal:
 
     # -- writing ------------------------------------------------------------------------------------------
     def event(
-        self, kind: str, payload: dict[str, Any] | None = None, actor: str | None = None, action_id: str | None = None
+        self,
+        kind: str,
+        payload: dict[str, Any] | None = None,
+        actor: str | None = None,
+        action_id: str | None = None,
     ) -> int:
         body = json.dumps(redact(payload or {}), default=str, sort_keys=True)
         with self._lock:
@@ -214,7 +218,8 @@ class Journal:
                     "SELECT id, ts, actor, verb, args, status, result FROM commands WHERE status = 'queued' ORDER BY id"
                 ).fetchall()
                 self._conn.executemany(
-                    "UPDATE commands SET status = 'taken', taken_ts = ? WHERE id = ?", [(time.time(), r[0]) for r in rows]
+                    "UPDATE commands SET status = 'taken', taken_ts = ? WHERE id = ?",
+                    [(time.time(), r[0]) for r in rows],
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -250,7 +255,11 @@ class Journal:
         return json.loads(row[0]) if row else None
 
     def events(
-        self, since_id: int = 0, kinds: Iterable[str] | None = None, limit: int | None = None, action_id: str | None = None
+        self,
+        since_id: int = 0,
+        kinds: Iterable[str] | None = None,
+        limit: int | None = None,
+        action_id: str | None = None,
     ) -> list[Event]:
         sql = "SELECT id, ts, kind, actor, action_id, payload FROM events WHERE id > ?"
         params: list[Any] = [since_id]
@@ -271,7 +280,12 @@ class Journal:
         return int(row[0]) if row else 0
 
     def sample_series(self, name: str, since: float = 0.0) -> list[tuple[float, float | None]]:
-        return [(r[0], r[1]) for r in self._query("SELECT ts, value FROM samples WHERE name = ? AND ts >= ? ORDER BY ts", (name, since))]
+        return [
+            (r[0], r[1])
+            for r in self._query(
+                "SELECT ts, value FROM samples WHERE name = ? AND ts >= ? ORDER BY ts", (name, since)
+            )
+        ]
 
     def actions(self, limit: int = 10) -> list[ActionRecord]:
         """The last `limit` actions, newest last, each with its steps and outcome."""
@@ -285,7 +299,8 @@ class Journal:
             return []
         marks = ",".join("?" * len(ids))
         rows = self._query(
-            f"SELECT id, ts, kind, actor, action_id, payload FROM events WHERE action_id IN ({marks}) ORDER BY id", ids
+            f"SELECT id, ts, kind, actor, action_id, payload FROM events WHERE action_id IN ({marks}) ORDER BY id",
+            ids,
         )
         return _fold_actions([_event(r) for r in rows])
 
@@ -321,7 +336,12 @@ def _event(r: tuple[Any, ...]) -> Event:
 
 def _command(r: tuple[Any, ...]) -> Command:
     return Command(
-        id=r[0], ts=r[1], actor=r[2], verb=r[3], args=json.loads(r[4] or "{}"), status=r[5],
+        id=r[0],
+        ts=r[1],
+        actor=r[2],
+        verb=r[3],
+        args=json.loads(r[4] or "{}"),
+        status=r[5],
         result=json.loads(r[6]) if r[6] else None,
     )
 
@@ -336,20 +356,32 @@ def _fold_actions(events: list[Event]) -> list[ActionRecord]:
         p = e.payload
         if e.kind == "action.intent":
             records[aid] = ActionRecord(
-                action_id=aid, verb=p.get("verb", "?"), actor=e.actor, reason=p.get("reason", ""), started=e.ts,
+                action_id=aid,
+                verb=p.get("verb", "?"),
+                actor=e.actor,
+                reason=p.get("reason", ""),
+                started=e.ts,
                 args=p.get("args", {}),
             )
             steps[aid] = {}
         elif aid in records and e.kind == "action.step":
-            steps[aid][p["step"]] = Step(p["step"], p.get("status", "?"), p.get("duration_s"), p.get("detail", ""))
+            steps[aid][p["step"]] = Step(
+                p["step"], p.get("status", "?"), p.get("duration_s"), p.get("detail", "")
+            )
         elif aid in records and e.kind == "action.outcome":
             r = records[aid]
             records[aid] = ActionRecord(
-                **{**r.__dict__, "outcome": p.get("outcome"), "ended": e.ts, "message": p.get("message", ""),
-                   "extra": p.get("extra", {})}
+                **{
+                    **r.__dict__,
+                    "outcome": p.get("outcome"),
+                    "ended": e.ts,
+                    "message": p.get("message", ""),
+                    "extra": p.get("extra", {}),
+                }
             )
     return [
-        ActionRecord(**{**r.__dict__, "steps": tuple(steps.get(aid, {}).values())}) for aid, r in records.items()
+        ActionRecord(**{**r.__dict__, "steps": tuple(steps.get(aid, {}).values())})
+        for aid, r in records.items()
     ]
 
 
@@ -367,7 +399,9 @@ def format_event(e: Event) -> str:
             what += f" ({p['detail']})"
     elif e.kind == "action.outcome":
         dur = p.get("duration_s")
-        what = f"{p.get('verb', 'action')} {p.get('outcome')}" + (f" in {dur:.3f}s" if dur is not None else "")
+        what = f"{p.get('verb', 'action')} {p.get('outcome')}" + (
+            f" in {dur:.3f}s" if dur is not None else ""
+        )
         if p.get("message"):
             what += f": {p['message']}"
     else:

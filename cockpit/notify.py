@@ -163,9 +163,10 @@ class Notifier:
                 if mail.username:
                     smtp.login(mail.username, mail.password)
                 refused = smtp.send_message(msg)
-        except TimeoutError:
-            return result(f"SMTP {mail.smtp_host}:{mail.smtp_port}: timed out after {self.timeout:g}s")
         except (smtplib.SMTPException, OSError, ValueError) as exc:
+            # smtplib reports a read timeout as "SMTPServerDisconnected: ... timed out"
+            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+                return result(f"SMTP {mail.smtp_host}:{mail.smtp_port}: timed out after {self.timeout:g}s")
             return result(f"SMTP {mail.smtp_host}:{mail.smtp_port}: {type(exc).__name__}: {exc}")
         if refused:
             return result("recipients refused: " + ", ".join(f"{r} ({c})" for r, (c, _m) in refused.items()))
@@ -186,7 +187,10 @@ class _Message:
     @classmethod
     def build(cls, level: str, title: str, text: str, fields: Mapping[str, Any], source: str) -> _Message:
         masked = redact(dict(fields))  # masks values under secret-looking keys
-        clean = {str(k): redact_text(v if isinstance(v, str) else json.dumps(v, default=str)) for k, v in masked.items()}
+        clean = {
+            str(k): redact_text(v if isinstance(v, str) else json.dumps(v, default=str))
+            for k, v in masked.items()
+        }
         return cls(level, title, text, clean, redact_text(source), datetime.now(UTC))
 
     def lines(self) -> list[str]:

@@ -29,13 +29,23 @@ class Machine:
         return float(plan.phases[self.phase_index].green)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "phase_index": self.phase_index, "since": self.since, "held_reason": self.held_reason}
+        return {
+            "state": self.state,
+            "phase_index": self.phase_index,
+            "since": self.since,
+            "held_reason": self.held_reason,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Machine:
         if not d:
             return cls()
-        return cls(d.get("state", "ready"), int(d.get("phase_index", -1)), float(d.get("since", 0.0)), d.get("held_reason", ""))
+        return cls(
+            d.get("state", "ready"),
+            int(d.get("phase_index", -1)),
+            float(d.get("since", 0.0)),
+            d.get("held_reason", ""),
+        )
 
 
 class Refused(Exception):

@@ -158,7 +158,15 @@ class Rollback:
     drain_timeout: Duration = Duration(30)
     gradual_soak: Duration = Duration(30)
     steps: list[str] = field(
-        default_factory=lambda: ["traffic", "drain", "stop_green", "start_blue", "health", "integrity", "notify"]
+        default_factory=lambda: [
+            "traffic",
+            "drain",
+            "stop_green",
+            "start_blue",
+            "health",
+            "integrity",
+            "notify",
+        ]
     )
     max_duration: Duration = Duration(300)
 
@@ -326,7 +334,9 @@ class _Walker:
         out = _VAR.sub(sub, text)
         if missing:
             for name in missing:
-                self.error(node, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+                self.error(
+                    node, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+                )
             return None
         return out
 
@@ -388,9 +398,9 @@ class _Walker:
         origin = typing.get_origin(tp)
         if origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
-                if type(None) in typing.get_args(tp):
-                    return None
+            null = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+            if null and type(None) in typing.get_args(tp):
+                return None
             if len(args) == 1:
                 return self.value(node, args[0], where, secret)
             # list[str] | Literal["all"]: pick by node kind
@@ -425,7 +435,10 @@ class _Walker:
 
     def record(self, node: yaml.Node, cls: Any, where: str) -> Any:
         if not isinstance(node, yaml.MappingNode):
-            self.error(node, f"{where}: expected a mapping with keys {', '.join(_yaml_keys(cls))}, got a {_kind(node)}")
+            self.error(
+                node,
+                f"{where}: expected a mapping with keys {', '.join(_yaml_keys(cls))}, got a {_kind(node)}",
+            )
             return _FAIL
         label = where or "plan"
         hints = typing.get_type_hints(cls)
@@ -438,7 +451,11 @@ class _Walker:
             name = _KEY_ALIASES.get(key, key.replace("-", "_"))
             if name not in fields:
                 hint = difflib.get_close_matches(key, _yaml_keys(cls), n=1, cutoff=0.6)
-                did = f"; did you mean {hint[0]!r}?" if hint else f"; expected one of {', '.join(_yaml_keys(cls))}"
+                did = (
+                    f"; did you mean {hint[0]!r}?"
+                    if hint
+                    else f"; expected one of {', '.join(_yaml_keys(cls))}"
+                )
                 self.error(key_node, f"{label}: unknown key {key!r}{did}")
                 failed = True
                 continue
@@ -447,13 +464,19 @@ class _Walker:
                 failed = True
                 continue
             seen.add(name)
-            v = self.value(value_node, hints[name], f"{where}.{key}" if where else key, secret=name in _SECRET_FIELDS)
+            v = self.value(
+                value_node, hints[name], f"{where}.{key}" if where else key, secret=name in _SECRET_FIELDS
+            )
             if v is _FAIL:
                 failed = True
             else:
                 values[name] = v
         for name, f in fields.items():
-            if name not in seen and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if (
+                name not in seen
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
+            ):
                 self.error(node, f"{label}: missing required key {name.rstrip('_')!r}")
                 failed = True
         if failed:
@@ -516,10 +539,16 @@ def _check_semantics(plan: Plan, root: yaml.MappingNode, w: _Walker) -> None:
     for i, phase in enumerate(plan.phases):
         pnode = phases_node.value[i] if phases_node is not None else None
         if phase.name in names:
-            w.error(_child(pnode, "name") or pnode, f"phases[{i}]: duplicate phase name {phase.name!r} (first at phases[{names[phase.name]}])")
+            w.error(
+                _child(pnode, "name") or pnode,
+                f"phases[{i}]: duplicate phase name {phase.name!r} (first at phases[{names[phase.name]}])",
+            )
         names.setdefault(phase.name, i)
         if phase.green <= previous:
-            w.error(_child(pnode, "green") or pnode, f"phases[{i}] ({phase.name}): green {phase.green:g}% must be greater than the previous phase's {previous:g}%")
+            w.error(
+                _child(pnode, "green") or pnode,
+                f"phases[{i}] ({phase.name}): green {phase.green:g}% must be greater than the previous phase's {previous:g}%",
+            )
         previous = phase.green
     if not plan.phases:
         w.error(phases_node or root, "phases: at least one phase is required")
@@ -536,9 +565,14 @@ def _check_semantics(plan: Plan, root: yaml.MappingNode, w: _Walker) -> None:
         if svc.driver == "processes":
             for unit in svc.units:
                 if unit not in svc.commands:
-                    w.error(_child(snode, "services"), f"{side_name}.services: unit {unit!r} has no entry in 'commands' (the processes driver needs its argv)")
+                    w.error(
+                        _child(snode, "services"),
+                        f"{side_name}.services: unit {unit!r} has no entry in 'commands' (the processes driver needs its argv)",
+                    )
     if plan.traffic.driver == "nginx" and not plan.traffic.balancers:
-        w.error(_child(root, "traffic") or root, "traffic: driver nginx needs at least one entry in 'balancers'")
+        w.error(
+            _child(root, "traffic") or root, "traffic: driver nginx needs at least one entry in 'balancers'"
+        )
     if plan.traffic.driver == "file" and not plan.traffic.state_file:
         w.error(_child(root, "traffic") or root, "traffic: driver file needs 'state_file'")
     known_steps = {"traffic", "drain", "stop_green", "start_blue", "health", "integrity", "notify"}
@@ -546,10 +580,16 @@ def _check_semantics(plan: Plan, root: yaml.MappingNode, w: _Walker) -> None:
         if step not in known_steps:
             hint = difflib.get_close_matches(step, sorted(known_steps), n=1)
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
-            w.error(_child(_child(root, "rollback"), "steps") or root, f"rollback.steps: unknown step {step!r}{did}; expected some of {', '.join(sorted(known_steps))}")
+            w.error(
+                _child(_child(root, "rollback"), "steps") or root,
+                f"rollback.steps: unknown step {step!r}{did}; expected some of {', '.join(sorted(known_steps))}",
+            )
     for name, t in plan.metrics.items():
         if t.warning is not None and t.critical is not None and t.critical < t.warning:
-            w.error(_child(_child(root, "metrics"), name), f"metrics.{name}: critical {t.critical:g} is below warning {t.warning:g}")
+            w.error(
+                _child(_child(root, "metrics"), name),
+                f"metrics.{name}: critical {t.critical:g} is below warning {t.warning:g}",
+            )
 
 
 def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
@@ -579,7 +619,9 @@ def load_plan(path: str | os.PathLike[str], env: typing.Mapping[str, str] | None
         raise PlanError([f"{where}: not valid YAML: {problem}"]) from exc
     w = _Walker(filename, env)
     if root is None:
-        raise PlanError([f"{filename}:1:1: the plan is empty; expected a mapping with keys {', '.join(_yaml_keys(Plan))}"])
+        raise PlanError(
+            [f"{filename}:1:1: the plan is empty; expected a mapping with keys {', '.join(_yaml_keys(Plan))}"]
+        )
     plan = w.record(root, Plan, "")
     if plan is _FAIL:
         raise PlanError(w.errors)

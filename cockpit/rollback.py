@@ -40,8 +40,16 @@ async def run_sequence(
             continue
         try:
             with rec.step(step) as info:
-                await _STEPS[step](plan, drivers, info, mode=mode, from_index=from_index, apply_split=apply_split,
-                                   reason=reason, rec=rec)
+                await _STEPS[step](
+                    plan,
+                    drivers,
+                    info,
+                    mode=mode,
+                    from_index=from_index,
+                    apply_split=apply_split,
+                    reason=reason,
+                    rec=rec,
+                )
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -51,8 +59,16 @@ async def run_sequence(
     return RollbackOutcome(traffic_ok, failed)
 
 
-async def _traffic(plan: Plan, drivers: Drivers, info: dict[str, str], *, mode: str, from_index: int,
-                   apply_split: Callable[[float], Awaitable[object]], **_: object) -> None:
+async def _traffic(
+    plan: Plan,
+    drivers: Drivers,
+    info: dict[str, str],
+    *,
+    mode: str,
+    from_index: int,
+    apply_split: Callable[[float], Awaitable[object]],
+    **_: object,
+) -> None:
     if drivers.traffic is None:
         info["status"], info["detail"] = "skipped", "no traffic driver in the plan"
         return
@@ -72,10 +88,14 @@ async def _drain(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object
         return
     timeout = float(plan.rollback.drain_timeout)
     drained = await asyncio.to_thread(drivers.sync.drain, timeout)
-    lag = await asyncio.to_thread(drivers.sync.lag)
-    pending = lag.get("green_to_blue")
     if not drained:
-        raise StepFailed(f"green->blue still has {pending.pending if pending else '?'} changes after {timeout:g}s")
+        try:
+            lag = await asyncio.to_thread(drivers.sync.lag)
+            pending = lag.get("green_to_blue")
+            left = f"{pending.pending} changes still pending" if pending else "pending changes unknown"
+        except Exception as exc:  # the green database may be the thing that is down
+            left = f"cannot read the change log ({exc})"
+        raise StepFailed(f"green->blue not drained after {timeout:g}s: {left}")
     info["detail"] = "green->blue caught up"
 
 
@@ -115,20 +135,26 @@ async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: ob
     info["status"], info["detail"] = "skipped", "no integrity checker yet"
 
 
-async def _notify(plan: Plan, drivers: Drivers, info: dict[str, str], *, reason: str, rec: Recorder,
-                  **_: object) -> None:
+async def _notify(
+    plan: Plan, drivers: Drivers, info: dict[str, str], *, reason: str, rec: Recorder, **_: object
+) -> None:
     if drivers.notifier is None:
         info["status"], info["detail"] = "skipped", "no alerts in the plan"
         return
     steps = ", ".join(f"{s} {st}" for s, st, _d, _x in rec.steps)
     results = await asyncio.to_thread(
-        drivers.notifier.send, "critical", f"ROLLBACK of {plan.name} completed", f"Reason: {reason}. Steps: {steps}.",
+        drivers.notifier.send,
+        "critical",
+        f"ROLLBACK of {plan.name} completed",
+        f"Reason: {reason}. Steps: {steps}.",
         {"actor": rec.actor, "plan": plan.name},
     )
     failed = [r for r in results if not getattr(r, "ok", False)]
     info["detail"] = f"{len(results) - len(failed)}/{len(results)} channels delivered"
     if failed:
-        raise StepFailed("; ".join(f"{getattr(r, 'channel', '?')}: {getattr(r, 'error', '?')}" for r in failed))
+        raise StepFailed(
+            "; ".join(f"{getattr(r, 'channel', '?')}: {getattr(r, 'error', '?')}" for r in failed)
+        )
 
 
 _STEPS = {

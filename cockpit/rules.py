@@ -47,11 +47,31 @@ def threshold_alarms(thresholds: Mapping[str, Threshold], metrics: Metrics) -> l
             if value is None:
                 continue
             if t.critical is not None and value >= t.critical:
-                alarms.append(Alarm(key, "critical", value, t.critical, f"{key} {value:.4g}{t.unit} >= critical {t.critical:g}{t.unit}"))
+                alarms.append(
+                    Alarm(
+                        key,
+                        "critical",
+                        value,
+                        t.critical,
+                        f"{key} {value:.4g}{t.unit} >= critical {t.critical:g}{t.unit}",
+                    )
+                )
             elif t.warning is not None and value >= t.warning:
-                alarms.append(Alarm(key, "warning", value, t.warning, f"{key} {value:.4g}{t.unit} >= warning {t.warning:g}{t.unit}"))
+                alarms.append(
+                    Alarm(
+                        key,
+                        "warning",
+                        value,
+                        t.warning,
+                        f"{key} {value:.4g}{t.unit} >= warning {t.warning:g}{t.unit}",
+                    )
+                )
             elif t.min is not None and value < t.min:
-                alarms.append(Alarm(key, "warning", value, t.min, f"{key} {value:.4g}{t.unit} < minimum {t.min:g}{t.unit}"))
+                alarms.append(
+                    Alarm(
+                        key, "warning", value, t.min, f"{key} {value:.4g}{t.unit} < minimum {t.min:g}{t.unit}"
+                    )
+                )
     return alarms
 
 
@@ -105,7 +125,12 @@ class TriggerTracker:
                 fired.append(Fired(t, value, held))
             else:
                 pending.append(
-                    Alarm(t.metric, "trigger", value, t.threshold,
-                          f"{t.name}: {t.metric} {t.op} {t.threshold:g}, rollback ({t.action}) in {t.for_ - held:.0f}s")
+                    Alarm(
+                        t.metric,
+                        "trigger",
+                        value,
+                        t.threshold,
+                        f"{t.name}: {t.metric} {t.op} {t.threshold:g}, rollback ({t.action}) in {t.for_ - held:.0f}s",
+                    )
                 )
         return fired, pending

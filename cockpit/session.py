@@ -78,7 +78,9 @@ class ControllerThread:
     async def _serve(self) -> None:
         self._stopped = asyncio.Event()
         try:
-            async with controller_session(self.plan, run_sync=self._run_sync, drivers=self._drivers) as controller:
+            async with controller_session(
+                self.plan, run_sync=self._run_sync, drivers=self._drivers
+            ) as controller:
                 self.controller = controller
                 self._ready.set()
                 runner = asyncio.ensure_future(controller.run())

@@ -211,6 +211,11 @@ class SyncRunner:
         with self._lock:
             return install_sqlite(self._sqlite(), self.table_names())
 
+    def uninstall_blue(self) -> list[str]:
+        """Remove capture from SQLite only (undoes `install_blue` when the copy failed)."""
+        with self._lock:
+            return uninstall_sqlite(self._sqlite())
+
     def uninstall(self) -> dict[str, list[str]]:
         """Remove every cockpit trigger and table from both sides (idempotent)."""
         with self._lock:

@@ -17,7 +17,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 JULIAN_EPOCH = Fraction(4881175, 2)  # 2440587.5, the Julian day of 1970-01-01 00:00 UTC
 US_PER_S = 1_000_000

@@ -78,9 +78,12 @@ import os
 import re
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from cockpit.plan import Balancer, Beta, Plan, Sticky
 from cockpit.traffic.base import SplitStatus, TrafficDriver, TrafficError
@@ -142,6 +145,7 @@ class NginxDriver(TrafficDriver):
         sticky: Sticky | None = None,
         beta: Beta | None = None,
         keepalive_min_timeout: float | None = 1.0,
+        reload_timeout: float = 10.0,
     ):
         if not balancers:
             raise TrafficError("the nginx driver needs at least one balancer")
@@ -166,6 +170,7 @@ class NginxDriver(TrafficDriver):
         if not self.beta.value or any(c in self.beta.value for c in '"\\;{}$\n\r'):
             raise TrafficError(f"beta value {self.beta.value!r} must be non-empty, without quotes, ';', braces or '$'")
         self.keepalive_min_timeout = keepalive_min_timeout
+        self.reload_timeout = reload_timeout
         self._lock = threading.Lock()
         for b in self.balancers:
             for p in (b.include, b.access_log):
@@ -313,10 +318,19 @@ class NginxDriver(TrafficDriver):
             if not ok:
                 saved.restore(files)
                 raise TrafficError(f"test failed ({_argv_text(b.test_command)}), nothing reloaded:\n{out}")
+            master = find_master(b.reload_command)
+            before = worker_pids(master) if master is not None else set()
             ok, out = _run(b.reload_command)
             if not ok:
                 saved.restore(files)
                 raise TrafficError(f"reload failed ({_argv_text(b.reload_command)}), previous file put back:\n{out}")
+            if master is not None and not wait_reloaded(master, before, self.reload_timeout):
+                saved.restore(files)
+                raise TrafficError(
+                    f"nginx (master pid {master.pid}) did not start workers with the new configuration within "
+                    f"{self.reload_timeout:g}s; the old one stays live and the previous file was put back "
+                    "(see nginx's error log)"
+                )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 pending.unlink()
@@ -500,3 +514,68 @@ def _supports_keepalive_min_timeout(test_command: Sequence[str]) -> bool:
         return False
     version = nginx_version(test_command[0])
     return version is not None and version >= KEEPALIVE_MIN_TIMEOUT_SINCE
+
+
+# ------------------------------------------------------------------------------------ watching a reload land
+
+
+def _flag(args: Sequence[str], flag: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _norm_path(value: str | None) -> str | None:
+    return None if value is None else os.path.normpath(value)
+
+
+def find_master(reload_command: Sequence[str]) -> psutil.Process | None:
+    """The local nginx master a reload command signals, matched on its ``-p``/``-c``; None when the command is
+    not a plain nginx one (systemctl, ssh, docker) or when no single master matches."""
+    if not reload_command or Path(reload_command[0]).name != "nginx":
+        return None
+    want = (_norm_path(_flag(reload_command, "-p")), _norm_path(_flag(reload_command, "-c")))
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        words = " ".join(cmd).split()
+        if words[:3] != ["nginx:", "master", "process"]:
+            continue
+        args = words[3:]
+        if (_norm_path(_flag(args, "-p")), _norm_path(_flag(args, "-c"))) == want:
+            found.append(proc)
+    return found[0] if len(found) == 1 else None
+
+
+def worker_pids(master: psutil.Process) -> set[int]:
+    try:
+        return {c.pid for c in master.children() if c.status() != psutil.STATUS_ZOMBIE}
+    except psutil.Error:
+        return set()
+
+
+def wait_reloaded(master: psutil.Process, before: set[int], timeout: float) -> bool:
+    """After a reload signal: wait until a new worker runs and every old one has stopped accepting (gone or
+    "worker process is shutting down"; the master waits ~100 ms before telling them). False at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            children = [c for c in master.children() if c.status() != psutil.STATUS_ZOMBIE]
+        except psutil.Error:
+            return False
+        new = [c for c in children if c.pid not in before]
+        old_accepting = 0
+        for c in children:
+            if c.pid in before:
+                try:
+                    title = " ".join(c.cmdline())
+                except psutil.Error:
+                    continue
+                if "shutting down" not in title:
+                    old_accepting += 1
+        if new and not old_accepting:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from cockpit.plan import Balancer
-from cockpit.traffic.nginx import location_path
+from cockpit.traffic.nginx import location_path, wait_reloaded
 
 NGINX_BINARY = "/usr/sbin/nginx"
 
@@ -196,12 +196,14 @@ http {{
         return time.perf_counter() - t0
 
     def wait_new_workers(self, before: set[int], timeout: float = 10.0) -> None:
-        """Wait until a worker that was not in `before` runs (the master took the new configuration)."""
-        deadline = time.monotonic() + timeout
-        while not (self.worker_pids() - before):
-            if time.monotonic() > deadline:
-                raise NginxSiteError(f"no new nginx worker after reload: {self._error_tail()}")
-            time.sleep(0.002)
+        """Wait until the reload landed: a worker not in `before` runs and the old ones stopped accepting."""
+        pid = self.pid()
+        try:
+            ok = pid is not None and wait_reloaded(psutil.Process(pid), before, timeout)
+        except psutil.Error:
+            ok = False
+        if not ok:
+            raise NginxSiteError(f"the reload did not land within {timeout:g}s: {self._error_tail()}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Fast shutdown (SIGTERM), then wait until the master is gone; SIGKILL at the deadline."""

@@ -87,8 +87,10 @@ async def test_failed_traffic_leaves_world_as_it_was(tmp_path: Path) -> None:
 
 
 async def test_gates_and_soak_block_and_force_is_journaled(tmp_path: Path) -> None:
-    text = BASE.replace("{name: validation, green: 5, soak: 0s}",
-                        "{name: validation, green: 5, soak: 1h, gates: [{metric: green.error_rate, op: '<', value: 1}]}")
+    text = BASE.replace(
+        "{name: validation, green: 5, soak: 0s}",
+        "{name: validation, green: 5, soak: 1h, gates: [{metric: green.error_rate, op: '<', value: 1}]}",
+    )
     metrics = StaticMetrics(**{"green.error_rate": 3.0})
     c = await open_controller(tmp_path, text, metrics=[metrics])
     try:
@@ -128,14 +130,19 @@ async def test_rollback_preempts_an_advance_in_flight(tmp_path: Path) -> None:
 
 
 async def test_trigger_fires_rollback_after_its_duration(tmp_path: Path) -> None:
-    text = BASE.replace("rollback:\n", "rollback:\n  triggers:\n    - {name: error_rate_spike, metric: green.error_rate, op: '>', threshold: 10, for: 0.3s, action: immediate}\n")
+    text = BASE.replace(
+        "rollback:\n",
+        "rollback:\n  triggers:\n    - {name: error_rate_spike, metric: green.error_rate, op: '>', threshold: 10, for: 0.3s, action: immediate}\n",
+    )
     metrics = StaticMetrics(**{"green.error_rate": 0.5})
     c = await open_controller(tmp_path, text, metrics=[metrics])
     runner = asyncio.ensure_future(c.run())
     try:
         assert (await c.advance()).ok
         metrics.values["green.error_rate"] = 25.0
-        await until(lambda: any(a.level == "trigger" for a in (c.latest.alarms if c.latest else ())), timeout=5)
+        await until(
+            lambda: any(a.level == "trigger" for a in (c.latest.alarms if c.latest else ())), timeout=5
+        )
         await until(lambda: c.machine.state == "rolled_back", timeout=10)
         assert split(tmp_path) == 0
         rb = [a for a in c.journal.actions(5) if a.verb == "rollback"][0]

@@ -20,8 +20,10 @@ def errors_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> l
 
 
 def test_production_plan_encodes_the_strategy() -> None:
-    env = {"NEON_DATABASE_URL": "postgresql://app:s3cret@ep-x.neon.tech/db?sslmode=require",
-           "SLACK_WEBHOOK_URL": "https://hooks.example/T/B/xyz"}
+    env = {
+        "NEON_DATABASE_URL": "postgresql://app:s3cret@ep-x.neon.tech/db?sslmode=require",
+        "SLACK_WEBHOOK_URL": "https://hooks.example/T/B/xyz",
+    }
     plan = load_plan(ROOT / "plans" / "licitacoes.yaml", env=env)
     assert [p.green for p in plan.phases] == [5, 20, 50, 80, 100]
     assert plan.blue.services.units == [f"licitacoes-sqlite@{i}" for i in (1, 2, 3)]
@@ -69,7 +71,9 @@ def test_weight_outside_range_and_not_increasing(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, BASE.replace("green: 100,", "green: 120,"))
     assert any("phases[4].green: 120 is outside 0..100" in e for e in errs), errs
     errs = errors_of(tmp_path, BASE.replace("green: 50,", "green: 10,"))
-    assert any("phases[2] (ab-test): green 10% must be greater than the previous phase's 20%" in e for e in errs), errs
+    assert any(
+        "phases[2] (ab-test): green 10% must be greater than the previous phase's 20%" in e for e in errs
+    ), errs
 
 
 def test_bad_duration(tmp_path: Path) -> None:
@@ -79,9 +83,13 @@ def test_bad_duration(tmp_path: Path) -> None:
 
 
 def test_missing_variable_and_default(tmp_path: Path) -> None:
-    text = BASE.replace("path: green.db", 'path: "${GREEN_DB}"').replace("path: blue.db", 'path: "${BLUE_DB:-blue.db}"')
+    text = BASE.replace("path: green.db", 'path: "${GREEN_DB}"').replace(
+        "path: blue.db", 'path: "${BLUE_DB:-blue.db}"'
+    )
     errs = errors_of(tmp_path, text)
-    assert errs == [f"{tmp_path / 'plan.yaml'}:5:36: environment variable GREEN_DB is not set (use ${{GREEN_DB:-default}} for a default)"]
+    assert errs == [
+        f"{tmp_path / 'plan.yaml'}:5:36: environment variable GREEN_DB is not set (use ${{GREEN_DB:-default}} for a default)"
+    ]
     plan = load_plan(write_plan(tmp_path, text), env={"GREEN_DB": "g.db"})
     assert plan.green.database.path == "g.db" and plan.blue.database.path == "blue.db"
 
@@ -92,7 +100,11 @@ def test_duplicate_phase_names(tmp_path: Path) -> None:
 
 
 def test_all_errors_at_once_with_positions(tmp_path: Path) -> None:
-    text = BASE.replace("soak: 0s}", "soak: forever}", 1).replace("driver: file", "driver: haproxy").replace("tick: 0.1s", "tik: 1")
+    text = (
+        BASE.replace("soak: 0s}", "soak: forever}", 1)
+        .replace("driver: file", "driver: haproxy")
+        .replace("tick: 0.1s", "tik: 1")
+    )
     errs = errors_of(tmp_path, text)
     assert len(errs) == 3, errs
     for e in errs:
@@ -115,4 +127,7 @@ def test_missing_required_key(tmp_path: Path) -> None:
 
 def test_choice_with_hint(tmp_path: Path) -> None:
     errs = errors_of(tmp_path, BASE.replace("tick: 0.1s", "tick: 0.1s\nsync: {conflict_policy: newst}"))
-    assert any("'newst' is not one of 'newest', 'blue-wins', 'green-wins' (did you mean 'newest'?)" in e for e in errs), errs
+    assert any(
+        "'newst' is not one of 'newest', 'blue-wins', 'green-wins' (did you mean 'newest'?)" in e
+        for e in errs
+    ), errs

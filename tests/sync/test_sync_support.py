@@ -6,6 +6,7 @@ The PostgreSQL side is built by the real initial copy (`copy_database`) when it 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import psycopg
 
 from cockpit.sync.capture import install_pg, install_sqlite, record_copy_position, sqlite_position
-from cockpit.sync.runner import connect_sqlite
+from cockpit.sync.runner import SyncRunner, connect_sqlite
 
 SQLITE_DDL = [
     "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, data BLOB)",
@@ -100,3 +101,45 @@ def blue_exec(db: Path, statement: str, params: Sequence[Any] = ()) -> None:
     conn.execute(statement, params)
     conn.commit()
     conn.close()
+
+
+def runner(db: Path, pg_url: str, **kwargs: Any) -> SyncRunner:
+    """A SyncRunner on the test pair (the real schema reader when present, identity mappings until then)."""
+    kwargs.setdefault("tables", list(TABLES))
+    try:
+        import cockpit.sync.schema  # noqa: F401
+    except ImportError:
+        kwargs.setdefault("mappings", _identity_mappings())
+    return SyncRunner(db, pg_url, **kwargs)
+
+
+def _identity_mappings() -> dict[str, Any]:
+    from types import SimpleNamespace
+
+    def same(value: Any) -> Any:
+        return value
+
+    def table(name: str, cols: Sequence[str], pk: tuple[str, ...]) -> Any:
+        columns = tuple(SimpleNamespace(name=c, to_pg=same, to_sqlite=same) for c in cols)
+        return SimpleNamespace(name=name, columns=columns, primary_key=pk)
+
+    return {
+        "items": table("items", ["id", "name", "qty", "price", "data"], ("id",)),
+        "Pairs": table("Pairs", ["a", "b", "value"], ("a", "b")),
+    }
+
+
+class Events:
+    """Collects `on_event` calls (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            self.items.append((kind, payload))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p for k, p in self.items if k == kind]

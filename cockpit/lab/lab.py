@@ -1,0 +1,562 @@
+"""The lab's orchestration: `up` starts a small real world on loopback, `status` reads it, `down` stops all of it.
+
+Everything lives under one folder (`.cockpit/lab/` by default):
+
+    state.json        what runs where (written after every step, so `down` works after a crash)
+    plan.yaml         the resolved copy of plans/lab.yaml with the real ports and paths
+    blue.db           blue's SQLite database (WAL)
+    pg/               the private PostgreSQL cluster (or under the system temp dir, see cluster.py)
+    nginx/            the private nginx: nginx.conf, the traffic driver's include, access.json, error.log
+    run/              pid files and logs of the demo services and the load generator (processes driver)
+    faults/           blue.json, green.json: the fault switches the services read on every request
+    load.json         the load generator's figures, rewritten every second
+    journal.db        the cockpit's journal for the lab plan
+
+Every process is detached (its own session, pid file), so `lab up` returns and the lab keeps running until
+`lab down`, which also cleans up after a crashed `lab up` or `demo`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from cockpit.lab.cluster import (
+    ClusterInfo,
+    create_lab_database,
+    drop_lab_database,
+    find_pg_bindir,
+    init_cluster,
+    remove_cluster,
+    start_cluster,
+    stop_cluster,
+)
+from cockpit.lab.errors import LabError
+from cockpit.lab.faults import Faults, read_faults, write_faults
+from cockpit.lab.load import read_figures
+from cockpit.lab.seed import seed_postgres_directly, seed_sqlite
+from cockpit.plan import Plan, PlanError, load_plan
+
+DEFAULT_ROOT = Path(".cockpit/lab")
+TEMPLATE = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"
+TABLES = ["users", "companies", "opportunities", "proposals"]
+LOAD_UNIT = "lab-load"
+NGINX_HINT = "install it: apt-get install -y nginx-light (or nginx)"
+_OWN_FILES = ("state.json", "plan.yaml", "blue.db", "blue.db-wal", "blue.db-shm", "load.json", "journal.db",
+              "journal.db-wal", "journal.db-shm", "journal.db.lock")
+_OWN_DIRS = ("pg", "nginx", "run", "faults", "backups")
+
+
+@dataclass
+class LabOptions:
+    root: Path = DEFAULT_ROOT
+    rate: float = 20.0  # load requests per second (0: no load generator)
+    users: int = 200
+    rows: int = 5000
+    pg_url: str = ""  # an existing server (COCKPIT_LAB_PG_URL): the lab creates its own database there
+    green_percent: float = 0.0  # the split nginx starts with
+    quiet: bool = False
+
+
+# --------------------------------------------------------------------------------------------------- state
+
+
+def state_path(root: Path) -> Path:
+    return Path(root).resolve() / "state.json"
+
+
+def read_state(root: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(state_path(root).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise LabError(f"{state_path(root)} is not readable JSON ({exc}); remove it after checking nothing runs") from exc
+
+
+def _save(state: dict[str, Any]) -> None:
+    path = state_path(Path(state["root"]))
+    tmp = path.with_name(".state.json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(state, f, indent=1)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def find_nginx() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if not found:
+        raise LabError(f"nginx not found on PATH or in /usr/sbin; {NGINX_HINT}")
+    return found
+
+
+def _free_port() -> int:
+    from cockpit.traffic.nginx_site import free_port
+
+    return free_port()
+
+
+def render_plan(template: Path, values: dict[str, str], out: Path) -> Plan:
+    """Fill the template's ${COCKPIT_LAB_*} with real values (JSON-escaped: they sit in double quotes) and load it."""
+    text = template.read_text(encoding="utf-8")
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in values:
+            return m.group(0)
+        return json.dumps(str(values[name]))[1:-1]
+
+    resolved = re.sub(r"\$\{(COCKPIT_LAB_[A-Z0-9_]+)(?::-[^}]*)?\}", sub, text)
+    header = "# Resolved by `cockpit lab up` from plans/lab.yaml: real ports and paths of this lab.\n"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(header + resolved)
+    try:
+        return load_plan(out)
+    except PlanError as exc:
+        raise LabError(f"the resolved lab plan does not load:\n{exc}") from exc
+
+
+def _http_status(port: int, path: str = "/health", timeout: float = 2.0) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return 0
+    finally:
+        conn.close()
+
+
+def _wait_healthy(services: list[dict[str, Any]], run_dir: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(services)
+    while pending:
+        for svc in list(pending):
+            if _http_status(svc["port"]) == 200:
+                pending.remove(svc)
+            elif not _alive(svc.get("pid")):
+                raise LabError(f"service {svc['unit']} exited at start:\n{_tail(run_dir / (svc['unit'] + '.log'))}")
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(s["unit"] for s in pending)
+            raise LabError(f"service(s) {names} not healthy within {timeout:g}s:\n"
+                           + "\n".join(_tail(run_dir / (s["unit"] + ".log")) for s in pending))
+        if pending:
+            time.sleep(0.05)
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _pid_from_file(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    try:
+        return int(json.loads(text)["pid"]) if text.startswith("{") else int(text.split()[0])
+    except (ValueError, KeyError, IndexError):
+        return None
+
+
+def _say(opts: LabOptions, text: str) -> None:
+    if not opts.quiet:
+        print(text, flush=True)
+
+
+def initial_copy(plan: Plan, rows: int) -> str:
+    """blue -> green as `cockpit sync copy` does it: capture on blue first, the copy, then capture on both sides.
+
+    Without the sync's copy module, green is seeded straight from the same generator (same rows) instead."""
+    sqlite_path = str(plan.path(plan.blue.database.path))
+    tables = plan.sync.tables if isinstance(plan.sync.tables, list) else TABLES
+    try:
+        from cockpit.sync.runner import SyncRunner
+    except ImportError as exc:
+        seed_postgres_directly(plan.green.database.url, rows)
+        return f"green seeded directly with the same rows; the sync is not available ({exc})"
+    runner = SyncRunner.from_plan(plan)
+    try:
+        runner.install_blue()
+        try:
+            from cockpit.sync.copy import copy_database
+        except ImportError as exc:
+            seed_postgres_directly(plan.green.database.url, rows)
+            note = f"green seeded directly with the same rows (the sync's copy is not available: {exc})"
+        else:
+            copy_database(sqlite_path, plan.green.database.url, tables=tables, jobs=plan.sync.copy_jobs)
+            note = "initial copy done (cockpit.sync.copy)"
+        installed = runner.install()
+        return f"{note}; capture installed on both sides for {', '.join(installed['tables'])}"
+    finally:
+        runner.close()
+
+
+# ---------------------------------------------------------------------------------------------------- up
+
+
+def up(opts: LabOptions) -> dict[str, Any]:
+    """Start the lab. On any failure, stop what was started and raise LabError."""
+    root = Path(opts.root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    previous = read_state(root)
+    if previous is not None:
+        running = _running_parts(previous)
+        if running:
+            raise LabError(f"a lab is already up in {root} ({', '.join(running)}); run `cockpit lab down"
+                           f"{'' if root == DEFAULT_ROOT.resolve() else f' --root {root}'}` first")
+        down(root, quiet=True)  # a stale one: clean it before starting again
+    nginx_bin = find_nginx()
+    if not opts.pg_url:
+        find_pg_bindir()  # fail early with the install hint
+    if not TEMPLATE.is_file():
+        raise LabError(f"the lab plan template {TEMPLATE} is missing (run from a checkout of cockpit)")
+    for name in _OWN_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (root / name).unlink()
+    for name in _OWN_DIRS:
+        shutil.rmtree(root / name, ignore_errors=True)
+    run_dir, nginx_dir, faults_dir = root / "run", root / "nginx", root / "faults"
+    for d in (run_dir, nginx_dir, faults_dir):
+        d.mkdir(parents=True)
+    state: dict[str, Any] = {"root": str(root), "created": time.time(), "up_pid": os.getpid(), "ports": [],
+                             "options": {"rate": opts.rate, "users": opts.users, "rows": opts.rows}}
+    _save(state)
+    try:
+        _up_steps(opts, root, state, nginx_bin)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            down(root, quiet=True)
+        raise
+    return state
+
+
+def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: str) -> None:
+    from cockpit.services.factory import build_services
+    from cockpit.traffic.nginx import NginxDriver
+    from cockpit.traffic.nginx_site import PrivateNginx
+
+    # 1. PostgreSQL
+    if opts.pg_url:
+        url, name = create_lab_database(opts.pg_url)
+        state["postgres"] = {"mode": "server", "url": url, "server_url": opts.pg_url, "database": name}
+        _save(state)
+        _say(opts, f"postgres: database {name} on the server of COCKPIT_LAB_PG_URL")
+    else:
+        port = _free_port()
+        info = init_cluster(root, port)
+        state["postgres"] = {"mode": "private", "url": info.url, "cluster": dataclasses.asdict(info)}
+        state["ports"].append(port)
+        _save(state)
+        start_cluster(info)
+        _say(opts, f"postgres: private cluster on 127.0.0.1:{port} ({info.base}{', as user ' + info.owner if info.owner else ''})")
+    pg_url = state["postgres"]["url"]
+
+    # 2. fault switches, ports, the resolved plan
+    sqlite_path = root / "blue.db"
+    for side in ("blue", "green"):
+        write_faults(root / "faults" / f"{side}.json", Faults())
+    ports = {k: _free_port() for k in ("FRONT", "BLUE_1", "BLUE_2", "GREEN_1", "GREEN_2")}
+    state["ports"] += list(ports.values())
+    nginx_dir = root / "nginx"
+    site = PrivateNginx(nginx_dir, ports["FRONT"], nginx_dir / "cockpit-split.conf", daemon=True, binary=nginx_bin)
+    values = {
+        "COCKPIT_LAB_ROOT": str(root),
+        "COCKPIT_LAB_SQLITE": str(sqlite_path),
+        "COCKPIT_LAB_GREEN_URL": pg_url,
+        "COCKPIT_LAB_PYTHON": sys.executable,
+        "COCKPIT_LAB_FAULTS": str(root / "faults"),
+        "COCKPIT_LAB_RUN": str(root / "run"),
+        "COCKPIT_LAB_NGINX": str(nginx_dir),
+        "COCKPIT_LAB_NGINX_BIN": nginx_bin,
+        "COCKPIT_LAB_FRONT_PORT": str(ports["FRONT"]),
+        "COCKPIT_LAB_BLUE_PORT_1": str(ports["BLUE_1"]),
+        "COCKPIT_LAB_BLUE_PORT_2": str(ports["BLUE_2"]),
+        "COCKPIT_LAB_GREEN_PORT_1": str(ports["GREEN_1"]),
+        "COCKPIT_LAB_GREEN_PORT_2": str(ports["GREEN_2"]),
+    }
+    plan_path = root / "plan.yaml"
+    plan = render_plan(TEMPLATE, values, plan_path)
+    if plan.traffic.balancers[0].test_command != site.test_argv():  # the template and the site must agree
+        raise LabError(f"plans/lab.yaml's nginx test_command {plan.traffic.balancers[0].test_command} does not "
+                       f"match the private nginx's {site.test_argv()}")
+    state.update(plan=str(plan_path), sqlite=str(sqlite_path), front_door=site.url, sticky={"kind": plan.traffic.sticky.kind,
+                 "name": plan.traffic.sticky.name})
+    _save(state)
+
+    # 3. blue's data, then green's by the initial copy (capture installed on both sides)
+    t0 = time.monotonic()
+    counts = seed_sqlite(sqlite_path, opts.rows)
+    state["seeded"] = counts
+    _save(state)
+    _say(opts, f"blue:     seeded {sum(counts.values())} rows into {sqlite_path} ({time.monotonic() - t0:.1f}s)")
+    t0 = time.monotonic()
+    state["copy"] = initial_copy(plan, opts.rows)
+    _save(state)
+    _say(opts, f"green:    {state['copy']} ({time.monotonic() - t0:.1f}s)")
+
+    # 4. the demo services (through the plan's processes driver: the controller uses the same pid files)
+    services: list[dict[str, Any]] = []
+    for side_name in ("blue", "green"):
+        side = getattr(plan, side_name)
+        driver = build_services(side.services, plan)
+        assert driver is not None
+        driver.start(list(side.services.units))
+        for unit, upstream in zip(side.services.units, side.upstreams, strict=True):
+            pid = _pid_from_file(root / "run" / f"{unit}.pid")
+            services.append({"unit": unit, "side": side_name, "port": int(upstream.rsplit(":", 1)[1]), "pid": pid})
+        state["services"] = services
+        _save(state)
+    _wait_healthy(services, root / "run")
+    _say(opts, "services: " + ", ".join(f"{s['unit']} :{s['port']}" for s in services))
+
+    # 5. nginx with the traffic driver's include, at the starting split
+    driver = NginxDriver.from_plan(plan)
+    driver.prepare(opts.green_percent)
+    state["nginx"] = {"root": str(nginx_dir), "port": ports["FRONT"], "include": str(nginx_dir / "cockpit-split.conf"),
+                      "access_log": plan.traffic.balancers[0].access_log and str(plan.path(plan.traffic.balancers[0].access_log)),
+                      "binary": nginx_bin}
+    _save(state)
+    site.start()
+    state["nginx"]["pid"] = site.pid()
+    _save(state)
+    _say(opts, f"nginx:    front door {site.url} (green {opts.green_percent:g}%)")
+
+    # 6. the load
+    if opts.rate > 0:
+        load = load_driver(root, site.url, opts, plan)
+        load.start([LOAD_UNIT])
+        state["load"] = {"pid": _pid_from_file(root / "run" / f"{LOAD_UNIT}.pid"), "stats": str(root / "load.json"),
+                         "rate": opts.rate, "users": opts.users}
+        _save(state)
+        _say(opts, f"load:     {opts.rate:g} req/s from {opts.users} users through the front door")
+    _say(opts, f"plan:     {plan_path}")
+
+
+def load_driver(root: Path, front_door: str, opts: LabOptions, plan: Plan) -> Any:
+    from cockpit.services.processes import ProcessesDriver
+
+    argv = [sys.executable, "-m", "cockpit.lab.load", "--url", front_door, "--rate", f"{opts.rate:g}",
+            "--users", str(opts.users), "--rows", str(opts.rows), "--stats", str(root / "load.json"),
+            "--sticky-kind", plan.traffic.sticky.kind, "--sticky-name", plan.traffic.sticky.name]
+    return ProcessesDriver({LOAD_UNIT: argv}, pid_dir=root / "run", stop_timeout=5.0)
+
+
+# -------------------------------------------------------------------------------------------------- down
+
+
+def down(root: Path, quiet: bool = False) -> dict[str, Any]:
+    """Stop everything the lab in `root` started (from its state and pid files); nothing left running or listening."""
+    from cockpit.services.processes import ProcessesDriver
+
+    root = Path(root).resolve()
+    state = read_state(root) or {"root": str(root), "ports": []}
+    report: dict[str, Any] = {"stopped": [], "errors": [], "left": []}
+
+    def step(what: str, fn: Any) -> None:
+        try:
+            fn()
+            report["stopped"].append(what)
+        except Exception as exc:
+            report["errors"].append(f"{what}: {exc}")
+
+    # load generator and services: every pid file under run/ (works without a readable plan)
+    run_dir = root / "run"
+    units = sorted(p.stem for p in run_dir.glob("*.pid")) if run_dir.is_dir() else []
+    if units:
+        # stop the load first, so it does not count the services going away as errors
+        ordered = [u for u in units if u == LOAD_UNIT] + [u for u in units if u != LOAD_UNIT]
+        for unit in ordered:
+            drv = ProcessesDriver({unit: ["true"]}, pid_dir=run_dir, stop_timeout=5.0)
+            step(f"process {unit}", lambda d=drv, u=unit: d.stop([u]))
+
+    # nginx
+    nginx_state = state.get("nginx") or {}
+    nginx_dir = Path(nginx_state.get("root") or root / "nginx")
+    if (nginx_dir / "nginx.pid").exists():
+        from cockpit.traffic.nginx_site import PrivateNginx
+
+        site = PrivateNginx(nginx_dir, int(nginx_state.get("port") or 0), nginx_dir / "cockpit-split.conf", daemon=True)
+        step("nginx", site.stop)
+
+    # PostgreSQL
+    pg = state.get("postgres") or {}
+    if pg.get("mode") == "private" and pg.get("cluster"):
+        info = ClusterInfo(**pg["cluster"])
+        step("postgres (private cluster)", lambda: stop_cluster(info))
+        if info.external:
+            remove_cluster(info)
+    elif pg.get("mode") == "server":
+        step(f"postgres database {pg['database']}", lambda: drop_lab_database(pg["server_url"], pg["database"]))
+
+    # anything of this lab still alive (a crash between spawn and pid file): found by its folder in its argv
+    markers = [str(root) + os.sep]
+    cluster = pg.get("cluster") or {}
+    if cluster.get("base"):
+        markers.append(str(cluster["base"]))
+    stray = _stray_processes(markers)
+    if stray:
+        for p in stray:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _gone, alive = psutil.wait_procs(stray, timeout=5)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
+        report["stopped"].append(f"{len(stray)} stray process(es): " + ", ".join(str(p.pid) for p in stray))
+
+    report["left"] = listening(state.get("ports", []))
+    if report["left"]:
+        report["errors"].append(f"still listening: {', '.join(map(str, report['left']))}")
+    with contextlib.suppress(FileNotFoundError):
+        state_path(root).unlink()
+    if not quiet:
+        for s in report["stopped"]:
+            print(f"stopped  {s}")
+        for e in report["errors"]:
+            print(f"error    {e}", file=sys.stderr)
+        if not report["stopped"] and not report["errors"]:
+            print(f"nothing ran in {root}")
+    return report
+
+
+def _stray_processes(markers: list[str]) -> list[psutil.Process]:
+    me = psutil.Process()
+    skip = {me.pid, *(p.pid for p in me.parents())}
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if p.info["pid"] in skip:
+            continue
+        argv = p.info["cmdline"] or []
+        cmd = " ".join(argv)
+        ours = any(m in cmd for m in ("cockpit.lab.service", "cockpit.lab.load")) or (
+            bool(argv) and Path(argv[0]).name.startswith(("nginx", "postgres")))
+        if ours and any(m in cmd for m in markers):
+            out.append(p)
+    return out
+
+
+def listening(ports: list[int]) -> list[int]:
+    """Which of `ports` something listens on (TCP, any address)."""
+    wanted = set(int(p) for p in ports)
+    if not wanted:
+        return []
+    found = set()
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in wanted:
+            found.add(c.laddr.port)
+    return sorted(found)
+
+
+# ------------------------------------------------------------------------------------------------ status
+
+
+def _running_parts(state: dict[str, Any]) -> list[str]:
+    parts = [s["unit"] for s in state.get("services", []) if _alive(_pid_from_file(Path(state["root"]) / "run" / f"{s['unit']}.pid"))]
+    if _alive((state.get("nginx") or {}).get("pid")):
+        parts.append("nginx")
+    cluster = (state.get("postgres") or {}).get("cluster")
+    if cluster and _alive(ClusterInfo(**cluster).server_pid()):
+        parts.append("postgres")
+    if _alive(_pid_from_file(Path(state["root"]) / "run" / f"{LOAD_UNIT}.pid")):
+        parts.append("load")
+    return parts
+
+
+def status(root: Path) -> dict[str, Any]:
+    """What runs, where, and the load's figures (the `lab status --json` document)."""
+    root = Path(root).resolve()
+    state = read_state(root)
+    if state is None:
+        return {"root": str(root), "up": False}
+    run_dir = root / "run"
+    services = []
+    for s in state.get("services", []):
+        pid = _pid_from_file(run_dir / f"{s['unit']}.pid")
+        alive = _alive(pid)
+        services.append({**s, "pid": pid, "running": alive,
+                         "url": f"http://127.0.0.1:{s['port']}",
+                         "health": _http_status(s["port"], timeout=1.0) if alive else 0})
+    nginx = dict(state.get("nginx") or {})
+    if nginx:
+        nginx["running"] = _alive(nginx.get("pid"))
+    pg = dict(state.get("postgres") or {})
+    if pg.get("cluster"):
+        info = ClusterInfo(**pg["cluster"])
+        pg["pid"] = info.server_pid()
+        pg["running"] = _alive(pg["pid"])
+    elif pg:
+        pg["running"] = None  # an outside server: not ours to watch
+    load_pid = _pid_from_file(run_dir / f"{LOAD_UNIT}.pid")
+    figures = read_figures(root / "load.json")
+    split = None
+    if state.get("plan") and nginx:
+        with contextlib.suppress(Exception):
+            from cockpit.traffic.nginx import NginxDriver
+
+            split = NginxDriver.from_plan(load_plan(state["plan"])).live()[0].green_percent
+    doc = {
+        "root": str(root),
+        "up": bool(_running_parts(state)),
+        "front_door": state.get("front_door"),
+        "plan": state.get("plan"),
+        "sticky": state.get("sticky"),
+        "sqlite": state.get("sqlite"),
+        "postgres_url": pg.get("url"),
+        "postgres": pg,
+        "green_percent": split,
+        "services": services,
+        "nginx": nginx,
+        "load": {**(state.get("load") or {}), "pid": load_pid, "running": _alive(load_pid), "figures": figures},
+        "faults": {side: dataclasses.asdict(read_faults(root / "faults" / f"{side}.json")) for side in ("blue", "green")},
+        "copy": state.get("copy"),
+        "seeded": state.get("seeded"),
+    }
+    return doc
+
+
+def set_fault(root: Path, side: str, *, errors: float | None = None, latency_ms: float | None = None,
+              db_down: bool | None = None, clear: bool = False) -> Faults:
+    """Change one side's fault switches (the others stay as they are); `clear` resets them all."""
+    root = Path(root).resolve()
+    if read_state(root) is None:
+        raise LabError(f"no lab in {root} (cockpit lab up first)")
+    path = root / "faults" / f"{side}.json"
+    current = Faults() if clear else read_faults(path)
+    changed = dataclasses.replace(
+        current,
+        **{k: v for k, v in (("errors", errors), ("latency_ms", latency_ms), ("db_down", db_down)) if v is not None},
+    )
+    write_faults(path, changed)
+    return changed

@@ -1,0 +1,311 @@
+"""The cockpit's first screen: phases, split, gates for the next advance, the journal's last actions, and the keys.
+
+The screen never blocks its event loop. With a controller it reads `controller.latest` (an in-memory snapshot)
+on a timer and calls the controller through ControllerThread.call, which runs the action on the controller's own
+loop. Read-only, it reads the journal in a thread, one poll at a time (a tick is skipped while one runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker
+
+from cockpit.actions import Result
+from cockpit.controller import Controller
+from cockpit.drivers import Drivers
+from cockpit.lock import LockHeld
+from cockpit.plan import Plan, load_plan
+from cockpit.session import ControllerThread
+from cockpit.state import CockpitState
+from cockpit.tui import render
+from cockpit.tui.actions import ACTIONS, bindings
+from cockpit.tui.modals import AdvanceChoice, AdvanceModal, HelpModal, RollbackChoice, RollbackModal
+from cockpit.tui.panels import ActionsPanel, Panel, StatusBar
+from cockpit.tui.source import JournalSource
+
+THEMES = Path(__file__).resolve().parents[2] / "themes"
+StateSource = Callable[[], CockpitState]
+
+_SEVERITY = {"ok": "information", "reconciled": "information", "refused": "warning", "preempted": "warning",
+             "partial": "warning"}
+
+
+class CockpitApp(App[int]):
+    """The cockpit for one plan.
+
+    - `controller_thread`: a ControllerThread; the app starts it (in a thread) unless it is already started, and
+      stops it on exit when it started it. Without one (and not read-only, no `state_source`) the app builds one
+      from the plan's drivers.
+    - `read_only`: never acts; shows the journal that another controller writes.
+    - `state_source`: a blocking callable returning a CockpitState, read in a thread once a tick (the read-only
+      default reads the journal; tests pass a fixed state for snapshots).
+    """
+
+    CSS_PATH = str(THEMES / "cockpit.tcss")
+    TITLE = "cockpit"
+    BINDINGS = bindings()
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        read_only: bool = False,
+        controller_thread: ControllerThread | None = None,
+        state_source: StateSource | None = None,
+        poll_interval: float = 0.25,
+    ):
+        super().__init__()
+        self.plan = plan
+        self.read_only = read_only
+        if controller_thread is None and not read_only and state_source is None:
+            controller_thread = ControllerThread(plan)
+        self.thread = None if read_only else controller_thread
+        self._owns_thread = self.thread is not None and self.thread.controller is None
+        if state_source is None and (read_only or self.thread is None):
+            state_source = JournalSource(plan)
+        self.state_source = state_source
+        self.poll_interval = poll_interval
+        self.state: CockpitState | None = None
+        self.states_seen = 0  # snapshots taken in (tests watch the screen keep refreshing)
+        self.skipped_polls = 0  # ticks skipped because the previous read-only poll still ran
+        self.last_result: tuple[str, str, str] | None = None  # verb, outcome, message of the last action sent here
+        self.note = ""
+        self._starting: asyncio.Future[Controller] | None = None
+        self._poll_worker: Worker[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._exit_code = 0
+        self.title = f"cockpit · {plan.name}"
+        self.sub_title = "read-only" if read_only else plan.description
+
+    # --------------------------------------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        yield StatusBar(id="status")
+        yield Panel(lambda s: Content(""), id="result")
+        yield Panel(render.timeline, title="Phases", id="timeline")
+        with Horizontal(id="middle"):
+            yield Panel(render.split, title="Traffic split (green share)", id="split")
+            yield Panel(render.gates, title="Next advance", id="gates")
+        with Horizontal(id="bottom"):
+            actions = ActionsPanel(id="actions")
+            actions.border_title = "Last actions (journal)"
+            yield actions
+            metrics = Static("Live metrics (sync lag, error rate, p95 latency, system and database health) "
+                             "have their panels here.", id="metrics")
+            metrics.border_title = "Metrics"
+            yield metrics
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.thread is not None and self._owns_thread:
+            self.note = "starting the controller (lock, journal, reconciliation)..."
+            self._starting = asyncio.ensure_future(asyncio.to_thread(self.thread.start))
+            self._starting.add_done_callback(self._started)
+        self.set_interval(self.poll_interval, self._tick)
+        self._tick()
+
+    # --------------------------------------------------------------------------------------------- refresh
+    def _tick(self) -> None:
+        controller = self.thread.controller if self.thread is not None else None
+        if controller is not None:
+            self._show(controller.latest)  # in memory: no I/O on this loop
+        elif self.state_source is not None:
+            if self._poll_worker is not None and not self._poll_worker.is_finished:
+                self.skipped_polls += 1  # never two polls at once
+            else:
+                self._poll_worker = self.run_worker(self._poll(), group="poll", exit_on_error=False)
+        self._show_status()
+
+    async def _poll(self) -> None:
+        assert self.state_source is not None
+        try:
+            state = await asyncio.to_thread(self.state_source)
+        except FileNotFoundError as exc:
+            self.note = str(exc)
+        except Exception as exc:  # a journal being rotated, a plan path gone: say so and keep trying
+            self.note = f"cannot read the state: {type(exc).__name__}: {exc}"
+        else:
+            self.note = ""
+            self._show(state)
+        self._show_status()
+
+    def _show(self, state: CockpitState | None) -> None:
+        if state is None or state is self.state:
+            return
+        self.state = state
+        self.states_seen += 1
+        for panel_id in ("timeline", "split", "gates"):
+            self.query_one(f"#{panel_id}", Panel).show(state)
+        self.query_one("#actions", ActionsPanel).show(state)
+        self._show_status()
+
+    def _show_status(self) -> None:
+        self.query_one("#status", StatusBar).show(self.state, read_only=self.read_only, note=self.note)
+        if self.last_result is not None:
+            self.query_one("#result", Panel).show_content(render.result_line(*self.last_result))
+
+    # --------------------------------------------------------------------------------------------- controller
+    def _started(self, future: asyncio.Future[Controller]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is None:
+            self.note = ""
+        elif isinstance(exc, LockHeld):
+            # another process drives this plan: show its journal instead of refusing to open
+            self.thread = None
+            self.read_only = True
+            self.sub_title = "read-only"
+            self.state_source = JournalSource(self.plan)
+            self.note = ""
+            self.notify(f"{exc}: this cockpit is read-only", title="controller already running",
+                        severity="warning", timeout=15)
+        else:
+            self._exit_code = 1
+            self.note = f"the controller did not start: {type(exc).__name__}: {exc}"
+            self.notify(self.note, title="controller failed", severity="error", timeout=30)
+        if self.is_running:
+            self._show_status()
+
+    async def _shutdown_controller(self) -> None:
+        """Stop the controller this app started (it finishes a running action first). Idempotent."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_controller())
+        await asyncio.shield(self._stopping)
+
+    async def _stop_controller(self) -> None:
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._starting)
+        if self.thread is not None and self._owns_thread:
+            await asyncio.to_thread(self.thread.stop)
+        if isinstance(self.state_source, JournalSource):
+            await asyncio.to_thread(self.state_source.close)
+
+    async def on_unmount(self) -> None:
+        await self._shutdown_controller()
+
+    def _cannot_act(self, verb: str) -> bool:
+        """True (with a message) when this screen may not act: read-only, or no controller (yet)."""
+        if self.read_only or self.thread is None:
+            holder = self.state.controller if self.state else None
+            how = (f"the controller is pid {holder.get('pid')} ({holder.get('actor', '?')}); "
+                   f"queue the action with `cockpit {verb}` from a shell" if holder
+                   else "no controller is running: open the cockpit without --read-only to act")
+            self._report(verb, "refused", f"read-only cockpit: {how}")
+            return True
+        if self.thread.controller is None:
+            self._report(verb, "refused", self.note or "the controller is still starting; try again in a moment")
+            return True
+        return False
+
+    def _send(self, verb: str, make: Callable[[Controller], Awaitable[Result]]) -> None:
+        self.run_worker(self._call(verb, make), group="actions", exit_on_error=False)
+
+    async def _call(self, verb: str, make: Callable[[Controller], Awaitable[Result]]) -> None:
+        assert self.thread is not None
+        # shielded: leaving the screen never cancels an action under way on the controller's loop
+        try:
+            result = await asyncio.shield(asyncio.ensure_future(self.thread.call(make)))
+        except Exception as exc:
+            self._report(verb, "failed", f"{type(exc).__name__}: {exc}")
+            return
+        self._report(result.verb, result.outcome, result.message, result.duration_s)
+
+    def _report(self, verb: str, outcome: str, message: str, duration_s: float | None = None) -> None:
+        self.last_result = (verb, outcome, message, duration_s)
+        severity = _SEVERITY.get(outcome, "error")
+        self.notify(message or outcome, title=f"{verb} {outcome}", severity=severity,  # type: ignore[arg-type]
+                    timeout=5 if severity == "information" else 12, markup=False)
+        self._show_status()
+
+    # --------------------------------------------------------------------------------------------- actions
+    def action_advance(self) -> None:
+        if self._cannot_act("advance"):
+            return
+        state = self.state
+        if state is None or state.next_phase is None:
+            self._send("advance", lambda c: c.advance())  # nothing to confirm: the controller says why not
+            return
+        self.push_screen(AdvanceModal(state), self._advance_confirmed)
+
+    def _advance_confirmed(self, choice: AdvanceChoice | None) -> None:
+        if choice is None:
+            self.notify("advance cancelled: nothing changed", timeout=3)
+            return
+        now, seen = self.state, choice.seen
+        if now is None or (now.state, now.phase_index) != (seen.state, seen.phase_index):
+            where = render.state_label(now.state) if now else "unknown"
+            self._report("advance", "refused", f"the state changed while the confirmation was open (now {where}): "
+                                               "nothing done; press a again")
+            return
+        reason = "forced past unmet conditions from the cockpit" if choice.force else ""
+        self._send("advance", lambda c: c.advance(force=choice.force, reason=reason))
+
+    def action_hold(self) -> None:
+        if not self._cannot_act("hold"):
+            self._send("hold", lambda c: c.hold("held from the cockpit"))
+
+    def action_resume(self) -> None:
+        if not self._cannot_act("resume"):
+            self._send("resume", lambda c: c.resume())
+
+    def action_rollback(self) -> None:
+        if self._cannot_act("rollback"):
+            return
+        state = self.state
+        if state is None:
+            self._report("rollback", "refused", "no state yet; try again in a moment")
+            return
+        rb = self.plan.rollback
+        self.push_screen(RollbackModal(state, list(rb.steps), float(rb.gradual_soak)), self._rollback_confirmed)
+
+    def _rollback_confirmed(self, choice: RollbackChoice | None) -> None:
+        if choice is None:
+            self.notify("rollback cancelled: nothing changed", timeout=3)
+            return
+        self._send("rollback", lambda c: c.rollback(choice.reason, choice.mode))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpModal())
+
+    async def action_quit(self) -> None:
+        if self._stopping is None and self.thread is not None and self.thread.controller is not None:
+            running = self.state.running_action if self.state else None
+            self.note = f"stopping: the controller ends the running {running} first..." if running else "stopping..."
+            self._show_status()
+        self.run_worker(self._quit(), group="quit", exclusive=True)
+
+    async def _quit(self) -> None:
+        await self._shutdown_controller()
+        self.exit(self._exit_code, return_code=self._exit_code)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        titles = set()
+        for a in ACTIONS:
+            titles.add(a.label)
+            yield SystemCommand(a.label, f"[{a.shown_key}] {a.description}", partial(self.run_action, a.name))
+        for command in super().get_system_commands(screen):
+            if command.title not in titles:
+                yield command
+
+
+def run_tui(plan_path: str, read_only: bool = False, drivers: Drivers | None = None) -> int:
+    """Load the plan, run the cockpit until the person quits; the exit code (1 when the controller failed).
+
+    A wrong plan raises cockpit.plan.PlanError (the CLI prints it and exits 2).
+    """
+    plan = load_plan(plan_path)
+    thread = None if read_only else ControllerThread(plan, drivers=drivers)
+    app = CockpitApp(plan, read_only=read_only, controller_thread=thread)
+    app.run()
+    return app.return_code or 0

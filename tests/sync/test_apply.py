@@ -1,0 +1,156 @@
+"""The applier on real SQLite files and the real PostgreSQL: both directions, no loop-back, conflicts per policy."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+
+from cockpit.sync.apply import POLICIES, settle
+from tests.sync.test_sync_support import (
+    Events,
+    assert_same,
+    blue_exec,
+    blue_rows,
+    green_rows,
+    make_pair,
+    pg_exec,
+    runner,
+)
+
+
+def test_both_directions_with_key_changes_deletes_blobs_and_composite_keys(tmp_path, pg_url):
+    db = make_pair(tmp_path, pg_url)
+    r = runner(db, pg_url)
+    try:
+        blue_exec(db, "INSERT INTO items VALUES (1, 'a', 2, 1.5, x'00ff00')")
+        blue_exec(db, """INSERT INTO "Pairs" VALUES ('x', 1, 'blue')""")
+        pg_exec(pg_url, "INSERT INTO items VALUES (2, 'g', 3, 2.25, NULL)")
+        pg_exec(pg_url, """INSERT INTO "Pairs" VALUES ('y', 2, 'green')""")
+        out = r.run_once()
+        assert out["blue_to_green"]["upserts"] == 2 and out["green_to_blue"]["upserts"] == 2
+        assert_same(db, pg_url)
+        assert green_rows(pg_url, "items") == [(1, "a", 2, 1.5, b"\x00\xff\x00"), (2, "g", 3, 2.25, None)]
+
+        blue_exec(db, "UPDATE items SET id = 10 WHERE id = 1")  # key change on blue
+        pg_exec(pg_url, "UPDATE items SET id = 20, name = 'moved' WHERE id = 2")  # and on green
+        blue_exec(db, """UPDATE "Pairs" SET b = 5 WHERE a = 'x'""")
+        pg_exec(pg_url, """DELETE FROM "Pairs" WHERE a = 'y'""")
+        out = r.run_once()
+        assert out["conflicts"] == 0
+        assert_same(db, pg_url)
+        assert [row[0] for row in blue_rows(db, "items")] == [10, 20]
+        assert blue_rows(db, "Pairs") == [("x", 5, "blue")]
+
+        blue_exec(db, "DELETE FROM items")
+        r.run_once()
+        assert_same(db, pg_url)
+        assert green_rows(pg_url, "items") == []
+    finally:
+        r.close()
+
+
+def test_nothing_loops_back(tmp_path, pg_url):
+    db = make_pair(tmp_path, pg_url)
+    r = runner(db, pg_url)
+    try:
+        blue_exec(db, "INSERT INTO items (id, name) VALUES (1, 'a')")
+        pg_exec(pg_url, "INSERT INTO items (id, name) VALUES (2, 'b')")
+        first = r.run_once()
+        assert first["blue_to_green"]["changes"] == 1 and first["green_to_blue"]["changes"] == 1
+        second = r.run_once()  # the applied writes were not captured: nothing comes back
+        assert second["blue_to_green"]["changes"] == 0 and second["green_to_blue"]["changes"] == 0
+        lag = r.lag()
+        assert lag["blue_to_green"].pending == 0 and lag["green_to_blue"].pending == 0
+        conn = sqlite3.connect(db)
+        assert conn.execute("SELECT count(*) FROM _cockpit_context").fetchone()[0] == 0
+        conn.close()
+    finally:
+        r.close()
+
+
+def test_several_changes_of_one_key_coalesce(tmp_path, pg_url):
+    db = make_pair(tmp_path, pg_url)
+    r = runner(db, pg_url)
+    try:
+        blue_exec(db, "INSERT INTO items (id, qty) VALUES (1, 0)")
+        for i in range(1, 6):
+            blue_exec(db, "UPDATE items SET qty = ? WHERE id = 1", (i,))
+        blue_exec(db, "INSERT INTO items (id, qty) VALUES (2, 0)")
+        blue_exec(db, "DELETE FROM items WHERE id = 2")
+        out = r.run_once()["blue_to_green"]
+        assert out["changes"] == 8
+        assert out["upserts"] == 1 and out["deletes"] == 1
+        assert green_rows(pg_url, "items") == [(1, None, 5, None, None)]
+    finally:
+        r.close()
+
+
+def test_batches_smaller_than_the_backlog(tmp_path, pg_url):
+    db = make_pair(tmp_path, pg_url)
+    r = runner(db, pg_url, batch_size=7)
+    try:
+        conn = sqlite3.connect(db)
+        conn.executemany("INSERT INTO items (id, name) VALUES (?, ?)", [(i, f"n{i}") for i in range(100)])
+        conn.commit()
+        conn.close()
+        with psycopg.connect(pg_url) as pg:
+            with pg.cursor() as cur:
+                cur.executemany("INSERT INTO items (id, name) VALUES (%s, %s)", [(i, "g") for i in range(1000, 1050)])
+            pg.commit()
+        out = r.run_once()
+        assert out["blue_to_green"]["changes"] == 100
+        assert out["green_to_blue"]["changes"] == 50
+        assert_same(db, pg_url)
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_conflicts_are_settled_by_policy_and_reported_with_both_versions(tmp_path, pg_url, policy):
+    db = make_pair(tmp_path, pg_url)
+    events = Events()
+    r = runner(db, pg_url, conflict_policy=policy, on_event=events)
+    try:
+        blue_exec(db, "INSERT INTO items (id, name, qty) VALUES (1, 'base', 0)")
+        blue_exec(db, "INSERT INTO items (id, name, qty) VALUES (2, 'base', 0)")
+        r.run_once()
+        # key 1: blue first, green later; key 2: green first, blue later (by change time)
+        blue_exec(db, "UPDATE items SET name = 'blue' WHERE id = 1")
+        pg_exec(pg_url, "UPDATE items SET name = 'green' WHERE id = 1")
+        pg_exec(pg_url, "DELETE FROM items WHERE id = 2")
+        blue_exec(db, "UPDATE items SET name = 'blue' WHERE id = 2")
+        out = r.run_once()
+        assert out["conflicts"] == 2
+        assert_same(db, pg_url)
+        conflicts = {c["key"][0]: c for c in events.of("sync.conflict")}
+        assert set(conflicts) == {1, 2}
+        one, two = conflicts[1], conflicts[2]
+        assert one["blue"]["name"] == "blue" and one["green"]["name"] == "green"
+        assert two["blue"]["name"] == "blue" and two["green"] is None  # deleted on green
+        assert one["policy"] == policy and one["table"] == "items"
+        expected = {"blue-wins": ("blue", "blue"), "green-wins": ("green", "green"), "newest": ("green", "blue")}
+        assert (one["winner"], two["winner"]) == expected[policy]
+        names = {row[0]: row[1] for row in blue_rows(db, "items")}
+        assert names.get(1) == one["winner"]
+        assert (2 in names) == (two["winner"] == "blue")
+        again = r.run_once()  # settled once: nothing left to move, no conflict reported twice
+        assert again["conflicts"] == 0 and len(events.of("sync.conflict")) == 2
+        assert_same(db, pg_url)
+    finally:
+        r.close()
+
+
+def test_settle_rules():
+    assert settle("blue-wins", 1.0, 2.0) == "blue"
+    assert settle("green-wins", 2.0, 1.0) == "green"
+    assert settle("newest", 1.0, 2.0) == "green"
+    assert settle("newest", 2.0, 1.0) == "blue"
+    assert settle("newest", 1.0, 1.0) == "blue"
+
+
+def test_bad_policy_is_refused(tmp_path, pg_url):
+    db = make_pair(tmp_path, pg_url)
+    with pytest.raises(ValueError, match="policy"):
+        runner(db, pg_url, conflict_policy="last-writer")

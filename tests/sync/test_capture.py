@@ -1,0 +1,184 @@
+"""Change capture on real SQLite files and the real PostgreSQL: what the triggers log, and what they skip."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import psycopg
+import pytest
+
+from cockpit.sync import capture
+from tests.sync.test_sync_support import PG_DDL, TABLES, make_blue, make_pair
+
+
+def _blue_log(db) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return [(t, op, json.loads(pk)) for t, op, pk in conn.execute(
+            "SELECT tbl, op, pk FROM _cockpit_changes ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def _green_log(pg_url) -> list[tuple]:
+    with psycopg.connect(pg_url) as pg:
+        return [tuple(r) for r in pg.execute("SELECT tbl, op, pk FROM cockpit.changes ORDER BY seq")]
+
+
+def test_sqlite_captures_insert_update_delete_and_key_change(tmp_path):
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    capture.install_sqlite(conn, TABLES)
+    conn.execute("INSERT INTO items (id, name) VALUES (1, 'a')")
+    conn.execute("UPDATE items SET name = 'b' WHERE id = 1")
+    conn.execute("UPDATE items SET id = 2 WHERE id = 1")  # key change: delete old + upsert new
+    conn.execute("DELETE FROM items WHERE id = 2")
+    conn.execute("""INSERT INTO "Pairs" VALUES ('x', 1, 'v')""")
+    conn.execute("""UPDATE "Pairs" SET b = 2 WHERE a = 'x'""")
+    assert _blue_log(db) == [
+        ("items", "I", [1]),
+        ("items", "U", [1]),
+        ("items", "D", [1]),
+        ("items", "U", [2]),
+        ("items", "D", [2]),
+        ("Pairs", "I", ["x", 1]),
+        ("Pairs", "D", ["x", 1]),
+        ("Pairs", "U", ["x", 2]),
+    ]
+    assert capture.sqlite_position(conn) == 8
+    ts = conn.execute("SELECT min(ts), max(ts) FROM _cockpit_changes").fetchone()
+    assert abs(ts[1] - time.time()) < 60 and ts[0] <= ts[1]
+
+
+def test_sqlite_applier_context_is_not_captured(tmp_path):
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    capture.install_sqlite(conn, TABLES)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO _cockpit_context (applier) VALUES ('test')")
+    conn.execute("INSERT INTO items (id, name) VALUES (1, 'applied')")
+    conn.execute("DELETE FROM _cockpit_context")
+    conn.execute("COMMIT")
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("INSERT INTO items (id, name) VALUES (2, 'app')")
+    assert _blue_log(db) == [("items", "I", [2])]
+
+
+def test_sqlite_install_is_idempotent_and_leaves_app_tables_untouched(tmp_path):
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    before = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='table' ORDER BY name").fetchall()
+    conn.execute("INSERT INTO items (id, name) VALUES (1, 'a')")
+    capture.install_sqlite(conn, TABLES)
+    capture.install_sqlite(conn, TABLES)
+    conn.execute("INSERT INTO items (id, name) VALUES (2, 'b')")
+    assert _blue_log(db) == [("items", "I", [2])]  # one trigger each, not two
+    assert capture.sqlite_installed(conn) == sorted(TABLES)
+    after = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type='table' AND name NOT LIKE '\\_cockpit\\_%' ESCAPE '\\'"
+        " AND name != 'sqlite_sequence' ORDER BY name"
+    ).fetchall()
+    assert after == before
+    dropped = capture.uninstall_sqlite(conn)
+    assert "table _cockpit_changes" in dropped
+    assert capture.uninstall_sqlite(conn) == []
+    assert capture.sqlite_installed(conn) == []
+    assert capture.sqlite_position(conn) == 0
+    assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 2
+    conn.execute("INSERT INTO items (id, name) VALUES (3, 'c')")  # the app still writes with capture gone
+
+
+def test_sqlite_refuses_a_table_without_primary_key(tmp_path):
+    db = tmp_path / "b.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE logs (line TEXT)")
+    with pytest.raises(capture.CaptureError, match="logs"):
+        capture.install_sqlite(conn, ["logs"])
+    with pytest.raises(capture.CaptureError, match="missing"):
+        capture.install_sqlite(conn, ["missing"])
+    assert capture.sqlite_installed(conn) == []
+
+
+def test_sqlite_position_survives_pruning(tmp_path):
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    assert capture.sqlite_position(conn) == 0
+    capture.install_sqlite(conn, TABLES)
+    for i in range(5):
+        conn.execute("INSERT INTO items (id) VALUES (?)", (i,))
+    conn.execute("DELETE FROM _cockpit_changes")
+    assert capture.sqlite_position(conn) == 5
+    conn.execute("INSERT INTO items (id) VALUES (10)")
+    assert conn.execute("SELECT seq FROM _cockpit_changes").fetchall() == [(6,)]
+
+
+def test_postgres_captures_and_skips_the_applier(tmp_path, pg_url):
+    make_pair(tmp_path, pg_url)
+    with psycopg.connect(pg_url) as pg:
+        pg.execute("INSERT INTO items (id, name) VALUES (1, 'a')")
+        pg.execute("UPDATE items SET name = 'b' WHERE id = 1")
+        pg.execute("UPDATE items SET id = 2 WHERE id = 1")
+        pg.execute("DELETE FROM items WHERE id = 2")
+        pg.execute("""INSERT INTO "Pairs" VALUES ('x', 1, 'v')""")
+        pg.commit()
+        with pg.transaction():
+            pg.execute("SET LOCAL cockpit.applying = 'on'")
+            pg.execute("INSERT INTO items (id, name) VALUES (7, 'applied')")
+        # SET LOCAL ended with its transaction: the next write is captured again
+        pg.execute("INSERT INTO items (id, name) VALUES (8, 'app')")
+        pg.commit()
+    assert _green_log(pg_url) == [
+        ("items", "I", [1]),
+        ("items", "U", [1]),
+        ("items", "D", [1]),
+        ("items", "U", [2]),
+        ("items", "D", [2]),
+        ("Pairs", "I", ["x", 1]),
+        ("items", "I", [8]),
+    ]
+
+
+def test_postgres_install_uninstall_idempotent_and_app_tables_untouched(pg_url):
+    with psycopg.connect(pg_url) as pg:
+        for ddl in PG_DDL:
+            pg.execute(ddl)
+        pg.commit()
+        columns = "SELECT table_name, column_name, data_type FROM information_schema.columns" \
+                  " WHERE table_schema = 'public' ORDER BY 1, 2"
+        before = pg.execute(columns).fetchall()
+        keys = {"items": ("id",), "Pairs": ("a", "b")}
+        capture.install_pg(pg, keys)
+        capture.install_pg(pg, keys)
+        assert capture.pg_installed(pg) == ["Pairs", "items"]
+        pg.execute("INSERT INTO items (id) VALUES (1)")
+        pg.commit()
+        assert pg.execute("SELECT count(*) FROM cockpit.changes").fetchone()[0] == 1
+        assert pg.execute(columns).fetchall() == before
+        assert sorted(capture.uninstall_pg(pg)) == ["schema cockpit", "trigger Pairs", "trigger items"]
+        assert capture.uninstall_pg(pg) == []
+        assert capture.pg_installed(pg) == []
+        assert pg.execute("SELECT to_regnamespace('cockpit')").fetchone()[0] is None
+        pg.execute("INSERT INTO items (id) VALUES (2)")
+        pg.commit()
+
+
+def test_postgres_install_refuses_missing_tables(pg_url):
+    with psycopg.connect(pg_url) as pg, pytest.raises(capture.CaptureError, match="nothere"):
+        capture.install_pg(pg, {"nothere": ("id",)})
+
+
+def test_copy_position_is_recorded_on_postgres(pg_url):
+    with psycopg.connect(pg_url) as pg:
+        assert capture.read_blue_position(pg) == 0
+        capture.record_copy_position(pg, 42)
+        pg.commit()
+        assert capture.read_blue_position(pg) == 42
+        capture.record_copy_position(pg, 43)
+        pg.rollback()  # in the caller's transaction: rolled back with it
+        assert capture.read_blue_position(pg) == 42
