@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from cockpit.actions import Result
-from cockpit.drivers import build_drivers, build_traffic
+from cockpit.drivers import build_traffic
 from cockpit.journal import Journal, current_actor, format_event
 from cockpit.lock import ControllerLock, LockHeld
 from cockpit.plan import Plan, PlanError, load_plan, plan_to_dict
@@ -376,8 +376,7 @@ async def _headless(plan: Plan, run_sync: bool, as_json: bool) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    drivers = await asyncio.to_thread(build_drivers, plan)
-    async with controller_session(plan, run_sync=run_sync, drivers=drivers) as controller:
+    async with controller_session(plan, run_sync=run_sync) as controller:
         journal = controller.journal
         last = journal.last_event_id()
         for e in journal.events(limit=5):
@@ -402,7 +401,6 @@ async def _headless(plan: Plan, run_sync: bool, as_json: bool) -> int:
             await runner
             for e in journal.events(since_id=last):
                 _emit(e, as_json)
-    await asyncio.to_thread(drivers.close)
     return EXIT_OK
 
 

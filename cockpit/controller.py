@@ -59,7 +59,7 @@ class Controller:
         self._action_lock = asyncio.Lock()
         self._running: tuple[str, asyncio.Task[Result]] | None = None
         self._traffic_lock = threading.Lock()  # one apply at a time, even when a preempted one still runs
-        self._polling = False
+        self._refreshing: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[CockpitState], None]] = []
@@ -92,6 +92,9 @@ class Controller:
                 await asyncio.wait_for(
                     asyncio.shield(running[1]), timeout=float(self.plan.rollback.max_duration)
                 )
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -114,19 +117,17 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------ the tick
     async def tick(self) -> None:
-        """Take queued commands, then refresh: read metrics, evaluate rules, publish."""
+        """Take queued commands; start a refresh unless the last one is still out (polls never overlap)."""
         for cmd in self.journal.take_commands():
             self._spawn(self._execute(cmd))
-        await self.refresh()
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self.refresh())
+        else:
+            self._publish()  # a slow source (a cold Neon) must not hold up commands or the screen
 
     async def refresh(self) -> None:
-        """Read metrics (never two polls at once), evaluate the rules, journal samples, publish."""
-        if not self._polling:
-            self._polling = True
-            try:
-                await self._poll()
-            finally:
-                self._polling = False
+        """Read every metrics source, evaluate the rules, journal the samples, publish a snapshot."""
+        await self._poll()
         self._evaluate()
         if self.metrics:
             self.journal.samples({k: v for k, v in self.metrics.items() if v is not None})

@@ -5,7 +5,7 @@ The controller only knows the interfaces below; tests hand it a lab's drivers (o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,8 +84,14 @@ def build_traffic(plan: Plan) -> TrafficDriver | None:
     return None
 
 
-def build_drivers(plan: Plan, *, with_sync: bool = True, with_metrics: bool = True) -> Drivers:
-    """Everything the plan names. `with_sync=False` for one-shot CLI actions that do not run the sync loop."""
+def build_drivers(
+    plan: Plan,
+    *,
+    with_sync: bool = True,
+    with_metrics: bool = True,
+    events: Callable[[str, dict[str, Any]], object] | None = None,
+) -> Drivers:
+    """Everything the plan names. `events(kind, payload)` receives what drivers report (sync conflicts...)."""
     from cockpit.metrics.system import SystemMetrics
     from cockpit.services.factory import build_services
 
@@ -106,10 +112,14 @@ def build_drivers(plan: Plan, *, with_sync: bool = True, with_metrics: bool = Tr
                         _AccessLogSource(AccessLogMetrics(plan.path(b.access_log), plan.traffic.window))
                     )
                     break  # one front door's log gives the per-side figures
+        if plan.green.database.engine == "postgresql":
+            from cockpit.metrics.database import DatabaseMetrics
+
+            drivers.metrics.append(DatabaseMetrics(plan.green.database.url, window_s=float(plan.traffic.window)))
     if with_sync and plan.blue.database.engine == "sqlite" and plan.green.database.engine == "postgresql":
         from cockpit.sync.runner import SyncRunner
 
-        drivers.sync = SyncRunner.from_plan(plan)
+        drivers.sync = SyncRunner.from_plan(plan, on_event=events)
     if plan.alerts.webhook or plan.alerts.email:
         from cockpit.notify import Notifier as _Notifier
 

@@ -32,7 +32,7 @@ async def controller_session(
     journal = journal_for(plan)
     own_drivers = drivers is None
     try:
-        drivers = drivers if drivers is not None else build_drivers(plan)
+        drivers = drivers if drivers is not None else build_drivers(plan, events=_journaling(journal))
         controller = Controller(plan, drivers, journal, actor=actor)
         await controller.start()
         try:
@@ -45,6 +45,13 @@ async def controller_session(
                 await asyncio.to_thread(drivers.close)
     finally:
         journal.close()
+
+
+def _journaling(journal: Journal) -> Callable[[str, dict[str, Any]], object]:
+    def record(kind: str, payload: dict[str, Any]) -> object:
+        return journal.event(kind, payload)
+
+    return record
 
 
 class ControllerThread:

@@ -329,9 +329,10 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     services: list[dict[str, Any]] = []
     for side_name in ("blue", "green"):
         side = getattr(plan, side_name)
-        driver = build_services(side.services, plan)
-        assert driver is not None
-        driver.start(list(side.services.units))
+        services_driver = build_services(side.services, plan)
+        if services_driver is None:
+            raise LabError(f"plans/lab.yaml: {side_name}.services must use the processes driver")
+        services_driver.start(list(side.services.units))
         for unit, upstream in zip(side.services.units, side.upstreams, strict=True):
             pid = _pid_from_file(root / "run" / f"{unit}.pid")
             services.append({"unit": unit, "side": side_name, "port": int(upstream.rsplit(":", 1)[1]), "pid": pid})
@@ -341,8 +342,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     _say(opts, "services: " + ", ".join(f"{s['unit']} :{s['port']}" for s in services))
 
     # 5. nginx with the traffic driver's include, at the starting split
-    driver = NginxDriver.from_plan(plan)
-    driver.prepare(opts.green_percent)
+    NginxDriver.from_plan(plan).prepare(opts.green_percent)
     state["nginx"] = {"root": str(nginx_dir), "port": ports["FRONT"], "include": str(nginx_dir / "cockpit-split.conf"),
                       "access_log": plan.traffic.balancers[0].access_log and str(plan.path(plan.traffic.balancers[0].access_log)),
                       "binary": nginx_bin}

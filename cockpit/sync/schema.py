@@ -250,7 +250,7 @@ def _sql_copy(kind: str, c: str, bool_pair: tuple[Any, Any] | None = None) -> st
         return f"coalesce(CAST({c} AS TEXT), {_NULL})"
     if kind in ("float", "numeric"):
         return (
-            f"CASE WHEN typeof({c}) = 'integer' THEN CAST({c} AS TEXT) ELSE "
+            f"CASE WHEN typeof({c}) = 'integer' THEN CAST({c} AS TEXT) "
             + _sql_real(c).removeprefix("CASE ")
         )
     if kind == "text":

@@ -79,7 +79,7 @@ class CockpitApp(App[int]):
         self.state: CockpitState | None = None
         self.states_seen = 0  # snapshots taken in (tests watch the screen keep refreshing)
         self.skipped_polls = 0  # ticks skipped because the previous read-only poll still ran
-        self.last_result: tuple[str, str, str] | None = None  # verb, outcome, message of the last action sent here
+        self.last_result: tuple[str, str, str, float | None] | None = None  # verb, outcome, message of the last action sent here
         self.note = ""
         self._starting: asyncio.Future[Controller] | None = None
         self._poll_worker: Worker[None] | None = None

@@ -14,7 +14,7 @@ from cockpit.journal import ActionRecord
 from cockpit.plan import format_duration
 from cockpit.state import CockpitState
 
-BAR_WIDTH = 40
+BAR_WIDTH = 30
 OK, BAD, WARN, MUTED, ACCENT, BLUE = "$success", "$error", "$warning", "$text-muted", "$accent", "$primary"
 OUTCOME_STYLE = {
     "ok": OK,
@@ -143,12 +143,12 @@ def split(state: CockpitState) -> Content:
     configured = Content.assemble(("configured ", "bold"), bar(conf), f" {conf:g}% green · {100 - conf:g}% blue")
     live_value = state.green_live
     if live_value is None:
-        note: tuple[str, str] = (" unknown: balancers disagree or are unreadable", WARN)
+        note: tuple[str, str] = (" unknown (balancers disagree or unreadable)", WARN)
         live = Content.assemble(("live       ", "bold"), bar(None), note)
     else:
         differs = abs(live_value - conf) > 0.05
-        note = (" differs from configured", WARN) if differs else (" matches", OK)
-        live = Content.assemble(("live       ", "bold"), bar(live_value), f" {live_value:g}% green ·", note)
+        note = ("  ≠ configured", WARN) if differs else ("  ✓ as configured", OK)
+        live = Content.assemble(("live       ", "bold"), bar(live_value), f" {live_value:g}% green", note)
     legend = Content.assemble(("█", OK), (" green (new)  ", MUTED), ("█", BLUE), (" blue (old)", MUTED))
     return _lines([configured, live, legend])
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,45 @@ def test_secrets_never_appear(tmp_path: Path) -> None:
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("journal.db*") if p.is_file())
     assert secret.encode() not in raw
     assert oct((tmp_path / "journal.db").stat().st_mode & 0o777) == "0o600"
+
+
+def _on_a_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the CLI with its stdin on a pseudo-terminal, type `answer`, return (exit code, what it printed)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI with the pty as its terminal
+        os.execve(sys.executable, [sys.executable, "-m", "cockpit", *args], env())
+    out = b""
+    sent = False
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if not sent and b"[y/N]" in out:
+            os.write(fd, answer)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_confirmation_only_on_a_terminal(tmp_path: Path) -> None:
+    plan = str(write_plan(tmp_path))
+    code, out = _on_a_terminal(["-p", plan, "advance"], b"n\n")
+    assert code == 1 and "advance rehearsal? [y/N]" in out and "cancelled: nothing was done" in out
+    assert not (tmp_path / "split.json").exists()
+    code, out = _on_a_terminal(["-p", plan, "advance"], b"y\n")
+    assert code == 0 and "advance ok" in out
+    assert json.loads((tmp_path / "split.json").read_text())["green_percent"] == 5
+    # no terminal: no question, no wait (stdin is /dev/null in cockpit())
+    p = cockpit("-p", plan, "rollback", "--reason", "drill")
+    assert p.returncode == 0 and "[y/N]" not in p.stdout

@@ -1,0 +1,106 @@
+"""Every file of the pgloader SQLite corpus is copied exactly, or refused naming table, column, key and value."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cockpit.plan import Cast
+from cockpit.sync.copy import copy_database
+from cockpit.sync.schema import SchemaRefused
+from tests.sync.test_copy_support import assert_copied_exactly
+
+CORPUS = Path("/work/shared/corpus/pgloader-sqlite")
+if not CORPUS.is_dir():  # the corpus lives beside the repository on the build machines
+    CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pgloader-sqlite"
+
+FILES = sorted(p.name for p in CORPUS.glob("*") if p.suffix in (".db", ".sqlite"))
+
+# file -> fragments that the refusal must contain (table, column, key, value)
+REFUSED = {
+    "bad-utf8.db": ['table "files"', 'column "filename"', "id=2", "file\\x96name.txt"],
+    "collision.db": ['table "products"', "col_very_long_name_that_exceeds_postgresql_identifier_limit_aaax",
+                     "col_very_long_name_that_exceeds_postgresql_identifier_limit_aaay", "63-byte"],
+    "type-mismatch.db": ['table "products"', 'column "qty"', "id=2", "'lots-of-it'"],
+    "sqlite.db": ['table "intege"', 'column "id"', "rowid=2", "'toto'", "real 12.3",
+                  'table "stamps"', 'column "StartTime"', "'2014-07-30 16:18:51'"],
+}
+
+# how a plan settles the refused files that can be settled (collision needs a rename in SQLite)
+CASTS = {
+    "type-mismatch.db": [Cast("products", "qty", "text")],
+    "sqlite.db": [Cast("intege", "id", "text"), Cast("stamps", "StartTime", "text")],
+}
+
+pytestmark = pytest.mark.skipif(not FILES, reason="corpus not found")
+
+
+@pytest.fixture
+def copy_of(tmp_path: Path):
+    def make(name: str) -> str:
+        dest = tmp_path / name
+        shutil.copy(CORPUS / name, dest)  # the copy switches the file to WAL: never touch the shared corpus
+        return str(dest)
+
+    return make
+
+
+def _table_count(pg_url: str) -> int:
+    with psycopg.connect(pg_url) as pg:
+        return pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_corpus_file_is_copied_exactly_or_refused(name: str, copy_of, pg_url: str) -> None:
+    path = copy_of(name)
+    if name in REFUSED:
+        with pytest.raises(SchemaRefused) as err:
+            copy_database(path, pg_url)
+        message = str(err.value)
+        for fragment in REFUSED[name]:
+            assert fragment in message, f"{fragment!r} missing from the refusal:\n{message}"
+        assert _table_count(pg_url) == 0, "a refused copy wrote to PostgreSQL"
+        return
+    report = copy_database(path, pg_url, jobs=3)
+    conn = sqlite3.connect(path)
+    total = sum(conn.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()[0] for t in report.tables)
+    assert report.rows == total
+    assert_copied_exactly(path, pg_url)
+
+
+@pytest.mark.parametrize("name", sorted(CASTS))
+def test_refused_corpus_file_is_copied_exactly_with_the_plans_casts(name: str, copy_of, pg_url: str) -> None:
+    path = copy_of(name)
+    copy_database(path, pg_url, casts=CASTS[name])
+    assert_copied_exactly(path, pg_url, casts=CASTS[name])
+
+
+def test_bad_utf8_cast_to_text_with_null_on_error(copy_of, pg_url: str) -> None:
+    path = copy_of("bad-utf8.db")
+    report = copy_database(path, pg_url, casts=[Cast("files", "filename", "text", on_error="null")])
+    assert any("written as NULL" in w for w in report.warnings)
+    with psycopg.connect(pg_url) as pg:
+        rows = pg.execute("SELECT id, filename FROM files ORDER BY id").fetchall()
+    assert rows == [(1, "valid-file.txt"), (2, None), (3, "another-valid.txt")]
+
+
+def test_chinook_keys_indexes_and_foreign_keys_are_carried(copy_of, pg_url: str) -> None:
+    copy_database(copy_of("Chinook_Sqlite_AutoIncrementPKs.sqlite"), pg_url)
+    with psycopg.connect(pg_url) as pg:
+        fks = pg.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated").fetchone()[0]
+        pks = pg.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'p'").fetchone()[0]
+        idx = pg.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'IFK_TrackAlbumId'").fetchone()[0]
+        types = dict(pg.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'Invoice'"
+        ).fetchall())
+        pg.execute('INSERT INTO "Genre" ("Name") VALUES (%s)', ("new",))
+        (new_id,) = pg.execute('SELECT max("GenreId") FROM "Genre"').fetchone()
+    assert fks == 11 and pks == 11 and idx == 1
+    assert types["InvoiceDate"] == "timestamp without time zone"
+    assert types["Total"] == "numeric"
+    assert types["InvoiceId"] == "bigint"
+    assert new_id == 26  # the identity continues after the copied keys

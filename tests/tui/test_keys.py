@@ -1,0 +1,190 @@
+"""Every key of the first screen against a real controller thread and the file traffic driver."""
+
+from __future__ import annotations
+
+from cockpit.lock import ControllerLock
+from cockpit.tui.actions import ACTIONS
+from cockpit.tui.app import CockpitApp
+from cockpit.tui.modals import DEFAULT_ROLLBACK_REASON, AdvanceModal, HelpModal, RollbackModal
+from tests.tui.conftest import green_in_file, journal_actions, text, until
+
+SIZE = (120, 40)
+
+
+async def _ready(pilot, app: CockpitApp) -> None:
+    await until(pilot, lambda: app.state is not None and app.state.state == "ready", what="the controller's first state")
+
+
+async def _open(pilot, app: CockpitApp, key: str, screen: type) -> None:
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(app.screen, screen), what=f"{screen.__name__} after {key!r}")
+
+
+async def _advance(pilot, app: CockpitApp) -> None:
+    index = app.state.phase_index
+    await _open(pilot, app, "a", AdvanceModal)
+    await pilot.click("#confirm")
+    await until(pilot, lambda: app.state.phase_index == index + 1 and app.state.running_action is None,
+                what="the advance to end")
+
+
+async def test_advance_accepted_moves_to_validation_and_writes_5_percent(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await _open(pilot, app, "a", AdvanceModal)
+        dialog = app.screen.query_one("#from-to").content.plain
+        assert "ready" in dialog and "validation (5% green)" in dialog
+        await pilot.click("#confirm")
+        await until(pilot, lambda: app.state.state == "active" and app.state.phase_index == 0, what="active")
+        assert green_in_file(plan) == 5.0
+        await until(pilot, lambda: app.last_result is not None, what="the result")
+        assert app.last_result[:2] == ("advance", "ok")
+        assert "advance ok" in text(app, "#result")
+        assert "validation (1/5)" in text(app, "#timeline")
+        await until(pilot, lambda: "advance" in text(app, "#actions-text"), what="the journaled action on screen")
+        assert "traffic" in text(app, "#actions-text")  # its steps with their timings
+    [action] = journal_actions(plan)
+    assert (action.verb, action.outcome) == ("advance", "ok")
+    assert [s.name for s in action.steps] == ["gates", "traffic", "verify"]
+
+
+async def test_advance_cancelled_changes_nothing(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        for cancel in ("escape", "#cancel"):
+            await _open(pilot, app, "a", AdvanceModal)
+            if cancel == "escape":
+                await pilot.press("escape")
+            else:
+                await pilot.click(cancel)
+            await until(pilot, lambda: not isinstance(app.screen, AdvanceModal), what="the dialog to close")
+        seen = app.states_seen
+        await until(pilot, lambda: app.states_seen >= seen + 3, what="a few controller ticks")
+        assert app.state.state == "ready" and app.state.phase_index == -1
+        assert app.last_result is None
+    assert green_in_file(plan) is None
+    assert journal_actions(plan) == []
+
+
+async def test_hold_then_resume(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await pilot.press("h")
+        await until(pilot, lambda: app.state.state == "held", what="held")
+        assert app.state.held_reason == "held from the cockpit"
+        await until(pilot, lambda: "held: held from the cockpit" in text(app, "#status-text"), what="held reason")
+        assert str(app.query_one("#badge").content).strip() == "HELD"
+        await pilot.press("r")
+        await until(pilot, lambda: app.state.state == "ready", what="resumed")
+        await until(pilot, lambda: app.last_result and app.last_result[0] == "resume", what="the resume result")
+        assert app.last_result[1] == "ok"
+    assert [(a.verb, a.outcome) for a in journal_actions(plan)] == [("hold", "ok"), ("resume", "ok")]
+
+
+async def test_refused_action_is_shown(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await pilot.press("r")  # resume while not held: the controller refuses and says why
+        await until(pilot, lambda: app.last_result is not None, what="the refusal")
+        assert app.last_result[:2] == ("resume", "refused")
+        assert "resume refused" in text(app, "#result") and "not held" in text(app, "#result")
+
+
+async def test_rollback_accepted_with_reason(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await _advance(pilot, app)
+        assert green_in_file(plan) == 5.0
+        await _open(pilot, app, "b", RollbackModal)
+        reason = app.screen.query_one("#reason")
+        assert reason.value == DEFAULT_ROLLBACK_REASON
+        reason.value = ""
+        await pilot.press(*"error spike", "enter")  # typed into the focused reason; Enter confirms
+        await until(pilot, lambda: app.state.state == "rolled_back", what="rolled back")
+        await until(pilot, lambda: app.last_result and app.last_result[0] == "rollback", what="the result")
+        assert app.last_result[1] == "ok"
+        await until(pilot, lambda: "error spike" in text(app, "#actions-text"), what="the reason on screen")
+    assert green_in_file(plan) == 0.0
+    rollback = journal_actions(plan)[-1]
+    assert (rollback.verb, rollback.outcome, rollback.reason) == ("rollback", "ok", "error spike")
+    assert rollback.args == {"mode": "immediate"}
+    assert [s.name for s in rollback.steps] == list(plan.rollback.steps)
+
+
+async def test_rollback_gradual_chosen_in_the_dialog(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await _advance(pilot, app)
+        await _advance(pilot, app)
+        assert green_in_file(plan) == 20.0
+        await _open(pilot, app, "b", RollbackModal)
+        await pilot.click("#gradual")
+        await pilot.click("#confirm")
+        await until(pilot, lambda: app.state.state == "rolled_back", what="rolled back")
+    rollback = journal_actions(plan)[-1]
+    assert rollback.reason == DEFAULT_ROLLBACK_REASON
+    assert rollback.args == {"mode": "gradual"}
+    assert "5% -> 0%" in rollback.steps[0].detail
+    assert green_in_file(plan) == 0.0
+
+
+async def test_rollback_cancelled_changes_nothing(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await _advance(pilot, app)
+        await _open(pilot, app, "b", RollbackModal)
+        await pilot.click("#cancel")
+        await until(pilot, lambda: not isinstance(app.screen, RollbackModal), what="the dialog to close")
+        await _open(pilot, app, "b", RollbackModal)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, RollbackModal), what="the dialog to close")
+        seen = app.states_seen
+        await until(pilot, lambda: app.states_seen >= seen + 3, what="a few controller ticks")
+        assert app.state.state == "active" and app.state.phase_index == 0
+    assert green_in_file(plan) == 5.0
+    assert [a.verb for a in journal_actions(plan)] == ["advance"]
+
+
+async def test_help_lists_every_key_and_footer_shows_them(plan, controller_thread):
+    from textual.widgets._footer import FooterKey
+
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        footer = {(k.key_display, k.description) for k in app.query(FooterKey)}
+        for a in ACTIONS:
+            assert (a.shown_key, a.label) in footer
+        await _open(pilot, app, "question_mark", HelpModal)
+        shown = app.screen.query_one("#help-keys").content.plain
+        for a in ACTIONS:
+            assert a.description in shown
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpModal), what="help to close")
+
+
+async def test_palette_offers_the_same_actions(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for a in ACTIONS:
+            assert titles.count(a.label) == 1
+
+
+async def test_quit_stops_the_controller_and_releases_the_lock(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_code is not None, what="the app to exit")
+    assert app.return_code == 0
+    lock = ControllerLock(plan.path(plan.journal.path))
+    lock.acquire("test")  # would raise LockHeld if the controller still ran
+    lock.release()
