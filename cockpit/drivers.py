@@ -32,8 +32,8 @@ class Notifier(Protocol):
 
 
 class HealthChecker(Protocol):
-    def check(self, check: Any) -> Any:
-        """Run one plan health check with its retries; returns an object with `ok` and `error`."""
+    def check(self, check: Any, max_total: float | None = None) -> Any:
+        """Run one plan health check with its retries (bounded by `max_total` s); an object with `ok`, `error`."""
         ...
 
 
@@ -65,10 +65,10 @@ class _AccessLogSource:
 
 
 class _Health:
-    def check(self, check: Any) -> Any:
+    def check(self, check: Any, max_total: float | None = None) -> Any:
         from cockpit.health import check_with_retries
 
-        return check_with_retries(check)
+        return check_with_retries(check, max_total=max_total)
 
 
 def build_traffic(plan: Plan) -> TrafficDriver | None:
@@ -115,7 +115,9 @@ def build_drivers(
         if plan.green.database.engine == "postgresql":
             from cockpit.metrics.database import DatabaseMetrics
 
-            drivers.metrics.append(DatabaseMetrics(plan.green.database.url, window_s=float(plan.traffic.window)))
+            drivers.metrics.append(
+                DatabaseMetrics(plan.green.database.url, window_s=float(plan.traffic.window))
+            )
     if with_sync and plan.blue.database.engine == "sqlite" and plan.green.database.engine == "postgresql":
         from cockpit.sync.runner import SyncRunner
 

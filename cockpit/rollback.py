@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from cockpit.actions import Recorder, StepFailed
 from cockpit.drivers import Drivers
 from cockpit.plan import Plan
+from cockpit.services.factory import service_units
 
 
 @dataclass
@@ -100,11 +101,11 @@ async def _drain(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object
 
 
 async def _stop_green(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    await _services(drivers.green_services, plan.green.services.units, "stop", info)
+    await _services(drivers.green_services, service_units(plan.green.services), "stop", info)
 
 
 async def _start_blue(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    await _services(drivers.blue_services, plan.blue.services.units, "start", info)
+    await _services(drivers.blue_services, service_units(plan.blue.services), "start", info)
 
 
 async def _services(driver: object, units: list[str], verb: str, info: dict[str, str]) -> None:
@@ -124,7 +125,8 @@ async def _health(plan: Plan, drivers: Drivers, info: dict[str, str], **_: objec
     if not checks or drivers.health is None:
         info["status"], info["detail"] = "skipped", "no blue health checks in the plan"
         return
-    results = await asyncio.gather(*(asyncio.to_thread(drivers.health.check, c) for c in checks))
+    budget = float(plan.rollback.max_duration) / 3  # health may not eat the whole rollback budget
+    results = await asyncio.gather(*(asyncio.to_thread(drivers.health.check, c, budget) for c in checks))
     bad = [f"{c.name}: {r.error or r.status}" for c, r in zip(checks, results, strict=True) if not r.ok]
     info["detail"] = f"{len(checks) - len(bad)}/{len(checks)} healthy"
     if bad:

@@ -28,13 +28,13 @@ from cockpit.lab.errors import LabError
 INSTALL_HINT = "install PostgreSQL: apt-get install -y postgresql (or set COCKPIT_LAB_PG_URL to an existing server)"
 
 
-def find_pg_bindir() -> Path:
+def find_pg_bindir(path: str | None = None, pattern: str = "/usr/lib/postgresql/*/bin") -> Path:
     """The folder holding initdb and pg_ctl: PATH, then `pg_config --bindir`, then /usr/lib/postgresql/*/bin."""
     candidates: list[Path] = []
-    on_path = shutil.which("initdb")
+    on_path = shutil.which("initdb", path=path)
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-    pg_config = shutil.which("pg_config")
+    pg_config = shutil.which("pg_config", path=path)
     if pg_config:
         try:
             out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False)
@@ -47,7 +47,7 @@ def find_pg_bindir() -> Path:
         name = Path(p).parent.name
         return tuple(int(x) for x in name.split(".") if x.isdigit())
 
-    candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)]
+    candidates += [Path(p) for p in sorted(glob.glob(pattern), key=version, reverse=True)] if pattern else []
     for c in candidates:
         if (c / "initdb").is_file() and (c / "pg_ctl").is_file():
             return c

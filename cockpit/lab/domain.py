@@ -8,7 +8,6 @@ whichever side serves it.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import random
 import re
 import threading
@@ -108,8 +107,8 @@ CREATE TABLE IF NOT EXISTS users (
     cpf TEXT,
     role TEXT NOT NULL DEFAULT 'analyst',
     active BOOLEAN NOT NULL DEFAULT 1,
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
 );
 CREATE TABLE IF NOT EXISTS companies (
     id INTEGER PRIMARY KEY,
@@ -119,8 +118,8 @@ CREATE TABLE IF NOT EXISTS companies (
     city TEXT,
     state TEXT,
     owner_id INTEGER REFERENCES users(id),
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
 );
 CREATE TABLE IF NOT EXISTS opportunities (
     id INTEGER PRIMARY KEY,
@@ -132,8 +131,8 @@ CREATE TABLE IF NOT EXISTS opportunities (
     deadline DATE,
     status TEXT NOT NULL DEFAULT 'open',
     state TEXT,
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
 );
 CREATE TABLE IF NOT EXISTS proposals (
     id INTEGER PRIMARY KEY,
@@ -142,10 +141,10 @@ CREATE TABLE IF NOT EXISTS proposals (
     user_id INTEGER REFERENCES users(id),
     amount REAL NOT NULL,
     status TEXT NOT NULL DEFAULT 'draft',
-    submitted_at TEXT,
+    submitted_at DATETIME,
     notes TEXT,
-    created_at TEXT NOT NULL DEFAULT (datetime('now')),
-    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    created_at DATETIME NOT NULL DEFAULT (datetime('now')),
+    updated_at DATETIME NOT NULL DEFAULT (datetime('now'))
 );
 CREATE INDEX IF NOT EXISTS proposals_opportunity ON proposals(opportunity_id);
 CREATE INDEX IF NOT EXISTS proposals_company ON proposals(company_id);
@@ -214,20 +213,28 @@ def valid_cpf(text: str) -> bool:
 
 _KEY_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 _key_lock = threading.Lock()
-_key_counter = itertools.count(random.SystemRandom().randrange(4096))
+_key_last = [0, 0]  # the last (millisecond, sequence) handed out by this process
+_key_random = random.SystemRandom()
 
 
 def new_key(side: str) -> int:
     """A new primary key that cannot collide with the other side's (blue and green both write while syncing).
 
-    Milliseconds since 2024 times 4096, one bit for the side, 11 bits of a per-process counter: below 2**53 (safe
-    in JSON) for a century, far above the seeded keys, and distinct between sides by construction. Two instances
-    of one side may meet in the same millisecond with the same counter; the service retries on a unique violation.
+    Milliseconds since 2024 times 4096, one bit for the side, 11 bits of sequence: below 2**53 (exact in JSON)
+    for a century, far above the seeded keys, distinct between sides by construction and strictly increasing in one
+    process. Each millisecond's sequence starts at a random point, so two instances of one side seldom meet; when
+    they do, the unique key refuses the second insert and the service takes another key.
     """
     with _key_lock:
-        n = next(_key_counter) & 0x7FF
-    ms = int(time.time() * 1000) - _KEY_EPOCH_MS
-    return ms * 4096 + (2048 if side == "green" else 0) + n
+        ms = max(int(time.time() * 1000) - _KEY_EPOCH_MS, _key_last[0])
+        if ms == _key_last[0]:
+            seq = _key_last[1] + 1
+            if seq > 0x7FF:
+                ms, seq = ms + 1, 0
+        else:
+            seq = _key_random.randrange(0x400)
+        _key_last[:] = [ms, seq]
+    return ms * 4096 + (2048 if side == "green" else 0) + seq
 
 
 # ------------------------------------------------------------------------------------------ conversions

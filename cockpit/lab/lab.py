@@ -98,10 +98,11 @@ def _save(state: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------- helpers
 
 
-def find_nginx() -> str:
-    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+def find_nginx(path: str | None = None, fallbacks: tuple[str, ...] = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")) -> str:
+    """The nginx binary: on PATH (or `path`), else in the usual sbin folders; LabError with the install hint."""
+    found = shutil.which("nginx", path=path) or next((p for p in fallbacks if os.access(p, os.X_OK)), None)
     if not found:
-        raise LabError(f"nginx not found on PATH or in /usr/sbin; {NGINX_HINT}")
+        raise LabError(f"nginx not found on PATH or in {', '.join(fallbacks) or 'the sbin folders'}; {NGINX_HINT}")
     return found
 
 

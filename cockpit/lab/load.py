@@ -94,6 +94,7 @@ class Figures:
         errors = sum(1 for r in window if _is_error(r.status))
         side_counts: Counter[str] = Counter(r.side for r in window if r.side)
         side_errors: Counter[str] = Counter(r.side for r in window if r.side and _is_error(r.status))
+        side_503: Counter[str] = Counter(r.side for r in window if r.side and r.status == 503)
         served = sum(side_counts.values())
         return {
             **extra,
@@ -113,6 +114,8 @@ class Figures:
                 "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95), "p99_ms": _pct(lat, 99),
                 "by_side": dict(side_counts),
                 "errors_by_side": dict(side_errors),
+                # 503 = the service could not reach its database: the strategy's database_connection_failure
+                "db_failure_rate_by_side": {side: round(100.0 * side_503.get(side, 0) / n, 2) for side, n in side_counts.items()},
                 "green_share": round(100.0 * side_counts.get("green", 0) / served, 2) if served else None,
             },
             "last_error": last_error,

@@ -33,6 +33,9 @@ _UNIT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_@.:+=-]*$")
 _KILL_GRACE = 5.0
 # two create_time readings of one process agree exactly; allow for float noise only
 _CREATE_TIME_TOLERANCE = 0.05
+# the processes this controller spawned, whichever driver instance did it, so that their exit status is
+# collected (no zombies) and Python does not warn about a running child when a driver is dropped
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class ProcessesDriver(ServiceDriver):
                     "(letters, digits and _ @ . : + = - only; not starting with . or -)"
                 )
             if not argv or not all(isinstance(a, str) for a in argv) or not argv[0]:
-                raise ServiceError(f"processes driver: unit {unit!r} needs a non-empty argv (a list of strings)")
+                raise ServiceError(
+                    f"processes driver: unit {unit!r} needs a non-empty argv (a list of strings)"
+                )
         if stop_timeout < 0:
             raise ServiceError("processes driver: stop_timeout cannot be negative")
         self.commands: dict[str, list[str]] = {u: list(a) for u, a in commands.items()}
@@ -81,8 +86,6 @@ class ProcessesDriver(ServiceDriver):
         self.env = dict(env or {})
         self.cwd = Path(cwd) if cwd is not None else None
         self._lock = threading.RLock()
-        # processes this instance spawned, so that their exit status is collected (no zombies left behind)
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # ------------------------------------------------------------------------------------------- public API
 
@@ -115,7 +118,9 @@ class ProcessesDriver(ServiceDriver):
                     failures.append(str(exc))
                     results.append(ServiceStatus(unit, False, str(exc)))
                     continue
-                results.append(ServiceStatus(unit, True, f"started (pid {pid})" + (f"; was {why}" if why else "")))
+                results.append(
+                    ServiceStatus(unit, True, f"started (pid {pid})" + (f"; previous: {why}" if why else ""))
+                )
             if failures:
                 raise ServiceError("; ".join(failures))
             return results
@@ -249,7 +254,7 @@ class ProcessesDriver(ServiceDriver):
             raise ServiceError(f"unit {unit!r}: cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
         finally:
             os.close(log_fd)
-        self._children[popen.pid] = popen
+        _CHILDREN[popen.pid] = popen
         try:
             create_time = psutil.Process(popen.pid).create_time()
         except psutil.NoSuchProcess:
@@ -271,7 +276,7 @@ class ProcessesDriver(ServiceDriver):
                 os.killpg(popen.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=_KILL_GRACE)
-            self._children.pop(popen.pid, None)
+            _CHILDREN.pop(popen.pid, None)
             raise ServiceError(f"unit {unit!r}: cannot write pid file: {exc.strerror or exc}") from exc
         return popen.pid
 
@@ -297,7 +302,9 @@ class ProcessesDriver(ServiceDriver):
             with contextlib.suppress(psutil.Error):
                 p.send_signal(sig)
 
-    def _wait_gone(self, targets: dict[str, list[psutil.Process]], timeout: float) -> dict[str, list[psutil.Process]]:
+    def _wait_gone(
+        self, targets: dict[str, list[psutil.Process]], timeout: float
+    ) -> dict[str, list[psutil.Process]]:
         """Wait until every listed process has exited (zombies count as exited); return what is left."""
         deadline = time.monotonic() + timeout
         interval = 0.005
@@ -327,7 +334,7 @@ class ProcessesDriver(ServiceDriver):
 
     def _reap(self, pid: int) -> None:
         """Collect the exit status of a child of ours that has exited."""
-        popen = self._children.pop(pid, None)
+        popen = _CHILDREN.pop(pid, None)
         if popen is not None:
             popen.poll()
             return

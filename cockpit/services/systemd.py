@@ -62,7 +62,10 @@ class SystemdDriver(ServiceDriver):
         # exit 0: some unit active, 3: none; the state words on stdout are what counts
         if len(states) != len(units) or not all(_STATE.match(s) for s in states):
             raise ServiceError(f"{self._cmd('is-active', units)} failed: {_message(proc)}")
-        return [ServiceStatus(unit, state in RUNNING_STATES, state) for unit, state in zip(units, states, strict=True)]
+        return [
+            ServiceStatus(unit, state in RUNNING_STATES, state)
+            for unit, state in zip(units, states, strict=True)
+        ]
 
     # ----------------------------------------------------------------------------------------------- inner
 

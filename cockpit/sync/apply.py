@@ -126,6 +126,22 @@ def settle(policy: str, blue_time: float, green_time: float) -> Literal["blue", 
     return "green" if green_time > blue_time else "blue"
 
 
+# The green log is read below a horizon: the oldest transaction still running that might write to it. Every
+# transaction id below the horizon is finished, so no change can later commit behind a position taken there. Running
+# transactions that pg_stat_activity shows in *another* database are left out (they cannot write this log; on a
+# shared server they would hold the sync back); any running transaction not positively placed elsewhere counts.
+# Runs as the first statement of a REPEATABLE READ transaction: the snapshot is taken before pg_stat_activity is read,
+# so a transaction that ends in between is not found there and (conservatively) counts.
+HORIZON_SQL = """
+SELECT coalesce(
+    (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+      WHERE (x::text::bigint % 4294967296) NOT IN (
+          SELECT backend_xid::text::bigint FROM pg_stat_activity
+           WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database())),
+    pg_snapshot_xmax(pg_current_snapshot()))::text::bigint
+"""
+
+
 # ------------------------------------------------------------------------------------------------ table plans
 
 
@@ -140,6 +156,7 @@ class _Table:
     to_sqlite: tuple[Callable[[Any], Any], ...]
     pk_index: tuple[int, ...]
     pg_types: dict[str, str] = field(default_factory=dict)
+    sequence: str | None = None  # the identity/serial sequence behind a one-column integer key on PostgreSQL
 
     # ---- SQLite
     def sqlite_changed_rows(self) -> str:
@@ -231,15 +248,40 @@ class _Table:
     def pg_upsert(self) -> sql.Composable:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in self.columns)
-        rest = [c for c in self.columns if c not in self.pk]
-        if rest:
-            action = sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
-                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in rest
-            )
-        else:
-            action = sql.SQL("DO NOTHING")
         return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT {} {}").format(
-            sql.Identifier(self.name), cols, marks, self._pk_tuple(), action
+            sql.Identifier(self.name), cols, marks, self._pk_tuple(), self._conflict_action()
+        )
+
+    def _conflict_action(self) -> sql.Composable:
+        rest = [c for c in self.columns if c not in self.pk]
+        if not rest:
+            return sql.SQL("DO NOTHING")
+        return sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in rest
+        )
+
+    def pg_stage(self, stage: str) -> sql.Composable:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        return sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+            sql.Identifier(stage), cols, sql.Identifier(self.name)
+        )
+
+    def pg_copy_stage(self, stage: str) -> sql.Composable:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(stage), cols)
+
+    def pg_merge_stage(self, stage: str) -> sql.Composable:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT {} {}").format(
+            sql.Identifier(self.name), cols, cols, sql.Identifier(stage), self._pk_tuple(), self._conflict_action()
+        )
+
+    def pg_bump_sequence(self) -> sql.Composable:
+        """Move the key's sequence past the highest key applied, so green's next insert does not collide."""
+        return sql.SQL(
+            "SELECT setval(%s::regclass, %s) FROM pg_sequences"
+            " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass"
+            " AND coalesce(last_value, 0) < %s"
         )
 
     # ---- values
@@ -278,6 +320,18 @@ def _table_plan(mapping: TableMap) -> _Table:
     )
 
 
+def _convert(t: _Table, target: str, key: Sequence[Any], convert: Callable[[Any], Any], values: Any) -> Any:
+    """Run a converter; a value that does not fit stops the batch with the table and key named (the change
+    stays in the log, nothing is skipped)."""
+    try:
+        return convert(values)
+    except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+        raise ApplyError(
+            f"table {t.name!r}, key {list(key)!r}: a value cannot be carried to {target}: {exc} "
+            "(the change waits in the change log; fix the row or add a cast to the plan)"
+        ) from exc
+
+
 def _pg_column_types(pg: psycopg.Connection, table: str) -> dict[str, str]:
     rows = pg.execute(
         "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
@@ -314,6 +368,10 @@ class Applier:
         self.tables: dict[str, _Table] = {name: _table_plan(m) for name, m in tables.items()}
         self._pg_ready = False
 
+    #: from this many upserts of one table in a batch on, they go through COPY into a temporary table (faster for
+    #: a backlog); below it, a pipelined executemany (no temporary table churn in the steady state)
+    copy_threshold: int = 64
+
     def prepare(self, pg: psycopg.Connection) -> None:
         """Read the PostgreSQL column types of every synced table (once); refuse missing tables or columns."""
         if self._pg_ready:
@@ -328,6 +386,9 @@ class Applier:
             if missing:
                 problems.append(f"table {t.name!r}: columns missing on PostgreSQL: {', '.join(missing)}")
             t.pg_types = types
+            if len(t.pk) == 1 and types.get(t.pk[0]) in ("bigint", "integer", "smallint"):
+                row = pg.execute("SELECT pg_get_serial_sequence(%s, %s)", (qi(t.name), t.pk[0])).fetchone()
+                t.sequence = row[0] if row else None
         pg.rollback()
         if problems:
             raise ApplyError("; ".join(problems))
@@ -420,7 +481,7 @@ class Applier:
         # rows: (pk json, ts, present, *columns)
         entries = []
         for pk_json, ts, present, *values in rows:
-            key = t.key_to_pg(json.loads(pk_json))
+            key = _convert(t, "PostgreSQL", json.loads(pk_json), t.key_to_pg, json.loads(pk_json))
             entries.append((key, float(ts), bool(present), values))
         key_arrays = [list(col) for col in zip(*(e[0] for e in entries), strict=True)]
         pg.execute(t.pg_lock(), key_arrays)
@@ -447,14 +508,27 @@ class Applier:
                 if conflict.winner == "green":
                     continue
             if present:
-                upserts.append(t.row_to_pg(values))
+                upserts.append(_convert(t, "PostgreSQL", key, t.row_to_pg, values))
             else:
                 deletes.append(key)
         if deletes:
             pg.execute(t.pg_delete(), [list(col) for col in zip(*deletes, strict=True)])
-        if upserts:
+        if len(upserts) >= self.copy_threshold:  # many rows: COPY into a temporary table, then one merge
+            stage = f"_cockpit_stage_{t.name}"[:63]
+            with pg.cursor() as cur:
+                cur.execute(t.pg_stage(stage))
+                with cur.copy(t.pg_copy_stage(stage)) as copy:
+                    for values in upserts:
+                        copy.write_row(values)
+                cur.execute(t.pg_merge_stage(stage))
+                cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(stage)))
+        elif upserts:
             with pg.cursor() as cur:
                 cur.executemany(t.pg_upsert(), upserts)
+        if upserts and t.sequence:
+            top = max((v[t.pk_index[0]] for v in upserts if isinstance(v[t.pk_index[0]], int)), default=None)
+            if top is not None:
+                pg.execute(t.pg_bump_sequence(), (t.sequence, top, t.sequence, top))
         result.deletes += len(deletes)
         result.upserts += len(upserts)
         result.rows += len(deletes) + len(upserts)
@@ -479,6 +553,10 @@ class Applier:
             blue_position = int(row[0]) if row else 0
         batch = self._read_green(pg, start)
         result.position = start
+        if batch is None and not blue.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {SQLITE_LOG} WHERE seq <= ?)", (blue_position,)
+        ).fetchone()[0]:
+            return result  # nothing to apply, nothing to prune: no write lock taken
         blue.execute("BEGIN IMMEDIATE")
         try:
             blue.execute(f"INSERT INTO {SQLITE_CONTEXT} (applier) VALUES ('cockpit')")
@@ -508,11 +586,12 @@ class Applier:
         pg.rollback()
         pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
+            horizon = pg.execute(HORIZON_SQL).fetchone()[0]
             changes = pg.execute(
                 f"SELECT txid::text::bigint, seq, tbl FROM {PG_SCHEMA}.changes"
-                " WHERE (txid, seq) > (%s::text::xid8, %s) AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+                " WHERE (txid, seq) > (%s::text::xid8, %s) AND txid < %s::text::xid8"
                 " ORDER BY txid, seq LIMIT %s",
-                (str(start[0]), start[1], self.batch_size),
+                (str(start[0]), start[1], str(horizon), self.batch_size),
             ).fetchall()
             if not changes:
                 return None
@@ -548,7 +627,7 @@ class Applier:
         upserts: list[tuple[Any, ...]] = []
         for row in rows:
             key_pg, ts, present, values = row[:n], float(row[n]), bool(row[n + 1]), row[n + 2 :]
-            key = t.key_to_sqlite(key_pg)
+            key = _convert(t, "SQLite", key_pg, t.key_to_sqlite, key_pg)
             if key in pending:
                 blue_row = blue.execute(t.sqlite_select_row(), key).fetchone()
                 conflict = Conflict(
@@ -565,7 +644,7 @@ class Applier:
                 if conflict.winner == "blue":
                     continue
             if present:
-                upserts.append(t.row_to_sqlite(values))
+                upserts.append(_convert(t, "SQLite", key, t.row_to_sqlite, values))
             else:
                 deletes.append(key)
         if deletes:

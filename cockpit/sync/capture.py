@@ -19,8 +19,8 @@ PostgreSQL (green) keeps them in schema `cockpit`:
 
 An update that changes the primary key is logged as a delete of the old key and an upsert of the new one.
 PostgreSQL sequence numbers are handed out before commit, so they do not follow commit order: the green log is read
-in `(txid, seq)` order and only below the oldest transaction still running (`pg_snapshot_xmin`), which makes
-`(txid, seq)` a position that no later commit can land behind.
+in `(txid, seq)` order and only below the oldest transaction still running that may write to it (see
+`cockpit.sync.apply.HORIZON_SQL`), which makes `(txid, seq)` a position that no later commit can land behind.
 """
 
 from __future__ import annotations

@@ -338,7 +338,7 @@ def _existing(conn: psycopg.Connection, schema: str, names: list[str]) -> list[s
 
 
 def _load_table(pg_url: str, schema: str, st: SourceTable, feeder: _Feeder, abort: threading.Event,
-                on_rows: Callable[[str, int], None]) -> TableReport:
+                on_rows: Callable[[str, int, float], None]) -> TableReport:
     started = time.monotonic()
     cols = sql.SQL(", ").join(sql.Identifier(pg_truncate(c.map.name)) for c in st.columns)
     stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(_table_ident(schema, st.name), cols)
@@ -359,7 +359,7 @@ def _load_table(pg_url: str, schema: str, st: SourceTable, feeder: _Feeder, abor
                 pending = feeder.request(st.name)
                 copy.write(data)
                 done += n
-                on_rows(st.name, done)
+                on_rows(st.name, done, started)
         conn.commit()
     return TableReport(st.name, done, time.monotonic() - started)
 
@@ -519,13 +519,11 @@ def _load(conn: sqlite3.Connection, source: Source, pg_url: str, schema: str, jo
     feeder = _Feeder(conn, selects, chunk_rows)
     abort = threading.Event()
     lock = threading.Lock()
-    starts: dict[str, float] = {}
 
-    def on_rows(table: str, done: int) -> None:
+    def on_rows(table: str, done: int, start: float) -> None:
         if progress is None:
             return
         with lock:
-            start = starts.setdefault(table, time.monotonic())
             total = source.tables[table].rows
             elapsed = max(time.monotonic() - start, 1e-6)
             rate = done / elapsed

@@ -26,6 +26,7 @@ from cockpit.sync.capture import (
     GREEN_TO_BLUE,
     PG_SCHEMA,
     SQLITE_LOG,
+    CaptureError,
     install_pg,
     install_sqlite,
     pg_installed,
@@ -119,6 +120,7 @@ class SyncRunner:
         self._thread: threading.Thread | None = None
         self._backoff = 0.0
         self._down_since: float | None = None
+        self._capture_seen = False
         self._last_blue_position = 0
         self._last_green_lag = Lag(0.0, 0)
         self.totals = {BLUE_TO_GREEN: 0, GREEN_TO_BLUE: 0, "conflicts": 0, "errors": 0}
@@ -256,6 +258,8 @@ class SyncRunner:
             blue = self._sqlite()
             try:
                 pg = self._postgres()
+                if not self._capture_seen:
+                    self._check_capture(blue, pg)
                 b2g = self._drive(lambda: applier.blue_to_green(blue, pg))
                 position = b2g.position  # what blue→green has committed: later SQLite changes still pend
                 g2b = self._drive(lambda: applier.green_to_blue(blue, pg, position))
@@ -280,6 +284,22 @@ class SyncRunner:
                 "conflicts": len(b2g.conflicts) + len(g2b.conflicts),
                 "seconds": round(time.monotonic() - started, 4),
             }
+
+    def _check_capture(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> None:
+        """Refuse to run, with a clear message, while the change logs are missing on either side."""
+        missing = []
+        if not blue.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)).fetchone():
+            missing.append("blue (SQLite)")
+        has_pg = pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is not None
+        pg.rollback()
+        if not has_pg:
+            missing.append("green (PostgreSQL)")
+        if missing:
+            raise CaptureError(
+                f"change capture is not installed on {' and '.join(missing)}: run `cockpit sync install` "
+                "(or `cockpit sync copy` for a first copy)"
+            )
+        self._capture_seen = True
 
     def _drive(self, step: Callable[[], StepResult]) -> StepResult:
         """Repeat a step while its batches come back full, within the pass budget; the results summed."""

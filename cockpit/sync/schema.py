@@ -143,6 +143,7 @@ class Source:
     problems: list[str]
     warnings: list[str]
     schema_version: int
+    sampled: bool = False
 
     def mapping(self) -> dict[str, TableMap]:
         return {name: t.map for name, t in self.tables.items()}
@@ -233,36 +234,79 @@ _NULL = "'\\N'"
 
 
 def _sql_text(c: str) -> str:
-    esc = f"replace(replace(replace(replace({c},'\\','\\\\'),char(9),'\\t'),char(10),'\\n'),char(13),'\\r')"
-    return f"coalesce({esc}, {_NULL})"
+    chain = f"replace(replace(replace(replace({c},'\\','\\\\'),char(9),'\\t'),char(10),'\\n'),char(13),'\\r')"
+    return (f"CASE WHEN instr({c},'\\') OR instr({c},char(9)) OR instr({c},char(10)) OR instr({c},char(13)) "
+            f"THEN {chain} ELSE {c} END")
 
 
 def _sql_real(c: str) -> str:
     # SQLite prints 15 significant digits; a value that needs more goes through Python's exact repr()
-    return (
-        f"CASE WHEN {c} IS NULL THEN {_NULL} WHEN CAST(CAST({c} AS TEXT) AS REAL) = {c} "
-        f"AND typeof({c}) = 'real' AND abs({c}) < 1e300 THEN CAST({c} AS TEXT) ELSE {{fn}} END"
-    )
+    return f"CASE WHEN CAST(CAST({c} AS TEXT) AS REAL) = {c} THEN CAST({c} AS TEXT) ELSE {{fn}} END"
 
 
-def _sql_copy(kind: str, c: str, bool_pair: tuple[Any, Any] | None = None) -> str:
+def _sql_iso_check(c: str, fmt: V.IsoFormat) -> str:
+    """True when the text is exactly in the column's form (and a real date: SQLite re-renders it the same)."""
+    k = len(fmt.suffix)
+    b = f"substr({c}, 1, length({c}) - {k})" if k else c
+    sep = fmt.sep
+
+    def form(precision: str, x: str) -> str:
+        if precision == "date":
+            return f"date({x}) IS {x}"
+        if precision == "second" and sep == " ":
+            return f"datetime({x}) IS {x}"
+        if precision == "micro":
+            head = f"substr({x}, 1, 19)"
+            return (f"length({x}) = 26 AND strftime('%Y-%m-%d{sep}%H:%M:%S', {head}) IS {head} AND "
+                    f"substr({x}, 20, 1) = '.' AND substr({x}, 21) GLOB '[0-9][0-9][0-9][0-9][0-9][0-9]'")
+        pattern = {"minute": "%H:%M", "second": "%H:%M:%S", "milli": "%H:%M:%f"}[precision]
+        return f"strftime('%Y-%m-%d{sep}{pattern}', {x}) IS {x}"
+
+    if fmt.precision == "auto6":
+        check = (f"CASE length({b}) WHEN 19 THEN {form('second', b)} "
+                 f"WHEN 26 THEN {form('micro', b)} AND substr({b}, 21) <> '000000' ELSE 0 END")
+    else:
+        check = form(fmt.precision, b)
+    if k:
+        check = f"substr({c}, -{k}) = {ql(fmt.suffix)} AND {check}"
+    return check
+
+
+def _sql_copy(kind: str, c: str, bool_pair: tuple[Any, Any] | None = None, fmt: V.IsoFormat | None = None,
+              p: int | None = None, s: int | None = None) -> str:
+    """The COPY text field of one column, rendered by SQLite, with a guard for every value.
+
+    `{fn}` is replaced by the Python fallback call (exact `to_pg` + COPY text), `{bad}` by the call that rejects
+    a value the chosen type does not hold (the copy then re-reads the source in full and refuses or re-plans).
+    """
+    null = f"WHEN 'null' THEN {_NULL}"
     if kind == "int":
-        return f"coalesce(CAST({c} AS TEXT), {_NULL})"
-    if kind in ("float", "numeric"):
-        return (
-            f"CASE WHEN typeof({c}) = 'integer' THEN CAST({c} AS TEXT) "
-            + _sql_real(c).removeprefix("CASE ")
-        )
+        return f"CASE typeof({c}) WHEN 'integer' THEN CAST({c} AS TEXT) {null} ELSE {{bad}} END"
+    if kind == "float":
+        return f"CASE typeof({c}) WHEN 'real' THEN {_sql_real(c)} {null} ELSE {{bad}} END"
+    if kind == "numeric":
+        if p is None:
+            return (f"CASE typeof({c}) WHEN 'integer' THEN CAST({c} AS TEXT) WHEN 'real' THEN {_sql_real(c)} "
+                    f"{null} ELSE {{bad}} END")
+        lim = f"1e{p - s}"
+        return (f"CASE WHEN {c} IS NULL THEN {_NULL} "
+                f"WHEN typeof({c}) = 'integer' AND {c} > -{lim} AND {c} < {lim} THEN CAST({c} AS TEXT) "
+                f"WHEN typeof({c}) = 'real' AND {c} > -{lim} AND {c} < {lim} AND round({c}, {s}) = {c} "
+                f"THEN {_sql_real(c)} ELSE {{bad}} END")
     if kind == "text":
-        return _sql_text(c)
+        return f"CASE typeof({c}) WHEN 'text' THEN {_sql_text(c)} {null} ELSE {{bad}} END"
     if kind == "bytes":
-        return f"CASE WHEN {c} IS NULL THEN {_NULL} ELSE '\\\\x' || hex({c}) END"
+        return f"CASE typeof({c}) WHEN 'blob' THEN '\\\\x' || hex({c}) {null} ELSE {{bad}} END"
     if kind == "bool":
         assert bool_pair is not None
         t, f = (ql(v) if isinstance(v, str) else str(v) for v in bool_pair)
-        return f"CASE {c} WHEN {t} THEN 't' WHEN {f} THEN 'f' ELSE {_NULL} END"
+        want = "text" if isinstance(bool_pair[0], str) else "integer"
+        return (f"CASE WHEN {c} IS NULL THEN {_NULL} WHEN typeof({c}) <> '{want}' THEN {{bad}} "
+                f"WHEN {c} = {t} THEN 't' WHEN {c} = {f} THEN 'f' ELSE {{bad}} END")
     if kind == "iso":
-        return f"coalesce({c}, {_NULL})"
+        assert fmt is not None
+        return (f"CASE WHEN {c} IS NULL THEN {_NULL} WHEN typeof({c}) = 'text' AND {_sql_iso_check(c, fmt)} "
+                f"THEN {c} ELSE {{bad}} END")
     return f"CASE WHEN {c} IS NULL THEN {_NULL} ELSE {{fn}} END"
 
 
@@ -270,8 +314,9 @@ def _sql_copy(kind: str, c: str, bool_pair: tuple[Any, Any] | None = None) -> st
 
 
 class _Reader:
-    def __init__(self, conn: sqlite3.Connection, casts: list[Cast] | None):
+    def __init__(self, conn: sqlite3.Connection, casts: list[Cast] | None, sample: int | None = None):
         self.conn = conn
+        self.sample = sample
         self.casts = {(c.table, c.column): c for c in casts or []}
         self.problems: list[str] = []
         self.warnings: list[str] = []
@@ -281,6 +326,12 @@ class _Reader:
 
     def q(self, sql: str, args: Iterable[Any] = ()) -> list[tuple]:
         return self.conn.execute(sql, tuple(args)).fetchall()
+
+    def src(self, table: str) -> str:
+        """What the value statistics read: the table, or its first rows when sampling."""
+        if self.sample is None:
+            return qi(table)
+        return f"(SELECT * FROM {qi(table)} LIMIT {int(self.sample)})"
 
     def key_desc(self, table: SourceTable, key: tuple) -> str:
         names = table.primary_key or (() if not table.rowid else ("rowid",))
@@ -293,6 +344,9 @@ class _Reader:
 
     def offenders(self, table: SourceTable, column: str, where: str, reason: str, args: Iterable[Any] = ()) -> None:
         """Add one problem naming up to MAX_EXAMPLES offending rows (key and value)."""
+        if self.sample is not None:  # the caller reads everything again to name the rows
+            self.problems.append(f'table "{table.name}", column "{column}": {reason} (seen in a sample)')
+            return
         c = qi(column)
         keycols = self.keycols(table)
         keysql = ", ".join(qi(k) if k != "rowid" else "rowid" for k in keycols) or "NULL"
@@ -325,7 +379,10 @@ class _Reader:
             rowid = False
         pk_info = insp.get_pk_constraint(name)
         pk = tuple(pk_info.get("constrained_columns") or ())
-        (rows,) = self.q(f"SELECT count(*) FROM {qi(name)}")[0]
+        if self.sample is None or not rowid:
+            (rows,) = self.q(f"SELECT count(*) FROM {qi(name)}")[0]
+        else:  # an estimate for progress (count(*) would read the whole table)
+            (rows,) = self.q(f"SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM {qi(name)}")[0]
         table = SourceTable(name=name, columns=[], rows=rows, primary_key=pk, pk_name=pk_info.get("name"), rowid=rowid)
 
         for _cid, col, decl, notnull, dflt, _pk, hidden in info:
@@ -398,13 +455,12 @@ class _Reader:
 
     def read_column(self, table: SourceTable, col: str, decl: str, nullable: bool, dflt: str | None) -> SourceColumn | None:
         c = qi(col)
-        t = qi(table.name)
         row = self.q(
             f"SELECT sum(typeof({c})='integer'), sum(typeof({c})='real'), sum(typeof({c})='text'), "
             f"sum(typeof({c})='blob'), min(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
             f"max(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
             f"sum(CASE WHEN typeof({c})='text' AND ({c} GLOB ? OR instr(CAST({c} AS BLOB), X'00')) "
-            f"THEN NOT cockpit_text_ok(CAST({c} AS BLOB)) END) FROM {t}",
+            f"THEN NOT cockpit_text_ok(CAST({c} AS BLOB)) END) FROM {self.src(table.name)}",
             (_NON_ASCII_GLOB,),
         )[0]
         counts = {"integer": row[0] or 0, "real": row[1] or 0, "text": row[2] or 0, "blob": row[3] or 0}
@@ -427,9 +483,10 @@ class _Reader:
         return sc
 
     def _column(self, col: str, decl: str, nullable: bool, kind: str, pg_type: str, sa_type: Any,
-                conv: tuple[V.Converter, V.Converter], bool_pair: tuple[Any, Any] | None = None) -> SourceColumn:
+                conv: tuple[V.Converter, V.Converter], bool_pair: tuple[Any, Any] | None = None,
+                fmt: V.IsoFormat | None = None, p: int | None = None, s: int | None = None) -> SourceColumn:
         cm = ColumnMap(col, decl, pg_type, nullable, conv[0], conv[1])
-        return SourceColumn(cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair))
+        return SourceColumn(cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s))
 
     def simple(self, col: str, decl: str, nullable: bool, kind: str, p: int | None = None, s: int | None = None) -> SourceColumn:
         pg, sa_type = {
@@ -441,7 +498,7 @@ class _Reader:
         }[kind]
         if kind == "numeric" and p is not None:
             pg, sa_type = f"numeric({p},{s})", sa.Numeric(p, s)
-        return self._column(col, decl, nullable, kind, pg, sa_type, V.SIMPLE[kind])
+        return self._column(col, decl, nullable, kind, pg, sa_type, V.SIMPLE[kind], p=p, s=s)
 
     def infer(self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str],
               counts: dict[str, int], lo: Any, hi: Any) -> SourceColumn | None:
@@ -456,14 +513,14 @@ class _Reader:
                            f"the other values are {others}); add a cast for this column to the plan")
 
         def majority() -> str:
-            return max(present, key=lambda k: counts[k])
+            return max(sorted(present), key=lambda k: (counts[k], k == "text"))
 
         if dk == "bool":
             return self.boolean(table, col, decl, nullable, present)
         if dk in ("date", "datetime"):
             if not present:
                 fmt = V.IsoFormat("date", as_date=True) if dk == "date" else V.IsoFormat("second")
-                return self._column(col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt))
+                return self._column(col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt), fmt=fmt)
             if present == {"text"}:
                 return self.iso(table, col, decl, nullable, dk)
             if present <= {"integer", "real"}:
@@ -510,7 +567,7 @@ class _Reader:
             (a, b) for a, b in (("true", "false"), ("t", "f"), ("yes", "no"), ("y", "n"), ("on", "off"))
             for a, b in ((a, b), (a.upper(), b.upper()), (a.capitalize(), b.capitalize()))
         ]
-        distinct = self.q(f"SELECT DISTINCT {c} FROM {qi(table.name)} WHERE {c} IS NOT NULL LIMIT 64")
+        distinct = self.q(f"SELECT DISTINCT {c} FROM {self.src(table.name)} WHERE {c} IS NOT NULL LIMIT 64")
         seen = {v for (v,) in distinct}
         for true, false in pairs:
             if all(type(v) is type(true) and v in (true, false) for v in seen):
@@ -527,7 +584,7 @@ class _Reader:
         c = qi(col)
         shape, sep, sfx = _iso_shape_sql(c)
         groups = self.q(
-            f"SELECT {shape}, {sep}, {sfx}, count(*) FROM {qi(table.name)} WHERE typeof({c}) = 'text' "
+            f"SELECT {shape}, {sep}, {sfx}, count(*) FROM {self.src(table.name)} WHERE typeof({c}) = 'text' "
             "GROUP BY 1, 2, 3 ORDER BY 4 DESC"
         )
         good = [g for g in groups if g[0] != "bad"]
@@ -554,11 +611,18 @@ class _Reader:
             return None
         fmt = V.IsoFormat(precision, next(iter(seps)) if seps else " ", next(iter(sfxs)),
                           as_date=(precision == "date" and dk == "date"))
-        return self._column(col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt))
+        return self._column(col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt), fmt=fmt)
 
     def numeric_dates(self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str],
                       lo: Any, hi: Any) -> SourceColumn | None:
         c = qi(col)
+        if self.sample is not None:  # the kind depends on the range of every value
+            rows = self.q(f"SELECT min(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
+                          f"max(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
+                          f"count(CASE WHEN typeof({c}) = 'real' THEN 1 END) FROM {qi(table.name)}")
+            lo, hi = rows[0][0], rows[0][1]
+            if rows[0][2]:
+                present = present | {"real"}
         if "real" in present and lo >= JULIAN_MIN and hi <= JULIAN_MAX:
             kind = "julian"
         elif present == {"integer"} and lo >= EPOCH_MS_MIN:
@@ -589,7 +653,7 @@ class _Reader:
         c = qi(col)
         limit = Decimal(10) ** (p - s)
         for (v,) in self.q(
-            f"SELECT DISTINCT {c} FROM {qi(table.name)} WHERE typeof({c}) IN ('real', 'integer')"
+            f"SELECT DISTINCT {c} FROM {self.src(table.name)} WHERE typeof({c}) IN ('real', 'integer')"
         ):
             d = V.numeric_to_pg(v)
             if not d.is_finite() or abs(d) >= limit or (d.as_tuple().exponent < -s):  # type: ignore[operator]
@@ -819,14 +883,19 @@ def user_tables(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows if not _is_internal(r[0])]
 
 
-def read_source(conn: sqlite3.Connection, tables: list[str] | None = None, casts: list[Cast] | None = None) -> Source:
+def read_source(conn: sqlite3.Connection, tables: list[str] | None = None, casts: list[Cast] | None = None,
+                sample: int | None = None) -> Source:
     """Everything the copy needs, with problems and warnings collected (nothing raised for data problems).
 
     Runs its queries on `conn`: inside a read transaction, the result describes exactly that snapshot. The
     inspector reads the structure through its own connection; `schema_version` guards that both saw the same
     schema.
+
+    With `sample`, the value statistics read only the first `sample` rows of each table: the types are a guess
+    that the copy's guarded SQL checks on every value (a value outside the guess stops the load, and the copy
+    reads everything again with `sample=None`). `rows` is then an estimate.
     """
-    reader = _Reader(conn, casts)
+    reader = _Reader(conn, casts, sample)
     (version,) = conn.execute("PRAGMA schema_version").fetchone()
     names = list(tables) if tables is not None else user_tables(conn)
     engine = _inspector_engine(conn)
@@ -849,7 +918,7 @@ def read_source(conn: sqlite3.Connection, tables: list[str] | None = None, casts
             target = result.get(fk.ref_table)
             if target is not None and not fk.ref_columns:
                 fk.ref_columns = target.primary_key
-    return Source(result, reader.problems, reader.warnings, version)
+    return Source(result, reader.problems, reader.warnings, version, sampled=sample is not None)
 
 
 def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:

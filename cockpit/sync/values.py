@@ -92,8 +92,8 @@ def numeric_to_sqlite(value: Any) -> Any:
     if isinstance(value, int | float):
         return value
     d = Decimal(value)
-    if d.is_finite() and d == d.to_integral_value():
-        return int(d)
+    if d.is_finite() and d == d.to_integral_value() and -(2**63) <= d < 2**63:
+        return int(d)  # what SQLite's NUMERIC affinity stores for an integral value
     return float(d)
 
 

@@ -318,19 +318,10 @@ class NginxDriver(TrafficDriver):
             if not ok:
                 saved.restore(files)
                 raise TrafficError(f"test failed ({_argv_text(b.test_command)}), nothing reloaded:\n{out}")
-            master = find_master(b.reload_command)
-            before = worker_pids(master) if master is not None else set()
-            ok, out = _run(b.reload_command)
+            ok, out = self._reload(b)
             if not ok:
                 saved.restore(files)
-                raise TrafficError(f"reload failed ({_argv_text(b.reload_command)}), previous file put back:\n{out}")
-            if master is not None and not wait_reloaded(master, before, self.reload_timeout):
-                saved.restore(files)
-                raise TrafficError(
-                    f"nginx (master pid {master.pid}) did not start workers with the new configuration within "
-                    f"{self.reload_timeout:g}s; the old one stays live and the previous file was put back "
-                    "(see nginx's error log)"
-                )
+                raise TrafficError(f"{out}; the previous file was put back")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 pending.unlink()
@@ -344,12 +335,26 @@ class NginxDriver(TrafficDriver):
         for b, saved in reversed(done):
             files = _files(b)
             saved.restore(files)
-            for argv in (b.test_command, b.reload_command):
-                ok, out = _run(argv)
-                if not ok:
-                    notes.append(f"balancer {b.name}: putting back failed at {_argv_text(argv)}: {out}")
-                    break
+            ok, out = _run(b.test_command)
+            if ok:
+                ok, out = self._reload(b)
+            if not ok:
+                notes.append(f"balancer {b.name}: putting back failed: {out}")
         return notes
+
+    def _reload(self, b: Balancer) -> tuple[bool, str]:
+        """Run the reload command and, for a local nginx master, wait until the new configuration serves."""
+        master = find_master(b.reload_command)
+        before = worker_pids(master) if master is not None else set()
+        ok, out = _run(b.reload_command)
+        if not ok:
+            return False, f"reload failed ({_argv_text(b.reload_command)}):\n{out}"
+        if master is not None and not wait_reloaded(master, before, self.reload_timeout):
+            return False, (
+                f"nginx (master pid {master.pid}) did not start workers with the new configuration within "
+                f"{self.reload_timeout:g}s, so the old one stays live (see nginx's error log)"
+            )
+        return True, out
 
     def _status(self, b: Balancer) -> SplitStatus:
         files = _files(b)

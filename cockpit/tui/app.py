@@ -55,6 +55,7 @@ class CockpitApp(App[int]):
     CSS_PATH = str(THEMES / "cockpit.tcss")
     TITLE = "cockpit"
     BINDINGS = bindings()
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # themes/cockpit.tcss folds panels when narrow
 
     def __init__(
         self,
@@ -95,19 +96,20 @@ class CockpitApp(App[int]):
         yield Panel(lambda s: Content(""), id="result")
         yield Panel(render.timeline, title="Phases", id="timeline")
         with Horizontal(id="middle"):
-            yield Panel(render.split, title="Traffic split (green share)", id="split")
+            yield Panel(render.split, title="Traffic split (green share)", id="split", sized=True)
             yield Panel(render.gates, title="Next advance", id="gates")
         with Horizontal(id="bottom"):
             actions = ActionsPanel(id="actions")
             actions.border_title = "Last actions (journal)"
             yield actions
-            metrics = Static("Live metrics (sync lag, error rate, p95 latency, system and database health) "
-                             "have their panels here.", id="metrics")
+            metrics = Static("The live metric panels go here: sync lag, error rate, p95 latency, "
+                             "system and database health.", id="metrics")
             metrics.border_title = "Metrics"
             yield metrics
         yield Footer()
 
     def on_mount(self) -> None:
+        self.main_screen = self.screen  # the panels live here, whatever dialog is on top
         if self.thread is not None and self._owns_thread:
             self.note = "starting the controller (lock, journal, reconciliation)..."
             self._starting = asyncio.ensure_future(asyncio.to_thread(self.thread.start))
@@ -146,14 +148,14 @@ class CockpitApp(App[int]):
         self.state = state
         self.states_seen += 1
         for panel_id in ("timeline", "split", "gates"):
-            self.query_one(f"#{panel_id}", Panel).show(state)
-        self.query_one("#actions", ActionsPanel).show(state)
+            self.main_screen.query_one(f"#{panel_id}", Panel).show(state)
+        self.main_screen.query_one("#actions", ActionsPanel).show(state)
         self._show_status()
 
     def _show_status(self) -> None:
-        self.query_one("#status", StatusBar).show(self.state, read_only=self.read_only, note=self.note)
+        self.main_screen.query_one("#status", StatusBar).show(self.state, read_only=self.read_only, note=self.note)
         if self.last_result is not None:
-            self.query_one("#result", Panel).show_content(render.result_line(*self.last_result))
+            self.main_screen.query_one("#result", Panel).show_content(render.result_line(*self.last_result))
 
     # --------------------------------------------------------------------------------------------- controller
     def _started(self, future: asyncio.Future[Controller]) -> None:
@@ -172,7 +174,8 @@ class CockpitApp(App[int]):
         else:
             self._exit_code = 1
             self.note = f"the controller did not start: {type(exc).__name__}: {exc}"
-            self.notify(self.note, title="controller failed", severity="error", timeout=30)
+            if self.is_running:
+                self.notify(self.note, title="controller failed", severity="error", timeout=30)
         if self.is_running:
             self._show_status()
 

@@ -67,6 +67,9 @@ class AdvanceModal(_Dialog):
             if nxt is not None and nxt.description:
                 yield Static(Content.styled(nxt.description, "$text-muted"), classes="muted")
             yield Static(render.gates(s), id="advance-gates")
+            if s.state == "held":
+                yield Static(f"Held ({s.held_reason or 'no reason given'}): the controller refuses to advance until "
+                             "you resume (r).", classes="warning", id="held-warning")
             if not render.gates_met(s):
                 yield Static("Not every condition is met: the controller refuses unless you force it.",
                              classes="warning")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
@@ -18,18 +19,30 @@ def _key(content: Content) -> tuple[object, ...]:
 
 
 class Panel(Static):
-    """A Static fed by a render function of the state; `renders` counts the updates that really happened."""
+    """A Static fed by a render function of the state; `renders` counts the updates that really happened.
 
-    def __init__(self, draw: Callable[[CockpitState], Content], *, title: str = "", id: str | None = None):
+    With `sized=True` the render function also gets the panel's content width (and runs again on a resize).
+    """
+
+    def __init__(self, draw: Callable[..., Content], *, title: str = "", id: str | None = None, sized: bool = False):
         super().__init__("", id=id, classes="panel")
         self._draw = draw
+        self._sized = sized
+        self._state: CockpitState | None = None
         self._shown: tuple[object, ...] | None = None
         self.renders = 0
         if title:
             self.border_title = title
 
     def show(self, state: CockpitState) -> bool:
+        self._state = state
+        if self._sized:
+            return self.show_content(self._draw(state, self.content_size.width))
         return self.show_content(self._draw(state))
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._sized and self._state is not None:
+            self.show(self._state)
 
     def show_content(self, content: Content) -> bool:
         key = _key(content)

@@ -137,18 +137,22 @@ def bar(green: float | None, width: int = BAR_WIDTH) -> Content:
     return Content.assemble(("█" * cells, OK), ("█" * (width - cells), BLUE))
 
 
-def split(state: CockpitState) -> Content:
-    """The configured split (what the phase machine wants) and the live one (what the balancers have)."""
+def split(state: CockpitState, width: int = 0) -> Content:
+    """The configured split (what the phase machine wants) and the live one (what the balancers have).
+
+    `width` is the room the panel has: the bars take what the labels leave (BAR_WIDTH when unknown).
+    """
+    cells = max(10, min(BAR_WIDTH, width - 34)) if width else BAR_WIDTH
     conf = state.green_configured
-    configured = Content.assemble(("configured ", "bold"), bar(conf), f" {conf:g}% green · {100 - conf:g}% blue")
+    configured = Content.assemble(("configured ", "bold"), bar(conf, cells), f" {conf:g}% green · {100 - conf:g}% blue")
     live_value = state.green_live
     if live_value is None:
         note: tuple[str, str] = (" unknown (balancers disagree or unreadable)", WARN)
-        live = Content.assemble(("live       ", "bold"), bar(None), note)
+        live = Content.assemble(("live       ", "bold"), bar(None, cells), note)
     else:
         differs = abs(live_value - conf) > 0.05
         note = ("  ≠ configured", WARN) if differs else ("  ✓ as configured", OK)
-        live = Content.assemble(("live       ", "bold"), bar(live_value), f" {live_value:g}% green", note)
+        live = Content.assemble(("live       ", "bold"), bar(live_value, cells), f" {live_value:g}% green", note)
     legend = Content.assemble(("█", OK), (" green (new)  ", MUTED), ("█", BLUE), (" blue (old)", MUTED))
     return _lines([configured, live, legend])
 

@@ -90,7 +90,9 @@ def test_stop_event_ends_the_wait_between_attempts(http_server):
     stop = threading.Event()
     stop.set()
     # a 10 min interval: only the stop event can end this quickly
-    r = check_with_retries(plan_check(http_server.url("/status/500"), retries=5, interval=Duration(600)), stop)
+    r = check_with_retries(
+        plan_check(http_server.url("/status/500"), retries=5, interval=Duration(600)), stop
+    )
     assert not r.ok and r.attempts == 1
     assert "stopped after 1 attempt" in r.error
 
@@ -104,7 +106,9 @@ def test_stop_event_set_from_another_thread(http_server):
         threading.Thread(target=stop.set).start()
 
     r = check_with_retries(
-        plan_check(http_server.url("/status/500"), retries=5, interval=Duration(600)), stop, on_attempt=on_attempt
+        plan_check(http_server.url("/status/500"), retries=5, interval=Duration(600)),
+        stop,
+        on_attempt=on_attempt,
     )
     assert r.attempts == 1 and len(seen) == 1 and "stopped" in r.error
 

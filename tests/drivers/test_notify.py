@@ -62,8 +62,13 @@ def smtp_server() -> Iterator[Callable[..., tuple[BoundController, Inbox]]]:
 
 def email_to(port: int, **kw: object) -> Email:
     kw.setdefault("min_level", "warning")
-    return Email(to=["sre@example.test", "lead@example.test"], sender="cockpit@example.test",
-                 smtp_host="127.0.0.1", smtp_port=port, **kw)  # type: ignore[arg-type]
+    return Email(
+        to=["sre@example.test", "lead@example.test"],
+        sender="cockpit@example.test",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------- webhook
@@ -71,7 +76,9 @@ def email_to(port: int, **kw: object) -> Email:
 
 def test_webhook_delivers_slack_compatible_json(http_server):
     n = Notifier(Alerts(webhook=Webhook(url=http_server.url("/ok"), min_level="info")))
-    [r] = n.send("critical", "Rollback completed", "SQLite system restored", {"duration_s": 4.2, "phase": "limited"})
+    [r] = n.send(
+        "critical", "Rollback completed", "SQLite system restored", {"duration_s": 4.2, "phase": "limited"}
+    )
     assert r.ok and r.channel == "webhook" and r.status == 200 and r.attempts == 1 and r.error is None
     assert r.target == f"http://127.0.0.1:{http_server.port}/\u2026"
     [req] = http_server.requests
@@ -108,7 +115,9 @@ def test_webhook_does_not_retry_a_client_error(http_server):
 
 def test_unreachable_webhook_fails_quickly(refused_url):
     started = time.monotonic()
-    [r] = Notifier(Alerts(webhook=Webhook(url=refused_url, min_level="info")), timeout=2).send("critical", "t", "x")
+    [r] = Notifier(Alerts(webhook=Webhook(url=refused_url, min_level="info")), timeout=2).send(
+        "critical", "t", "x"
+    )
     assert not r.ok and r.attempts == 2 and r.status is None
     assert "cannot reach the webhook" in r.error and "refused" in r.error.lower()
     assert time.monotonic() - started < 5
@@ -216,7 +225,9 @@ def test_an_smtp_server_that_never_greets_times_out():
     silent.bind(("127.0.0.1", 0))
     silent.listen(1)  # connections complete in the backlog, nobody ever answers
     try:
-        [r] = Notifier(Alerts(email=email_to(silent.getsockname()[1])), timeout=0.3).send("critical", "t", "x")
+        [r] = Notifier(Alerts(email=email_to(silent.getsockname()[1])), timeout=0.3).send(
+            "critical", "t", "x"
+        )
     finally:
         silent.close()
     assert not r.ok and r.error.endswith("timed out after 0.3s")
@@ -228,7 +239,9 @@ def test_an_smtp_server_that_never_greets_times_out():
 def test_secrets_never_leave_the_process(http_server, smtp_server):
     register_secret("tok-7Hq2-zzz-SECRET")
     controller, inbox = smtp_server()
-    n = Notifier(Alerts(webhook=Webhook(url=http_server.url("/ok"), min_level="info"), email=email_to(controller.port)))
+    n = Notifier(
+        Alerts(webhook=Webhook(url=http_server.url("/ok"), min_level="info"), email=email_to(controller.port))
+    )
     results = n.send(
         "critical",
         "Rollback: postgresql://app:hunter2@db.neon.tech/main unreachable",

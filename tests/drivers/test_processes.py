@@ -33,7 +33,9 @@ PARENT = (
     "c = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)'])\n"
     "print('child', c.pid, flush=True)\nwhile True: time.sleep(1)"
 )
-SHOW_ENV = "import os, time\nprint('var=' + os.environ['COCKPIT_T_VAR'], flush=True)\nwhile True: time.sleep(1)"
+SHOW_ENV = (
+    "import os, time\nprint('var=' + os.environ['COCKPIT_T_VAR'], flush=True)\nwhile True: time.sleep(1)"
+)
 
 
 def gone(pid: int) -> bool:
@@ -123,7 +125,9 @@ def test_stop_escalates_to_sigkill_for_a_process_that_ignores_sigterm(make_drive
 
 
 def test_stop_signals_all_units_at_once(make_driver):
-    d = make_driver({"a": [PY, "-c", STUBBORN], "b": [PY, "-c", STUBBORN], "c": [PY, "-c", SLEEPER]}, stop_timeout=0.3)
+    d = make_driver(
+        {"a": [PY, "-c", STUBBORN], "b": [PY, "-c", STUBBORN], "c": [PY, "-c", SLEEPER]}, stop_timeout=0.3
+    )
     d.start(["a", "b", "c"])
     for u in ("a", "b", "c"):
         wait_for(lambda u=u: "ready" in log_of(d, u), what=f"{u} ready")
@@ -152,7 +156,11 @@ def test_a_controller_that_died_leaves_units_another_can_stop(tmp_path, make_dri
         "d = ProcessesDriver(json.loads(sys.argv[1]), Path(sys.argv[2]))\nprint(d.start(['web'])[0].detail)\n"
     )
     out = subprocess.run(
-        [PY, "-c", script, json.dumps(commands), str(pid_dir)], capture_output=True, text=True, timeout=60, check=True
+        [PY, "-c", script, json.dumps(commands), str(pid_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert out.stdout.startswith("started (pid ")
     d = make_driver(commands, pid_dir=pid_dir)
@@ -175,7 +183,10 @@ def test_a_process_that_died_on_its_own_is_not_running(make_driver):
     wait_for(lambda: not d.status(["web"])[0].running, what="status to notice the death")
     [st] = d.status(["web"])
     assert pid_of(d, "web") == pid  # status reads, it does not clean up
-    assert st.detail in (f"not running (pid {pid} has exited)", f"not running (stale pid file: pid {pid} is gone)")
+    assert st.detail in (
+        f"not running (pid {pid} has exited)",
+        f"not running (stale pid file: pid {pid} is gone)",
+    )
     [st] = d.start(["web"])
     assert st.running and pid_of(d, "web") != pid
 
@@ -193,7 +204,7 @@ def test_a_reused_pid_is_not_mistaken_for_the_unit(make_driver):
     assert not d.pid_file("web").exists()
     d.pid_file("web").write_text(json.dumps({"unit": "web", "pid": os.getpid(), "create_time": 1.0}))
     [st] = d.start(["web"])
-    assert st.running and "was stale pid file" in st.detail
+    assert st.running and "previous: stale pid file" in st.detail
     assert pid_of(d, "web") != os.getpid()
 
 
@@ -237,7 +248,9 @@ def test_env_and_cwd_reach_the_process(make_driver, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     cmd = SHOW_ENV.replace("print(", "print(os.getcwd(), ")
-    d = make_driver({"web": [PY, "-c", cmd]}, env={"COCKPIT_T_VAR": "hello"}, log_dir=tmp_path / "logs", cwd=work)
+    d = make_driver(
+        {"web": [PY, "-c", cmd]}, env={"COCKPIT_T_VAR": "hello"}, log_dir=tmp_path / "logs", cwd=work
+    )
     d.start(["web"])
     assert d.log_file("web") == tmp_path / "logs" / "web.log"
     wait_for(lambda: f"{work} var=hello" in log_of(d, "web"), what="env and cwd in the log")
@@ -254,7 +267,8 @@ def test_a_real_http_service_serves_then_stops(make_driver, tmp_path):
     assert check(url, timeout=5).ok
     d.stop(["http"])
     r = check(url, timeout=5)
-    assert not r.ok and "cannot connect" in r.error
+    # (not asserting "refused": on a busy machine another program may take the freed port at once)
+    assert not r.ok, r
 
 
 # ------------------------------------------------------------------------------------------------ factory
@@ -282,7 +296,10 @@ def test_factory_builds_a_processes_driver_relative_to_the_plan(tmp_path):
     d = build_services(spec, plan)
     assert isinstance(d, ProcessesDriver)
     assert d.pid_dir == tmp_path / "plans" / ".cockpit" / "pids" / "shop"
-    assert d.commands == {"web": [str(tmp_path / "plans" / "bin" / "app"), "--port", "0"], "worker": ["python3", "w.py"]}
+    assert d.commands == {
+        "web": [str(tmp_path / "plans" / "bin" / "app"), "--port", "0"],
+        "worker": ["python3", "w.py"],
+    }
     assert d.cwd == tmp_path / "plans"
     assert d.stop_timeout == 3.0
     assert service_units(spec) == ["web"]
@@ -294,7 +311,9 @@ def test_factory_builds_a_processes_driver_relative_to_the_plan(tmp_path):
 def test_factory_driver_runs_what_it_built(tmp_path):
     plan = _plan(tmp_path)
     (tmp_path / "plans").mkdir()
-    d = build_services(Services(driver="processes", units=["web"], commands={"web": [PY, "-c", SLEEPER]}), plan)
+    d = build_services(
+        Services(driver="processes", units=["web"], commands={"web": [PY, "-c", SLEEPER]}), plan
+    )
     try:
         assert d.start(["web"])[0].running
         assert d.pid_file("web").is_file()

@@ -16,7 +16,7 @@ import pytest
 from cockpit.services.base import ServiceError, ServiceStatus
 from cockpit.services.systemd import SystemdDriver
 
-FAKE = r'''#!{python}
+FAKE = r"""#!{python}
 import json, sys, time
 STATE, LOG = {state!r}, {log!r}
 argv = sys.argv[1:]
@@ -52,7 +52,7 @@ if verb in ("start", "stop"):
     sys.exit(rc)
 print(f"Unknown command verb {{verb}}.", file=sys.stderr)
 sys.exit(1)
-'''
+"""
 
 
 class Fake:
@@ -60,7 +60,9 @@ class Fake:
         self.state_path = tmp_path / "state.json"
         self.log_path = tmp_path / "argv.jsonl"
         self.exe = tmp_path / "systemctl"
-        self.exe.write_text(FAKE.format(python=sys.executable, state=str(self.state_path), log=str(self.log_path)))
+        self.exe.write_text(
+            FAKE.format(python=sys.executable, state=str(self.state_path), log=str(self.log_path))
+        )
         self.exe.chmod(0o755)
         self.log_path.write_text("")
         self.set({})
@@ -132,7 +134,10 @@ def test_a_unit_that_fails_right_after_start_is_an_error(fake):
 def test_no_bus(fake):
     fake.set({"__bus_down__": True})
     d = SystemdDriver([str(fake.exe)])
-    with pytest.raises(ServiceError, match=r"is-active a@1 failed: Failed to connect to bus: No such file or directory \(exit 1\)"):
+    with pytest.raises(
+        ServiceError,
+        match=r"is-active a@1 failed: Failed to connect to bus: No such file or directory \(exit 1\)",
+    ):
         d.status(["a@1"])
     with pytest.raises(ServiceError, match="Failed to connect to bus.*and the state cannot be read"):
         d.stop(["a@1"])

@@ -169,3 +169,30 @@ def test_from_plan_refuses_wrong_engines(tmp_path):
         """))
     with pytest.raises(PlanError, match="sqlite"):
         SyncRunner.from_plan(load_plan(plan_file))
+
+
+def test_a_value_that_does_not_fit_stops_the_batch_naming_table_and_key(tmp_path, pg_url):
+    db = make_pair(tmp_path, pg_url)
+    events = Events()
+    r = runner(db, pg_url, interval=0.05, max_backoff=0.2, on_event=events)
+    try:
+        blue_exec(db, "INSERT INTO items (id, qty) VALUES (1, 'not a number')")  # SQLite takes it; PostgreSQL cannot
+        with pytest.raises(Exception, match="items") as info:
+            r.run_once()
+        assert "qty" in str(info.value) or "1" in str(info.value)
+        assert r.lag()["blue_to_green"].pending == 1  # the change waits; nothing skipped
+        blue_exec(db, "UPDATE items SET qty = 3 WHERE id = 1")  # the row is fixed: the sync resumes
+        r.run_once()
+        assert_same(db, pg_url)
+    finally:
+        r.close()
+
+
+def test_run_without_capture_says_what_to_do(tmp_path, pg_url):
+    db = make_pair(tmp_path, pg_url, install=False)
+    r = runner(db, pg_url)
+    try:
+        with pytest.raises(Exception, match="sync install"):
+            r.run_once()
+    finally:
+        r.close()

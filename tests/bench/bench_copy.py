@@ -1,0 +1,190 @@
+"""Initial copy of a 1,000,000-row SQLite table: ours vs pgloader vs `psql \\copy` from CSV, same server.
+
+Run: .venv/bin/python tests/bench/bench_copy.py [--rows N] [--jobs N] [--keep]
+Needs the PostgreSQL server of the tests (COCKPIT_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres),
+`pgloader` and `psql` on PATH. Each tool loads into its own fresh database; the figures are rows per second of wall
+time, printed side by side with our ratios (targets: >= 3x pgloader, >= 0.9x psql \\copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from cockpit.sync.copy import copy_database
+
+ADMIN = os.environ.get("COCKPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+TABLE_SQL = (
+    "CREATE TABLE bench (id INTEGER PRIMARY KEY, name TEXT NOT NULL, amount REAL, active BOOLEAN NOT NULL, "
+    "day DATE, created DATETIME, updated TIMESTAMP)"
+)
+PG_TABLE_SQL = (
+    "CREATE TABLE bench (id bigint NOT NULL, name text NOT NULL, amount double precision, active boolean NOT NULL, "
+    "day date, created timestamp, updated timestamp)"
+)
+
+
+def generate(path: Path, rows: int) -> None:
+    rng = random.Random(42)
+    base = dt.datetime(2020, 1, 1)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(TABLE_SQL)
+
+    def gen():
+        for i in range(1, rows + 1):
+            t = base + dt.timedelta(seconds=rng.randrange(0, 5 * 365 * 86400))
+            u = t + dt.timedelta(seconds=rng.randrange(0, 86400), milliseconds=rng.randrange(1000))
+            yield (
+                i,
+                f"customer {i} {rng.choice(['alpha', 'beta', 'gamma', 'delta'])} name",
+                round(rng.uniform(0, 10000), 2) if i % 10 else rng.random() * 1000,
+                i % 3 == 0,
+                t.date().isoformat(),
+                t.strftime("%Y-%m-%d %H:%M:%S"),
+                u.strftime("%Y-%m-%d %H:%M:%S.") + f"{u.microsecond // 1000:03d}",
+            )
+
+    conn.executemany("INSERT INTO bench VALUES (?, ?, ?, ?, ?, ?, ?)", gen())
+    conn.commit()
+    conn.close()
+
+
+def export_csv(db: Path, out: Path) -> None:
+    conn = sqlite3.connect(db)
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        for row in conn.execute("SELECT id, name, amount, active, day, created, updated FROM bench"):
+            w.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+    conn.close()
+
+
+def fresh_db() -> str:
+    name = f"cockpit_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_db(name: str) -> None:
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def url_for(name: str) -> str:
+    return ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def count(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM bench").fetchone()[0]
+
+
+def run_ours(db: Path, jobs: int) -> tuple[float | None, str]:
+    name = fresh_db()
+    try:
+        work = db.with_name("ours.db")
+        shutil.copy(db, work)
+        started = time.perf_counter()
+        report = copy_database(str(work), url_for(name), jobs=jobs)
+        took = time.perf_counter() - started
+        assert count(url_for(name)) == report.rows
+        return took, f"load {report.load_seconds:.2f}s of {report.seconds:.2f}s total"
+    finally:
+        drop_db(name)
+
+
+def run_pgloader(db: Path) -> tuple[float | None, str]:
+    exe = shutil.which("pgloader")
+    if exe is None:
+        return None, "pgloader not installed"
+    name = fresh_db()
+    try:
+        work = db.with_name("pgloader.db")
+        shutil.copy(db, work)
+        started = time.perf_counter()
+        proc = subprocess.run([exe, f"sqlite://{work}", url_for(name).replace("postgresql://", "pgsql://")],
+                              capture_output=True, text=True, timeout=3600)
+        took = time.perf_counter() - started
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            return None, f"pgloader failed (exit {proc.returncode}): " + " | ".join(tail)
+        rows = count(url_for(name))
+        return took, f"{rows} rows loaded"
+    except subprocess.TimeoutExpired:
+        return None, "pgloader timed out"
+    finally:
+        drop_db(name)
+
+
+def run_psql(csv_path: Path) -> tuple[float | None, str]:
+    exe = shutil.which("psql")
+    if exe is None:
+        return None, "psql not installed"
+    name = fresh_db()
+    try:
+        with psycopg.connect(url_for(name)) as conn:
+            conn.execute(PG_TABLE_SQL)
+        started = time.perf_counter()
+        proc = subprocess.run([exe, url_for(name), "-v", "ON_ERROR_STOP=1", "-c",
+                               f"\\copy bench FROM '{csv_path}' WITH (FORMAT csv)"],
+                              capture_output=True, text=True, timeout=3600)
+        took = time.perf_counter() - started
+        if proc.returncode != 0:
+            return None, f"psql failed: {proc.stderr.strip()}"
+        return took, "into an existing table without keys"
+    finally:
+        drop_db(name)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--jobs", type=int, default=4)
+    ap.add_argument("--skip-pgloader", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="cockpit-bench-"))
+    try:
+        db = tmp / "bench.db"
+        t0 = time.perf_counter()
+        generate(db, args.rows)
+        export_csv(db, tmp / "bench.csv")
+        print(f"generated {args.rows} rows (+ CSV) in {time.perf_counter() - t0:.1f}s; load average "
+              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        results = {
+            "cockpit copy": run_ours(db, args.jobs),
+            "pgloader": (None, "skipped") if args.skip_pgloader else run_pgloader(db),
+            "psql \\copy (CSV)": run_psql(tmp / "bench.csv"),
+        }
+        print(f"{'tool':<18} {'seconds':>8} {'rows/s':>12}  note")
+        for tool, (secs, note) in results.items():
+            rate = f"{args.rows / secs:>12,.0f}" if secs else f"{'-':>12}"
+            print(f"{tool:<18} {secs if secs else float('nan'):>8.2f} {rate}  {note}")
+        ours = results["cockpit copy"][0]
+        for peer, target in (("pgloader", 3.0), ("psql \\copy (CSV)", 0.9)):
+            theirs = results[peer][0]
+            if ours and theirs:
+                ratio = theirs / ours
+                print(f"ours / {peer}: {ratio:.2f}x (target >= {target}x) {'OK' if ratio >= target else 'MISSED'}")
+            else:
+                print(f"ours / {peer}: n/a ({results[peer][1]})")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

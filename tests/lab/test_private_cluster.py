@@ -1,0 +1,36 @@
+"""The lab's private PostgreSQL cluster: initdb (as the postgres user when root), start, serve green, stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from cockpit.lab.cluster import ClusterInfo
+from cockpit.lab.lab import LabOptions, down, listening, status, up
+
+
+def test_private_cluster_up_and_down(tmp_path: Path) -> None:
+    root = tmp_path / "lab"
+    try:
+        state = up(LabOptions(root=root, rate=0, rows=300, pg_url="", quiet=True))
+        doc = status(root)
+        pg = doc["postgres"]
+        assert pg["mode"] == "private" and pg["running"]
+        info = ClusterInfo(**pg["cluster"])
+        postmaster = psutil.Process(info.server_pid())
+        if psutil.Process().uids().effective == 0:
+            assert postmaster.username() == "postgres"  # PostgreSQL refuses root: it runs as postgres
+        with psycopg.connect(doc["postgres_url"]) as conn:
+            assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
+            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == state["seeded"]["users"]
+        assert all(s["health"] == 200 for s in doc["services"] if s["side"] == "green")
+        assert info.port in listening([info.port])
+    finally:
+        report = down(root, quiet=True)
+    assert report["errors"] == []
+    assert not psutil.pid_exists(postmaster.pid) or postmaster.status() == psutil.STATUS_ZOMBIE
+    assert listening(state["ports"]) == []
+    if info.external:
+        assert not Path(info.base).exists()

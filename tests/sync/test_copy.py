@@ -1,0 +1,292 @@
+"""The initial copy on a generated database holding every pitfall, against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from cockpit.sync import capture
+from cockpit.sync.copy import CopyError, CopyProgress, copy_database
+from cockpit.sync.schema import SchemaRefused, read_mapping
+from tests.sync.test_copy_support import assert_copied_exactly, make_pitfalls
+
+
+@pytest.fixture
+def pitfalls(tmp_path: Path) -> str:
+    path = str(tmp_path / "pitfalls.db")
+    make_pitfalls(path)
+    return path
+
+
+def _columns(pg: psycopg.Connection, table: str) -> dict[str, tuple[str, str | None, str]]:
+    rows = pg.execute(
+        "SELECT column_name, data_type, column_default, is_nullable FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND table_name = %s",
+        (table,),
+    ).fetchall()
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+
+def _public_tables(pg_url: str) -> list[str]:
+    with psycopg.connect(pg_url) as pg:
+        return [r[0] for r in pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+
+
+def test_every_pitfall_is_copied_exactly(pitfalls: str, pg_url: str) -> None:
+    seen: list[CopyProgress] = []
+    report = copy_database(pitfalls, pg_url, jobs=2, progress=seen.append)
+    assert report.rows == 4 + 3 + 3 + 3 + 4
+    assert_copied_exactly(pitfalls, pg_url)
+    final = {p.table: p for p in seen}
+    assert final["user"].rows_done == final["user"].rows_total == 4
+    assert all(p.eta_s == 0 for p in final.values())
+
+
+def test_types_defaults_and_names(pitfalls: str, pg_url: str) -> None:
+    copy_database(pitfalls, pg_url)
+    with psycopg.connect(pg_url) as pg:
+        user = _columns(pg, "user")
+        events = _columns(pg, "events")
+        mixed = _columns(pg, "Mixed Table")
+    assert user["id"][0] == "bigint"
+    assert user["references"][0] == "text" and user["references"][2] == "NO"
+    assert user["select"][1] == "'abc'::text"
+    assert user["MixedCase"] == ("bigint", "42", "YES")
+    assert user["active"] == ("boolean", "false", "NO")
+    assert user["flag"][0] == "boolean"
+    assert user["created"][0] == "timestamp without time zone"
+    assert "now()" in user["created"][1] and "utc" in user["created"][1]
+    assert "milliseconds" in user["ms"][1]
+    assert user["born"][0] == "date"
+    assert user["score"] == ("double precision", "1.5", "YES")
+    assert user["price"][0] == "numeric"
+    assert user["data"][0] == "bytea"
+    assert events["seen_iso_tz"][0] == "timestamp with time zone"
+    assert events["seen_py"][0] == "timestamp without time zone"
+    assert events["seen_julian"][0] == "timestamp with time zone"
+    assert events["seen_epoch"][0] == "timestamp with time zone"
+    assert set(mixed) == {"Id", "Name", "owner"}
+
+
+def test_values_read_back_in_postgresql_form(pitfalls: str, pg_url: str) -> None:
+    copy_database(pitfalls, pg_url)
+    with psycopg.connect(pg_url) as pg:
+        row = pg.execute(
+            'SELECT "references", active, flag, created, born, score, price, data FROM "user" WHERE id = 1'
+        ).fetchone()
+        ev = pg.execute(
+            "SELECT seen_iso_tz, seen_julian, seen_epoch, seen_epoch_ms FROM events WHERE seen_epoch = "
+            "'2024-01-02 03:04:05+00'"
+        ).fetchone()
+        precision = pg.execute(
+            "SELECT numeric_precision, numeric_scale FROM information_schema.columns "
+            "WHERE table_name = 'user' AND column_name = 'price'"
+        ).fetchone()
+    assert row[0] == "tab\there"
+    assert row[1] is True and row[2] is True
+    assert row[3] == dt.datetime(2024, 1, 31, 10, 20, 30)
+    assert row[4] == dt.date(1999, 12, 31)
+    assert row[5] == 0.1 + 0.2
+    assert str(row[6]) == "1.98"
+    assert bytes(row[7]) == bytes(range(256))
+    assert precision == (10, 2)
+    utc = dt.UTC
+    assert ev[0] == dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=utc)
+    assert abs(ev[1] - dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=utc)) < dt.timedelta(milliseconds=1)
+    assert ev[3] == dt.datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=utc)
+
+
+def test_identity_continues_after_the_highest_key_and_sqlite_sequence(pitfalls: str, pg_url: str) -> None:
+    copy_database(pitfalls, pg_url)
+    with psycopg.connect(pg_url) as pg:
+        (user_id,) = pg.execute('INSERT INTO "user" ("references") VALUES (%s) RETURNING id', ("n",)).fetchone()
+        (order_id,) = pg.execute("INSERT INTO orders (code) VALUES ('Z') RETURNING id").fetchone()
+        row = pg.execute('SELECT active, "select", "MixedCase", score, created FROM "user" WHERE id = %s',
+                         (user_id,)).fetchone()
+    assert user_id == 10  # 9 was handed out by AUTOINCREMENT and deleted: never reused
+    assert order_id == 5
+    assert row[:4] == (False, "abc", 42, 1.5)
+    assert abs(row[4] - dt.datetime.now(dt.UTC).replace(tzinfo=None)) < dt.timedelta(minutes=1)
+
+
+def test_keys_and_indexes_are_built_after_the_data(pitfalls: str, pg_url: str) -> None:
+    copy_database(pitfalls, pg_url)
+    with psycopg.connect(pg_url) as pg:
+        indexes = {r[0] for r in pg.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+        pk = pg.execute(
+            "SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'pairs'::regclass "
+            "AND i.indisprimary"
+        ).fetchone()[0]
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            pg.execute("INSERT INTO orders (code) VALUES ('A1')")
+    assert {"Orders_Code", "orders_user"} <= indexes
+    assert sorted(pk) == ["a", "b"]
+
+
+def test_orphan_foreign_keys_are_reported_and_left_not_valid(pitfalls: str, pg_url: str) -> None:
+    report = copy_database(pitfalls, pg_url)
+    assert len(report.not_valid) == 1
+    issue = report.not_valid[0]
+    assert (issue.table, issue.references, issue.orphans) == ("orders", "user", 2)
+    assert "key id=2 -> missing id=77" in issue.examples
+    assert "NOT VALID" in report.summary() and "id=88" in report.summary()
+    assert report.as_dict()["not_valid"][0]["orphans"] == 2
+    with psycopg.connect(pg_url) as pg:
+        state = dict(pg.execute(
+            "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' "
+            "AND connamespace = 'public'::regnamespace"
+        ).fetchall())
+    assert state["orders_user_id_fkey"] is False
+    assert state["Mixed Table_owner_fkey"] is True
+
+
+def test_problems_are_all_refused_before_any_write(tmp_path: Path, pg_url: str) -> None:
+    path = str(tmp_path / "bad.db")
+    long_a = "t" * 63 + "_one"
+    long_b = "t" * 63 + "_two"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        f"""
+        CREATE TABLE fine (id INTEGER PRIMARY KEY, v TEXT);
+        INSERT INTO fine VALUES (1, 'ok');
+        CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER, name TEXT, note TEXT, at DATETIME, ok BOOLEAN);
+        INSERT INTO items VALUES (1, 5, 'a', 'x', '2024-01-01 00:00:00', 1);
+        INSERT INTO items VALUES (2, 'many', CAST(X'61FF62' AS TEXT), 'y', '2024-01-02 00:00:00', 0);
+        INSERT INTO items VALUES (3, 7, 'c', CAST(X'610062' AS TEXT), '01/03/2024', 2);
+        CREATE TABLE "{long_a}" (id INTEGER PRIMARY KEY);
+        CREATE TABLE "{long_b}" (id INTEGER PRIMARY KEY);
+        """
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaRefused) as err:
+        copy_database(path, pg_url)
+    problems = err.value.problems
+    text = "\n".join(problems)
+    assert len(problems) == 6, text
+    assert 'table "items", column "qty"' in text and "key id=2: text 'many'" in text
+    assert 'column "name"' in text and "b'a\\xffb' (not UTF-8)" in text
+    assert 'column "note"' in text and "key id=3" in text and "(holds NUL)" in text
+    assert 'column "at"' in text and "'01/03/2024'" in text
+    assert 'column "ok"' in text and "key id=3: integer 2" in text
+    assert long_a in text and long_b in text and "collide" in text
+    assert _public_tables(pg_url) == []
+
+
+def test_existing_target_table_is_refused_and_nothing_is_touched(pitfalls: str, pg_url: str) -> None:
+    with psycopg.connect(pg_url) as pg:
+        pg.execute("CREATE TABLE orders (x int)")
+        pg.execute("INSERT INTO orders VALUES (42)")
+    with pytest.raises(CopyError, match="already in schema 'public'.*orders"):
+        copy_database(pitfalls, pg_url)
+    assert _public_tables(pg_url) == ["orders"]
+    with psycopg.connect(pg_url) as pg:
+        assert pg.execute("SELECT x FROM orders").fetchall() == [(42,)]
+
+
+def test_failure_during_the_load_drops_what_was_created(pitfalls: str, pg_url: str) -> None:
+    def explode(p: CopyProgress) -> None:
+        if p.table == "user":
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        copy_database(pitfalls, pg_url, jobs=1, progress=explode)
+    assert _public_tables(pg_url) == []
+
+
+def test_other_schema_and_subset_of_tables(pitfalls: str, pg_url: str) -> None:
+    report = copy_database(pitfalls, pg_url, tables=["pairs", "Mixed Table"], schema="app")
+    assert sorted(t.name for t in report.tables) == ["Mixed Table", "pairs"]
+    assert any("refers to \"user\", which is not copied" in w for w in report.warnings)
+    with psycopg.connect(pg_url) as pg:
+        assert pg.execute("SELECT count(*) FROM app.pairs").fetchone()[0] == 3
+    assert _public_tables(pg_url) == []
+
+
+def test_mapping_converts_values_written_on_postgresql_back_to_the_sqlite_form(pitfalls: str, pg_url: str) -> None:
+    copy_database(pitfalls, pg_url)
+    mapping = read_mapping(sqlite3.connect(pitfalls))
+    user = mapping["user"]
+    with psycopg.connect(pg_url) as pg:
+        pg.execute("""INSERT INTO "user" (id, "references", flag, stamp, ms, born, data)
+                      VALUES (20, 'g', false, '2024-05-05 05:05:05.250001', '2024-05-05 05:05:05',
+                      '2024-05-05', '\\x0102')""")
+        row = pg.execute('SELECT active, flag, stamp, ms, born, data, created FROM "user" WHERE id = 20').fetchone()
+    names = ["active", "flag", "stamp", "ms", "born", "data", "created"]
+    back = {n: user.column(n).to_sqlite(v) for n, v in zip(names, row, strict=True)}
+    assert back["active"] == 0 and back["flag"] == "false"
+    assert back["stamp"] == "2024-05-05 05:05:05.250001"  # the seconds form is lengthened, not truncated
+    assert back["ms"] == "2024-05-05 05:05:05.000"
+    assert back["born"] == "2024-05-05" and back["data"] == b"\x01\x02"
+    assert len(back["created"]) == 19  # the default gives what SQLite's datetime('now') gives
+    assert user.primary_key == ("id",)
+    assert mapping["pairs"].primary_key == ("a", "b")
+    assert mapping["events"].primary_key == ()
+
+
+def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str, pg_url: str) -> None:
+    setup = sqlite3.connect(pitfalls)
+    capture.install_sqlite(setup, ["orders"])
+    setup.close()
+    stop = threading.Event()
+    written: list[int] = []
+
+    def app() -> None:
+        conn = sqlite3.connect(pitfalls, timeout=10)
+        next_id = 1000
+        while not stop.is_set() or len(written) < 200:
+            conn.execute("INSERT INTO orders (id, user_id, code) VALUES (?, NULL, ?)", (next_id, f"c{next_id}"))
+            conn.commit()
+            written.append(next_id)
+            next_id += 1
+        conn.close()
+
+    writer = threading.Thread(target=app)
+    writer.start()
+    try:
+        while len(written) < 50:
+            writer.join(0.01)
+        report = copy_database(pitfalls, pg_url, tables=["orders", "user"])
+    finally:
+        stop.set()
+        writer.join()
+    conn = sqlite3.connect(pitfalls)
+    after = conn.execute(
+        "SELECT count(*) FROM _cockpit_changes WHERE tbl = 'orders' AND seq > ?", (report.sqlite_position,)
+    ).fetchone()[0]
+    total = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    with psycopg.connect(pg_url) as pg:
+        copied = pg.execute("SELECT count(*) FROM orders").fetchone()[0]
+        recorded = pg.execute("SELECT position FROM cockpit.positions WHERE direction = %s",
+                              (capture.BLUE_TO_GREEN,)).fetchone()
+    assert report.sqlite_position > 0
+    assert copied + after == total, "the copy holds exactly the changes up to its position"
+    assert recorded == (report.sqlite_position,)
+    assert not any(t.name.startswith("_cockpit") for t in report.tables)
+
+
+@pytest.mark.parametrize("jobs", [1, 4])
+def test_large_table_in_chunks_with_any_number_of_jobs(tmp_path: Path, pg_url: str, jobs: int) -> None:
+    path = str(tmp_path / "big.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, r REAL, t TEXT, at DATETIME)")
+    conn.execute("CREATE TABLE small (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany(
+        "INSERT INTO big VALUES (?, ?, ?, ?)",
+        ((i, i / 7.0, f"row {i}\t{i % 13}", f"2024-01-01 00:{i % 60:02d}:00") for i in range(1, 20001)),
+    )
+    conn.executemany("INSERT INTO small VALUES (?, ?)", ((i, str(i)) for i in range(10)))
+    conn.commit()
+    conn.close()
+    seen: list[CopyProgress] = []
+    report = copy_database(path, pg_url, jobs=jobs, progress=seen.append, chunk_rows=1000)
+    assert report.rows == 20010
+    big = [p.rows_done for p in seen if p.table == "big"]
+    assert big == sorted(big) and big[-1] == 20000 and len(big) == 20
+    assert_copied_exactly(path, pg_url)

@@ -1,0 +1,112 @@
+"""Snapshots of the first screen at a fixed size, drawn from a fixed CockpitState (every time is relative to its
+`now`, so they do not depend on the clock). Update with `pytest tests/tui --snapshot-update` after a deliberate
+change, and look at the SVGs in tests/tui/__snapshots__/ before committing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from cockpit.journal import ActionRecord, Step
+from cockpit.phases import Machine
+from cockpit.plan import Plan, load_plan
+from cockpit.state import CockpitState
+from cockpit.tui.app import CockpitApp
+from cockpit.tui.modals import AdvanceModal, RollbackModal
+from cockpit.view import build_state
+
+SIZE = (120, 40)
+NOW = 1_780_000_000.0
+
+# the production plan's shape (plans/licitacoes.yaml), kept here so the snapshots do not move when it is edited
+PLAN = """\
+name: licitacoes
+description: SQLite to Neon PostgreSQL, zero downtime
+blue:
+  database: {engine: sqlite, path: blue.db}
+green:
+  database: {engine: sqlite, path: green.db}
+traffic: {driver: file, state_file: split.json}
+phases:
+  - name: validation
+    green: 5
+    soak: 6h
+    description: 95% SQLite, 5% Neon (validation)
+    gates: &gates
+      - {metric: green.error_rate, op: "<", value: 1}
+      - {metric: green.response_time_p95, op: "<", value: 500}
+      - {metric: sync_lag, op: "<", value: 60}
+  - {name: limited, green: 20, soak: 6h, description: "80% SQLite, 20% Neon (limited users)", gates: *gates}
+  - {name: ab-test, green: 50, soak: 6h, description: "50% SQLite, 50% Neon (A/B testing)", gates: *gates}
+  - {name: majority, green: 80, soak: 6h, description: "20% SQLite, 80% Neon (majority migration)", gates: *gates}
+  - {name: complete, green: 100, soak: 18h, description: "0% SQLite, 100% Neon (complete switch)"}
+"""
+
+
+@pytest.fixture
+def snap_plan(tmp_path: Path) -> Plan:
+    path = tmp_path / "plan.yaml"
+    path.write_text(PLAN)
+    return load_plan(path)
+
+
+def _state(plan: Plan) -> CockpitState:
+    actions = (
+        ActionRecord("a1", "advance", "ana@ops-1", "", NOW - 7500, {"to": None, "force": False},
+                     (Step("gates", "ok", 0.001, "all met"), Step("traffic", "ok", 0.412, "lb1 5%"),
+                      Step("verify", "ok", 0.020, "5% green live")),
+                     "ok", NOW - 7499.5, "now in phase validation (5% green)"),
+        ActionRecord("a2", "advance", "ana@ops-1", "", NOW - 600, {"to": None, "force": False},
+                     (Step("gates", "failed", 0.002, "soak: 5h50m of 6h in validation"),),
+                     "refused", NOW - 599.9, "gates not met: soak: 5h50m of 6h in validation"),
+        ActionRecord("a3", "advance", "ana@ops-1", "", NOW - 300, {"to": None, "force": False},
+                     (Step("gates", "ok", 0.001, "all met"), Step("traffic", "ok", 0.380, "lb1 20%"),
+                      Step("verify", "ok", 0.018, "20% green live")),
+                     "ok", NOW - 299.6, "now in phase limited (20% green)"),
+        ActionRecord("a4", "hold", "rui@ops-2", "p95 creeping up", NOW - 60, {}, (), "ok", NOW - 60,
+                     "held: p95 creeping up"),
+    )
+    return build_state(
+        plan, Machine("held", 1, NOW - 300, "p95 creeping up"), actions=actions, green_live=20.0,
+        gates=(("green.error_rate < 1", True, "now 0.12"), ("green.response_time_p95 < 500", False, "now 612"),
+               ("sync_lag < 60", True, "now 1.4")),
+        controller={"pid": 4242, "actor": "ana@ops-1"}, now=NOW,
+    )
+
+
+def _app(plan: Plan) -> CockpitApp:
+    state = _state(plan)
+    return CockpitApp(plan, state_source=lambda: state)
+
+
+async def _shown(pilot) -> None:
+    for _ in range(500):
+        if pilot.app.state is not None:
+            break
+        await pilot.pause(0.01)
+    assert pilot.app.state is not None
+
+
+def test_first_screen(snap_plan, snap_compare):
+    assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=_shown)
+
+
+def test_advance_dialog_with_unmet_gates(snap_plan, snap_compare):
+    async def open_dialog(pilot) -> None:
+        await _shown(pilot)
+        pilot.app.push_screen(AdvanceModal(pilot.app.state))
+        await pilot.pause()
+
+    assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=open_dialog)
+
+
+def test_rollback_dialog(snap_plan, snap_compare):
+    async def open_dialog(pilot) -> None:
+        await _shown(pilot)
+        pilot.app.push_screen(RollbackModal(pilot.app.state, list(snap_plan.rollback.steps), 30.0))
+        await pilot.pause()
+        pilot.app.screen.query_one(Input).cursor_blink = False
+
+    assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=open_dialog)
