@@ -61,6 +61,7 @@ class Controller:
         self._traffic_lock = threading.Lock()  # one apply at a time, even when a preempted one still runs
         self._refreshing: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._actions: set[asyncio.Future[Result]] = set()
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[CockpitState], None]] = []
 
@@ -86,12 +87,9 @@ class Controller:
 
     async def close(self) -> None:
         self._stop.set()
-        running = self._running
-        if running is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(
-                    asyncio.shield(running[1]), timeout=float(self.plan.rollback.max_duration)
-                )
+        under_way = [*self._actions, *self._tasks]
+        if under_way:  # actions (and the commands that wait for them) end, bounded: never leave the world half-changed
+            await asyncio.wait(under_way, timeout=float(self.plan.rollback.max_duration))
         if self._refreshing is not None:
             self._refreshing.cancel()
             await asyncio.gather(self._refreshing, return_exceptions=True)
@@ -227,14 +225,30 @@ class Controller:
         args: dict[str, Any],
         body: Callable[[Recorder], Awaitable[Result]],
     ) -> Result:
+        # The action runs in its own task: a caller that goes away (a closed screen, a cancelled CLI) neither
+        # stops it half-way nor lets the next action start before it ends.
+        task = asyncio.ensure_future(self._serialized(verb, actor, reason, args, body))
+        self._actions.add(task)
+        task.add_done_callback(self._actions.discard)
+        return await asyncio.shield(task)
+
+    async def _serialized(
+        self,
+        verb: str,
+        actor: str | None,
+        reason: str,
+        args: dict[str, Any],
+        body: Callable[[Recorder], Awaitable[Result]],
+    ) -> Result:
         async with self._action_lock:
             rec = Recorder(self.journal, verb, actor or self.actor, reason, args)
             rec.intent()
-            task = asyncio.ensure_future(self._guarded(rec, body))
-            self._running = (verb, task)
+            me = asyncio.current_task()
+            assert me is not None
+            self._running = (verb, me)  # type: ignore[assignment]
             self._publish()
             try:
-                return await asyncio.shield(task)
+                return await self._guarded(rec, body)
             finally:
                 self._running = None
                 self._publish()

@@ -34,6 +34,7 @@ _FAST = re.compile(r'\{"t":(\d+)(?:\.\d*)?,"s":(\d+),"rt":(\d+(?:\.\d+)?),"side"
 _SIDES = ("blue", "green")
 _LINEAR_MS = 100  # exact 1 ms buckets below this
 _LOG_STEP = math.log(1.01)
+_FUTURE_S = 300  # lines stamped further ahead of this clock are counted as malformed
 
 
 # ------------------------------------------------------------------------------------------------ the tail
@@ -329,6 +330,10 @@ class AccessLogMetrics:
             if sec != cur_sec:
                 slot = seconds.get(sec)
                 if slot is None:
+                    if sec > time.time() + _FUTURE_S:  # a clock far ahead would push the whole window out
+                        bad += 1
+                        cur_sec = -1
+                        continue
                     slot = seconds[sec] = _Second()
                     if len(seconds) > self._max_seconds:
                         self._prune(max(seconds))

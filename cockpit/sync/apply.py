@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 Policy = Literal["newest", "blue-wins", "green-wins"]
 POLICIES: tuple[str, ...] = ("newest", "blue-wins", "green-wins")
 EventSink = Callable[[str, dict[str, Any]], None]
+# a statement of the applier that waits longer (a row locked by a long app transaction) is cancelled and the batch
+# retried on the next pass; transaction-scoped (`set_config(..., true)`), so no session state is left behind
+STATEMENT_TIMEOUT = "15s"
 
 
 class ApplyError(Exception):
@@ -332,6 +335,35 @@ def _convert(t: _Table, target: str, key: Sequence[Any], convert: Callable[[Any]
         ) from exc
 
 
+def _pg_references(pg: psycopg.Connection, tables: list[str]) -> list[tuple[str, str]]:
+    """(child, parent) for each foreign key between two of `tables` on PostgreSQL."""
+    rows = pg.execute(
+        "SELECT c.relname, p.relname FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid"
+        " WHERE k.contype = 'f' AND c.oid = ANY(%s::regclass[]) AND p.oid = ANY(%s::regclass[])",
+        ([qi(t) for t in tables], [qi(t) for t in tables]),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows if r[0] != r[1]]
+
+
+def _parents_first(tables: list[str], references: list[tuple[str, str]]) -> list[str]:
+    """Tables ordered so that a referenced table comes before the tables that reference it (cycles: as listed)."""
+    parents: dict[str, set[str]] = {t: set() for t in tables}
+    for child, parent in references:
+        if child in parents and parent in parents:
+            parents[child].add(parent)
+    order: list[str] = []
+    placed: set[str] = set()
+    while len(order) < len(tables):
+        ready = [t for t in tables if t not in placed and parents[t] <= placed]
+        if not ready:  # a cycle: take the first one left
+            ready = [next(t for t in tables if t not in placed)]
+        for t in ready:
+            order.append(t)
+            placed.add(t)
+    return order
+
+
 def _pg_column_types(pg: psycopg.Connection, table: str) -> dict[str, str]:
     rows = pg.execute(
         "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
@@ -367,6 +399,7 @@ class Applier:
         self.on_event = on_event
         self.tables: dict[str, _Table] = {name: _table_plan(m) for name, m in tables.items()}
         self._pg_ready = False
+        self._order: list[str] = list(self.tables)  # parents before children (foreign keys on PostgreSQL)
 
     #: from this many upserts of one table in a batch on, they go through COPY into a temporary table (faster for
     #: a backlog); below it, a pipelined executemany (no temporary table churn in the steady state)
@@ -389,9 +422,11 @@ class Applier:
             if len(t.pk) == 1 and types.get(t.pk[0]) in ("bigint", "integer", "smallint"):
                 row = pg.execute("SELECT pg_get_serial_sequence(%s, %s)", (qi(t.name), t.pk[0])).fetchone()
                 t.sequence = row[0] if row else None
-        pg.rollback()
         if problems:
+            pg.rollback()
             raise ApplyError("; ".join(problems))
+        self._order = _parents_first(list(self.tables), _pg_references(pg, list(self.tables)))
+        pg.rollback()
         self._pg_ready = True
 
     def _report(self, conflict: Conflict) -> None:
@@ -405,7 +440,10 @@ class Applier:
         self.prepare(pg)
         result = StepResult()
         with pg.transaction():
-            pg.execute("SELECT set_config('cockpit.applying', 'on', true)")
+            pg.execute(
+                "SELECT set_config('cockpit.applying', 'on', true), set_config('statement_timeout', %s, true)",
+                (STATEMENT_TIMEOUT,),
+            )
             pg.execute(
                 f"INSERT INTO {PG_SCHEMA}.positions (direction, position) VALUES (%s, 0)"
                 " ON CONFLICT (direction) DO NOTHING",
@@ -417,19 +455,32 @@ class Applier:
             ).fetchone()
             start = int(row[0]) if row else 0
             batch, green_pos = self._read_blue(blue, start)
+            # prune what green→blue has already applied (kept small: lag and conflict checks read it)
+            pg.execute(
+                f"DELETE FROM {PG_SCHEMA}.changes WHERE (txid, seq) <= (%s::text::xid8, %s)",
+                (str(green_pos[0]), green_pos[1]),
+            )
             if batch is None:
                 result.position = start
                 return result
             upper, count, per_table = batch
             result.changes = count
             result.position = upper
-            # prune what green→blue has already applied (kept small: lag and conflict checks read it)
-            pg.execute(
-                f"DELETE FROM {PG_SCHEMA}.changes WHERE (txid, seq) <= (%s::text::xid8, %s)",
-                (str(green_pos[0]), green_pos[1]),
-            )
-            for name, rows in per_table.items():
-                self._apply_to_pg(pg, self.tables[name], rows, green_pos, result)
+            planned = {
+                name: self._plan_pg(pg, self.tables[name], rows, green_pos, result) for name, rows in per_table.items()
+            }
+            # foreign keys: deferred where PostgreSQL allows it; otherwise children's deletes before their parents',
+            # parents' upserts before their children's
+            pg.execute("SET CONSTRAINTS ALL DEFERRED")
+            order = [name for name in self._order if name in planned]
+            for name in reversed(order):
+                self._delete_pg(pg, self.tables[name], planned[name][0])
+            for name in order:
+                self._upsert_pg(pg, self.tables[name], planned[name][1])
+            for deletes, upserts in planned.values():
+                result.deletes += len(deletes)
+                result.upserts += len(upserts)
+                result.rows += len(deletes) + len(upserts)
             pg.execute(
                 f"UPDATE {PG_SCHEMA}.positions SET position = %s, updated_at = clock_timestamp()"
                 " WHERE direction = %s",
@@ -470,20 +521,22 @@ class Applier:
         finally:
             blue.execute("COMMIT")
 
-    def _apply_to_pg(
+    def _plan_pg(
         self,
         pg: psycopg.Connection,
         t: _Table,
         rows: list[tuple[Any, ...]],
         green_pos: GreenPosition,
         result: StepResult,
-    ) -> None:
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Lock the batch's rows on PostgreSQL, settle conflicts; the keys to delete and the rows to upsert."""
         # rows: (pk json, ts, present, *columns)
         entries = []
         for pk_json, ts, present, *values in rows:
             key = _convert(t, "PostgreSQL", json.loads(pk_json), t.key_to_pg, json.loads(pk_json))
             entries.append((key, float(ts), bool(present), values))
         key_arrays = [list(col) for col in zip(*(e[0] for e in entries), strict=True)]
+        # locked first, so a green write to these rows either shows below as pending or waits for this commit
         pg.execute(t.pg_lock(), key_arrays)
         pending = {
             tuple(r[:-1]): float(r[-1])
@@ -511,8 +564,13 @@ class Applier:
                 upserts.append(_convert(t, "PostgreSQL", key, t.row_to_pg, values))
             else:
                 deletes.append(key)
+        return deletes, upserts
+
+    def _delete_pg(self, pg: psycopg.Connection, t: _Table, deletes: list[tuple[Any, ...]]) -> None:
         if deletes:
             pg.execute(t.pg_delete(), [list(col) for col in zip(*deletes, strict=True)])
+
+    def _upsert_pg(self, pg: psycopg.Connection, t: _Table, upserts: list[tuple[Any, ...]]) -> None:
         if len(upserts) >= self.copy_threshold:  # many rows: COPY into a temporary table, then one merge
             stage = f"_cockpit_stage_{t.name}"[:63]
             with pg.cursor() as cur:
@@ -529,9 +587,6 @@ class Applier:
             top = max((v[t.pk_index[0]] for v in upserts if isinstance(v[t.pk_index[0]], int)), default=None)
             if top is not None:
                 pg.execute(t.pg_bump_sequence(), (t.sequence, top, t.sequence, top))
-        result.deletes += len(deletes)
-        result.upserts += len(upserts)
-        result.rows += len(deletes) + len(upserts)
 
     # ------------------------------------------------------------------------------------------- green → blue
 
@@ -586,6 +641,7 @@ class Applier:
         pg.rollback()
         pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
+            pg.execute("SELECT set_config('statement_timeout', %s, true)", (STATEMENT_TIMEOUT,))
             horizon = pg.execute(HORIZON_SQL).fetchone()[0]
             changes = pg.execute(
                 f"SELECT txid::text::bigint, seq, tbl FROM {PG_SCHEMA}.changes"

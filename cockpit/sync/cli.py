@@ -36,7 +36,7 @@ import psycopg
 from cockpit.redact import redact, redact_text
 from cockpit.sync.apply import POLICIES, ApplyError, EventSink
 from cockpit.sync.capture import CaptureError, sqlite_installed, sqlite_tables
-from cockpit.sync.runner import DIRECTIONS, SyncRunner, connect_sqlite, journal_sink
+from cockpit.sync.runner import DIRECTIONS, SyncRunner, connect_sqlite, journal_sink, pooler_warning
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -138,6 +138,9 @@ def _target(args: argparse.Namespace) -> _Target:
         if args.jobs < 1:
             raise _Usage("--jobs must be at least 1")
         jobs = args.jobs
+    warning = pooler_warning(pg_url)
+    if warning:
+        print(f"cockpit sync: warning: {redact_text(warning)}", file=sys.stderr)
     return _Target(sqlite_path, pg_url, tables, policy, batch, interval, jobs, list(casts), journal)
 
 
@@ -256,8 +259,13 @@ class _ProgressPrinter:
                 return
             self._last = now
         item = args[0] if len(args) == 1 and not kwargs else (args or kwargs)
-        text = item if isinstance(item, str) else str(getattr(item, "line", None) or item)
-        print("\r" + redact_text(text)[:150].ljust(150), end="", file=sys.stderr, flush=True)
+        if hasattr(item, "rows_done"):  # cockpit.sync.copy.CopyProgress
+            eta = "?" if item.eta_s is None else f"{item.eta_s:.0f}s"
+            text = (f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
+                    f"ETA {eta}")
+        else:
+            text = str(item)
+        print("\r" + redact_text(text)[:120].ljust(120), end="", file=sys.stderr, flush=True)
 
     def done(self) -> None:
         if self.enabled and self._last:
@@ -277,12 +285,12 @@ def _run(args: argparse.Namespace) -> int:
             lag = runner.lag()
             _print_pass(result, lag, args.json)
             return EXIT_OK
-        return _loop(runner, args.json)
+        return _loop(runner, args.json, t.journal)
     finally:
         runner.close()
 
 
-def _loop(runner: SyncRunner, as_json: bool) -> int:
+def _loop(runner: SyncRunner, as_json: bool, journal: Path | None = None) -> int:
     stop = threading.Event()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -300,11 +308,27 @@ def _loop(runner: SyncRunner, as_json: bool) -> int:
                 print(f"lag unavailable: {redact_text(str(exc))}", file=sys.stderr)
                 continue
             _print_lag(lag, runner, as_json)
+            if journal is not None:  # lag sampled into the plan's journal, as the controller does
+                _sample(journal, lag)
     finally:
         runner.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
+
+
+def _sample(path: Path, lag: dict[str, Any]) -> None:
+    from cockpit.journal import Journal
+
+    metrics: dict[str, float | None] = {}
+    for d in DIRECTIONS:
+        metrics[f"sync.{d}.age_s"] = lag[d].age_s
+        metrics[f"sync.{d}.pending"] = float(lag[d].pending)
+    journal = Journal(path)
+    try:
+        journal.samples(metrics)
+    finally:
+        journal.close()
 
 
 def _lag_text(lag: dict[str, Any]) -> str:

@@ -1,23 +1,28 @@
 """The initial copy: one consistent SQLite snapshot into PostgreSQL with COPY, tables in parallel.
 
 Order of work:
-1. SQLite: WAL (so the app keeps writing during the copy), a busy timeout, `BEGIN` and a first read: that pins the
-   snapshot. Inside it: the schema and every column's stored values are examined (`schema.read_source`) and the
-   change-log position is read (`cockpit.sync.capture.sqlite_position`). Any problem -> `SchemaRefused`, nothing
-   written. Target tables that already exist -> `CopyError`, nothing written.
-2. PostgreSQL: the tables, without keys or indexes, in one transaction (DDL compiled by SQLAlchemy's PostgreSQL
-   dialect, identities starting above the highest key).
-3. Data: ONE reader thread owns the SQLite connection (SQLite snapshots are per connection, so one connection is the
-   simple way to give every table the same instant) and serves chunks on request; `jobs` writer threads each own a
-   PostgreSQL connection and run one `COPY ... FROM STDIN` per table, keeping one chunk request in flight ahead.
-   SQLite itself renders each row as a line of COPY text (escaping, hex for blobs, 't'/'f' for booleans), so the
-   Python side only moves bytes; kinds SQLite cannot render exactly (reals needing 17 digits, epoch and Julian
-   dates, plan casts) call back into the same `to_pg` converters the sync uses.
-4. Primary keys, unique constraints and indexes (in parallel per table), then foreign keys `NOT VALID`, then each
+1. SQLite: WAL (so the app keeps writing during the copy) and a busy timeout. `jobs` connections start their read
+   transactions on ONE snapshot (`open_snapshots`: SQLite snapshots are per connection, so the write lock is held
+   for the few milliseconds it takes to pin them all). The change-log position is read in that snapshot
+   (`cockpit.sync.capture.sqlite_position`).
+2. Types: chosen from the declared types and the first `SAMPLE_ROWS` rows of each table (`schema.read_source`).
+   A problem seen there -> the whole source is examined; problems -> `SchemaRefused`, nothing written.
+   Target tables that already exist -> `CopyError`, nothing written.
+3. PostgreSQL: the tables, without keys or indexes, in one transaction (DDL compiled by SQLAlchemy's PostgreSQL
+   dialect, identities starting above the highest key and `sqlite_sequence`).
+4. Data: `jobs` writer threads, each with its own SQLite reader and PostgreSQL session, take tables (large ones
+   in rowid ranges) and run `COPY ... FROM STDIN`. SQLite itself renders each row as a line of COPY text
+   (escaping, hex for blobs, 't'/'f' for booleans) and checks every value against the chosen type, so Python
+   only moves bytes; kinds SQLite cannot render exactly (reals needing 17 digits, epoch and Julian dates, plan
+   casts) call back into the same `to_pg` converters the sync uses. A value outside the chosen types (beyond the
+   sample) stops the load: its tables are dropped, the whole source is examined in the same snapshot, and the
+   copy is refused naming every problem, or done again with the types the full examination chose.
+5. Primary keys, unique constraints and indexes (in parallel per table), then foreign keys `NOT VALID`, then each
    validated; a failed validation leaves it NOT VALID and the report names the orphan rows.
-5. `cockpit.sync.capture.record_copy_position` stores the position, so blue->green capture resumes exactly there.
+6. `cockpit.sync.capture.record_copy_position` stores the position, so blue->green capture resumes exactly there.
 
-A failure in steps 2-4 drops every table the copy created: the target is left as it was.
+A failure in steps 3-6 drops every table the copy created (and the schema, if it created it): the target is left
+as it was.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from cockpit.sync.schema import SchemaRefused, Source, SourceTable, pg_truncate,
 __all__ = ["CopyError", "CopyProgress", "CopyReport", "SchemaRefused", "TableReport", "copy_database"]
 
 CHUNK_ROWS = 5000
+SAMPLE_ROWS = 2000
+SPLIT_ROWS = 100_000  # a table this large is read in rowid ranges by several writers
 BUSY_TIMEOUT_MS = 10_000
 MAX_ORPHANS = 5
 _PG = postgresql.dialect()
@@ -134,11 +141,16 @@ class CopyReport:
 # ------------------------------------------------------------------------------------------------ SQLite side
 
 
+def _connect(sqlite_path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
 def open_source(sqlite_path: str) -> tuple[sqlite3.Connection, list[str]]:
     """A connection for the copy's read transaction; the database is put in WAL mode if it is not."""
     notes: list[str] = []
-    conn = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn = _connect(sqlite_path)
     (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
     if str(mode).lower() != "wal":
         try:
@@ -152,6 +164,47 @@ def open_source(sqlite_path: str) -> tuple[sqlite3.Connection, list[str]]:
     return conn, notes
 
 
+def _pin(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN")
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the first read pins the snapshot
+
+
+def open_snapshots(sqlite_path: str, main: sqlite3.Connection, extra: int) -> list[sqlite3.Connection]:
+    """Pin `main` and `extra` more connections on ONE snapshot.
+
+    SQLite snapshots belong to a connection. To give several readers the same one, the write lock is held
+    (`BEGIN IMMEDIATE` on a side connection) while each reader starts its read transaction: no commit can land in
+    between. The app's writers wait for those few milliseconds (their busy timeout covers it); if the lock cannot
+    be had within the copy's busy timeout, the copy reads through `main` alone.
+    """
+    if extra <= 0:
+        _pin(main)
+        return []
+    lock = _connect(sqlite_path)
+    readers: list[sqlite3.Connection] = []
+    try:
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            _pin(main)
+            return []
+        try:
+            _pin(main)
+            for _ in range(extra):
+                conn = _connect(sqlite_path)
+                readers.append(conn)
+                _pin(conn)
+        finally:
+            lock.execute("ROLLBACK")
+    except BaseException:
+        for conn in readers:
+            conn.close()
+        raise
+    finally:
+        lock.close()
+    return readers
+
+
 def _position(conn: sqlite3.Connection, notes: list[str]) -> int:
     try:
         from cockpit.sync.capture import sqlite_position
@@ -161,73 +214,64 @@ def _position(conn: sqlite3.Connection, notes: list[str]) -> int:
     return int(sqlite_position(conn))
 
 
-class _Feeder:
-    """The one thread that reads SQLite: serves chunks of COPY text per table, in request order."""
+class _Guards:
+    """The Python side of the row SQL: exact fallbacks, and the record of values outside the chosen types."""
 
-    def __init__(self, conn: sqlite3.Connection, selects: dict[str, str], chunk_rows: int):
-        self.conn = conn
-        self.selects = selects
-        self.chunk_rows = chunk_rows
-        self.requests: queue.Queue[tuple[str, queue.Queue] | None] = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="cockpit-copy-reader", daemon=True)
-        self.thread.start()
+    def __init__(self, source: Source):
+        self.columns: list[tuple[str, str, Callable[[Any], Any]]] = []
+        self.index: dict[tuple[str, str], int] = {}
+        self.rejected: list[str] = []
+        for table in source.tables.values():
+            for col in table.columns:
+                self.index[(table.name, col.map.name)] = len(self.columns)
+                self.columns.append((table.name, col.map.name, col.map.to_pg))
 
-    def request(self, table: str) -> queue.Queue:
-        reply: queue.Queue = queue.Queue(maxsize=1)
-        self.requests.put((table, reply))
-        return reply
+    def install(self, conn: sqlite3.Connection) -> None:
+        conn.create_function("cockpit_copy_field", 2, self.field, deterministic=True)
+        conn.create_function("cockpit_copy_reject", 2, self.reject, deterministic=True)
 
-    def stop(self) -> None:
-        self.requests.put(None)
-        self.thread.join()
+    def field(self, i: int, value: Any) -> str:
+        try:
+            return V.copy_text(self.columns[i][2](value))
+        except (ValueError, OverflowError, ArithmeticError) as exc:
+            self.rejected.append(f"{self.columns[i][0]}.{self.columns[i][1]}: {exc}")
+            raise
 
-    def _run(self) -> None:
-        cursors: dict[str, sqlite3.Cursor] = {}
-        while True:
-            item = self.requests.get()
-            if item is None:
-                break
-            table, reply = item
-            try:
-                cur = cursors.get(table)
-                if cur is None:
-                    cur = cursors[table] = self.conn.execute(self.selects[table])
-                rows = cur.fetchmany(self.chunk_rows)
-                if rows:
-                    reply.put((b"".join([r[0] for r in rows]), len(rows)))
-                else:
-                    cursors.pop(table).close()
-                    reply.put((None, 0))
-            except BaseException as exc:  # noqa: BLE001 - handed to the writer that asked
-                reply.put(exc)
-        for cur in cursors.values():
-            cur.close()
+    def reject(self, i: int, value: Any) -> str:
+        self.rejected.append(f"{self.columns[i][0]}.{self.columns[i][1]}: {value!r} is outside the chosen type")
+        raise ValueError("value outside the chosen type")
 
-
-def _select_sql(table: SourceTable, fn_index: dict[tuple[str, str], int]) -> str:
-    fields = []
-    for col in table.columns:
-        idx = fn_index.get((table.name, col.map.name))
-        fn = f"cockpit_copy_field({idx}, {qi(col.map.name)})" if idx is not None else "NULL"
-        fields.append(col.copy_sql.replace("{fn}", fn))
-    return "SELECT " + " || char(9) || ".join(fields) + f" || char(10) FROM {qi(table.name)}"
-
-
-def _register_fallbacks(conn: sqlite3.Connection, source: Source) -> dict[tuple[str, str], int]:
-    funcs: list[Callable[[Any], str]] = []
-    index: dict[tuple[str, str], int] = {}
-    for table in source.tables.values():
+    def select_sql(self, table: SourceTable, ranged: bool) -> str:
+        fields = []
         for col in table.columns:
-            if "{fn}" in col.copy_sql:
-                index[(table.name, col.map.name)] = len(funcs)
-                to_pg = col.map.to_pg
-                funcs.append(lambda v, to_pg=to_pg: V.copy_text(to_pg(v)))
+            c = qi(col.map.name)
+            i = self.index[(table.name, col.map.name)]
+            fields.append(col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})")
+                          .replace("{bad}", f"cockpit_copy_reject({i}, {c})"))
+        where = " WHERE rowid BETWEEN ? AND ?" if ranged else ""
+        return "SELECT " + " || char(9) || ".join(fields) + f" || char(10) FROM {qi(table.name)}{where}"
 
-    def field_text(i: int, value: Any) -> str:
-        return funcs[i](value)
 
-    conn.create_function("cockpit_copy_field", 2, field_text, deterministic=True)
-    return index
+@dataclass
+class _Unit:
+    """A piece of the load: a table, or a rowid range of a large one."""
+
+    table: SourceTable
+    lo: int | None = None
+    hi: int | None = None
+
+
+def _units(source: Source, conn: sqlite3.Connection, parts: int) -> list[_Unit]:
+    units: list[_Unit] = []
+    for st in sorted(source.tables.values(), key=lambda t: -t.rows):
+        if parts > 1 and st.rowid and st.rows >= SPLIT_ROWS:
+            lo, hi = conn.execute(f"SELECT min(rowid), max(rowid) FROM {qi(st.name)}").fetchone()
+            n = min(parts, max(1, st.rows // (SPLIT_ROWS // 2)))
+            step = (hi - lo + n) // n
+            units.extend(_Unit(st, lo + k * step, min(hi, lo + (k + 1) * step - 1)) for k in range(n))
+        else:
+            units.append(_Unit(st))
+    return units
 
 
 # ---------------------------------------------------------------------------------------------- PostgreSQL side
@@ -337,31 +381,79 @@ def _existing(conn: psycopg.Connection, schema: str, names: list[str]) -> list[s
     return sorted(r[0] for r in rows)
 
 
-def _load_table(pg_url: str, schema: str, st: SourceTable, feeder: _Feeder, abort: threading.Event,
-                on_rows: Callable[[str, int, float], None]) -> TableReport:
-    started = time.monotonic()
-    cols = sql.SQL(", ").join(sql.Identifier(pg_truncate(c.map.name)) for c in st.columns)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(_table_ident(schema, st.name), cols)
-    done = 0
+class _Retry(CopyError):
+    """The load met a value outside the types chosen from a sample; nothing was committed."""
+
+
+@dataclass
+class _Tracker:
+    """Rows, start and end per table across the writers, and the progress callbacks."""
+
+    source: Source
+    progress: Callable[[CopyProgress], None] | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: dict[str, int] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    ended: dict[str, float] = field(default_factory=dict)
+    remaining: dict[str, int] = field(default_factory=dict)  # units not finished, per table
+
+    def start(self, table: str) -> None:
+        with self.lock:
+            self.started.setdefault(table, time.monotonic())
+            self.done.setdefault(table, 0)
+
+    def rows(self, table: str, n: int) -> None:
+        with self.lock:
+            self.done[table] += n
+            self._emit(table, final=False)
+
+    def end(self, table: str) -> None:
+        with self.lock:
+            self.ended[table] = time.monotonic()
+            self.remaining[table] -= 1
+            if self.remaining[table] == 0:
+                self._emit(table, final=True)
+
+    def _emit(self, table: str, final: bool) -> None:
+        if self.progress is None:
+            return
+        done = self.done[table]
+        total = done if final else max(self.source.tables[table].rows, done)
+        rate = done / max(time.monotonic() - self.started[table], 1e-6)
+        eta = (total - done) / rate if rate > 0 else None
+        self.progress(CopyProgress(table, done, total, rate, eta))
+
+
+def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Queue,
+            selects: dict[tuple[str, bool], str], chunk_rows: int, abort: threading.Event, track: _Tracker) -> None:
+    """One writer thread: its own SQLite reader (same snapshot as the others) and its own PostgreSQL session."""
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET synchronous_commit = off")
-        with conn.cursor() as cur, cur.copy(stmt) as copy:
-            pending = feeder.request(st.name)
-            while True:
-                item = pending.get()
-                if isinstance(item, BaseException):
-                    raise item
-                data, n = item
-                if data is None:
-                    break
-                if abort.is_set():
-                    raise CopyError("stopped: another table failed")
-                pending = feeder.request(st.name)
-                copy.write(data)
-                done += n
-                on_rows(st.name, done, started)
-        conn.commit()
-    return TableReport(st.name, done, time.monotonic() - started)
+        while not abort.is_set():
+            try:
+                unit: _Unit = todo.get_nowait()
+            except queue.Empty:
+                return
+            st = unit.table
+            track.start(st.name)
+            cols = sql.SQL(", ").join(sql.Identifier(pg_truncate(c.map.name)) for c in st.columns)
+            stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(_table_ident(schema, st.name), cols)
+            args = () if unit.lo is None else (unit.lo, unit.hi)
+            cur = reader.execute(selects[(st.name, unit.lo is not None)], args)
+            try:
+                with conn.cursor() as pg_cur, pg_cur.copy(stmt) as copy:
+                    while True:
+                        rows = cur.fetchmany(chunk_rows)
+                        if not rows:
+                            break
+                        if abort.is_set():
+                            raise CopyError("stopped: another table failed")
+                        copy.write(b"".join([r[0] for r in rows]))
+                        track.rows(st.name, len(rows))
+            finally:
+                cur.close()
+            conn.commit()
+            track.end(st.name)
 
 
 def _run_keys(pg_url: str, statements: list[str]) -> None:
@@ -443,28 +535,52 @@ def copy_database(
 
     Raises `SchemaRefused` (values that cannot be carried exactly; nothing written) or `CopyError` (target tables
     already there, or a PostgreSQL failure, after which the created tables are dropped again). `progress` is called
-    from the writer threads (serialised by a lock) after every chunk.
+    from the writer threads (serialised by a lock) after every chunk, and once more when a table is done.
+
+    The types are first chosen from the first `SAMPLE_ROWS` rows of each table; the row SQL checks every value
+    against them during the load, which runs in uncommitted transactions. A value outside them rolls the load back
+    (nothing was committed), the whole source is examined in the same snapshot, and the copy is refused with every
+    problem named, or loaded again with the types the full examination chose.
     """
     started = time.monotonic()
     conn, notes = open_source(sqlite_path)
+    extra: list[sqlite3.Connection] = []
     try:
-        conn.execute("BEGIN")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # pins the snapshot
+        extra = open_snapshots(sqlite_path, conn, max(1, jobs) - 1)
+        readers = [conn, *extra]
+        if jobs > 1 and not extra:
+            notes.append("the SQLite write lock stayed busy: the copy read through one connection")
         position = _position(conn, notes)
-        source = read_source(conn, tables, casts)
+        source = read_source(conn, tables, casts, sample=SAMPLE_ROWS)
+        if source.problems:
+            source = read_source(conn, tables, casts)
         if source.problems:
             raise SchemaRefused(source.problems)
         report = CopyReport(str(sqlite_path), redact(pg_url), schema, position, warnings=notes + source.warnings)
-        _copy(conn, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
+        try:
+            _copy(readers, source, pg_url, schema, chunk_rows, progress, report)
+        except _Retry as retry:
+            if not source.sampled:
+                raise CopyError(str(retry)) from retry.__cause__
+            source = read_source(conn, tables, casts)
+            if source.problems:
+                raise SchemaRefused(source.problems) from None
+            report.tables.clear()
+            report.warnings = notes + source.warnings
+            try:
+                _copy(readers, source, pg_url, schema, chunk_rows, progress, report)
+            except _Retry as again:
+                raise CopyError(str(again)) from again.__cause__
     finally:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        conn.close()
+        for c in [conn, *extra]:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            c.close()
     report.seconds = time.monotonic() - started
     return report
 
 
-def _copy(conn: sqlite3.Connection, source: Source, pg_url: str, schema: str, jobs: int, chunk_rows: int,
+def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, chunk_rows: int,
           progress: Callable[[CopyProgress], None] | None, report: CopyReport) -> None:
     names = list(source.tables)
     ddl = _build_tables(source, schema)
@@ -473,20 +589,20 @@ def _copy(conn: sqlite3.Connection, source: Source, pg_url: str, schema: str, jo
         if there:
             raise CopyError(f"table(s) already in schema {schema!r} of the target: {', '.join(there)}; "
                             "the copy writes into new tables only (drop them or choose another schema)")
-        has_schema = pg.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        made_schema = not pg.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
         try:
             with pg.transaction():
-                if not has_schema:
+                if made_schema:
                     pg.execute(_ddl(CreateSchema(schema)))
                 for name in names:
                     pg.execute(_ddl(CreateTable(ddl.tables[name])))
         except psycopg.Error as exc:
             raise CopyError(f"creating the tables failed: {exc}") from exc
     try:
-        _load(conn, source, pg_url, schema, jobs, chunk_rows, progress, report)
+        _load(readers, source, pg_url, schema, chunk_rows, progress, report)
         key_sql = {name: _key_statements(source.tables[name], ddl.tables[name], report.warnings) for name in names}
         fks = _fk_constraints(source, ddl, report.warnings)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        with ThreadPoolExecutor(max_workers=len(readers)) as pool:
             for fut in [pool.submit(_run_keys, pg_url, stmts) for stmts in key_sql.values() if stmts]:
                 fut.result()
         with psycopg.connect(pg_url, autocommit=True) as pg:
@@ -497,7 +613,10 @@ def _copy(conn: sqlite3.Connection, source: Source, pg_url: str, schema: str, jo
     except BaseException as exc:
         with contextlib.suppress(Exception):
             _drop(pg_url, schema, names)
-        if isinstance(exc, psycopg.Error):
+            if made_schema:
+                with psycopg.connect(pg_url, autocommit=True) as pg:
+                    pg.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        if isinstance(exc, psycopg.Error) and not isinstance(exc, CopyError):
             raise CopyError(f"the copy failed and its tables were dropped: {exc}") from exc
         raise
 
@@ -511,40 +630,44 @@ def _record_position(pg: psycopg.Connection, report: CopyReport) -> None:
     record_copy_position(pg, report.sqlite_position)
 
 
-def _load(conn: sqlite3.Connection, source: Source, pg_url: str, schema: str, jobs: int, chunk_rows: int,
+def _load(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, chunk_rows: int,
           progress: Callable[[CopyProgress], None] | None, report: CopyReport) -> None:
-    fn_index = _register_fallbacks(conn, source)
-    selects = {name: _select_sql(st, fn_index) for name, st in source.tables.items()}
-    conn.text_factory = bytes
-    feeder = _Feeder(conn, selects, chunk_rows)
+    """COPY every table; `readers` are SQLite connections on one snapshot, one per writer thread."""
+    guards = _Guards(source)
+    selects = {(name, ranged): guards.select_sql(st, ranged)
+               for name, st in source.tables.items() for ranged in (False, True)}
+    for r in readers:
+        guards.install(r)
+        r.text_factory = bytes
     abort = threading.Event()
-    lock = threading.Lock()
-
-    def on_rows(table: str, done: int, start: float) -> None:
-        if progress is None:
-            return
-        with lock:
-            total = source.tables[table].rows
-            elapsed = max(time.monotonic() - start, 1e-6)
-            rate = done / elapsed
-            eta = (total - done) / rate if rate > 0 else None
-            progress(CopyProgress(table, done, total, rate, eta))
-
-    order = sorted(source.tables.values(), key=lambda t: -t.rows)
+    track = _Tracker(source, progress)
+    todo: queue.Queue[_Unit] = queue.Queue()
+    for u in _units(source, readers[0], len(readers)):
+        track.remaining[u.table.name] = track.remaining.get(u.table.name, 0) + 1
+        todo.put(u)
     load_started = time.monotonic()
+    errors: list[BaseException] = []
     try:
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cockpit-copy") as pool:
-            futures = [pool.submit(_load_table, pg_url, schema, st, feeder, abort, on_rows) for st in order]
-            errors = []
+        with ThreadPoolExecutor(max_workers=len(readers), thread_name_prefix="cockpit-copy") as pool:
+            futures = [pool.submit(_writer, pg_url, schema, r, todo, selects, chunk_rows, abort, track)
+                       for r in readers]
             for fut in futures:
                 try:
-                    report.tables.append(fut.result())
+                    fut.result()
                 except BaseException as exc:  # noqa: BLE001 - the first error is raised below
                     abort.set()
                     errors.append(exc)
-            if errors:
-                raise errors[0]
     finally:
-        feeder.stop()
-        conn.text_factory = str
+        for r in readers:
+            r.text_factory = str
+    if errors:
+        first = next((e for e in errors if not isinstance(e, CopyError)), errors[0])
+        if guards.rejected or isinstance(first, psycopg.errors.DataError):
+            why = guards.rejected[0] if guards.rejected else str(first).strip()
+            raise _Retry(f"a value does not fit the chosen type ({why})") from first
+        raise first
+    report.tables.extend(
+        TableReport(n, track.done.get(n, 0), track.ended.get(n, load_started) - track.started.get(n, load_started))
+        for n in source.tables
+    )
     report.load_seconds = time.monotonic() - load_started

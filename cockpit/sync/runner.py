@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from cockpit.sync.schema import TableMap
 
 DIRECTIONS = (BLUE_TO_GREEN, GREEN_TO_BLUE)
+# a server that vanishes without closing the socket is noticed in about 20 s instead of hanging a pass
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3}
 # PostgreSQL errors that mean "the server or the connection went away": reconnect and retry
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -68,7 +70,23 @@ def connect_sqlite(path: str | Path) -> sqlite3.Connection:
 
 def connect_pg(url: str, connect_timeout: float = 10.0) -> psycopg.Connection:
     """A PostgreSQL connection for the sync: no server-side prepared statements (pooler-safe), not autocommit."""
-    return psycopg.connect(url, connect_timeout=max(1, int(connect_timeout)), prepare_threshold=None)
+    return psycopg.connect(
+        url, connect_timeout=max(1, int(connect_timeout)), prepare_threshold=None, **KEEPALIVES
+    )
+
+
+def pooler_warning(url: str) -> str | None:
+    """A warning when the URL points at a connection pooler (Neon's `-pooler` host) instead of the direct host."""
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return None
+    if "-pooler" in host:
+        return (f"{host} is a pooled endpoint: the copy and the sync should use the direct host "
+                f"({host.replace('-pooler', '')})")
+    return None
 
 
 class SyncRunner:
@@ -330,7 +348,7 @@ class SyncRunner:
                     self._lag_pg = None
                     self._lag_pg = psycopg.connect(
                         self.pg_url, autocommit=True, connect_timeout=max(1, int(min(self.connect_timeout, 5))),
-                        prepare_threshold=None,
+                        prepare_threshold=None, **KEEPALIVES,
                     )
                 pg = self._lag_pg
                 self._last_blue_position = read_blue_position(pg)
@@ -395,6 +413,7 @@ class SyncRunner:
                     self._emit("sync.reconnected", {"down_s": round(time.monotonic() - self._down_since, 3)})
                     self._down_since = None
                 self._backoff = 0.0
+                self.last_error = None
                 busy = any(result[d]["changes"] >= self.batch_size for d in DIRECTIONS)
                 wait = 0.0 if busy else self.interval
             except Exception as exc:

@@ -51,6 +51,7 @@ PG_NAME_BYTES = 63
 MAX_EXAMPLES = 5
 _NON_ASCII_GLOB = "*[^" + chr(1) + "-" + chr(127) + "]*"
 JULIAN_MIN, JULIAN_MAX = 1721425.5, 5373484.5  # 0001-01-01 .. 9999-12-31
+SAMPLE_ROWS = 2000  # rows a sampled read examines per table
 EPOCH_MS_MIN = 100_000_000_000  # 1973-03-03 in milliseconds; 5138 AD in seconds
 
 
@@ -101,6 +102,7 @@ class SourceColumn:
     copy_sql: str  # SQLite expression giving the column's COPY text field; {fn} is the Python fallback call
     default_sql: str | None = None  # PostgreSQL expression for the server default
     identity_start: int | None = None
+    fmt: V.IsoFormat | None = None  # how dates stored as text are spelled
 
 
 @dataclass
@@ -385,14 +387,14 @@ class _Reader:
             (rows,) = self.q(f"SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM {qi(name)}")[0]
         table = SourceTable(name=name, columns=[], rows=rows, primary_key=pk, pk_name=pk_info.get("name"), rowid=rowid)
 
-        for _cid, col, decl, notnull, dflt, _pk, hidden in info:
-            if hidden == 1:
-                continue  # virtual-table hidden column
+        info = [r for r in info if r[6] != 1]  # hidden columns of virtual tables
+        stats = self.stats(table, [r[1] for r in info])
+        for (_cid, col, decl, notnull, dflt, _pk, hidden), st in zip(info, stats, strict=True):
             if hidden in (2, 3):
                 self.warnings.append(
                     f'table "{name}", column "{col}": generated column copied as a plain column (its expression is not carried)'
                 )
-            sc = self.read_column(table, col, decl or "", not notnull, dflt)
+            sc = self.read_column(table, col, decl or "", not notnull, dflt, st)
             if sc is not None:
                 table.columns.append(sc)
 
@@ -453,16 +455,27 @@ class _Reader:
 
     # -- per column
 
-    def read_column(self, table: SourceTable, col: str, decl: str, nullable: bool, dflt: str | None) -> SourceColumn | None:
+    def stats(self, table: SourceTable, columns: list[str]) -> list[tuple]:
+        """Storage classes, numeric range and bad text of every column, in one pass over the table."""
+        if not columns:
+            return []
+        parts, args = [], []
+        for col in columns:
+            c = qi(col)
+            parts.append(
+                f"sum(typeof({c})='integer'), sum(typeof({c})='real'), sum(typeof({c})='text'), "
+                f"sum(typeof({c})='blob'), min(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
+                f"max(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
+                f"sum(CASE WHEN typeof({c})='text' AND ({c} GLOB ? OR instr(CAST({c} AS BLOB), X'00')) "
+                f"THEN NOT cockpit_text_ok(CAST({c} AS BLOB)) END)"
+            )
+            args.append(_NON_ASCII_GLOB)
+        row = self.q(f"SELECT {', '.join(parts)} FROM {self.src(table.name)}", args)[0]
+        return [row[i * 7:(i + 1) * 7] for i in range(len(columns))]
+
+    def read_column(self, table: SourceTable, col: str, decl: str, nullable: bool, dflt: str | None,
+                    row: tuple) -> SourceColumn | None:
         c = qi(col)
-        row = self.q(
-            f"SELECT sum(typeof({c})='integer'), sum(typeof({c})='real'), sum(typeof({c})='text'), "
-            f"sum(typeof({c})='blob'), min(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
-            f"max(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
-            f"sum(CASE WHEN typeof({c})='text' AND ({c} GLOB ? OR instr(CAST({c} AS BLOB), X'00')) "
-            f"THEN NOT cockpit_text_ok(CAST({c} AS BLOB)) END) FROM {self.src(table.name)}",
-            (_NON_ASCII_GLOB,),
-        )[0]
         counts = {"integer": row[0] or 0, "real": row[1] or 0, "text": row[2] or 0, "blob": row[3] or 0}
         present = {k for k, n in counts.items() if n}
         lo, hi, bad_text = row[4], row[5], row[6] or 0
@@ -486,7 +499,7 @@ class _Reader:
                 conv: tuple[V.Converter, V.Converter], bool_pair: tuple[Any, Any] | None = None,
                 fmt: V.IsoFormat | None = None, p: int | None = None, s: int | None = None) -> SourceColumn:
         cm = ColumnMap(col, decl, pg_type, nullable, conv[0], conv[1])
-        return SourceColumn(cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s))
+        return SourceColumn(cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s), fmt=fmt)
 
     def simple(self, col: str, decl: str, nullable: bool, kind: str, p: int | None = None, s: int | None = None) -> SourceColumn:
         pg, sa_type = {
@@ -582,6 +595,14 @@ class _Reader:
 
     def iso(self, table: SourceTable, col: str, decl: str, nullable: bool, dk: str) -> SourceColumn | None:
         c = qi(col)
+        if self.sample is None:
+            # the form seen in the first rows, checked on every row with one cheap expression
+            guess = _Reader(self.conn, None, SAMPLE_ROWS).iso(table, col, decl, nullable, dk)
+            if guess is not None and guess.fmt is not None:
+                (off,) = self.q(f"SELECT count(*) FROM {qi(table.name)} WHERE typeof({c}) = 'text' "
+                                f"AND NOT ({_sql_iso_check(c, guess.fmt)})")[0]
+                if not off:
+                    return guess
         shape, sep, sfx = _iso_shape_sql(c)
         groups = self.q(
             f"SELECT {shape}, {sep}, {sfx}, count(*) FROM {self.src(table.name)} WHERE typeof({c}) = 'text' "

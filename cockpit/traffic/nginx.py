@@ -49,6 +49,11 @@ Applying a split
 ``apply(p)`` renders, writes ``<include>.tmp``, fsyncs, copies the current file to ``<include>.prev``, renames over,
 runs the balancer's ``test_command``; on failure it puts the previous bytes back, does not reload and raises
 :class:`TrafficError` with nginx's own stderr. On success it runs ``reload_command`` and reads the file back.
+When the reload command is a plain ``nginx ... -s reload`` and one local master matches its ``-p``/``-c``, apply
+also waits (``reload_timeout``, 10 s) until the reload has landed: a new worker runs and every old worker is gone
+or "shutting down" (the master gives new workers ~100 ms before it tells the old ones to stop accepting), so when
+``apply`` returns, new connections get the new split. If it does not land, the previous file is put back and
+TrafficError is raised. With ``systemctl reload``, ``ssh`` or ``docker`` commands there is no such wait.
 Several balancers are applied in order; if one fails, those already changed are put back (file, test, reload)
 and the error names what happened. While a file is written but not yet confirmed by a reload, a
 ``<include>.pending`` file exists: :meth:`NginxDriver.live` reports it in ``detail`` so the controller knows,
@@ -273,6 +278,8 @@ class NginxDriver(TrafficDriver):
             for b in self.balancers:
                 files = _files(b)
                 files.include.parent.mkdir(parents=True, exist_ok=True)
+                if b.access_log:
+                    Path(b.access_log).parent.mkdir(parents=True, exist_ok=True)
                 if not files.include.exists():
                     _write_atomic(files.include, self.render(b, green_percent).encode())
                 if not files.location.exists():
@@ -553,11 +560,24 @@ def find_master(reload_command: Sequence[str]) -> psutil.Process | None:
     return found[0] if len(found) == 1 else None
 
 
-def worker_pids(master: psutil.Process) -> set[int]:
+def _live_children(master: psutil.Process) -> list[psutil.Process] | None:
+    """The master's children that are not zombies; None when the master itself is gone."""
     try:
-        return {c.pid for c in master.children() if c.status() != psutil.STATUS_ZOMBIE}
+        children = master.children()
     except psutil.Error:
-        return set()
+        return None
+    out = []
+    for c in children:
+        try:
+            if c.status() != psutil.STATUS_ZOMBIE:
+                out.append(c)
+        except psutil.Error:  # exited between the listing and the look
+            continue
+    return out
+
+
+def worker_pids(master: psutil.Process) -> set[int]:
+    return {c.pid for c in _live_children(master) or []}
 
 
 def wait_reloaded(master: psutil.Process, before: set[int], timeout: float) -> bool:
@@ -565,9 +585,8 @@ def wait_reloaded(master: psutil.Process, before: set[int], timeout: float) -> b
     "worker process is shutting down"; the master waits ~100 ms before telling them). False at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            children = [c for c in master.children() if c.status() != psutil.STATUS_ZOMBIE]
-        except psutil.Error:
+        children = _live_children(master)
+        if children is None:
             return False
         new = [c for c in children if c.pid not in before]
         old_accepting = 0

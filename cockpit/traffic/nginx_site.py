@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from cockpit.plan import Balancer
-from cockpit.traffic.nginx import location_path, wait_reloaded
+from cockpit.traffic.nginx import location_path, wait_reloaded, worker_pids
 
 NGINX_BINARY = "/usr/sbin/nginx"
 
@@ -182,7 +182,7 @@ http {{
         if pid is None:
             return set()
         try:
-            return {c.pid for c in psutil.Process(pid).children() if c.status() != psutil.STATUS_ZOMBIE}
+            return worker_pids(psutil.Process(pid))
         except psutil.Error:
             return set()
 

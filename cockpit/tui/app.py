@@ -17,6 +17,7 @@ from typing import Any
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import Horizontal
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 from textual.worker import Worker
@@ -143,19 +144,23 @@ class CockpitApp(App[int]):
         self._show_status()
 
     def _show(self, state: CockpitState | None) -> None:
-        if state is None or state is self.state:
+        if state is None or state is self.state or not self.is_running:
             return
         self.state = state
         self.states_seen += 1
-        for panel_id in ("timeline", "split", "gates"):
-            self.main_screen.query_one(f"#{panel_id}", Panel).show(state)
-        self.main_screen.query_one("#actions", ActionsPanel).show(state)
+        with contextlib.suppress(NoMatches):  # a poll that ends while the app closes has nothing left to draw
+            for panel_id in ("timeline", "split", "gates"):
+                self.main_screen.query_one(f"#{panel_id}", Panel).show(state)
+            self.main_screen.query_one("#actions", ActionsPanel).show(state)
         self._show_status()
 
     def _show_status(self) -> None:
-        self.main_screen.query_one("#status", StatusBar).show(self.state, read_only=self.read_only, note=self.note)
-        if self.last_result is not None:
-            self.main_screen.query_one("#result", Panel).show_content(render.result_line(*self.last_result))
+        if not self.is_running:
+            return
+        with contextlib.suppress(NoMatches):
+            self.main_screen.query_one("#status", StatusBar).show(self.state, read_only=self.read_only, note=self.note)
+            if self.last_result is not None:
+                self.main_screen.query_one("#result", Panel).show_content(render.result_line(*self.last_result))
 
     # --------------------------------------------------------------------------------------------- controller
     def _started(self, future: asyncio.Future[Controller]) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import psycopg
 import pytest
 
 from cockpit.sync.apply import POLICIES, settle
+from tests.conftest import wait_for
 from tests.sync.test_sync_support import (
     Events,
     assert_same,
@@ -107,6 +109,11 @@ def test_batches_smaller_than_the_backlog(tmp_path, pg_url):
         r.close()
 
 
+def _next_millisecond() -> None:
+    start = time.time()
+    wait_for(lambda: time.time() >= start + 0.002, 1, interval=0.001, what="the clock to move on")
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_conflicts_are_settled_by_policy_and_reported_with_both_versions(tmp_path, pg_url, policy):
     db = make_pair(tmp_path, pg_url)
@@ -118,8 +125,10 @@ def test_conflicts_are_settled_by_policy_and_reported_with_both_versions(tmp_pat
         r.run_once()
         # key 1: blue first, green later; key 2: green first, blue later (by change time)
         blue_exec(db, "UPDATE items SET name = 'blue' WHERE id = 1")
+        _next_millisecond()  # SQLite's clock has millisecond steps: keep the order of the two sides unambiguous
         pg_exec(pg_url, "UPDATE items SET name = 'green' WHERE id = 1")
         pg_exec(pg_url, "DELETE FROM items WHERE id = 2")
+        _next_millisecond()
         blue_exec(db, "UPDATE items SET name = 'blue' WHERE id = 2")
         out = r.run_once()
         assert out["conflicts"] == 2
@@ -188,5 +197,77 @@ def test_green_identity_moves_past_keys_applied_from_blue(tmp_path, pg_url):
         r.run_once()
         assert_same(db, pg_url)
         assert [row[:2] for row in blue_rows(db, "items")][-1] == (6, "green")
+    finally:
+        r.close()
+
+
+def test_reserved_and_mixed_case_identifiers_and_quoted_keys(tmp_path, pg_url):
+    from cockpit.sync.capture import install_pg, install_sqlite
+    from tests.sync.test_sync_support import connect_sqlite
+
+    db = tmp_path / "odd.db"
+    conn = connect_sqlite(db)
+    conn.execute('CREATE TABLE "user" ("Order" TEXT PRIMARY KEY, "references" TEXT, "select" INTEGER)')
+    keys = install_sqlite(conn, ["user"])
+    conn.close()
+    pg_exec(pg_url, 'CREATE TABLE "user" ("Order" text PRIMARY KEY, "references" text, "select" bigint)')
+    with psycopg.connect(pg_url) as pg:
+        install_pg(pg, keys)
+    r = runner(db, pg_url, tables=["user"])
+    try:
+        blue_exec(db, """INSERT INTO "user" VALUES ('it''s "quoted"', 'a', 1)""")
+        pg_exec(pg_url, """INSERT INTO "user" VALUES ('ünï''cødé', 'b', 2)""")
+        r.run_once()
+        assert_same(db, pg_url, ["user"])
+        blue_exec(db, """UPDATE "user" SET "Order" = 'renamed' WHERE "select" = 1""")
+        pg_exec(pg_url, """DELETE FROM "user" WHERE "select" = 2""")
+        r.run_once()
+        assert_same(db, pg_url, ["user"])
+        assert green_rows(pg_url, "user") == [("renamed", "a", 1)]
+    finally:
+        r.close()
+
+
+def test_parents_first_order():
+    from cockpit.sync.apply import _parents_first
+
+    assert _parents_first(["c", "b", "a"], [("c", "b"), ("b", "a")]) == ["a", "b", "c"]
+    assert _parents_first(["x", "y"], [("x", "y"), ("y", "x")]) == ["x", "y"]  # a cycle does not hang
+
+
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_foreign_keys_on_green_in_any_order(tmp_path, pg_url, deferrable):
+    """Deletes of parents and children and re-parenting, in one batch, with foreign keys enforced on green."""
+    from cockpit.sync.capture import install_pg, install_sqlite
+    from tests.sync.test_sync_support import connect_sqlite
+
+    db = tmp_path / "fk.db"
+    conn = connect_sqlite(db)
+    conn.execute("CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id))")
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT)")
+    keys = install_sqlite(conn, ["child", "parent"])
+    conn.close()
+    defer = " DEFERRABLE INITIALLY IMMEDIATE" if deferrable else ""
+    pg_exec(pg_url, "CREATE TABLE parent (id bigint PRIMARY KEY, name text)")
+    pg_exec(pg_url, f"CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint REFERENCES parent(id){defer})")
+    with psycopg.connect(pg_url) as pg:
+        install_pg(pg, keys)
+    r = runner(db, pg_url, tables=["child", "parent"])
+    try:
+        blue_exec(db, "INSERT INTO parent VALUES (1, 'one')")
+        blue_exec(db, "INSERT INTO child VALUES (10, 1)")  # child table listed first, parent written first
+        r.run_once()
+        blue_exec(db, "DELETE FROM child WHERE id = 10")
+        blue_exec(db, "DELETE FROM parent WHERE id = 1")
+        blue_exec(db, "INSERT INTO parent VALUES (2, 'two')")
+        blue_exec(db, "INSERT INTO child VALUES (11, 2)")
+        r.run_once()
+        assert_same(db, pg_url, ["parent", "child"])
+        if deferrable:  # re-parenting: the old parent goes, its child moves to a new one, in one batch
+            blue_exec(db, "INSERT INTO parent VALUES (3, 'three')")
+            blue_exec(db, "UPDATE child SET parent_id = 3 WHERE id = 11")
+            blue_exec(db, "DELETE FROM parent WHERE id = 2")
+            r.run_once()
+            assert_same(db, pg_url, ["parent", "child"])
     finally:
         r.close()

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from cockpit.sync import capture
+from cockpit.sync import copy as copy_module
 from cockpit.sync.copy import CopyError, CopyProgress, copy_database
 from cockpit.sync.schema import SchemaRefused, read_mapping
 from tests.sync.test_copy_support import assert_copied_exactly, make_pitfalls
@@ -272,7 +273,9 @@ def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str
 
 
 @pytest.mark.parametrize("jobs", [1, 4])
-def test_large_table_in_chunks_with_any_number_of_jobs(tmp_path: Path, pg_url: str, jobs: int) -> None:
+def test_large_table_in_chunks_with_any_number_of_jobs(tmp_path: Path, pg_url: str, jobs: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(copy_module, "SPLIT_ROWS", 4000)  # big is read in rowid ranges by several writers
     path = str(tmp_path / "big.db")
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, r REAL, t TEXT, at DATETIME)")
@@ -288,5 +291,47 @@ def test_large_table_in_chunks_with_any_number_of_jobs(tmp_path: Path, pg_url: s
     report = copy_database(path, pg_url, jobs=jobs, progress=seen.append, chunk_rows=1000)
     assert report.rows == 20010
     big = [p.rows_done for p in seen if p.table == "big"]
-    assert big == sorted(big) and big[-1] == 20000 and len(big) == 20
+    assert big == sorted(big) and big[-1] == 20000 and len(big) == 21  # every chunk, then the end once
+    assert [p.rows_total for p in seen if p.table == "big"][-1] == 20000
     assert_copied_exactly(path, pg_url)
+
+
+def test_values_beyond_the_sample_replan_or_refuse_without_writing(tmp_path: Path, pg_url: str) -> None:
+    path = str(tmp_path / "late.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE late (id INTEGER PRIMARY KEY, amount NUMERIC, at DATETIME)")
+    conn.executemany("INSERT INTO late VALUES (?, ?, ?)",
+                     ((i, i, "2024-01-01 00:00:00") for i in range(1, 5001)))
+    conn.execute("UPDATE late SET amount = 2.5, at = '2024-01-01 00:00:00.500000' WHERE id = 4000")
+    conn.commit()
+    report = copy_database(path, pg_url)  # the sample says bigint; the full read says numeric
+    with psycopg.connect(pg_url) as pg:
+        kind = pg.execute("SELECT data_type FROM information_schema.columns WHERE column_name = 'amount'").fetchone()
+    assert kind == ("numeric",) and report.rows == 5000
+    assert_copied_exactly(path, pg_url)
+
+    with psycopg.connect(pg_url) as pg:
+        pg.execute("DROP TABLE late")
+    conn.execute("UPDATE late SET amount = 'n/a' WHERE id = 4500")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaRefused) as err:
+        copy_database(path, pg_url)
+    assert "key id=4500: text 'n/a'" in str(err.value)
+    assert _public_tables(pg_url) == []
+
+
+def test_a_busy_write_lock_makes_the_copy_read_through_one_connection(pitfalls: str, pg_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(copy_module, "BUSY_TIMEOUT_MS", 100)
+    app = sqlite3.connect(pitfalls, isolation_level=None)
+    app.execute("PRAGMA journal_mode = WAL")
+    app.execute("BEGIN IMMEDIATE")
+    app.execute("INSERT INTO orders (id, code) VALUES (500, 'uncommitted')")
+    try:
+        report = copy_database(pitfalls, pg_url, jobs=3)
+    finally:
+        app.execute("ROLLBACK")
+        app.close()
+    assert any("read through one connection" in w for w in report.warnings)
+    assert_copied_exactly(pitfalls, pg_url)

@@ -18,6 +18,7 @@ class Load:
     served: int = 0
     fivexx: int = 0
     closed_by_reload: int = 0  # a request on a connection nginx closed, that succeeded on the client's one retry
+    close_kinds: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -32,8 +33,11 @@ def _client(url: str, n: int, stop: threading.Event, load: Load) -> None:
             retried = False
             try:
                 r = client.get("/", headers=headers)
-            except httpx.TransportError:
+            except httpx.TransportError as first:
                 retried = True
+                with load.lock:
+                    kind = type(first).__name__
+                    load.close_kinds[kind] = load.close_kinds.get(kind, 0) + 1
                 try:
                     r = client.get("/", headers=headers)
                 except httpx.TransportError as exc:
@@ -68,7 +72,8 @@ def test_twenty_split_changes_under_load_lose_nothing(site: Site) -> None:
         stop.set()
         for c in clients:
             c.join()
-    print(f"\nserved={load.served} 5xx={load.fivexx} idle keep-alive closes retried={load.closed_by_reload}")
+    print(f"\nserved={load.served} 5xx={load.fivexx} idle keep-alive closes retried={load.closed_by_reload} "
+          f"{load.close_kinds}")
     assert load.failures == []
     assert load.fivexx == 0
     assert load.served > 20 * 40
