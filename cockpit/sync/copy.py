@@ -46,12 +46,13 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTa
 from cockpit.plan import Cast
 from cockpit.redact import redact
 from cockpit.sync import values as V
+from cockpit.sync.schema import SAMPLE_ROWS as SCHEMA_SAMPLE_ROWS
 from cockpit.sync.schema import SchemaRefused, Source, SourceTable, pg_truncate, qi, read_source
 
 __all__ = ["CopyError", "CopyProgress", "CopyReport", "SchemaRefused", "TableReport", "copy_database"]
 
 CHUNK_ROWS = 5000
-SAMPLE_ROWS = 2000
+SAMPLE_ROWS = SCHEMA_SAMPLE_ROWS
 SPLIT_ROWS = 100_000  # a table this large is read in rowid ranges by several writers
 BUSY_TIMEOUT_MS = 10_000
 MAX_ORPHANS = 5
