@@ -106,12 +106,9 @@ def build_drivers(
         if plan.traffic.driver == "nginx":
             from cockpit.metrics.access_log import AccessLogMetrics
 
-            for b in plan.traffic.balancers:
-                if b.access_log:
-                    drivers.metrics.append(
-                        _AccessLogSource(AccessLogMetrics(plan.path(b.access_log), plan.traffic.window))
-                    )
-                    break  # one front door's log gives the per-side figures
+            access = AccessLogMetrics.from_plan(plan)
+            if access is not None:
+                drivers.metrics.append(_AccessLogSource(access))
         if plan.green.database.engine == "postgresql":
             from cockpit.metrics.database import DatabaseMetrics
 

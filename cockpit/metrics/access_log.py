@@ -27,6 +27,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cockpit.plan import Plan
 
 CHUNK = 1 << 20
 _HEAD = 64  # bytes of the file's start remembered to notice a truncate-and-rewrite
@@ -299,6 +303,13 @@ class AccessLogMetrics:
         self._seconds: dict[int, _Second] = {}
         self._max_seconds = int(math.ceil(self.window_s)) + 2
         self._started = time.time()
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> AccessLogMetrics | None:
+        """Metrics over every balancer's access log (paths relative to the plan), with the plan's window;
+        None when no balancer has an access log."""
+        paths = [plan.path(b.access_log) for b in plan.traffic.balancers if b.access_log]
+        return cls(paths, window_s=float(plan.traffic.window)) if paths else None
 
     def ingest(self, lines: Iterable[str]) -> None:
         """Count lines (already split, without newlines) into the per-second buckets."""

@@ -31,6 +31,7 @@ from cockpit.sync.capture import (
     SQLITE_CONTEXT,
     SQLITE_LOG,
     GreenPosition,
+    prune_sqlite,
     qi,
     read_green_position,
     write_green_position,
@@ -87,6 +88,7 @@ class StepResult:
     deletes: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
     position: Any = None
+    small_step: bool = False  # the batch broke a constraint as a whole: one change was applied alone
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +97,7 @@ class StepResult:
             "upserts": self.upserts,
             "deletes": self.deletes,
             "conflicts": len(self.conflicts),
+            "small_steps": self.small_step,
             "position": list(self.position) if isinstance(self.position, tuple) else self.position,
         }
 
@@ -436,8 +439,23 @@ class Applier:
     # ------------------------------------------------------------------------------------------- blue → green
 
     def blue_to_green(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> StepResult:
-        """Apply the next batch of SQLite changes to PostgreSQL; one PostgreSQL transaction holds data + position."""
+        """Apply the next batch of SQLite changes to PostgreSQL; one PostgreSQL transaction holds data + position.
+
+        A batch that breaks a constraint on PostgreSQL as a whole (a unique key reused, a foreign key that is not
+        deferrable) is rolled back and the next change is applied alone, in the app's order; a change that fails
+        alone stops the step with PostgreSQL's message (it stays in the log).
+        """
         self.prepare(pg)
+        try:
+            return self._blue_to_green(blue, pg, self.batch_size)
+        except psycopg.errors.IntegrityError:
+            if self.batch_size == 1 or pg.broken:
+                raise
+        result = self._blue_to_green(blue, pg, 1)
+        result.small_step = True
+        return result
+
+    def _blue_to_green(self, blue: sqlite3.Connection, pg: psycopg.Connection, batch_size: int) -> StepResult:
         result = StepResult()
         with pg.transaction():
             pg.execute(
@@ -454,7 +472,7 @@ class Applier:
                 f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s FOR UPDATE", (BLUE_TO_GREEN,)
             ).fetchone()
             start = int(row[0]) if row else 0
-            batch, green_pos = self._read_blue(blue, start)
+            batch, green_pos = self._read_blue(blue, start, batch_size)
             # prune what green→blue has already applied (kept small: lag and conflict checks read it)
             pg.execute(
                 f"DELETE FROM {PG_SCHEMA}.changes WHERE (txid, seq) <= (%s::text::xid8, %s)",
@@ -491,7 +509,7 @@ class Applier:
         return result
 
     def _read_blue(
-        self, blue: sqlite3.Connection, start: int
+        self, blue: sqlite3.Connection, start: int, batch_size: int
     ) -> tuple[tuple[int, int, dict[str, list[tuple[Any, ...]]]] | None, GreenPosition]:
         """One consistent read of SQLite: the batch after `start`, the current rows of its keys."""
         blue.execute("BEGIN")
@@ -499,9 +517,16 @@ class Applier:
             green_pos = read_green_position(blue)
             head = blue.execute(
                 f"SELECT max(seq), count(*) FROM (SELECT seq FROM {SQLITE_LOG} WHERE seq > ? ORDER BY seq LIMIT ?)",
-                (start, self.batch_size),
+                (start, batch_size),
             ).fetchone()
             if not head or head[0] is None:
+                last = blue.execute(f"SELECT max(seq) FROM {SQLITE_LOG}").fetchone()[0] or 0
+                if last < start:
+                    raise ApplyError(
+                        f"the SQLite change log ends at {last} but PostgreSQL has applied up to {start}: capture was "
+                        "reinstalled on blue alone; changes made meanwhile are unknown. Run `cockpit sync copy` into "
+                        "an empty database again (or `cockpit sync uninstall` then `install` to accept the gap)"
+                    )
                 return None, green_pos
             upper, count = int(head[0]), int(head[1])
             names = [
@@ -596,9 +621,22 @@ class Applier:
         """Apply the next batch of PostgreSQL changes to SQLite; one SQLite transaction holds data + position.
 
         `blue_position` is the blue→green position committed on PostgreSQL (read from there when not given): the
-        SQLite changes after it are still pending and make conflicts.
+        SQLite changes after it are still pending and make conflicts. A batch that breaks a unique key on SQLite
+        as a whole is rolled back and the next change applied alone, as for blue→green.
         """
         self.prepare(pg)
+        try:
+            return self._green_to_blue(blue, pg, blue_position, self.batch_size)
+        except sqlite3.IntegrityError:
+            if self.batch_size == 1:
+                raise
+        result = self._green_to_blue(blue, pg, blue_position, 1)
+        result.small_step = True
+        return result
+
+    def _green_to_blue(
+        self, blue: sqlite3.Connection, pg: psycopg.Connection, blue_position: int | None, batch_size: int
+    ) -> StepResult:
         result = StepResult()
         start = read_green_position(blue)
         if blue_position is None:
@@ -606,17 +644,17 @@ class Applier:
                 f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s", (BLUE_TO_GREEN,)
             ).fetchone()
             blue_position = int(row[0]) if row else 0
-        batch = self._read_green(pg, start)
+        batch = self._read_green(pg, start, batch_size)
         result.position = start
         if batch is None and not blue.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {SQLITE_LOG} WHERE seq <= ?)", (blue_position,)
+            f"SELECT EXISTS (SELECT 1 FROM {SQLITE_LOG} WHERE seq < ?)", (blue_position,)
         ).fetchone()[0]:
             return result  # nothing to apply, nothing to prune: no write lock taken
         blue.execute("BEGIN IMMEDIATE")
         try:
             blue.execute(f"INSERT INTO {SQLITE_CONTEXT} (applier) VALUES ('cockpit')")
             # what blue→green has applied is no longer needed on this side
-            blue.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq <= ?", (blue_position,))
+            prune_sqlite(blue, blue_position)
             if batch is not None and read_green_position(blue) == start:
                 upper, count, per_table = batch
                 result.changes = count
@@ -634,7 +672,7 @@ class Applier:
         return result
 
     def _read_green(
-        self, pg: psycopg.Connection, start: GreenPosition
+        self, pg: psycopg.Connection, start: GreenPosition, batch_size: int
     ) -> tuple[GreenPosition, int, dict[str, list[tuple[Any, ...]]]] | None:
         """One consistent read of PostgreSQL (REPEATABLE READ): the batch after `start` below the oldest running
         transaction, and the current rows of its keys."""
@@ -647,7 +685,7 @@ class Applier:
                 f"SELECT txid::text::bigint, seq, tbl FROM {PG_SCHEMA}.changes"
                 " WHERE (txid, seq) > (%s::text::xid8, %s) AND txid < %s::text::xid8"
                 " ORDER BY txid, seq LIMIT %s",
-                (str(start[0]), start[1], str(horizon), self.batch_size),
+                (str(start[0]), start[1], str(horizon), batch_size),
             ).fetchall()
             if not changes:
                 return None

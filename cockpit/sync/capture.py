@@ -2,8 +2,11 @@
 
 SQLite (blue) keeps its own objects in tables prefixed `_cockpit_`:
   `_cockpit_changes(seq, tbl, op, pk, ts, origin)`  one row per inserted, updated or deleted row (`pk` is a JSON
-                                                     array of the key values, `ts` epoch seconds); `seq` is
-                                                     AUTOINCREMENT, so it follows commit order and is never reused;
+                                                     array of the key values, `ts` epoch seconds); `seq` is the
+                                                     rowid: SQLite has one writer, so it follows commit order.
+                                                     Pruning always keeps the last applied row, so `max(seq)` never
+                                                     goes back and a `seq` is never handed out twice (cheaper than
+                                                     AUTOINCREMENT, which updates `sqlite_sequence` on every write);
   `_cockpit_context`                                 a row exists only inside the applier's own transactions: the
                                                      triggers skip writes while it is there (no loop-back);
   `_cockpit_state(key, value)`                       `green_to_blue` = the PostgreSQL position applied to SQLite,
@@ -103,7 +106,7 @@ def sqlite_keys(conn: sqlite3.Connection, tables: Iterable[str] | None = None) -
 def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {SQLITE_LOG} ("
-        " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " seq INTEGER PRIMARY KEY,"
         " tbl TEXT NOT NULL,"
         " op TEXT NOT NULL,"
         " pk TEXT NOT NULL,"
@@ -201,13 +204,18 @@ def _sqlite_has_log(conn: sqlite3.Connection) -> bool:
 def sqlite_position(conn: sqlite3.Connection) -> int:
     """The current end of the SQLite change log (the last `seq` handed out), 0 when capture is not installed.
 
-    Read inside the copy's read transaction it names exactly the changes the copy already holds. It comes from
-    `sqlite_sequence`, so it stays right after applied changes are pruned from the log.
+    Read inside the copy's read transaction it names exactly the changes the copy already holds. Pruning keeps
+    the last applied change, so it stays right after applied changes are pruned from the log.
     """
     if not _sqlite_has_log(conn):
         return 0
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (SQLITE_LOG,)).fetchone()
+    row = conn.execute(f"SELECT max(seq) FROM {SQLITE_LOG}").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
+
+
+def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
+    """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place)."""
+    conn.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq < ?", (applied,))
 
 
 def read_green_position(conn: sqlite3.Connection) -> GreenPosition:

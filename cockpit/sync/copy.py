@@ -40,6 +40,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTable
 
@@ -53,6 +54,7 @@ __all__ = ["CopyError", "CopyProgress", "CopyReport", "SchemaRefused", "TableRep
 
 CHUNK_ROWS = 5000
 SAMPLE_ROWS = SCHEMA_SAMPLE_ROWS
+QUEUE_BLOCKS = 64
 SPLIT_ROWS = 100_000  # a table this large is read in rowid ranges by several writers
 BUSY_TIMEOUT_MS = 10_000
 MAX_ORPHANS = 5
@@ -425,6 +427,14 @@ class _Tracker:
         self.progress(CopyProgress(table, done, total, rate, eta))
 
 
+class _QueuedWriter(QueuedLibpqWriter):
+    """psycopg's queued COPY writer (a thread sends while this one reads SQLite), with a bounded queue."""
+
+    def __init__(self, cursor: psycopg.Cursor):
+        super().__init__(cursor)
+        self._queue = queue.Queue(maxsize=QUEUE_BLOCKS)  # ~128 KiB blocks: bounded memory per writer
+
+
 def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Queue,
             selects: dict[tuple[str, bool], str], chunk_rows: int, abort: threading.Event, track: _Tracker) -> None:
     """One writer thread: its own SQLite reader (same snapshot as the others) and its own PostgreSQL session."""
@@ -442,7 +452,7 @@ def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Qu
             args = () if unit.lo is None else (unit.lo, unit.hi)
             cur = reader.execute(selects[(st.name, unit.lo is not None)], args)
             try:
-                with conn.cursor() as pg_cur, pg_cur.copy(stmt) as copy:
+                with conn.cursor() as pg_cur, pg_cur.copy(stmt, writer=_QueuedWriter(pg_cur)) as copy:
                     while True:
                         rows = cur.fetchmany(chunk_rows)
                         if not rows:

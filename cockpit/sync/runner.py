@@ -331,7 +331,8 @@ class SyncRunner:
             total.deletes += r.deletes
             total.conflicts.extend(r.conflicts)
             total.position = r.position
-            if r.changes < self.batch_size or time.monotonic() >= deadline:
+            total.small_step = total.small_step or r.small_step
+            if (r.changes < self.batch_size and not r.small_step) or time.monotonic() >= deadline:
                 return total
 
     # ----------------------------------------------------------------------------------------------------- lag

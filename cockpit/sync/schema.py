@@ -441,8 +441,8 @@ class _Reader:
     def identity(self, table: SourceTable) -> None:
         if len(table.primary_key) != 1 or not table.rowid:
             return
-        col = next(c for c in table.columns if c.map.name == table.primary_key[0])
-        if col.map.sqlite_decl.strip().upper() != "INTEGER" or col.kind != "int":
+        col = next((c for c in table.columns if c.map.name == table.primary_key[0]), None)
+        if col is None or col.map.sqlite_decl.strip().upper() != "INTEGER" or col.kind != "int":
             return
         (top,) = self.q(f"SELECT max(rowid) FROM {qi(table.name)}")[0]
         seq = 0

@@ -147,6 +147,9 @@ http {{
 
     def start(self, timeout: float = 10.0) -> None:
         """Write the config, start nginx, and wait until it accepts connections on the port."""
+        running = self.pid()
+        if running is not None:
+            raise NginxSiteError(f"nginx already runs with this prefix (master pid {running}); stop it first")
         self.write_config()
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()

@@ -263,11 +263,48 @@ def test_foreign_keys_on_green_in_any_order(tmp_path, pg_url, deferrable):
         blue_exec(db, "INSERT INTO child VALUES (11, 2)")
         r.run_once()
         assert_same(db, pg_url, ["parent", "child"])
-        if deferrable:  # re-parenting: the old parent goes, its child moves to a new one, in one batch
-            blue_exec(db, "INSERT INTO parent VALUES (3, 'three')")
-            blue_exec(db, "UPDATE child SET parent_id = 3 WHERE id = 11")
-            blue_exec(db, "DELETE FROM parent WHERE id = 2")
+        # re-parenting: the old parent goes, its child moves to a new one, in one batch (not deferrable: the
+        # batch fails as a whole and is applied change by change, in the app's order)
+        blue_exec(db, "INSERT INTO parent VALUES (3, 'three')")
+        blue_exec(db, "UPDATE child SET parent_id = 3 WHERE id = 11")
+        blue_exec(db, "DELETE FROM parent WHERE id = 2")
+        out = r.run_once()
+        assert out["blue_to_green"]["changes"] == 3
+        assert_same(db, pg_url, ["parent", "child"])
+    finally:
+        r.close()
+
+
+def test_unique_key_moved_between_rows_in_one_batch_on_both_sides(tmp_path, pg_url):
+    """A name moves from one row to another and the first row changes again later: applied as one batch the
+    upserts collide on the unique name, so the batch is applied change by change instead."""
+    from cockpit.sync.capture import install_pg, install_sqlite
+    from tests.sync.test_sync_support import connect_sqlite
+
+    db = tmp_path / "u.db"
+    conn = connect_sqlite(db)
+    conn.execute("CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT UNIQUE, n INTEGER)")
+    keys = install_sqlite(conn, ["tags"])
+    conn.close()
+    pg_exec(pg_url, "CREATE TABLE tags (id bigint PRIMARY KEY, name text UNIQUE, n bigint)")
+    with psycopg.connect(pg_url) as pg:
+        install_pg(pg, keys)
+    r = runner(db, pg_url, tables=["tags"])
+    try:
+        blue_exec(db, "INSERT INTO tags VALUES (1, 'x', 0)")
+        r.run_once()
+        for side_exec, url_or_db, base in ((blue_exec, db, 10), (pg_exec, pg_url, 20)):
+            side_exec(url_or_db, f"UPDATE tags SET name = 'y{base}' WHERE id = 1")
+            side_exec(url_or_db, f"INSERT INTO tags VALUES ({base}, 'x', 0)")
+            side_exec(url_or_db, "UPDATE tags SET n = n + 1 WHERE id = 1")
+            out = r.run_once()
+            assert out["conflicts"] == 0
+            direction = "blue_to_green" if side_exec is blue_exec else "green_to_blue"
+            assert out[direction]["small_steps"] is True and out[direction]["changes"] == 3
+            assert_same(db, pg_url, ["tags"])
+            side_exec(url_or_db, f"DELETE FROM tags WHERE id = {base}")
+            side_exec(url_or_db, "UPDATE tags SET name = 'x' WHERE id = 1")
             r.run_once()
-            assert_same(db, pg_url, ["parent", "child"])
+            assert_same(db, pg_url, ["tags"])
     finally:
         r.close()

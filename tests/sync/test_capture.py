@@ -112,10 +112,11 @@ def test_sqlite_position_survives_pruning(tmp_path):
     capture.install_sqlite(conn, TABLES)
     for i in range(5):
         conn.execute("INSERT INTO items (id) VALUES (?)", (i,))
-    conn.execute("DELETE FROM _cockpit_changes")
+    capture.prune_sqlite(conn, 5)  # everything applied: the last row stays as the high-water mark
+    assert conn.execute("SELECT seq FROM _cockpit_changes").fetchall() == [(5,)]
     assert capture.sqlite_position(conn) == 5
     conn.execute("INSERT INTO items (id) VALUES (10)")
-    assert conn.execute("SELECT seq FROM _cockpit_changes").fetchall() == [(6,)]
+    assert conn.execute("SELECT seq FROM _cockpit_changes").fetchall() == [(5,), (6,)]
 
 
 def test_postgres_captures_and_skips_the_applier(tmp_path, pg_url):

@@ -210,3 +210,23 @@ def test_pooled_neon_host_is_flagged():
 
     assert "direct host" in pooler_warning("postgresql://u:p@ep-cool-1-pooler.us-east-2.aws.neon.tech/db?sslmode=require")
     assert pooler_warning("postgresql://u:p@ep-cool-1.us-east-2.aws.neon.tech/db?sslmode=require") is None
+
+
+def test_blue_capture_reinstalled_alone_is_detected(tmp_path, pg_url):
+    from cockpit.sync.capture import install_sqlite, uninstall_sqlite
+    from cockpit.sync.runner import connect_sqlite
+
+    db = make_pair(tmp_path, pg_url)
+    r = runner(db, pg_url)
+    try:
+        for i in range(3):
+            blue_exec(db, "INSERT INTO items (id) VALUES (?)", (i,))
+        r.run_once()
+        conn = connect_sqlite(db)
+        uninstall_sqlite(conn)  # blue's log is gone: PostgreSQL still says 3 changes were applied
+        install_sqlite(conn, TABLES)
+        conn.close()
+        with pytest.raises(ApplyError, match="reinstalled on blue alone"):
+            r.run_once()
+    finally:
+        r.close()

@@ -214,3 +214,29 @@ def test_nginx_log_rotation_loses_no_line(site: Site) -> None:
     s = m.poll()
     assert s.overall.count == sent == 350 and s.malformed == 0
     m.close()
+
+
+def test_from_plan_reads_every_balancer_log(tmp_path: Path) -> None:
+    from cockpit.plan import load_plan
+
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text("""name: t
+blue: {database: {engine: sqlite, path: a.db}, upstreams: ["127.0.0.1:9001"]}
+green: {database: {engine: sqlite, path: b.db}, upstreams: ["127.0.0.1:9002"]}
+traffic:
+  driver: nginx
+  window: 30s
+  balancers:
+    - {name: lb1, include: lb1.conf, access_log: logs/lb1.json}
+    - {name: lb2, include: lb2.conf, access_log: logs/lb2.json}
+phases: [{name: one, green: 5}]
+""")
+    (tmp_path / "logs").mkdir()
+    m = AccessLogMetrics.from_plan(load_plan(plan_file))
+    assert m is not None and m.window_s == 30.0
+    now = time.time()
+    append(tmp_path / "logs" / "lb1.json", line(now, side="green") * 3)
+    append(tmp_path / "logs" / "lb2.json", line(now) * 1)
+    s = m.poll(now)
+    assert s.overall.count == 4 and s.green_share == 75.0
+    m.close()
