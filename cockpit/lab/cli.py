@@ -206,11 +206,13 @@ def _demo(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     sync_runner = None
+    started = False  # a lab this demo did not start (already up: refused) is not taken down
     try:
         try:
             up(opts)
         except LabError as exc:
             return _fail(exc)
+        started = True
         plan_path = str(Path(opts.root).resolve() / "plan.yaml")
         try:
             from cockpit.tui.app import run_tui
@@ -231,8 +233,9 @@ def _demo(args: argparse.Namespace) -> int:
                 sync_runner.stop()
             except Exception as exc:
                 print(f"demo: stopping the sync: {redact(str(exc))}", file=sys.stderr)
-        print("demo: stopping the lab", flush=True)
-        down(opts.root)
+        if started:
+            print("demo: stopping the lab", flush=True)
+            down(opts.root)
         signal.signal(signal.SIGTERM, previous)
 
 

@@ -228,8 +228,16 @@ def create_lab_database(server_url: str) -> tuple[str, str]:
 
 
 def drop_lab_database(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    """Drop the lab's database, connecting through the URL's database or, if that one is gone, a maintenance one."""
+    last: Exception | None = None
+    for url in (server_url, with_database(server_url, "postgres"), with_database(server_url, "template1")):
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                return
+        except psycopg.OperationalError as exc:  # cannot connect there: try the next way in
+            last = exc
+    raise LabError(f"cannot drop the lab database {name}: {str(last).strip().splitlines()[0] if last else ''}")
 
 
 def with_database(url: str, name: str) -> str:

@@ -255,10 +255,13 @@ def up(opts: LabOptions) -> dict[str, Any]:
     _save(state)
     try:
         _up_steps(opts, root, state, nginx_bin)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(Exception):
             down(root, quiet=True)
-        raise
+        if isinstance(exc, LabError) or not isinstance(exc, Exception):
+            raise
+        raise LabError(f"lab up failed at {state.get('step', 'start')}: {type(exc).__name__}: {exc} "
+                       "(everything it had started is stopped again)") from exc
     return state
 
 
@@ -268,6 +271,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     from cockpit.traffic.nginx_site import PrivateNginx
 
     # 1. PostgreSQL
+    state["step"] = "postgres"
     if opts.pg_url:
         url, name = create_lab_database(opts.pg_url)
         state["postgres"] = {"mode": "server", "url": url, "server_url": opts.pg_url, "database": name}
@@ -284,6 +288,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     pg_url = state["postgres"]["url"]
 
     # 2. fault switches, ports, the resolved plan
+    state["step"] = "plan"
     sqlite_path = root / "blue.db"
     for side in ("blue", "green"):
         write_faults(root / "faults" / f"{side}.json", Faults())
@@ -316,6 +321,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     _save(state)
 
     # 3. blue's data, then green's by the initial copy (capture installed on both sides)
+    state["step"] = "seed and initial copy"
     t0 = time.monotonic()
     counts = seed_sqlite(sqlite_path, opts.rows)
     state["seeded"] = counts
@@ -327,6 +333,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     _say(opts, f"green:    {state['copy']} ({time.monotonic() - t0:.1f}s)")
 
     # 4. the demo services (through the plan's processes driver: the controller uses the same pid files)
+    state["step"] = "services"
     services: list[dict[str, Any]] = []
     for side_name in ("blue", "green"):
         side = getattr(plan, side_name)
@@ -343,6 +350,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     _say(opts, "services: " + ", ".join(f"{s['unit']} :{s['port']}" for s in services))
 
     # 5. nginx with the traffic driver's include, at the starting split
+    state["step"] = "nginx"
     NginxDriver.from_plan(plan).prepare(opts.green_percent)
     state["nginx"] = {"root": str(nginx_dir), "port": ports["FRONT"], "include": str(nginx_dir / "cockpit-split.conf"),
                       "access_log": plan.traffic.balancers[0].access_log and str(plan.path(plan.traffic.balancers[0].access_log)),
@@ -354,6 +362,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     _say(opts, f"nginx:    front door {site.url} (green {opts.green_percent:g}%)")
 
     # 6. the load
+    state["step"] = "load"
     if opts.rate > 0:
         load = load_driver(root, site.url, opts, plan)
         load.start([LOAD_UNIT])
@@ -440,8 +449,9 @@ def down(root: Path, quiet: bool = False) -> dict[str, Any]:
     report["left"] = listening(state.get("ports", []))
     if report["left"]:
         report["errors"].append(f"still listening: {', '.join(map(str, report['left']))}")
-    with contextlib.suppress(FileNotFoundError):
-        state_path(root).unlink()
+    if not report["errors"]:  # with errors the state stays, so that another `down` can finish the job
+        with contextlib.suppress(FileNotFoundError):
+            state_path(root).unlink()
     if not quiet:
         for s in report["stopped"]:
             print(f"stopped  {s}")

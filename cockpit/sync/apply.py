@@ -457,6 +457,7 @@ class Applier:
 
     def _blue_to_green(self, blue: sqlite3.Connection, pg: psycopg.Connection, batch_size: int) -> StepResult:
         result = StepResult()
+        pg.rollback()  # no implicit transaction left open: `transaction()` below must be the real one, not a savepoint
         with pg.transaction():
             pg.execute(
                 "SELECT set_config('cockpit.applying', 'on', true), set_config('statement_timeout', %s, true)",
@@ -677,8 +678,9 @@ class Applier:
         """One consistent read of PostgreSQL (REPEATABLE READ): the batch after `start` below the oldest running
         transaction, and the current rows of its keys."""
         pg.rollback()
-        pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
+            # first statement of the transaction psycopg opens: one snapshot for the whole read
+            pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             pg.execute("SELECT set_config('statement_timeout', %s, true)", (STATEMENT_TIMEOUT,))
             horizon = pg.execute(HORIZON_SQL).fetchone()[0]
             changes = pg.execute(

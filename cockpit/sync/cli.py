@@ -343,8 +343,8 @@ def _print_lag(lag: dict[str, Any], runner: SyncRunner, as_json: bool) -> None:
                           "totals": runner.totals, "last_error": runner.last_error}), flush=True)
     else:
         totals = runner.totals
-        print(f"{time.strftime('%H:%M:%S')} {_lag_text(lag)} | applied {totals['blue_to_green']}→ "
-              f"{totals['green_to_blue']}← conflicts {totals['conflicts']}"
+        print(f"{time.strftime('%H:%M:%S')} {_lag_text(lag)} | applied blue→green {totals['blue_to_green']}, "
+              f"green→blue {totals['green_to_blue']}, conflicts {totals['conflicts']}"
               + (f" | {runner.last_error}" if runner.last_error and totals["errors"] else ""), flush=True)
 
 

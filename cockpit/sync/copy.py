@@ -28,13 +28,15 @@ as it was.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -145,8 +147,15 @@ class CopyReport:
 
 
 def _connect(sqlite_path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(sqlite_path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    """An existing database only (never creates a file), autocommit mode, with the busy timeout."""
+    uri = Path(sqlite_path).resolve().as_uri() + "?mode=rw"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise CopyError(f"cannot open the SQLite database {sqlite_path}: {exc}") from exc
     return conn
 
 
@@ -245,14 +254,25 @@ class _Guards:
         raise ValueError("value outside the chosen type")
 
     def select_sql(self, table: SourceTable, ranged: bool) -> str:
+        """The table's rows as COPY text lines; `ranged`: one chunk of a rowid range as ONE value.
+
+        A chunk is `(text, last rowid, rows)` for `rowid > ? AND rowid <= ?` limited to `?` rows: SQLite builds
+        it in one step, without the GIL, so several writer threads read in parallel.
+        """
         fields = []
         for col in table.columns:
             c = qi(col.map.name)
             i = self.index[(table.name, col.map.name)]
             fields.append(col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})")
                           .replace("{bad}", f"cockpit_copy_reject({i}, {c})"))
-        where = " WHERE rowid BETWEEN ? AND ?" if ranged else ""
-        return "SELECT " + " || char(9) || ".join(fields) + f" || char(10) FROM {qi(table.name)}{where}"
+        if len(fields) < 100:  # one printf() allocates once; a chain of || copies the line at every step
+            line = "printf('" + "\t".join(["%s"] * len(fields)) + "\n', " + ", ".join(fields) + ")"
+        else:  # SQLite functions take at most 127 arguments
+            line = " || char(9) || ".join(fields) + " || char(10)"
+        if not ranged:
+            return f"SELECT {line} FROM {qi(table.name)}"
+        return (f"SELECT group_concat(line, ''), max(rid), count(*) FROM (SELECT rowid AS rid, {line} AS line "
+                f"FROM {qi(table.name)} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?)")
 
 
 @dataclass
@@ -267,13 +287,14 @@ class _Unit:
 def _units(source: Source, conn: sqlite3.Connection, parts: int) -> list[_Unit]:
     units: list[_Unit] = []
     for st in sorted(source.tables.values(), key=lambda t: -t.rows):
-        if parts > 1 and st.rowid and st.rows >= SPLIT_ROWS:
-            lo, hi = conn.execute(f"SELECT min(rowid), max(rowid) FROM {qi(st.name)}").fetchone()
-            n = min(parts, max(1, st.rows // (SPLIT_ROWS // 2)))
-            step = (hi - lo + n) // n
-            units.extend(_Unit(st, lo + k * step, min(hi, lo + (k + 1) * step - 1)) for k in range(n))
-        else:
-            units.append(_Unit(st))
+        lo, hi = conn.execute(f"SELECT min(rowid), max(rowid) FROM {qi(st.name)}").fetchone() if st.rowid else (
+            None, None)
+        if lo is None:
+            units.append(_Unit(st))  # WITHOUT ROWID, or empty
+            continue
+        n = min(parts, max(1, st.rows // (SPLIT_ROWS // 2))) if st.rows >= SPLIT_ROWS else 1
+        step = (hi - lo + n) // n
+        units.extend(_Unit(st, lo + k * step, min(hi, lo + (k + 1) * step - 1)) for k in range(n))
     return units
 
 
@@ -435,6 +456,27 @@ class _QueuedWriter(QueuedLibpqWriter):
         self._queue = queue.Queue(maxsize=QUEUE_BLOCKS)  # ~128 KiB blocks: bounded memory per writer
 
 
+def _chunks(reader: sqlite3.Connection, selects: dict[tuple[str, bool], str], unit: _Unit,
+            chunk_rows: int) -> Iterator[tuple[bytes, int]]:
+    if unit.lo is None:
+        cur = reader.execute(selects[(unit.table.name, False)])
+        try:
+            while rows := cur.fetchmany(chunk_rows):
+                yield b"".join([r[0] for r in rows]), len(rows)
+        finally:
+            cur.close()
+        return
+    first, sql_text = unit.lo, selects[(unit.table.name, True)]
+    while True:
+        data, top, n = reader.execute(sql_text, (first, unit.hi, chunk_rows)).fetchone()
+        if not n:
+            return
+        yield data, n
+        if top >= unit.hi:
+            return
+        first = top + 1
+
+
 def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Queue,
             selects: dict[tuple[str, bool], str], chunk_rows: int, abort: threading.Event, track: _Tracker) -> None:
     """One writer thread: its own SQLite reader (same snapshot as the others) and its own PostgreSQL session."""
@@ -449,20 +491,12 @@ def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Qu
             track.start(st.name)
             cols = sql.SQL(", ").join(sql.Identifier(pg_truncate(c.map.name)) for c in st.columns)
             stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(_table_ident(schema, st.name), cols)
-            args = () if unit.lo is None else (unit.lo, unit.hi)
-            cur = reader.execute(selects[(st.name, unit.lo is not None)], args)
-            try:
-                with conn.cursor() as pg_cur, pg_cur.copy(stmt, writer=_QueuedWriter(pg_cur)) as copy:
-                    while True:
-                        rows = cur.fetchmany(chunk_rows)
-                        if not rows:
-                            break
-                        if abort.is_set():
-                            raise CopyError("stopped: another table failed")
-                        copy.write(b"".join([r[0] for r in rows]))
-                        track.rows(st.name, len(rows))
-            finally:
-                cur.close()
+            with conn.cursor() as pg_cur, pg_cur.copy(stmt, writer=_QueuedWriter(pg_cur)) as copy:
+                for data, n in _chunks(reader, selects, unit, chunk_rows):
+                    if abort.is_set():
+                        raise CopyError("stopped: another table failed")
+                    copy.write(data)
+                    track.rows(st.name, n)
             conn.commit()
             track.end(st.name)
 
@@ -532,6 +566,15 @@ def _drop(pg_url: str, schema: str, names: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------ entry point
 
 
+def _readers(jobs: int) -> int:
+    """SQLite reader threads: `jobs`, but at most half the CPUs (PostgreSQL needs the rest).
+
+    Measured on 2 shared cores: two SQLite threads in one process were slower than one (SQLite's global
+    allocator mutex and the GIL), so small machines read through one connection.
+    """
+    return max(1, min(jobs, (os.cpu_count() or 2) // 2))
+
+
 def copy_database(
     sqlite_path: str,
     pg_url: str,
@@ -541,6 +584,7 @@ def copy_database(
     progress: Callable[[CopyProgress], None] | None = None,
     schema: str = "public",
     chunk_rows: int = CHUNK_ROWS,
+    sample_rows: int | None = SAMPLE_ROWS,
 ) -> CopyReport:
     """Copy `sqlite_path` (all app tables, or `tables`) into `schema` of `pg_url`.
 
@@ -548,28 +592,29 @@ def copy_database(
     already there, or a PostgreSQL failure, after which the created tables are dropped again). `progress` is called
     from the writer threads (serialised by a lock) after every chunk, and once more when a table is done.
 
-    The types are first chosen from the first `SAMPLE_ROWS` rows of each table; the row SQL checks every value
-    against them during the load, which runs in uncommitted transactions. A value outside them rolls the load back
-    (nothing was committed), the whole source is examined in the same snapshot, and the copy is refused with every
-    problem named, or loaded again with the types the full examination chose.
+    By default the types are chosen from the first `sample_rows` rows of each table, and the row SQL checks every
+    value against them during the load. A value outside them stops the load and drops the new tables; the whole
+    source is then examined in the same snapshot, and the copy is refused with every problem named, or loaded
+    again with the types the full examination chose. With `sample_rows=None` every value is examined before
+    anything is written at all (one more pass over the data).
     """
     started = time.monotonic()
     conn, notes = open_source(sqlite_path)
     extra: list[sqlite3.Connection] = []
     try:
-        extra = open_snapshots(sqlite_path, conn, max(1, jobs) - 1)
+        extra = open_snapshots(sqlite_path, conn, _readers(jobs) - 1)
         readers = [conn, *extra]
-        if jobs > 1 and not extra:
+        if _readers(jobs) > 1 and not extra:
             notes.append("the SQLite write lock stayed busy: the copy read through one connection")
         position = _position(conn, notes)
-        source = read_source(conn, tables, casts, sample=SAMPLE_ROWS)
+        source = read_source(conn, tables, casts, sample=sample_rows)
         if source.problems:
             source = read_source(conn, tables, casts)
         if source.problems:
             raise SchemaRefused(source.problems)
         report = CopyReport(str(sqlite_path), redact(pg_url), schema, position, warnings=notes + source.warnings)
         try:
-            _copy(readers, source, pg_url, schema, chunk_rows, progress, report)
+            _copy(readers, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
         except _Retry as retry:
             if not source.sampled:
                 raise CopyError(str(retry)) from retry.__cause__
@@ -579,7 +624,7 @@ def copy_database(
             report.tables.clear()
             report.warnings = notes + source.warnings
             try:
-                _copy(readers, source, pg_url, schema, chunk_rows, progress, report)
+                _copy(readers, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
             except _Retry as again:
                 raise CopyError(str(again)) from again.__cause__
     finally:
@@ -591,7 +636,7 @@ def copy_database(
     return report
 
 
-def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, chunk_rows: int,
+def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, jobs: int, chunk_rows: int,
           progress: Callable[[CopyProgress], None] | None, report: CopyReport) -> None:
     names = list(source.tables)
     ddl = _build_tables(source, schema)
@@ -613,7 +658,7 @@ def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
         _load(readers, source, pg_url, schema, chunk_rows, progress, report)
         key_sql = {name: _key_statements(source.tables[name], ddl.tables[name], report.warnings) for name in names}
         fks = _fk_constraints(source, ddl, report.warnings)
-        with ThreadPoolExecutor(max_workers=len(readers)) as pool:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
             for fut in [pool.submit(_run_keys, pg_url, stmts) for stmts in key_sql.values() if stmts]:
                 fut.result()
         with psycopg.connect(pg_url, autocommit=True) as pg:

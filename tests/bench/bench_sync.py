@@ -4,7 +4,8 @@ Run: .venv/bin/python tests/bench/bench_sync.py [--seconds 20] [--rate 1000] [--
 
 1. Steady sync: the app writes `--rate` rows/s on SQLite (inserts and updates, one per transaction) while the
    runner loops; lag (age of the oldest change not yet applied) sampled every 50 ms: p50/p95/p99/max (target p99
-   < 1 s). Done at the runner intervals given by `--intervals` (the plan's `sync.interval`).
+   < 1 s). Done at the runner intervals given by `--intervals` (the plan's `sync.interval`; a commit on blue wakes
+   the loop early, so blue→green lag should not depend on it).
 2. Catch-up: a backlog of `--backlog` changes on SQLite (inserts and updates), then the runner drains it:
    changes/s (target >= 20,000). The same for a backlog on PostgreSQL (green→blue), for comparison.
 

@@ -54,7 +54,8 @@ def all_pids(doc: dict) -> list[int]:
 
 
 @pytest.fixture
-def lab_root(tmp_path: Path) -> Iterator[Path]:
+def lab_root(tmp_path: Path, pg_url: str) -> Iterator[Path]:
+    """The lab's folder; the lab is downed before the test's database goes (it holds the lab's own database)."""
     root = tmp_path / "lab"
     try:
         yield root

@@ -231,7 +231,10 @@ def test_mapping_converts_values_written_on_postgresql_back_to_the_sqlite_form(p
     assert mapping["events"].primary_key == ()
 
 
-def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str, pg_url: str) -> None:
+@pytest.mark.parametrize("readers", [1, 3])
+def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str, pg_url: str, readers: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(copy_module, "_readers", lambda jobs: readers)  # 3: snapshots pinned under the write lock
     setup = sqlite3.connect(pitfalls)
     capture.install_sqlite(setup, ["orders"])
     setup.close()
@@ -276,6 +279,7 @@ def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str
 def test_large_table_in_chunks_with_any_number_of_jobs(tmp_path: Path, pg_url: str, jobs: int,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(copy_module, "SPLIT_ROWS", 4000)  # big is read in rowid ranges by several writers
+    monkeypatch.setattr(copy_module, "_readers", lambda jobs: jobs)  # as on a machine with many CPUs
     path = str(tmp_path / "big.db")
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, r REAL, t TEXT, at DATETIME)")
@@ -315,15 +319,17 @@ def test_values_beyond_the_sample_replan_or_refuse_without_writing(tmp_path: Pat
     conn.execute("UPDATE late SET amount = 'n/a' WHERE id = 4500")
     conn.commit()
     conn.close()
-    with pytest.raises(SchemaRefused) as err:
-        copy_database(path, pg_url)
-    assert "key id=4500: text 'n/a'" in str(err.value)
-    assert _public_tables(pg_url) == []
+    for sample_rows in (2000, None):  # found during the load (tables dropped), or before any write
+        with pytest.raises(SchemaRefused) as err:
+            copy_database(path, pg_url, sample_rows=sample_rows)
+        assert "key id=4500: text 'n/a'" in str(err.value)
+        assert _public_tables(pg_url) == []
 
 
 def test_a_busy_write_lock_makes_the_copy_read_through_one_connection(pitfalls: str, pg_url: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(copy_module, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(copy_module, "_readers", lambda jobs: jobs)
     app = sqlite3.connect(pitfalls, isolation_level=None)
     app.execute("PRAGMA journal_mode = WAL")
     app.execute("BEGIN IMMEDIATE")
@@ -335,3 +341,32 @@ def test_a_busy_write_lock_makes_the_copy_read_through_one_connection(pitfalls: 
         app.close()
     assert any("read through one connection" in w for w in report.warnings)
     assert_copied_exactly(pitfalls, pg_url)
+
+
+def test_a_missing_or_broken_source_is_a_clear_error_and_creates_nothing(tmp_path: Path, pg_url: str) -> None:
+    missing = tmp_path / "nope.db"
+    with pytest.raises(CopyError, match="cannot open the SQLite database"):
+        copy_database(str(missing), pg_url)
+    assert not missing.exists()
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(CopyError, match="cannot open the SQLite database"):
+        copy_database(str(broken), pg_url)
+
+
+def test_no_tables_is_an_empty_copy(pitfalls: str, pg_url: str) -> None:
+    report = copy_database(pitfalls, pg_url, tables=[])
+    assert report.rows == 0 and report.tables == []
+    assert "copied 0 rows in 0 tables" in report.summary()
+
+
+def test_a_wide_table(tmp_path: Path, pg_url: str) -> None:
+    path = str(tmp_path / "wide.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE wide (id INTEGER PRIMARY KEY, " + ", ".join(f"c{i} TEXT" for i in range(130)) + ")")
+    conn.execute("INSERT INTO wide VALUES (1, " + ", ".join("?" for _ in range(130)) + ")",
+                 [f"v{i}\t" for i in range(130)])
+    conn.commit()
+    conn.close()
+    copy_database(path, pg_url)
+    assert_copied_exactly(path, pg_url)

@@ -54,18 +54,19 @@ def _table_count(pg_url: str) -> int:
         return pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
 
 
+@pytest.mark.parametrize("sample_rows", [100, None], ids=["sampled", "examined-first"])
 @pytest.mark.parametrize("name", FILES)
-def test_corpus_file_is_copied_exactly_or_refused(name: str, copy_of, pg_url: str) -> None:
+def test_corpus_file_is_copied_exactly_or_refused(name: str, sample_rows: int | None, copy_of, pg_url: str) -> None:
     path = copy_of(name)
     if name in REFUSED:
         with pytest.raises(SchemaRefused) as err:
-            copy_database(path, pg_url)
+            copy_database(path, pg_url, sample_rows=sample_rows)
         message = str(err.value)
         for fragment in REFUSED[name]:
             assert fragment in message, f"{fragment!r} missing from the refusal:\n{message}"
         assert _table_count(pg_url) == 0, "a refused copy wrote to PostgreSQL"
         return
-    report = copy_database(path, pg_url, jobs=3)
+    report = copy_database(path, pg_url, jobs=3, sample_rows=sample_rows)
     conn = sqlite3.connect(path)
     total = sum(conn.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()[0] for t in report.tables)
     assert report.rows == total

@@ -146,3 +146,13 @@ def test_to_pg_rejects_a_later_value_of_another_kind(tmp_path: Path) -> None:
         cols[0].to_pg("x")
     with pytest.raises(ValueError, match="neither"):
         cols[1].to_pg(7)
+
+
+def test_nocase_columns_are_compared_exactly(tmp_path: Path) -> None:
+    conn = _db(tmp_path, "CREATE TABLE t (b BOOLEAN COLLATE NOCASE, d DATETIME COLLATE NOCASE)",
+               [("true", "2024-01-01T10:00:00"), ("TRUE", "2024-01-01t10:00:00"), ("false", None)])
+    with pytest.raises(SchemaRefused) as err:
+        read_mapping(conn)
+    text = str(err.value)
+    assert 'column "b"' in text and "'TRUE'" in text
+    assert 'column "d"' in text and "'2024-01-01t10:00:00'" in text
