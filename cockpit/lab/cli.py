@@ -154,6 +154,12 @@ def format_status(doc: dict[str, Any]) -> str:
     lines.append(f"green       {doc['postgres_url']}   ({where}{'' if pg.get('running') is not False else ', NOT RUNNING'})")
     if doc.get("copy"):
         lines.append(f"copy        {doc['copy']}")
+    sync = doc.get("sync") or {}
+    if sync.get("error"):
+        lines.append(f"sync        {sync['error']}")
+    elif sync:
+        lines.append("sync        " + ", ".join(f"{d.replace('_', ' ')}: {v['pending']} pending, oldest {v['age_s']:.1f}s"
+                                                for d, v in sync.items()))
     for s in doc.get("services", []):
         health = "healthy" if s.get("health") == 200 else f"health {s.get('health') or 'no answer'}"
         state = health if s.get("running") else "NOT RUNNING"
@@ -202,7 +208,9 @@ def _demo(args: argparse.Namespace) -> int:
         return _fail(exc)
 
     def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        # as a Ctrl-C: the screen's event loop (asyncio) turns SIGINT into a clean shutdown of the app, and
+        # outside it SIGINT raises KeyboardInterrupt; either way the `finally` below takes the lab down
+        os.kill(os.getpid(), signal.SIGINT)
 
     previous = signal.signal(signal.SIGTERM, on_term)
     sync_runner = None

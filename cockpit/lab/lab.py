@@ -215,7 +215,8 @@ def initial_copy(plan: Plan, rows: int) -> str:
             seed_postgres_directly(plan.green.database.url, rows)
             note = f"green seeded directly with the same rows (the sync's copy is not available: {exc})"
         else:
-            copy_database(sqlite_path, plan.green.database.url, tables=tables, jobs=plan.sync.copy_jobs)
+            copy_database(sqlite_path, plan.green.database.url, tables=tables, jobs=plan.sync.copy_jobs,
+                          casts=plan.sync.casts or None)
             note = "initial copy done (cockpit.sync.copy)"
         installed = runner.install()
         return f"{note}; capture installed on both sides for {', '.join(installed['tables'])}"
@@ -532,11 +533,17 @@ def status(root: Path) -> dict[str, Any]:
     load_pid = _pid_from_file(run_dir / f"{LOAD_UNIT}.pid")
     figures = read_figures(root / "load.json")
     split = None
-    if state.get("plan") and nginx:
+    sync: dict[str, Any] | None = None
+    plan = None
+    with contextlib.suppress(Exception):
+        plan = load_plan(state["plan"])
+    if plan is not None and nginx:
         with contextlib.suppress(Exception):
             from cockpit.traffic.nginx import NginxDriver
 
-            split = NginxDriver.from_plan(load_plan(state["plan"])).live()[0].green_percent
+            split = NginxDriver.from_plan(plan).live()[0].green_percent
+    if plan is not None and pg.get("running") is not False:
+        sync = _sync_lag(plan)
     doc = {
         "root": str(root),
         "up": bool(_running_parts(state)),
@@ -547,6 +554,7 @@ def status(root: Path) -> dict[str, Any]:
         "postgres_url": pg.get("url"),
         "postgres": pg,
         "green_percent": split,
+        "sync": sync,
         "services": services,
         "nginx": nginx,
         "load": {**(state.get("load") or {}), "pid": load_pid, "running": _alive(load_pid), "figures": figures},
@@ -555,6 +563,24 @@ def status(root: Path) -> dict[str, Any]:
         "seeded": state.get("seeded"),
     }
     return doc
+
+
+def _sync_lag(plan: Plan) -> dict[str, Any]:
+    """What each sync direction has pending (whoever runs the sync: the cockpit's controller, `cockpit sync run`)."""
+    try:
+        from cockpit.sync.runner import SyncRunner
+    except ImportError as exc:
+        return {"error": f"the sync is not available ({exc})"}
+    runner = None
+    try:
+        runner = SyncRunner.from_plan(plan)
+        return {direction: lag.as_dict() for direction, lag in runner.lag().items()}
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                runner.close()
 
 
 def set_fault(root: Path, side: str, *, errors: float | None = None, latency_ms: float | None = None,

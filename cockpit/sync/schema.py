@@ -246,9 +246,10 @@ _NULL = "'\\N'"
 
 
 def _sql_text(c: str) -> str:
+    """Escaped for COPY; a NUL character is rejected (printf() would silently cut the text there)."""
     chain = f"replace(replace(replace(replace({c},'\\','\\\\'),char(9),'\\t'),char(10),'\\n'),char(13),'\\r')"
     return (f"CASE WHEN instr({c},'\\') OR instr({c},char(9)) OR instr({c},char(10)) OR instr({c},char(13)) "
-            f"THEN {chain} ELSE {c} END")
+            f"OR instr({c},char(0)) THEN CASE WHEN instr({c},char(0)) THEN {{bad}} ELSE {chain} END ELSE {c} END")
 
 
 def _sql_real(c: str) -> str:

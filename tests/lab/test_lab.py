@@ -311,3 +311,14 @@ def test_demo_stops_everything_on_sigterm(tmp_path: Path, pg_url: str) -> None:
     assert lab_processes(root.resolve()) == []
     assert listening(ports) == []
     assert not (root / "state.json").exists()
+
+
+def test_the_template_is_a_valid_plan() -> None:
+    from cockpit.lab.lab import TEMPLATE
+
+    plan = load_plan(TEMPLATE, env={})
+    assert plan.traffic.driver == "nginx" and len(plan.traffic.balancers) == 1
+    assert plan.blue.services.driver == plan.green.services.driver == "processes"
+    assert plan.blue.database.engine == "sqlite" and plan.green.database.engine == "postgresql"
+    assert all(p.soak == 30 for p in plan.phases)
+    assert {h.side for h in plan.health_checks} == {"front", "blue", "green"}

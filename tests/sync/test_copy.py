@@ -370,3 +370,20 @@ def test_a_wide_table(tmp_path: Path, pg_url: str) -> None:
     conn.close()
     copy_database(path, pg_url)
     assert_copied_exactly(path, pg_url)
+
+
+def test_text_beyond_the_sample_that_is_not_utf8_or_holds_nul_is_refused(tmp_path: Path, pg_url: str) -> None:
+    path = str(tmp_path / "late_text.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO notes VALUES (?, ?)", ((i, f"note {i}") for i in range(1, 3001)))
+    conn.execute("UPDATE notes SET body = CAST(X'6100620063' AS TEXT) WHERE id = 2500")
+    conn.execute("UPDATE notes SET body = CAST(X'61E962' AS TEXT) WHERE id = 2700")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaRefused) as err:
+        copy_database(path, pg_url, sample_rows=100)
+    text = str(err.value)
+    assert "key id=2500" in text and "(holds NUL)" in text
+    assert "key id=2700" in text and "(not UTF-8)" in text
+    assert _public_tables(pg_url) == []
