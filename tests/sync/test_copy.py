@@ -387,3 +387,23 @@ def test_text_beyond_the_sample_that_is_not_utf8_or_holds_nul_is_refused(tmp_pat
     assert "key id=2500" in text and "(holds NUL)" in text
     assert "key id=2700" in text and "(not UTF-8)" in text
     assert _public_tables(pg_url) == []
+
+
+def test_doubles_that_sqlite_prints_wrongly_arrive_exactly(tmp_path: Path, pg_url: str) -> None:
+    """SQLite's 15-digit CAST passes its own round-trip check for these, yet PostgreSQL reads them differently."""
+    import math
+    import random
+
+    rng = random.Random(3)
+    values = [-3.4520983990612703e-299, -8.491953139073969e-301, 9.119244669364399e-297, 0.1 + 0.2, 1 / 3,
+              5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -0.0, math.inf, -math.inf]
+    values += [rng.random() * 10 ** rng.randint(-308, 300) * rng.choice((1, -1)) for _ in range(5000)]
+    db = tmp_path / "reals.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE r (id INTEGER PRIMARY KEY, x REAL)")
+        conn.executemany("INSERT INTO r (x) VALUES (?)", [(v,) for v in values])
+        stored = [row[0] for row in conn.execute("SELECT x FROM r ORDER BY id")]  # SQLite keeps no -0.0
+    copy_database(str(db), pg_url, jobs=2)
+    with psycopg.connect(pg_url) as pg:
+        got = [row[0] for row in pg.execute("SELECT x FROM r ORDER BY id")]
+    assert [v.hex() for v in got] == [v.hex() for v in stored]  # bit for bit
