@@ -37,6 +37,12 @@ class HealthChecker(Protocol):
         ...
 
 
+class IntegrityChecker(Protocol):
+    def check_now(self) -> Any:
+        """A full comparison of blue and green now (an IntegrityReport: ok, score, summary())."""
+        ...
+
+
 @dataclass
 class Drivers:
     traffic: TrafficDriver | None = None
@@ -46,9 +52,10 @@ class Drivers:
     metrics: list[MetricsSource] = field(default_factory=list)
     notifier: Notifier | None = None
     health: HealthChecker | None = None
+    integrity: IntegrityChecker | None = None
 
     def close(self) -> None:
-        for thing in (self.sync, *self.metrics):
+        for thing in (self.sync, self.integrity, *self.metrics):
             stop = getattr(thing, "stop", None) or getattr(thing, "close", None)
             if callable(stop):
                 stop()
@@ -69,6 +76,29 @@ class _Health:
         from cockpit.health import check_with_retries
 
         return check_with_retries(check, max_total=max_total)
+
+
+def _integrity_watch(plan: Plan, sync: Any, events: Callable[[str, dict[str, Any]], object] | None) -> Any:
+    from cockpit.integrity import IntegrityWatch
+
+    def settle() -> object:  # rows in flight: let the sync carry them before looking again (bounded)
+        return sync.drain(min(30.0, float(plan.sync.drain_timeout)))
+
+    def report(r: Any) -> object:
+        if events is not None and not r.ok:
+            return events("integrity.mismatch", r.as_dict())
+        return None
+
+    tables = None if plan.sync.tables == "all" else list(plan.sync.tables)
+    return IntegrityWatch(
+        str(plan.path(plan.blue.database.path)),
+        plan.green.database.url,
+        tables,
+        casts=list(plan.sync.casts) or None,
+        interval_s=float(plan.sync.integrity_interval),
+        settle=settle,
+        on_report=report,
+    )
 
 
 def build_traffic(plan: Plan) -> TrafficDriver | None:
@@ -119,6 +149,9 @@ def build_drivers(
         from cockpit.sync.runner import SyncRunner
 
         drivers.sync = SyncRunner.from_plan(plan, on_event=events)
+        drivers.integrity = _integrity_watch(plan, drivers.sync, events)
+        if with_metrics:
+            drivers.metrics.append(drivers.integrity)
     if plan.alerts.webhook or plan.alerts.email:
         from cockpit.notify import Notifier as _Notifier
 

@@ -134,7 +134,16 @@ async def _health(plan: Plan, drivers: Drivers, info: dict[str, str], **_: objec
 
 
 async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    info["status"], info["detail"] = "skipped", "no integrity checker yet"
+    if drivers.integrity is None:
+        info["status"], info["detail"] = "skipped", "no sync between blue and green in the plan"
+        return
+    report = await asyncio.to_thread(drivers.integrity.check_now)
+    info["detail"] = f"score {report.score:g}% over {report.compared} rows"
+    if not report.ok:
+        first = [d.describe() for t in report.tables for d in t.diffs][:5]
+        raise StepFailed(
+            "blue and green differ: " + "; ".join(first or [t.note for t in report.tables if t.note])
+        )
 
 
 async def _notify(

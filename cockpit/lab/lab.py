@@ -425,7 +425,7 @@ def down(root: Path, quiet: bool = False) -> dict[str, Any]:
     if pg.get("mode") == "private" and pg.get("cluster"):
         info = ClusterInfo(**pg["cluster"])
         step("postgres (private cluster)", lambda: stop_cluster(info))
-        if info.external:
+        if not _alive(info.server_pid()):  # its data goes with it (blue.db and the logs stay for a look)
             remove_cluster(info)
     elif pg.get("mode") == "server":
         step(f"postgres database {pg['database']}", lambda: drop_lab_database(pg["server_url"], pg["database"]))

@@ -32,5 +32,4 @@ def test_private_cluster_up_and_down(tmp_path: Path) -> None:
     assert report["errors"] == []
     assert not psutil.pid_exists(postmaster.pid) or postmaster.status() == psutil.STATUS_ZOMBIE
     assert listening(state["ports"]) == []
-    if info.external:
-        assert not Path(info.base).exists()
+    assert not Path(info.base).exists()  # the cluster's data goes with it
