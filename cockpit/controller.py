@@ -25,6 +25,8 @@ from cockpit.phases import Machine, Refused
 from cockpit.plan import Plan
 from cockpit.rollback import run_sequence
 from cockpit.rules import TriggerTracker, check_gates, threshold_alarms
+from cockpit.services.factory import service_units
+from cockpit.sides import check_health, set_services
 from cockpit.state import Alarm, CockpitState, Lag
 from cockpit.traffic.base import SplitStatus, TrafficError, live_percent
 from cockpit.view import build_state
@@ -88,7 +90,9 @@ class Controller:
     async def close(self) -> None:
         self._stop.set()
         under_way = [*self._actions, *self._tasks]
-        if under_way:  # actions (and the commands that wait for them) end, bounded: never leave the world half-changed
+        if (
+            under_way
+        ):  # actions (and the commands that wait for them) end, bounded: never leave the world half-changed
             await asyncio.wait(under_way, timeout=float(self.plan.rollback.max_duration))
         if self._refreshing is not None:
             self._refreshing.cancel()
@@ -289,6 +293,10 @@ class Controller:
                 )
             info["detail"] = ("forced past: " + "; ".join(problems)) if problems else "all met"
         self._set_machine(replace(current, state="advancing"))
+        with rec.step("green_services") as info:  # green must serve before users go there (after a rollback too)
+            await set_services(self.drivers.green_services, service_units(self.plan.green.services), "start", info)
+        with rec.step("green_health") as info:
+            await check_health(self.plan, self.drivers, ("green",), info)
         with rec.step("traffic") as info:
             statuses = await self._apply_split(float(phase.green))
             info["detail"] = _describe(statuses)

@@ -16,6 +16,7 @@ from cockpit.actions import Recorder, StepFailed
 from cockpit.drivers import Drivers
 from cockpit.plan import Plan
 from cockpit.services.factory import service_units
+from cockpit.sides import check_health, set_services
 
 
 @dataclass
@@ -101,36 +102,15 @@ async def _drain(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object
 
 
 async def _stop_green(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    await _services(drivers.green_services, service_units(plan.green.services), "stop", info)
+    await set_services(drivers.green_services, service_units(plan.green.services), "stop", info)
 
 
 async def _start_blue(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    await _services(drivers.blue_services, service_units(plan.blue.services), "start", info)
-
-
-async def _services(driver: object, units: list[str], verb: str, info: dict[str, str]) -> None:
-    if driver is None or not units:
-        info["status"], info["detail"] = "skipped", "no services driver in the plan"
-        return
-    statuses = await asyncio.to_thread(getattr(driver, verb), units)
-    want_running = verb == "start"
-    bad = [s.unit for s in statuses if s.running != want_running]
-    info["detail"] = ", ".join(f"{s.unit} {'running' if s.running else 'stopped'}" for s in statuses)
-    if bad:
-        raise StepFailed(f"{verb} did not take for {', '.join(bad)}")
+    await set_services(drivers.blue_services, service_units(plan.blue.services), "start", info)
 
 
 async def _health(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    checks = [c for c in plan.health_checks if c.side in ("blue", "front")]
-    if not checks or drivers.health is None:
-        info["status"], info["detail"] = "skipped", "no blue health checks in the plan"
-        return
-    budget = float(plan.rollback.max_duration) / 3  # health may not eat the whole rollback budget
-    results = await asyncio.gather(*(asyncio.to_thread(drivers.health.check, c, budget) for c in checks))
-    bad = [f"{c.name}: {r.error or r.status}" for c, r in zip(checks, results, strict=True) if not r.ok]
-    info["detail"] = f"{len(checks) - len(bad)}/{len(checks)} healthy"
-    if bad:
-        raise StepFailed("; ".join(bad))
+    await check_health(plan, drivers, ("blue", "front"), info)
 
 
 async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:

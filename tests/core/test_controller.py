@@ -46,7 +46,7 @@ async def test_every_transition(tmp_path: Path) -> None:
         r = await c.advance()
         assert r.ok, r.message
         assert (c.machine.state, c.machine.phase_index, split(tmp_path)) == ("active", 0, 5)
-        assert [s[0] for s in r.steps] == ["gates", "traffic", "verify"]
+        assert [s[0] for s in r.steps] == ["gates", "green_services", "green_health", "traffic", "verify"]
         assert (await c.advance()).ok and split(tmp_path) == 20
         assert (await c.hold("watching p95")).ok and c.machine.state == "held"
         refused = await c.advance()
@@ -68,7 +68,7 @@ async def test_every_transition(tmp_path: Path) -> None:
         actions = c.journal.actions(20)
         assert [a.verb for a in actions][:3] == ["advance", "advance", "hold"]
         assert all(a.outcome is not None for a in actions)
-        assert actions[0].actor == "tester@host" and actions[0].steps[1].name == "traffic"
+        assert actions[0].actor == "tester@host" and actions[0].steps[3].name == "traffic"
     finally:
         await c.close()
 

@@ -43,6 +43,7 @@ green:
         + f"""\
 health_checks:
   - {{name: blue-1, url: "http://127.0.0.1:{blue_port}/", side: blue, retries: 20, interval: 0.1s, timeout: 2s}}
+  - {{name: green-1, url: "http://127.0.0.1:{green_port}/", side: green, retries: 20, interval: 0.1s, timeout: 2s}}
 alerts:
   webhook: {{url: "{hook}", min_level: info}}
 """
@@ -81,6 +82,11 @@ async def test_rollback_moves_traffic_stops_green_starts_blue_checks_and_notifie
         assert [s.name for s in journaled.steps] == [s[0] for s in r.steps]
         assert all(s.duration_s is not None for s in journaled.steps)
         assert r.duration_s < float(plan.rollback.max_duration)
+        # advancing again brings green back up and checks it before any user is sent there
+        again = await c.advance()
+        assert again.ok, again.as_dict()
+        steps = {name: (status, detail) for name, status, _d, detail in again.steps}
+        assert steps["green_services"] == ("ok", "green-1 running") and steps["green_health"] == ("ok", "1/1 healthy")
     finally:
         await c.close()
         drivers.blue_services.stop(["blue-1"])

@@ -46,7 +46,7 @@ async def test_advance_accepted_moves_to_validation_and_writes_5_percent(plan, c
         assert "traffic" in text(app, "#actions-text")  # its steps with their timings
     [action] = journal_actions(plan)
     assert (action.verb, action.outcome) == ("advance", "ok")
-    assert [s.name for s in action.steps] == ["gates", "traffic", "verify"]
+    assert [s.name for s in action.steps] == ["gates", "green_services", "green_health", "traffic", "verify"]
 
 
 async def test_advance_cancelled_changes_nothing(plan, controller_thread):
