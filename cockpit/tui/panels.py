@@ -8,10 +8,11 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
+from textual.style import Style
 from textual.widgets import Label, Static
 
 from cockpit.state import CockpitState
-from cockpit.tui import render
+from cockpit.tui import metrics, render
 
 
 def _key(content: Content) -> tuple[object, ...]:
@@ -87,3 +88,62 @@ class ActionsPanel(VerticalScroll):
 
     def show(self, state: CockpitState) -> bool:
         return self.query_one("#actions-text", Panel).show(state)
+
+
+class LevelPanel(Panel):
+    """A Panel whose figures take their colours from the `.metric--LEVEL` component classes of the theme."""
+
+    COMPONENT_CLASSES = {f"metric--{level}" for level in metrics.LEVELS}
+
+    def level_styles(self) -> dict[str, Style]:
+        return {level: self.get_visual_style(f"metric--{level}", partial=True) for level in metrics.LEVELS}
+
+
+class MetricsText(LevelPanel):
+    """Sync, traffic, health and the green trend, drawn for the width it has (two columns when there is room)."""
+
+    def __init__(self, levels: metrics.Levels, trend: metrics.Trend | None, *, id: str | None = None):
+        super().__init__(self._draw_metrics, id=id, sized=True)
+        self.levels = levels
+        self.trend = trend
+
+    def _draw_metrics(self, state: CockpitState, width: int) -> Content:
+        return metrics.metrics(state, self.levels, self.trend, width, self.level_styles())
+
+
+class MetricsPanel(VerticalScroll):
+    """The live figures of the snapshot; scrolls when they do not fit."""
+
+    def __init__(self, levels: metrics.Levels, trend: metrics.Trend | None = None, *, id: str | None = None):
+        super().__init__(id=id)
+        self._text = MetricsText(levels, trend, id="metrics-text")
+
+    def compose(self) -> ComposeResult:
+        yield self._text
+
+    def show(self, state: CockpitState) -> bool:
+        return self._text.show(state)
+
+
+class AlarmsPanel(LevelPanel):
+    """Every alarm of the snapshot, the worst first; hidden when all is well."""
+
+    LIMIT = 4
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(self._draw_alarms, title="Alarms", id=id)
+        self.set_class(True, "-none")
+
+    def _draw_alarms(self, state: CockpitState) -> Content:
+        return metrics.alarms(state, self.LIMIT, self.level_styles())
+
+    def show(self, state: CockpitState) -> bool:
+        changed = super().show(state)
+        count = len(state.alarms)
+        self.set_class(count == 0, "-none")
+        title = f"Alarms ({count})"
+        if self.border_title != title:
+            self.border_title = title
+        worst = metrics.sorted_alarms(state.alarms)[0].level if count else ""
+        self.set_class(worst in ("trigger", "critical"), "-critical")
+        return changed

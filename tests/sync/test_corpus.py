@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -14,9 +15,9 @@ from cockpit.sync.copy import copy_database
 from cockpit.sync.schema import SchemaRefused
 from tests.sync.test_copy_support import assert_copied_exactly
 
-CORPUS = Path("/work/shared/corpus/pgloader-sqlite")
-if not CORPUS.is_dir():  # the corpus lives beside the repository on the build machines
-    CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pgloader-sqlite"
+# the corpus lives beside the repository (../shared/corpus), or where COCKPIT_CORPUS says
+CORPUS = Path(os.environ.get("COCKPIT_CORPUS")
+              or Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pgloader-sqlite")
 
 FILES = sorted(p.name for p in CORPUS.glob("*") if p.suffix in (".db", ".sqlite"))
 
@@ -106,3 +107,7 @@ def test_chinook_keys_indexes_and_foreign_keys_are_carried(copy_of, pg_url: str)
     assert types["Total"] == "numeric"
     assert types["InvoiceId"] == "bigint"
     assert new_id == 26  # the identity continues after the copied keys
+
+
+def test_the_corpus_is_there() -> None:
+    assert len(FILES) == 8, f"the pgloader corpus is missing at {CORPUS} (set COCKPIT_CORPUS)"

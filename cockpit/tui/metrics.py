@@ -1,0 +1,287 @@
+"""The live figures of a snapshot: sync lag, traffic per side, system and database health, alarms, and a short trend.
+
+Pure functions of a CockpitState and the plan's thresholds. A figure the snapshot does not have is shown as "–"
+(no data yet), never as 0. Each figure is coloured by its level: `ok`, `warning` or `critical` from the plan's
+`metrics` thresholds (and `critical` while a rollback trigger's condition holds on it), `missing` without data,
+`plain` when the plan sets no threshold. The colours come from `styles` (the screen passes the `.metric--LEVEL`
+component classes of themes/cockpit.tcss; the defaults are theme variables).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from textual.content import Content
+from textual.style import Style
+
+from cockpit.plan import Plan, Threshold, Trigger, format_duration
+from cockpit.state import Alarm, CockpitState
+
+MISSING = "–"
+LEVELS = ("ok", "warning", "critical", "missing", "plain", "head", "trigger")
+DEFAULT_STYLES: dict[str, str | Style] = {
+    "ok": "$success",
+    "warning": "$warning",
+    "critical": "bold $error",
+    "missing": "$text-muted",
+    "plain": "",
+    "head": "bold $text-accent",
+    "trigger": "bold reverse $error",
+}
+Styles = Mapping[str, "str | Style"]
+DIRECTIONS = (("blue_to_green", "blue→green"), ("green_to_blue", "green→blue"))
+SIDES = ("blue", "green")
+COLUMN = 17  # one health cell; a section is 3 cells wide plus the indent
+SECTION_WIDTH = 1 + 3 * COLUMN
+SPARK = "▁▂▃▄▅▆▇█"
+TREND_CELLS = 24
+_OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                   ">=": operator.ge}
+_ALARM_RANK = {"trigger": 0, "critical": 1, "warning": 2}
+
+
+# ------------------------------------------------------------------------------------------------ levels
+class Levels:
+    """How alarming a value of a metric is, from the plan's thresholds and rollback triggers."""
+
+    def __init__(self, thresholds: Mapping[str, Threshold], triggers: Iterable[Trigger] = ()):
+        self.thresholds = thresholds
+        self.triggers: dict[str, list[Trigger]] = {}
+        for t in triggers:
+            self.triggers.setdefault(t.metric, []).append(t)
+
+    @classmethod
+    def of(cls, plan: Plan) -> Levels:
+        return cls(plan.metrics, plan.rollback.triggers)
+
+    def threshold(self, key: str) -> Threshold | None:
+        """The threshold on `key`; one on `x` applies to `x`, `blue.x` and `green.x` (as the controller's alarms)."""
+        if key in self.thresholds:
+            return self.thresholds[key]
+        side, _, name = key.partition(".")
+        return self.thresholds.get(name) if side in SIDES else None
+
+    def level(self, key: str, value: float | None) -> str:
+        if value is None:
+            return "missing"
+        if any(_OPS[t.op](value, t.threshold) for t in self.triggers.get(key, ())):
+            return "critical"
+        t = self.threshold(key)
+        if t is None:
+            return "plain"
+        if t.critical is not None and value >= t.critical:
+            return "critical"
+        if t.warning is not None and value >= t.warning:
+            return "warning"
+        if t.min is not None and value < t.min:
+            return "warning"
+        return "ok"
+
+
+# ------------------------------------------------------------------------------------------------ numbers
+def number(value: float | None, fmt: str = ".1f", unit: str = "") -> str:
+    return MISSING if value is None else f"{value:{fmt}}{unit}"
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return MISSING
+    return f"{seconds:.1f}s" if seconds < 60 else format_duration(seconds)
+
+
+def _fig(text: str, level: str, styles: Styles) -> Content:
+    return Content.styled(text, styles.get(level, "")) if styles.get(level) else Content(text)
+
+
+def _head(title: str, styles: Styles, *columns: str) -> Content:
+    return Content.assemble(_fig(f"{title:<15}", "head", styles), _fig("".join(f"{c:>10}" for c in columns), "head",
+                                                                       styles))
+
+
+# ------------------------------------------------------------------------------------------------ sections
+def sync_lines(state: CockpitState, levels: Levels, styles: Styles) -> list[Content]:
+    """Lag per direction: age of the oldest change not applied (coloured by `sync_lag`) and how many wait."""
+    lines = [_head("Sync lag", styles, "age", "pending")]
+    for key, label in DIRECTIONS:
+        lag = state.lag.get(key)
+        age_s = None if lag is None else lag.age_s
+        pending = None if lag is None else lag.pending
+        pend_level = "missing" if pending is None else "plain" if pending else "missing"
+        lines.append(Content.assemble(
+            f" {label:<14}", _fig(f"{age(age_s):>10}", levels.level("sync_lag", age_s), styles),
+            _fig(f"{number(pending, 'd'):>10}", pend_level, styles),
+        ))
+    return lines
+
+
+def traffic_lines(state: CockpitState, levels: Levels, styles: Styles) -> list[Content]:
+    """Blue | green from the access log: req/s, error %, p95 ms; the observed green share beside the configured."""
+    m = state.metrics
+    lines = [_head("Traffic", styles, "blue", "green")]
+    for label, name, fmt in (("req/s", "rps", ".1f"), ("error %", "error_rate", ".2f"),
+                             ("p95 ms", "response_time_p95", ".0f")):
+        cells = []
+        for side in SIDES:
+            key = f"{side}.{name}"
+            cells.append(_fig(f"{number(m.get(key), fmt):>10}", levels.level(key, m.get(key)), styles))
+        lines.append(Content.assemble(f" {label:<14}", *cells))
+    observed = m.get("traffic_distribution")
+    lines.append(Content.assemble(
+        f" {'green share':<14}", _fig(f"{number(observed, '.1f', '%'):>10}", "missing" if observed is None else "plain",
+                                      styles),
+        (f"  observed · {state.green_configured:g}% configured", "$text-muted"),
+    ))
+    throughput = m.get("throughput")
+    lines.append(Content.assemble(
+        f" {'throughput':<14}",
+        _fig(f"{number(throughput, '.1f'):>10}", levels.level("throughput", throughput), styles),
+        (" req/s", "$text-muted"),
+    ))
+    return lines
+
+
+def _pct(v: float | None) -> str:
+    return number(v, ".4g", "%")
+
+
+def _ms(v: float | None) -> str:
+    return number(v, ".1f", "ms")
+
+
+def _up(v: float | None) -> str:
+    return MISSING if v is None else "up" if v >= 1 else "DOWN"
+
+
+HEALTH: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
+    ("cpu", "cpu_usage", _pct),
+    ("memory", "memory_usage", _pct),
+    ("disk", "disk_usage", _pct),
+    ("green db", "green.db_up", _up),
+    ("query", "green.query_execution_time", _ms),
+    ("pool", "connection_pool_usage", _pct),
+    ("cache hit", "cache_hit_ratio", _pct),
+    ("conn fail", "green.db_connection_failure_rate", _pct),
+    ("integrity", "data_integrity_score", _pct),
+)
+
+
+def health_lines(state: CockpitState, levels: Levels, styles: Styles) -> list[Content]:
+    """System and database health, three figures a line."""
+    lines = [_fig("System & database", "head", styles)]
+    cells: list[Content] = []
+    for label, key, show in HEALTH:
+        value = state.metrics.get(key)
+        level = ("missing" if value is None else "ok" if value >= 1 else "critical") if key == "green.db_up" \
+            else levels.level(key, value)
+        cell = Content.assemble((f"{label} ", "$text-muted"), _fig(show(value), level, styles))
+        cells.append(cell.pad_right(max(1, COLUMN - cell.cell_length)))
+    for i in range(0, len(cells), 3):
+        lines.append(Content.assemble(" ", *cells[i:i + 3]).rstrip())
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ trend
+class Trend:
+    """Green error rate and p95 over the last minutes, one bucket of `step_s` seconds (the worst value seen in it)
+    per cell; kept in memory from successive snapshots, at most `window_s / step_s` buckets."""
+
+    KEYS = ("green.error_rate", "green.response_time_p95")
+
+    def __init__(self, window_s: float = 240.0, step_s: float = 10.0):
+        self.step_s = step_s
+        self.window_s = window_s
+        self.buckets: deque[tuple[int, dict[str, float | None]]] = deque(maxlen=max(1, int(window_s / step_s)))
+
+    def add(self, state: CockpitState) -> None:
+        bucket = int(state.now // self.step_s)
+        values = {k: state.metrics.get(k) for k in self.KEYS}
+        if self.buckets and bucket < self.buckets[-1][0]:
+            self.buckets.clear()  # the clock (or the source) went back: start again
+        if self.buckets and self.buckets[-1][0] == bucket:
+            last = self.buckets[-1][1]
+            for k, v in values.items():
+                if v is not None and (last[k] is None or v > last[k]):  # type: ignore[operator]
+                    last[k] = v
+            return
+        self.buckets.append((bucket, values))
+
+    def series(self, key: str, last_bucket: int, cells: int) -> list[float | None]:
+        """The last `cells` buckets up to `last_bucket`, None where no snapshot (or no value) fell."""
+        by_bucket = {b: v.get(key) for b, v in self.buckets}
+        return [by_bucket.get(b) for b in range(last_bucket - cells + 1, last_bucket + 1)]
+
+
+def sparkline(values: Sequence[float | None], key: str, levels: Levels, styles: Styles) -> Content:
+    """One cell per value, scaled to the largest one; a gap where there is none."""
+    top = max((v for v in values if v is not None), default=0.0)
+    parts: list[Content] = []
+    for v in values:
+        if v is None:
+            parts.append(Content(" "))
+            continue
+        i = 0 if top <= 0 else min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))
+        parts.append(_fig(SPARK[i], levels.level(key, v), styles))
+    return Content.assemble(*parts)
+
+
+def trend_lines(state: CockpitState, trend: Trend, levels: Levels, styles: Styles) -> list[Content]:
+    cells = min(TREND_CELLS, trend.buckets.maxlen or TREND_CELLS)
+    minutes = format_duration(cells * trend.step_s)
+    lines = [_fig(f"Green trend, last {minutes}", "head", styles)]
+    last = int(state.now // trend.step_s)
+    for label, key, fmt in (("error %", "green.error_rate", ".2f"), ("p95 ms", "green.response_time_p95", ".0f")):
+        values = trend.series(key, last, cells)
+        top = max((v for v in values if v is not None), default=None)
+        lines.append(Content.assemble(f" {label:<9}", sparkline(values, key, levels, styles),
+                                      (f" max {number(top, fmt)}", "$text-muted")))
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------ panel
+def metrics(state: CockpitState, levels: Levels, trend: Trend | None = None, width: int = 0,
+            styles: Styles = DEFAULT_STYLES) -> Content:
+    """The metrics panel: sync and traffic, then health and the trend; side by side when `width` has room."""
+    left = sync_lines(state, levels, styles) + traffic_lines(state, levels, styles)
+    right = health_lines(state, levels, styles)
+    if trend is not None:
+        right += trend_lines(state, trend, levels, styles)
+    gap = 3
+    if width >= 2 * SECTION_WIDTH + gap:
+        rows = []
+        for i in range(max(len(left), len(right))):
+            a = left[i] if i < len(left) else Content("")
+            b = right[i] if i < len(right) else Content("")
+            rows.append(Content.assemble(a.pad_right(max(0, SECTION_WIDTH + gap - a.cell_length)), b).rstrip())
+        return Content("\n").join(rows)
+    return Content("\n").join(left + right)
+
+
+# ------------------------------------------------------------------------------------------------ alarms
+def sorted_alarms(alarms: Iterable[Alarm]) -> list[Alarm]:
+    """Rollback triggers counting down first, then critical, then warnings (stable within a level)."""
+    return sorted(alarms, key=lambda a: _ALARM_RANK.get(a.level, 3))
+
+
+def alarms(state: CockpitState, limit: int = 4, styles: Styles = DEFAULT_STYLES) -> Content:
+    """Every alarm of the snapshot, one a line, the worst first; at most `limit` lines (the last says how many
+    more). Empty when all is well."""
+    ordered = sorted_alarms(state.alarms)
+    if len(ordered) > limit:
+        shown, rest = ordered[:limit - 1], ordered[limit - 1:]
+    else:
+        shown, rest = ordered, []
+    lines: list[Content] = []
+    for a in shown:
+        if a.level == "trigger":
+            lines.append(Content.assemble(_fig(" ROLLBACK ", "trigger", styles), " ", _fig(a.message, "critical",
+                                                                                          styles)))
+        else:
+            tag = "CRITICAL" if a.level == "critical" else "warning "
+            level = a.level if a.level in ("critical", "warning") else "plain"
+            lines.append(Content.assemble(_fig(f" {tag} ", level, styles), " ", a.message))
+    if rest:
+        worst = "critical" if any(a.level != "warning" for a in rest) else "warning"
+        lines.append(_fig(f" … {len(rest)} more ({', '.join(sorted({a.metric for a in rest}))})", worst, styles))
+    return Content("\n").join(lines)
