@@ -108,12 +108,10 @@ def test_cli(copied: tuple[str, str, dict]) -> None:
     import sys
 
     db, url, _ = copied
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "cockpit", "integrity", "--from", db, "--to", url, *a],  # noqa: E731
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "cockpit", "integrity", "--from", db, "--to", url, *a]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
     ok = run()
     assert ok.returncode == 0 and "score 100% over 2550 rows" in ok.stdout
     with psycopg.connect(url, autocommit=True) as pg:

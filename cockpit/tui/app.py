@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header
 from textual.worker import Worker
 
 from cockpit.actions import Result
@@ -31,8 +31,9 @@ from cockpit.session import ControllerThread
 from cockpit.state import CockpitState
 from cockpit.tui import render
 from cockpit.tui.actions import ACTIONS, bindings
+from cockpit.tui.metrics import Levels, Trend
 from cockpit.tui.modals import AdvanceChoice, AdvanceModal, HelpModal, RollbackChoice, RollbackModal
-from cockpit.tui.panels import ActionsPanel, Panel, StatusBar
+from cockpit.tui.panels import ActionsPanel, AlarmsPanel, MetricsPanel, Panel, StatusBar
 from cockpit.tui.source import JournalSource
 
 THEMES = Path(__file__).resolve().parents[2] / "themes"
@@ -79,6 +80,8 @@ class CockpitApp(App[int]):
         self.state_source = state_source
         self.poll_interval = poll_interval
         self.state: CockpitState | None = None
+        self.levels = Levels.of(plan)  # the plan's thresholds and triggers colour the figures
+        self.trend = Trend()  # green error rate and p95 over the last minutes, from successive snapshots
         self.states_seen = 0  # snapshots taken in (tests watch the screen keep refreshing)
         self.skipped_polls = 0  # ticks skipped because the previous read-only poll still ran
         self.last_result: tuple[str, str, str, float | None] | None = None  # verb, outcome, message of the last action sent here
@@ -99,14 +102,14 @@ class CockpitApp(App[int]):
         with Horizontal(id="middle"):
             yield Panel(render.split, title="Traffic split (green share)", id="split", sized=True)
             yield Panel(render.gates, title="Next advance", id="gates")
+        yield AlarmsPanel(id="alarms")
         with Horizontal(id="bottom"):
             actions = ActionsPanel(id="actions")
             actions.border_title = "Last actions (journal)"
             yield actions
-            metrics = Static("The live metric panels go here: sync lag, error rate, p95 latency, "
-                             "system and database health.", id="metrics")
-            metrics.border_title = "Metrics"
-            yield metrics
+            figures = MetricsPanel(self.levels, self.trend, id="metrics")
+            figures.border_title = "Metrics"
+            yield figures
         yield Footer()
 
     def on_mount(self) -> None:
@@ -148,10 +151,13 @@ class CockpitApp(App[int]):
             return
         self.state = state
         self.states_seen += 1
+        self.trend.add(state)
         with contextlib.suppress(NoMatches):  # a poll that ends while the app closes has nothing left to draw
             for panel_id in ("timeline", "split", "gates"):
                 self.main_screen.query_one(f"#{panel_id}", Panel).show(state)
             self.main_screen.query_one("#actions", ActionsPanel).show(state)
+            self.main_screen.query_one("#alarms", AlarmsPanel).show(state)
+            self.main_screen.query_one("#metrics", MetricsPanel).show(state)
         self._show_status()
 
     def _show_status(self) -> None:

@@ -3,8 +3,8 @@
 Pure functions of a CockpitState and the plan's thresholds. A figure the snapshot does not have is shown as "–"
 (no data yet), never as 0. Each figure is coloured by its level: `ok`, `warning` or `critical` from the plan's
 `metrics` thresholds (and `critical` while a rollback trigger's condition holds on it), `missing` without data,
-`plain` when the plan sets no threshold. The colours come from `styles` (the screen passes the `.metric--LEVEL`
-component classes of themes/cockpit.tcss; the defaults are theme variables).
+`plain` when the plan sets no threshold. A level is the span style `.metric--LEVEL`, which Textual resolves to the
+component class of the panel drawing it (panels.LevelPanel), so the colours live in themes/cockpit.tcss.
 """
 
 from __future__ import annotations
@@ -14,23 +14,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from textual.content import Content
-from textual.style import Style
 
 from cockpit.plan import Plan, Threshold, Trigger, format_duration
 from cockpit.state import Alarm, CockpitState
 
 MISSING = "–"
 LEVELS = ("ok", "warning", "critical", "missing", "plain", "head", "trigger")
-DEFAULT_STYLES: dict[str, str | Style] = {
-    "ok": "$success",
-    "warning": "$warning",
-    "critical": "bold $error",
-    "missing": "$text-muted",
-    "plain": "",
-    "head": "bold $text-accent",
-    "trigger": "bold reverse $error",
-}
-Styles = Mapping[str, "str | Style"]
 DIRECTIONS = (("blue_to_green", "blue→green"), ("green_to_blue", "green→blue"))
 SIDES = ("blue", "green")
 COLUMN = 17  # one health cell; a section is 3 cells wide plus the indent
@@ -91,54 +80,45 @@ def age(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else format_duration(seconds)
 
 
-def _fig(text: str, level: str, styles: Styles) -> Content:
-    return Content.styled(text, styles.get(level, "")) if styles.get(level) else Content(text)
+def _fig(text: str, level: str) -> Content:
+    return Content(text) if level == "plain" else Content.styled(text, f".metric--{level}")
 
 
-def _head(title: str, styles: Styles, *columns: str) -> Content:
-    return Content.assemble(_fig(f"{title:<15}", "head", styles), _fig("".join(f"{c:>10}" for c in columns), "head",
-                                                                       styles))
+def _head(title: str, *columns: str) -> Content:
+    return _fig(f"{title:<15}" + "".join(f"{c:>10}" for c in columns), "head")
 
 
 # ------------------------------------------------------------------------------------------------ sections
-def sync_lines(state: CockpitState, levels: Levels, styles: Styles) -> list[Content]:
+def sync_lines(state: CockpitState, levels: Levels) -> list[Content]:
     """Lag per direction: age of the oldest change not applied (coloured by `sync_lag`) and how many wait."""
-    lines = [_head("Sync lag", styles, "age", "pending")]
+    lines = [_head("Sync lag", "age", "pending")]
     for key, label in DIRECTIONS:
         lag = state.lag.get(key)
         age_s = None if lag is None else lag.age_s
         pending = None if lag is None else lag.pending
         pend_level = "missing" if pending is None else "plain" if pending else "missing"
         lines.append(Content.assemble(
-            f" {label:<14}", _fig(f"{age(age_s):>10}", levels.level("sync_lag", age_s), styles),
-            _fig(f"{number(pending, 'd'):>10}", pend_level, styles),
+            f" {label:<14}", _fig(f"{age(age_s):>10}", levels.level("sync_lag", age_s)),
+            _fig(f"{number(pending, 'd'):>10}", pend_level),
         ))
     return lines
 
 
-def traffic_lines(state: CockpitState, levels: Levels, styles: Styles) -> list[Content]:
-    """Blue | green from the access log: req/s, error %, p95 ms; the observed green share beside the configured."""
+def traffic_lines(state: CockpitState, levels: Levels) -> list[Content]:
+    """Blue | green from the access log: req/s (and the total), error %, p95 ms."""
     m = state.metrics
-    lines = [_head("Traffic", styles, "blue", "green")]
+    lines = [_head("Traffic", "blue", "green")]
     for label, name, fmt in (("req/s", "rps", ".1f"), ("error %", "error_rate", ".2f"),
                              ("p95 ms", "response_time_p95", ".0f")):
         cells = []
         for side in SIDES:
             key = f"{side}.{name}"
-            cells.append(_fig(f"{number(m.get(key), fmt):>10}", levels.level(key, m.get(key)), styles))
+            cells.append(_fig(f"{number(m.get(key), fmt):>10}", levels.level(key, m.get(key))))
+        if name == "rps":
+            total = m.get("throughput")
+            cells += [Content.styled("   total ", "$text-muted"),
+                      _fig(number(total, ".1f"), levels.level("throughput", total))]
         lines.append(Content.assemble(f" {label:<14}", *cells))
-    observed = m.get("traffic_distribution")
-    lines.append(Content.assemble(
-        f" {'green share':<14}", _fig(f"{number(observed, '.1f', '%'):>10}", "missing" if observed is None else "plain",
-                                      styles),
-        (f"  observed · {state.green_configured:g}% configured", "$text-muted"),
-    ))
-    throughput = m.get("throughput")
-    lines.append(Content.assemble(
-        f" {'throughput':<14}",
-        _fig(f"{number(throughput, '.1f'):>10}", levels.level("throughput", throughput), styles),
-        (" req/s", "$text-muted"),
-    ))
     return lines
 
 
@@ -167,15 +147,15 @@ HEALTH: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
 )
 
 
-def health_lines(state: CockpitState, levels: Levels, styles: Styles) -> list[Content]:
+def health_lines(state: CockpitState, levels: Levels) -> list[Content]:
     """System and database health, three figures a line."""
-    lines = [_fig("System & database", "head", styles)]
+    lines = [_fig("System & database", "head")]
     cells: list[Content] = []
     for label, key, show in HEALTH:
         value = state.metrics.get(key)
         level = ("missing" if value is None else "ok" if value >= 1 else "critical") if key == "green.db_up" \
             else levels.level(key, value)
-        cell = Content.assemble((f"{label} ", "$text-muted"), _fig(show(value), level, styles))
+        cell = Content.assemble((f"{label} ", "$text-muted"), _fig(show(value), level))
         cells.append(cell.pad_right(max(1, COLUMN - cell.cell_length)))
     for i in range(0, len(cells), 3):
         lines.append(Content.assemble(" ", *cells[i:i + 3]).rstrip())
@@ -213,7 +193,7 @@ class Trend:
         return [by_bucket.get(b) for b in range(last_bucket - cells + 1, last_bucket + 1)]
 
 
-def sparkline(values: Sequence[float | None], key: str, levels: Levels, styles: Styles) -> Content:
+def sparkline(values: Sequence[float | None], key: str, levels: Levels) -> Content:
     """One cell per value, scaled to the largest one; a gap where there is none."""
     top = max((v for v in values if v is not None), default=0.0)
     parts: list[Content] = []
@@ -222,31 +202,30 @@ def sparkline(values: Sequence[float | None], key: str, levels: Levels, styles: 
             parts.append(Content(" "))
             continue
         i = 0 if top <= 0 else min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))
-        parts.append(_fig(SPARK[i], levels.level(key, v), styles))
+        parts.append(_fig(SPARK[i], levels.level(key, v)))
     return Content.assemble(*parts)
 
 
-def trend_lines(state: CockpitState, trend: Trend, levels: Levels, styles: Styles) -> list[Content]:
+def trend_lines(state: CockpitState, trend: Trend, levels: Levels) -> list[Content]:
     cells = min(TREND_CELLS, trend.buckets.maxlen or TREND_CELLS)
     minutes = format_duration(cells * trend.step_s)
-    lines = [_fig(f"Green trend, last {minutes}", "head", styles)]
+    lines = [_fig(f"Green trend, last {minutes}", "head")]
     last = int(state.now // trend.step_s)
     for label, key, fmt in (("error %", "green.error_rate", ".2f"), ("p95 ms", "green.response_time_p95", ".0f")):
         values = trend.series(key, last, cells)
         top = max((v for v in values if v is not None), default=None)
-        lines.append(Content.assemble(f" {label:<9}", sparkline(values, key, levels, styles),
+        lines.append(Content.assemble(f" {label:<9}", sparkline(values, key, levels),
                                       (f" max {number(top, fmt)}", "$text-muted")))
     return lines
 
 
 # ------------------------------------------------------------------------------------------------ panel
-def metrics(state: CockpitState, levels: Levels, trend: Trend | None = None, width: int = 0,
-            styles: Styles = DEFAULT_STYLES) -> Content:
-    """The metrics panel: sync and traffic, then health and the trend; side by side when `width` has room."""
-    left = sync_lines(state, levels, styles) + traffic_lines(state, levels, styles)
-    right = health_lines(state, levels, styles)
+def metrics(state: CockpitState, levels: Levels, trend: Trend | None = None, width: int = 0) -> Content:
+    """The metrics panel: traffic and sync, then health and the trend; side by side when `width` has room."""
+    left = traffic_lines(state, levels) + sync_lines(state, levels)
+    right = health_lines(state, levels)
     if trend is not None:
-        right += trend_lines(state, trend, levels, styles)
+        right += trend_lines(state, trend, levels)
     gap = 3
     if width >= 2 * SECTION_WIDTH + gap:
         rows = []
@@ -264,7 +243,7 @@ def sorted_alarms(alarms: Iterable[Alarm]) -> list[Alarm]:
     return sorted(alarms, key=lambda a: _ALARM_RANK.get(a.level, 3))
 
 
-def alarms(state: CockpitState, limit: int = 4, styles: Styles = DEFAULT_STYLES) -> Content:
+def alarms(state: CockpitState, limit: int = 4) -> Content:
     """Every alarm of the snapshot, one a line, the worst first; at most `limit` lines (the last says how many
     more). Empty when all is well."""
     ordered = sorted_alarms(state.alarms)
@@ -275,13 +254,12 @@ def alarms(state: CockpitState, limit: int = 4, styles: Styles = DEFAULT_STYLES)
     lines: list[Content] = []
     for a in shown:
         if a.level == "trigger":
-            lines.append(Content.assemble(_fig(" ROLLBACK ", "trigger", styles), " ", _fig(a.message, "critical",
-                                                                                          styles)))
+            lines.append(Content.assemble(_fig(" ROLLBACK ", "trigger"), " ", _fig(a.message, "critical")))
         else:
             tag = "CRITICAL" if a.level == "critical" else "warning "
             level = a.level if a.level in ("critical", "warning") else "plain"
-            lines.append(Content.assemble(_fig(f" {tag} ", level, styles), " ", a.message))
+            lines.append(Content.assemble(_fig(f" {tag} ", level), " ", a.message))
     if rest:
         worst = "critical" if any(a.level != "warning" for a in rest) else "warning"
-        lines.append(_fig(f" … {len(rest)} more ({', '.join(sorted({a.metric for a in rest}))})", worst, styles))
+        lines.append(_fig(f" … {len(rest)} more ({', '.join(sorted({a.metric for a in rest}))})", worst))
     return Content("\n").join(lines)

@@ -8,7 +8,6 @@ from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
-from textual.style import Style
 from textual.widgets import Label, Static
 
 from cockpit.state import CockpitState
@@ -91,12 +90,10 @@ class ActionsPanel(VerticalScroll):
 
 
 class LevelPanel(Panel):
-    """A Panel whose figures take their colours from the `.metric--LEVEL` component classes of the theme."""
+    """A Panel whose figures take their colours from the `.metric--LEVEL` component classes of the theme (a span
+    styled ".metric--ok" resolves to the component class of the widget drawing it)."""
 
     COMPONENT_CLASSES = {f"metric--{level}" for level in metrics.LEVELS}
-
-    def level_styles(self) -> dict[str, Style]:
-        return {level: self.get_visual_style(f"metric--{level}", partial=True) for level in metrics.LEVELS}
 
 
 class MetricsText(LevelPanel):
@@ -108,7 +105,7 @@ class MetricsText(LevelPanel):
         self.trend = trend
 
     def _draw_metrics(self, state: CockpitState, width: int) -> Content:
-        return metrics.metrics(state, self.levels, self.trend, width, self.level_styles())
+        return metrics.metrics(state, self.levels, self.trend, width)
 
 
 class MetricsPanel(VerticalScroll):
@@ -135,7 +132,7 @@ class AlarmsPanel(LevelPanel):
         self.set_class(True, "-none")
 
     def _draw_alarms(self, state: CockpitState) -> Content:
-        return metrics.alarms(state, self.LIMIT, self.level_styles())
+        return metrics.alarms(state, self.LIMIT)
 
     def show(self, state: CockpitState) -> bool:
         changed = super().show(state)

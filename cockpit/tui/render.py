@@ -138,7 +138,8 @@ def bar(green: float | None, width: int = BAR_WIDTH) -> Content:
 
 
 def split(state: CockpitState, width: int = 0) -> Content:
-    """The configured split (what the phase machine wants) and the live one (what the balancers have).
+    """The configured split (what the phase machine wants), the live one (what the balancers have) and the observed
+    one (the share of requests green served, from the access log).
 
     `width` is the room the panel has: the bars take what the labels leave (BAR_WIDTH when unknown).
     """
@@ -153,8 +154,12 @@ def split(state: CockpitState, width: int = 0) -> Content:
         differs = abs(live_value - conf) > 0.05
         note = ("  ≠ configured", WARN) if differs else ("  ✓ as configured", OK)
         live = Content.assemble(("live       ", "bold"), bar(live_value, cells), f" {live_value:g}% green", note)
+    seen = state.metrics.get("traffic_distribution")
+    observed = Content.assemble(("observed   ", "bold"), bar(seen, cells),
+                                (" – no requests counted yet", MUTED) if seen is None else f" {seen:.1f}% green",
+                                ("  (access log)", MUTED) if seen is not None else "")
     legend = Content.assemble(("█", OK), (" green (new)  ", MUTED), ("█", BLUE), (" blue (old)", MUTED))
-    return _lines([configured, live, legend])
+    return _lines([configured, live, observed, legend])
 
 
 # ------------------------------------------------------------------------------------------------ gates

@@ -12,7 +12,7 @@ from textual.widgets import Input
 from cockpit.journal import ActionRecord, Step
 from cockpit.phases import Machine
 from cockpit.plan import Plan, load_plan
-from cockpit.state import CockpitState
+from cockpit.state import Alarm, CockpitState, Lag
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import AdvanceModal, RollbackModal
 from cockpit.view import build_state
@@ -42,6 +42,23 @@ phases:
   - {name: ab-test, green: 50, soak: 6h, description: "50% SQLite, 50% Neon (A/B testing)", gates: *gates}
   - {name: majority, green: 80, soak: 6h, description: "20% SQLite, 80% Neon (majority migration)", gates: *gates}
   - {name: complete, green: 100, soak: 18h, description: "0% SQLite, 100% Neon (complete switch)"}
+metrics:
+  cpu_usage: {warning: 80, critical: 95, unit: "%"}
+  memory_usage: {warning: 85, critical: 95, unit: "%"}
+  disk_usage: {warning: 80, critical: 90, unit: "%"}
+  response_time_p95: {warning: 500, critical: 2000, unit: ms}
+  error_rate: {warning: 1, critical: 5, unit: "%"}
+  throughput: {min: 100, unit: req/s}
+  connection_pool_usage: {warning: 80, critical: 95, unit: "%"}
+  query_execution_time: {warning: 1000, critical: 5000, unit: ms}
+  cache_hit_ratio: {min: 80, unit: "%"}
+  sync_lag: {warning: 60, critical: 300, unit: s}
+  data_integrity_score: {min: 99.9, unit: "%"}
+rollback:
+  triggers:
+    - {name: error_rate_spike, metric: green.error_rate, op: ">", threshold: 10, for: 300s, action: immediate}
+    - {name: response_time_degradation, metric: green.response_time_p95, op: ">", threshold: 5000, for: 180s,
+       action: gradual}
 """
 
 
@@ -50,6 +67,17 @@ def snap_plan(tmp_path: Path) -> Plan:
     path = tmp_path / "plan.yaml"
     path.write_text(PLAN)
     return load_plan(path)
+
+
+# 20% on green, whose error rate spiked (a rollback trigger counts down) and p95 creeps up; cpu past its warning;
+# green→blue sync behind its warning; no cache figure yet (shown as "–")
+METRICS = {
+    "blue.rps": 76.9, "green.rps": 19.3, "blue.error_rate": 0.04, "green.error_rate": 12.5,
+    "blue.response_time_p95": 48.0, "green.response_time_p95": 612.0, "traffic_distribution": 20.1,
+    "throughput": 96.2, "cpu_usage": 81.5, "memory_usage": 41.0, "disk_usage": 22.5, "green.db_up": 1.0,
+    "green.query_execution_time": 12.34, "connection_pool_usage": 35.0, "green.db_connection_failure_rate": 0.0,
+    "data_integrity_score": 100.0,
+}
 
 
 def _state(plan: Plan) -> CockpitState:
@@ -70,9 +98,17 @@ def _state(plan: Plan) -> CockpitState:
     )
     return build_state(
         plan, Machine("held", 1, NOW - 300, "p95 creeping up"), actions=actions, green_live=20.0,
-        gates=(("green.error_rate < 1", True, "now 0.12"), ("green.response_time_p95 < 500", False, "now 612"),
-               ("sync_lag < 60", True, "now 1.4")),
-        controller={"pid": 4242, "actor": "ana@ops-1"}, now=NOW,
+        gates=(("green.error_rate < 1", False, "now 12.5"), ("green.response_time_p95 < 500", False, "now 612"),
+               ("sync_lag < 60", False, "now 75")),
+        controller={"pid": 4242, "actor": "ana@ops-1"}, now=NOW, metrics=METRICS,
+        lag={"blue_to_green": Lag(1.4, 0), "green_to_blue": Lag(75.0, 12)},
+        alarms=(
+            Alarm("throughput", "warning", 96.2, 100.0, "throughput 96.2req/s < minimum 100req/s"),
+            Alarm("green.error_rate", "critical", 12.5, 5.0, "green.error_rate 12.5% >= critical 5%"),
+            Alarm("green.response_time_p95", "warning", 612.0, 500.0, "green.response_time_p95 612ms >= warning 500ms"),
+            Alarm("green.error_rate", "trigger", 12.5, 10.0,
+                  "error_rate_spike: green.error_rate > 10, rollback (immediate) in 42s"),
+        ),
     )
 
 
