@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -449,12 +449,15 @@ class _Tracker:
             self.done[table] += n
             self._emit(table, final=False)
 
-    def end(self, table: str) -> None:
+    def end(self, table: str) -> bool:
+        """One unit of `table` is loaded; True when it was the table's last."""
         with self.lock:
             self.ended[table] = time.monotonic()
             self.remaining[table] -= 1
             if self.remaining[table] == 0:
                 self._emit(table, final=True)
+                return True
+            return False
 
     def _emit(self, table: str, final: bool) -> None:
         if self.progress is None:
@@ -496,8 +499,12 @@ def _chunks(reader: sqlite3.Connection, selects: dict[tuple[str, bool], str], un
 
 
 def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Queue,
-            selects: dict[tuple[str, bool], str], chunk_rows: int, abort: threading.Event, track: _Tracker) -> None:
-    """One writer thread: its own SQLite reader (same snapshot as the others) and its own PostgreSQL session."""
+            selects: dict[tuple[str, bool], str], chunk_rows: int, abort: threading.Event, track: _Tracker,
+            loaded: Callable[[str], None]) -> None:
+    """One writer thread: its own SQLite reader (same snapshot as the others) and its own PostgreSQL session.
+
+    `loaded(table)` is called once the last unit of a table is committed.
+    """
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET synchronous_commit = off")
         while not abort.is_set():
@@ -516,7 +523,8 @@ def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Qu
                     copy.write(data)
                     track.rows(st.name, n)
             conn.commit()
-            track.end(st.name)
+            if track.end(st.name):
+                loaded(st.name)
 
 
 def _run_keys(pg_url: str, statements: list[str]) -> None:
@@ -673,12 +681,9 @@ def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
         except psycopg.Error as exc:
             raise CopyError(f"creating the tables failed: {exc}") from exc
     try:
-        _load(readers, source, pg_url, schema, chunk_rows, progress, report)
         key_sql = {name: _key_statements(source.tables[name], ddl.tables[name], report.warnings) for name in names}
         fks = _fk_constraints(source, ddl, report.warnings)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for fut in [pool.submit(_run_keys, pg_url, stmts) for stmts in key_sql.values() if stmts]:
-                fut.result()
+        _load_and_key(readers, source, pg_url, schema, jobs, chunk_rows, progress, report, key_sql)
         with psycopg.connect(pg_url, autocommit=True) as pg:
             for _table, cons in fks:
                 pg.execute(_ddl(AddConstraint(cons)))
@@ -695,6 +700,30 @@ def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
         raise
 
 
+def _load_and_key(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, jobs: int,
+                  chunk_rows: int, progress: Callable[[CopyProgress], None] | None, report: CopyReport,
+                  key_sql: dict[str, list[str]]) -> None:
+    """The load, with each table's keys and indexes built as soon as its data is in, while other tables load.
+
+    A failed key build is raised once the load is over; a failed load cancels the key builds not yet started and
+    waits for the running ones (the caller then drops the tables).
+    """
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cockpit-keys") as pool:
+        futures: list[Future[None]] = []
+
+        def loaded(table: str) -> None:
+            if key_sql.get(table):
+                futures.append(pool.submit(_run_keys, pg_url, key_sql[table]))
+
+        try:
+            _load(readers, source, pg_url, schema, chunk_rows, progress, report, loaded)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        for fut in futures:
+            fut.result()
+
+
 def _record_position(pg: psycopg.Connection, report: CopyReport) -> None:
     try:
         from cockpit.sync.capture import record_copy_position
@@ -705,8 +734,12 @@ def _record_position(pg: psycopg.Connection, report: CopyReport) -> None:
 
 
 def _load(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, chunk_rows: int,
-          progress: Callable[[CopyProgress], None] | None, report: CopyReport) -> None:
-    """COPY every table; `readers` are SQLite connections on one snapshot, one per writer thread."""
+          progress: Callable[[CopyProgress], None] | None, report: CopyReport,
+          loaded: Callable[[str], None] = lambda table: None) -> None:
+    """COPY every table; `readers` are SQLite connections on one snapshot, one per writer thread.
+
+    `loaded(table)` is called (from a writer thread) as soon as a table's data is all committed.
+    """
     guards = _Guards(source)
     selects = {(name, ranged): guards.select_sql(st, ranged)
                for name, st in source.tables.items() for ranged in (False, True)}
@@ -723,7 +756,7 @@ def _load(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
     errors: list[BaseException] = []
     try:
         with ThreadPoolExecutor(max_workers=len(readers), thread_name_prefix="cockpit-copy") as pool:
-            futures = [pool.submit(_writer, pg_url, schema, r, todo, selects, chunk_rows, abort, track)
+            futures = [pool.submit(_writer, pg_url, schema, r, todo, selects, chunk_rows, abort, track, loaded)
                        for r in readers]
             for fut in futures:
                 try:

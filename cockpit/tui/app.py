@@ -1,4 +1,6 @@
-"""The cockpit's first screen: phases, split, gates for the next advance, the journal's last actions, and the keys.
+"""The cockpit's first screen: phases, split (configured, live, observed), gates for the next advance, alarms, the
+journal's last actions, the live metrics (sync lag, traffic per side, system and database health, green's trend),
+and the keys. Every figure comes from the snapshot; a panel redraws only when what it shows changed.
 
 The screen never blocks its event loop. With a controller it reads `controller.latest` (an in-memory snapshot)
 on a timer and calls the controller through ControllerThread.call, which runs the action on the controller's own

@@ -19,11 +19,13 @@ from cockpit.plan import Plan, Threshold, Trigger, format_duration
 from cockpit.state import Alarm, CockpitState
 
 MISSING = "–"
-LEVELS = ("ok", "warning", "critical", "missing", "plain", "head", "trigger")
+LEVELS = ("ok", "warning", "critical", "missing", "plain", "head")
+TRIGGER_TAG = "bold reverse $error"  # a component class cannot reverse (Textual's visual styles drop it)
 DIRECTIONS = (("blue_to_green", "blue→green"), ("green_to_blue", "green→blue"))
 SIDES = ("blue", "green")
-COLUMN = 17  # one health cell; a section is 3 cells wide plus the indent
-SECTION_WIDTH = 1 + 3 * COLUMN
+LABEL, VALUE = 12, 9  # the label and value columns of the traffic and sync tables
+COLUMN = 15  # one health cell, three a line
+GAP = 2  # between the two columns of the panel when it is wide enough for both
 SPARK = "▁▂▃▄▅▆▇█"
 TREND_CELLS = 24
 _OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -85,7 +87,7 @@ def _fig(text: str, level: str) -> Content:
 
 
 def _head(title: str, *columns: str) -> Content:
-    return _fig(f"{title:<15}" + "".join(f"{c:>10}" for c in columns), "head")
+    return _fig(f"{title:<{LABEL + 1}}" + "".join(f"{c:>{VALUE}}" for c in columns), "head")
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -98,8 +100,8 @@ def sync_lines(state: CockpitState, levels: Levels) -> list[Content]:
         pending = None if lag is None else lag.pending
         pend_level = "missing" if pending is None else "plain" if pending else "missing"
         lines.append(Content.assemble(
-            f" {label:<14}", _fig(f"{age(age_s):>10}", levels.level("sync_lag", age_s)),
-            _fig(f"{number(pending, 'd'):>10}", pend_level),
+            f" {label:<{LABEL}}", _fig(f"{age(age_s):>{VALUE}}", levels.level("sync_lag", age_s)),
+            _fig(f"{number(pending, 'd'):>{VALUE}}", pend_level),
         ))
     return lines
 
@@ -113,12 +115,12 @@ def traffic_lines(state: CockpitState, levels: Levels) -> list[Content]:
         cells = []
         for side in SIDES:
             key = f"{side}.{name}"
-            cells.append(_fig(f"{number(m.get(key), fmt):>10}", levels.level(key, m.get(key))))
+            cells.append(_fig(f"{number(m.get(key), fmt):>{VALUE}}", levels.level(key, m.get(key))))
         if name == "rps":
             total = m.get("throughput")
-            cells += [Content.styled("   total ", "$text-muted"),
+            cells += [Content.styled("  total ", "$text-muted"),
                       _fig(number(total, ".1f"), levels.level("throughput", total))]
-        lines.append(Content.assemble(f" {label:<14}", *cells))
+        lines.append(Content.assemble(f" {label:<{LABEL}}", *cells))
     return lines
 
 
@@ -226,13 +228,13 @@ def metrics(state: CockpitState, levels: Levels, trend: Trend | None = None, wid
     right = health_lines(state, levels)
     if trend is not None:
         right += trend_lines(state, trend, levels)
-    gap = 3
-    if width >= 2 * SECTION_WIDTH + gap:
+    left_width = max(line.cell_length for line in left)
+    if width and left_width + GAP + max(line.cell_length for line in right) <= width:
         rows = []
         for i in range(max(len(left), len(right))):
             a = left[i] if i < len(left) else Content("")
             b = right[i] if i < len(right) else Content("")
-            rows.append(Content.assemble(a.pad_right(max(0, SECTION_WIDTH + gap - a.cell_length)), b).rstrip())
+            rows.append(Content.assemble(a.pad_right(left_width + GAP - a.cell_length), b).rstrip())
         return Content("\n").join(rows)
     return Content("\n").join(left + right)
 
@@ -254,7 +256,7 @@ def alarms(state: CockpitState, limit: int = 4) -> Content:
     lines: list[Content] = []
     for a in shown:
         if a.level == "trigger":
-            lines.append(Content.assemble(_fig(" ROLLBACK ", "trigger"), " ", _fig(a.message, "critical")))
+            lines.append(Content.assemble((" ROLLBACK ", TRIGGER_TAG), " ", _fig(a.message, "critical")))
         else:
             tag = "CRITICAL" if a.level == "critical" else "warning "
             level = a.level if a.level in ("critical", "warning") else "plain"

@@ -37,11 +37,18 @@ class Panel(Static):
     def show(self, state: CockpitState) -> bool:
         self._state = state
         if self._sized:
-            return self.show_content(self._draw(state, self.content_size.width))
+            width = self.content_size.width
+            # not laid out yet: the first resize draws it at its real width (no flash of the wrong layout)
+            return self.show_content(self._draw(state, width)) if width else False
         return self.show_content(self._draw(state))
 
     def on_resize(self, event: events.Resize) -> None:
         if self._sized and self._state is not None:
+            # after this layout pass: an update made inside it would keep the height measured before it
+            self.call_after_refresh(self._redraw)
+
+    def _redraw(self) -> None:
+        if self._state is not None:
             self.show(self._state)
 
     def show_content(self, content: Content) -> bool:
@@ -125,14 +132,16 @@ class MetricsPanel(VerticalScroll):
 class AlarmsPanel(LevelPanel):
     """Every alarm of the snapshot, the worst first; hidden when all is well."""
 
-    LIMIT = 4
+    LIMIT = 4  # lines; 2 on a narrow screen (themes/cockpit.tcss gives the panel as much room)
+    NARROW_LIMIT = 2
 
     def __init__(self, *, id: str | None = None):
-        super().__init__(self._draw_alarms, title="Alarms", id=id)
+        super().__init__(self._draw_alarms, title="Alarms", id=id, sized=True)  # sized: redrawn on a resize
         self.set_class(True, "-none")
 
-    def _draw_alarms(self, state: CockpitState) -> Content:
-        return metrics.alarms(state, self.LIMIT)
+    def _draw_alarms(self, state: CockpitState, width: int) -> Content:
+        narrow = self.is_mounted and self.screen.has_class("-narrow")
+        return metrics.alarms(state, self.NARROW_LIMIT if narrow else self.LIMIT)
 
     def show(self, state: CockpitState) -> bool:
         changed = super().show(state)

@@ -143,7 +143,7 @@ def split(state: CockpitState, width: int = 0) -> Content:
 
     `width` is the room the panel has: the bars take what the labels leave (BAR_WIDTH when unknown).
     """
-    cells = max(10, min(BAR_WIDTH, width - 34)) if width else BAR_WIDTH
+    cells = max(6, min(BAR_WIDTH, width - 38)) if width else BAR_WIDTH
     conf = state.green_configured
     configured = Content.assemble(("configured ", "bold"), bar(conf, cells), f" {conf:g}% green · {100 - conf:g}% blue")
     live_value = state.green_live

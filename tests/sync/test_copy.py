@@ -407,3 +407,67 @@ def test_doubles_that_sqlite_prints_wrongly_arrive_exactly(tmp_path: Path, pg_ur
     with psycopg.connect(pg_url) as pg:
         got = [row[0] for row in pg.execute("SELECT x FROM r ORDER BY id")]
     assert [v.hex() for v in got] == [v.hex() for v in stored]  # bit for bit
+
+
+def _old_iso_check(c: str, precision: str, sep: str) -> str:
+    """The checks `_sql_iso_check` made before datetime() + GLOB replaced strftime() (the reference semantics)."""
+    if precision == "micro":
+        head = f"substr({c}, 1, 19)"
+        return (f"length({c}) = 26 AND strftime('%Y-%m-%d{sep}%H:%M:%S', {head}) IS {head} COLLATE BINARY AND "
+                f"substr({c}, 20, 1) = '.' AND substr({c}, 21) GLOB '[0-9][0-9][0-9][0-9][0-9][0-9]'")
+    return f"strftime('%Y-%m-%d{sep}%H:%M:%f', {c}) IS {c} COLLATE BINARY"
+
+
+@pytest.mark.parametrize(("precision", "sep"), [("milli", " "), ("milli", "T"), ("micro", " "), ("micro", "T")])
+def test_the_fraction_date_checks_accept_exactly_what_strftime_accepted(precision: str, sep: str) -> None:
+    import random
+
+    from cockpit.sync import values as V
+    from cockpit.sync.schema import _sql_iso_check
+
+    rng = random.Random(f"{precision}{sep}")
+    digits = 3 if precision == "milli" else 6
+    good = [f"2024-01-01{sep}10:00:59.{'9' * digits}", f"2024-02-29{sep}23:59:59.{'0' * digits}",
+            f"0001-01-01{sep}00:00:00.{'1' * digits}", f"9999-12-31{sep}23:59:59.{'5' * digits}"]
+    for _ in range(300):
+        good.append(f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}{sep}"
+                    f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}."
+                    + "".join(rng.choice("0123456789") for _ in range(digits)))
+    texts = list(good)
+    texts += [f"2023-02-29{sep}10:00:00.{'1' * digits}", f"2024-01-01{sep}24:00:00.{'0' * digits}",
+              f"2024-01-01{sep}10:00:60.{'0' * digits}", f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}",
+              f"2024-01-01{sep}10:00:00.{'1' * (digits + 1)}", f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}Z",
+              f"2024-01-01{sep}10:00:00.{'1' * (digits - 2)} Z", f"2024-01-01{sep}10:00:00,{'1' * digits}",
+              f" 2024-01-01{sep}10:00:00.{'1' * (digits - 1)}", f"2024-1-01{sep}10:00:00.{'1' * (digits + 1)}",
+              f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}x", f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}\u00e9"]
+    texts += [t.replace(sep, "T" if sep == " " else " ", 1) for t in good[:20]]
+    for text in good[:200]:  # one character changed, dropped or added, anywhere
+        i = rng.randrange(len(text))
+        ch = rng.choice("0123456789 -:.TZz+x")
+        texts += [text[:i] + ch + text[i + 1:], text[:i] + text[i + 1:], text[:i] + ch + text[i:]]
+    new = _sql_iso_check("x", V.IsoFormat(precision, sep))
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (x TEXT COLLATE NOCASE)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(t,) for t in texts])
+    rows = conn.execute(f"SELECT x, coalesce({new}, 0) <> 0, coalesce({_old_iso_check('x', precision, sep)}, 0) <> 0 "
+                        "FROM t").fetchall()
+    assert [r for r in rows if r[1] != r[2]] == []
+    accepted = {r[0] for r in rows if r[1]}
+    assert set(good) <= accepted and len(accepted) < len(set(texts))
+
+
+def test_a_date_text_beyond_the_sample_in_another_form_is_refused_without_writing(tmp_path: Path,
+                                                                                  pg_url: str) -> None:
+    path = str(tmp_path / "late_dates.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, at DATETIME)")
+    conn.executemany("INSERT INTO ev VALUES (?, ?)", ((i, f"2024-01-01 10:00:{i % 60:02d}.{i % 1000:03d}")
+                                                       for i in range(1, 4001)))
+    conn.execute("UPDATE ev SET at = '2024-01-01 10:00:00.12' WHERE id = 3000")
+    conn.execute("UPDATE ev SET at = '2024-01-01T10:00:00.120' WHERE id = 3500")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaRefused) as err:
+        copy_database(path, pg_url, sample_rows=100)
+    assert "key id=3000" in str(err.value) and "key id=3500" in str(err.value)
+    assert _public_tables(pg_url) == []

@@ -49,3 +49,11 @@ def test_running_action_shows_elapsed_and_steps(plan):
     state = build_state(plan, Machine("rolling_back", 0, 100.0), actions=(record,), now=103.0)
     shown = render.actions(state).plain
     assert "rollback" in shown and "running" in shown and "3.0s" in shown and "all traffic to blue" in shown
+
+
+def test_split_shows_the_observed_share_or_a_dash(plan):
+    state = build_state(plan, Machine("active", 0, 0.0), green_live=5.0, metrics={"traffic_distribution": 4.83}, now=1.0)
+    assert "observed" in render.split(state).plain and "4.8% green" in render.split(state).plain
+    state = build_state(plan, Machine("active", 0, 0.0), green_live=5.0, now=1.0)
+    observed = next(line for line in render.split(state).plain.splitlines() if line.startswith("observed"))
+    assert "–" in observed and "0" not in observed

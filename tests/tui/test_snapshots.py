@@ -4,6 +4,7 @@ change, and look at the SVGs in tests/tui/__snapshots__/ before committing them.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from cockpit.state import Alarm, CockpitState, Lag
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import AdvanceModal, RollbackModal
 from cockpit.view import build_state
+from tests.tui.conftest import until
 
 SIZE = (120, 40)
 NOW = 1_780_000_000.0
@@ -114,19 +116,33 @@ def _state(plan: Plan) -> CockpitState:
 
 def _app(plan: Plan) -> CockpitApp:
     state = _state(plan)
-    return CockpitApp(plan, state_source=lambda: state)
+    app = CockpitApp(plan, state_source=lambda: state)
+    # the trend the screen would have kept over the last minutes: calm, then green's error rate and p95 climbing
+    for i in range(24):
+        err, p95 = (0.1 + 0.02 * (i % 3), 140.0 + 5 * (i % 4)) if i < 14 else (0.6 * (i - 13), 140.0 + 45 * (i - 13))
+        app.trend.add(dataclasses.replace(state, now=NOW - 10 * (24 - i),
+                                          metrics={"green.error_rate": err, "green.response_time_p95": p95}))
+    return app
+
+
+def _drawn(app) -> bool:
+    """The state is in and every panel drew it (the sized ones draw once laid out)."""
+    return app.state is not None and all(app.query_one(p).renders for p in ("#split", "#alarms", "#metrics-text"))
 
 
 async def _shown(pilot) -> None:
-    for _ in range(500):
-        if pilot.app.state is not None:
-            break
-        await pilot.pause(0.01)
-    assert pilot.app.state is not None
+    await until(pilot, lambda: _drawn(pilot.app), what="the first state, drawn")
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
 
 
 def test_first_screen(snap_plan, snap_compare):
     assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=_shown)
+
+
+def test_first_screen_narrow(snap_plan, snap_compare):
+    """100x30: the journal panel folds away, the metrics take the width in two columns, alarms take two lines."""
+    assert snap_compare(_app(snap_plan), terminal_size=(100, 30), run_before=_shown)
 
 
 def test_advance_dialog_with_unmet_gates(snap_plan, snap_compare):
