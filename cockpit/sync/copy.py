@@ -8,8 +8,9 @@ Order of work:
 2. Types: chosen from the declared types and the first `SAMPLE_ROWS` rows of each table (`schema.read_source`).
    A problem seen there -> the whole source is examined; problems -> `SchemaRefused`, nothing written.
    Target tables that already exist -> `CopyError`, nothing written.
-3. PostgreSQL: the tables, without keys or indexes, in one transaction (DDL compiled by SQLAlchemy's PostgreSQL
-   dialect, identities starting above the highest key and `sqlite_sequence`).
+3. PostgreSQL: the tables in one transaction (DDL compiled by SQLAlchemy's PostgreSQL dialect, identities
+   starting above the highest key and `sqlite_sequence`), without indexes; only a rowid-alias primary key
+   (`INTEGER PRIMARY KEY`) comes with its table, since the load sends rows in its order (`_key_with_table`).
 4. Data: `jobs` writer threads, each with its own SQLite reader and PostgreSQL session, take tables (large ones
    in rowid ranges) and run `COPY ... FROM STDIN`. SQLite itself renders each row as a line of COPY text
    (escaping, hex for blobs, 't'/'f' for booleans) and checks every value against the chosen type, so Python
@@ -17,8 +18,9 @@ Order of work:
    casts) call back into the same `to_pg` converters the sync uses. A value outside the chosen types (beyond the
    sample) stops the load: its tables are dropped, the whole source is examined in the same snapshot, and the
    copy is refused naming every problem, or done again with the types the full examination chose.
-5. Primary keys, unique constraints and indexes (in parallel per table), then foreign keys `NOT VALID`, then each
-   validated; a failed validation leaves it NOT VALID and the report names the orphan rows.
+5. Primary keys, unique constraints and indexes of each table, started as soon as that table's data is in (while
+   other tables still load; `jobs` at a time), then foreign keys `NOT VALID`, then each validated; a failed
+   validation leaves it NOT VALID and the report names the orphan rows.
 6. `cockpit.sync.capture.record_copy_position` stores the position, so blue->green capture resumes exactly there.
 
 A failure in steps 3-6 drops every table the copy created (and the schema, if it created it): the target is left
@@ -596,7 +598,11 @@ def _readers(jobs: int) -> int:
     """SQLite reader threads: `jobs`, but at most half the CPUs (PostgreSQL needs the rest).
 
     Measured on 2 shared cores: two SQLite threads in one process were slower than one (SQLite's global
-    allocator mutex and the GIL), so small machines read through one connection.
+    allocator mutex and the GIL), so small machines read through one connection. Reader processes (rowid halves,
+    each with its own COPY session) were measured too: with fork, 1.7-1.9 s instead of 2.1 s for 1M rows on a
+    quiet machine and no gain under load; with spawn (fork is unsafe in a threaded caller) the start of an
+    interpreter and the imports (~0.35 s) ate all of it. SQLite rendering plus PostgreSQL's COPY parse already
+    keep both cores busy.
     """
     return max(1, min(jobs, (os.cpu_count() or 2) // 2))
 

@@ -471,3 +471,20 @@ def test_a_date_text_beyond_the_sample_in_another_form_is_refused_without_writin
         copy_database(path, pg_url, sample_rows=100)
     assert "key id=3000" in str(err.value) and "key id=3500" in str(err.value)
     assert _public_tables(pg_url) == []
+
+
+def test_a_key_build_failing_while_other_tables_load_drops_everything(pitfalls: str, pg_url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    real = copy_module._key_statements
+    built: list[str] = []
+
+    def statements(st, table, warnings):  # noqa: ANN001, ANN202 - the signature of the function it wraps
+        out = real(st, table, warnings)
+        built.append(st.name)
+        return [*out, "CREATE INDEX broken ON no_such_table (x)"] if st.name == "orders" else out
+
+    monkeypatch.setattr(copy_module, "_key_statements", statements)
+    with pytest.raises(CopyError, match="no_such_table"):
+        copy_database(pitfalls, pg_url)
+    assert "orders" in built
+    assert _public_tables(pg_url) == []
