@@ -273,23 +273,24 @@ def _sql_iso_check(c: str, fmt: V.IsoFormat) -> str:
         return f"{x} GLOB '{'?' * 10}{sep}{'?' * 8}.{'[0-9]' * digits}'"
 
     def form(precision: str, x: str) -> str:
-        # date() and datetime() re-render their input in the canonical form: equal text means a real date in exactly
+        # SQLite 3.40 hands an impossible date ('2023-02-29') back unchanged unless a modifier makes it normalise:
+        # '+0 days' does, so equal text means a real date. date() and datetime() re-render their input in the canonical form: equal text means a real date in exactly
         # that form. They cost a third of strftime(), whose format parsing dominates, hence the shape GLOB + datetime()
         # of the first 19 characters for fractions (datetime() truncates the fraction, and 3 digits cannot carry
         # into the next second, so the whole text may be passed for milliseconds; 6 digits could round up).
         if precision == "date":
-            return f"date({x}) IS {x} COLLATE BINARY"
+            return f"date({x}, '+0 days') IS {x} COLLATE BINARY"
         if precision == "second" and sep == " ":
-            return f"datetime({x}) IS {x} COLLATE BINARY"
+            return f"datetime({x}, '+0 days') IS {x} COLLATE BINARY"
         head = f"substr({x}, 1, 19)"
         if precision == "milli" and sep == " ":
-            return f"{shape(x, 3)} AND datetime({x}) IS {head} COLLATE BINARY"
+            return f"{shape(x, 3)} AND datetime({x}, '+0 days') IS {head} COLLATE BINARY"
         if precision == "micro":
-            head_ok = (f"datetime({head}) IS {head}" if sep == " " else
-                       f"strftime('%Y-%m-%d{sep}%H:%M:%S', {head}) IS {head}")
+            head_ok = (f"datetime({head}, '+0 days') IS {head}" if sep == " " else
+                       f"strftime('%Y-%m-%d{sep}%H:%M:%S', {head}, '+0 days') IS {head}")
             return f"{shape(x, 6)} AND {head_ok} COLLATE BINARY"
         pattern = {"minute": "%H:%M", "second": "%H:%M:%S", "milli": "%H:%M:%f"}[precision]
-        return f"strftime('%Y-%m-%d{sep}{pattern}', {x}) IS {x} COLLATE BINARY"
+        return f"strftime('%Y-%m-%d{sep}{pattern}', {x}, '+0 days') IS {x} COLLATE BINARY"
 
     if fmt.precision == "auto6":
         check = (f"CASE length({b}) WHEN 19 THEN {form('second', b)} "
@@ -833,11 +834,11 @@ def _iso_shape_sql(c: str) -> tuple[str, str, str]:
     n = f"replace({b}, 'T', ' ')"
     shape = (
         f"coalesce(CASE length({b}) "
-        f"WHEN 10 THEN CASE WHEN strftime('%Y-%m-%d', {b}) IS {b} COLLATE BINARY THEN 'date' END "
-        f"WHEN 16 THEN CASE WHEN strftime('%Y-%m-%d %H:%M', {n}) IS {n} COLLATE BINARY THEN 'minute' END "
-        f"WHEN 19 THEN CASE WHEN strftime('%Y-%m-%d %H:%M:%S', {n}) IS {n} COLLATE BINARY THEN 'second' END "
-        f"WHEN 23 THEN CASE WHEN strftime('%Y-%m-%d %H:%M:%f', {n}) IS {n} COLLATE BINARY THEN 'milli' END "
-        f"WHEN 26 THEN CASE WHEN strftime('%Y-%m-%d %H:%M:%S', substr({n}, 1, 19)) IS substr({n}, 1, 19) COLLATE BINARY "
+        f"WHEN 10 THEN CASE WHEN strftime('%Y-%m-%d', {b}, '+0 days') IS {b} COLLATE BINARY THEN 'date' END "
+        f"WHEN 16 THEN CASE WHEN strftime('%Y-%m-%d %H:%M', {n}, '+0 days') IS {n} COLLATE BINARY THEN 'minute' END "
+        f"WHEN 19 THEN CASE WHEN strftime('%Y-%m-%d %H:%M:%S', {n}, '+0 days') IS {n} COLLATE BINARY THEN 'second' END "
+        f"WHEN 23 THEN CASE WHEN strftime('%Y-%m-%d %H:%M:%f', {n}, '+0 days') IS {n} COLLATE BINARY THEN 'milli' END "
+        f"WHEN 26 THEN CASE WHEN strftime('%Y-%m-%d %H:%M:%S', substr({n}, 1, 19), '+0 days') IS substr({n}, 1, 19) COLLATE BINARY "
         f"AND substr({b}, 20, 1) = '.' AND substr({b}, 21) GLOB '[0-9][0-9][0-9][0-9][0-9][0-9]' "
         f"THEN CASE WHEN substr({b}, 21) = '000000' THEN 'micro0' ELSE 'micro' END END END, 'bad')"
     )

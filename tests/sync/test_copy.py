@@ -488,3 +488,20 @@ def test_a_key_build_failing_while_other_tables_load_drops_everything(pitfalls: 
         copy_database(pitfalls, pg_url)
     assert "orders" in built
     assert _public_tables(pg_url) == []
+
+
+def test_an_impossible_date_is_refused_naming_its_key(tmp_path: Path, pg_url: str) -> None:
+    """SQLite's date() hands '2023-02-29' back unchanged; the copy must still see it is no date."""
+    db = tmp_path / "dates.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, day DATE, at DATETIME)")
+        conn.executemany("INSERT INTO ev VALUES (?, ?, ?)",
+                         [(i, f"2023-01-{i:02d}", f"2023-01-{i:02d} 10:00:00") for i in range(1, 29)])
+        conn.execute("INSERT INTO ev VALUES (29, '2023-02-29', '2023-01-29 10:00:00')")
+        conn.execute("INSERT INTO ev VALUES (30, '2023-01-30', '2023-04-31 12:00:00')")
+    with pytest.raises(SchemaRefused) as info:
+        copy_database(str(db), pg_url, jobs=1)
+    text = "\n".join(info.value.problems)
+    assert "2023-02-29" in text and "id=29" in text and "2023-04-31 12:00:00" in text and "id=30" in text
+    with psycopg.connect(pg_url) as pg:  # refused before any write
+        assert pg.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'ev'").fetchone()[0] == 0
