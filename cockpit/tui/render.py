@@ -219,7 +219,7 @@ def action_lines(record: ActionRecord, now: float) -> list[Content]:
         lines.append(Content.assemble(" " * 14, ("reason: ", MUTED), record.reason))
     for step in record.steps:
         lines.append(Content.assemble(
-            " " * 14, ("· ", MUTED), f"{step.name:<11}",
+            " " * 14, ("· ", MUTED), f"{step.name:<15}",
             (f"{step.status:<10}", OUTCOME_STYLE.get(step.status, MUTED)),
             f"{duration(step.duration_s):>7}  ", (step.detail, MUTED),
         ))
