@@ -120,10 +120,9 @@ async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: ob
     report = await asyncio.to_thread(drivers.integrity.check_now)
     info["detail"] = f"score {report.score:g}% over {report.compared} rows"
     if not report.ok:
-        first = [d.describe() for t in report.tables for d in t.diffs][:5]
-        raise StepFailed(
-            "blue and green differ: " + "; ".join(first or [t.note for t in report.tables if t.note])
-        )
+        first = [f"{t.table} {d.describe()}" for t in report.tables for d in t.diffs][:5]
+        first += [f"{t.table}: {t.note}" for t in report.tables if t.note]
+        raise StepFailed("blue and green differ: " + "; ".join(first))
 
 
 async def _notify(

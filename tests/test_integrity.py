@@ -123,3 +123,20 @@ def test_cli(copied: tuple[str, str, dict]) -> None:
         {"key": [5], "kind": "different", "columns": ["email"]}
     ]
     assert run("--tables", "nope").returncode == 1
+
+
+def test_a_table_without_a_key_is_compared_by_count(tmp_path: Path, pg_url: str) -> None:
+    db = tmp_path / "log.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE log (at TEXT, line TEXT)")
+        conn.executemany("INSERT INTO log VALUES (?, ?)", [("2026-01-01", f"l{i}") for i in range(10)])
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, x TEXT)")
+    copy_database(str(db), pg_url, jobs=1)
+    with sqlite3.connect(db) as conn:
+        mapping = read_mapping(conn)
+    assert check(str(db), pg_url, mapping).ok
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("DELETE FROM log WHERE line = 'l3'")
+    report = check(str(db), pg_url, mapping)
+    assert not report.ok and report.table("log").note == "counts differ"
+    assert "no primary key, counts only" in report.summary()
