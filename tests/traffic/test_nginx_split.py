@@ -92,7 +92,8 @@ def test_failed_test_keeps_old_config_live_and_shows_nginx_error(site: Site) -> 
         broken.apply(50)
     assert "invalid port" in str(err.value) and "nothing reloaded" in str(err.value)
     assert include.read_bytes() == good
-    assert site.nginx.worker_pids() == workers, "no reload after a failed test"
+    # no reload: no new worker (an old one from the apply(20) reload may still be finishing and leave meanwhile)
+    assert site.nginx.worker_pids() <= workers, "no reload after a failed test"
     assert live_percent(site.driver.live()) == 20.0
     results = fetch_sides(site.url, KEYS[:2000])
     assert abs(100.0 * sum(h == "green" for h, _, _ in results) / 2000 - 20) <= 3
