@@ -46,7 +46,7 @@ from cockpit.lab.cluster import (
 from cockpit.lab.errors import LabError
 from cockpit.lab.faults import Faults, read_faults, write_faults
 from cockpit.lab.load import read_figures
-from cockpit.lab.seed import seed_postgres_directly, seed_sqlite
+from cockpit.lab.seed import seed_sqlite
 from cockpit.plan import Plan, PlanError, load_plan
 
 DEFAULT_ROOT = Path(".cockpit/lab")
@@ -195,31 +195,20 @@ def _say(opts: LabOptions, text: str) -> None:
         print(text, flush=True)
 
 
-def initial_copy(plan: Plan, rows: int) -> str:
-    """blue -> green as `cockpit sync copy` does it: capture on blue first, the copy, then capture on both sides.
+def initial_copy(plan: Plan) -> str:
+    """blue -> green as `cockpit sync copy` does it: capture on blue first, the copy, then capture on both sides."""
+    from cockpit.sync.copy import copy_database
+    from cockpit.sync.runner import SyncRunner
 
-    Without the sync's copy module, green is seeded straight from the same generator (same rows) instead."""
     sqlite_path = str(plan.path(plan.blue.database.path))
     tables = plan.sync.tables if isinstance(plan.sync.tables, list) else TABLES
-    try:
-        from cockpit.sync.runner import SyncRunner
-    except ImportError as exc:
-        seed_postgres_directly(plan.green.database.url, rows)
-        return f"green seeded directly with the same rows; the sync is not available ({exc})"
     runner = SyncRunner.from_plan(plan)
     try:
         runner.install_blue()
-        try:
-            from cockpit.sync.copy import copy_database
-        except ImportError as exc:
-            seed_postgres_directly(plan.green.database.url, rows)
-            note = f"green seeded directly with the same rows (the sync's copy is not available: {exc})"
-        else:
-            copy_database(sqlite_path, plan.green.database.url, tables=tables, jobs=plan.sync.copy_jobs,
-                          casts=plan.sync.casts or None)
-            note = "initial copy done (cockpit.sync.copy)"
+        copy_database(sqlite_path, plan.green.database.url, tables=tables, jobs=plan.sync.copy_jobs,
+                      casts=plan.sync.casts or None)
         installed = runner.install()
-        return f"{note}; capture installed on both sides for {', '.join(installed['tables'])}"
+        return f"initial copy done; capture installed on both sides for {', '.join(installed['tables'])}"
     finally:
         runner.close()
 
@@ -329,7 +318,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     _save(state)
     _say(opts, f"blue:     seeded {sum(counts.values())} rows into {sqlite_path} ({time.monotonic() - t0:.1f}s)")
     t0 = time.monotonic()
-    state["copy"] = initial_copy(plan, opts.rows)
+    state["copy"] = initial_copy(plan)
     _save(state)
     _say(opts, f"green:    {state['copy']} ({time.monotonic() - t0:.1f}s)")
 

@@ -171,38 +171,3 @@ def seed_sqlite(path: Path, rows: int = 5000, seed: int = 42) -> dict[str, int]:
         return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in TABLE_ORDER}
     finally:
         conn.close()
-
-
-# Only used when the sync's initial copy (cockpit.sync.copy) is not installed: green gets the same rows straight
-# from the generator, so the lab still runs; the real path is blue -> copy_database -> green.
-POSTGRES_SCHEMA = """
-CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL UNIQUE, cpf text,
-    role text NOT NULL DEFAULT 'analyst', active boolean NOT NULL DEFAULT true,
-    created_at timestamp NOT NULL DEFAULT now(), updated_at timestamp NOT NULL DEFAULT now());
-CREATE TABLE companies (id bigint PRIMARY KEY, legal_name text NOT NULL, trade_name text, cnpj text NOT NULL UNIQUE,
-    city text, state text, owner_id bigint REFERENCES users(id),
-    created_at timestamp NOT NULL DEFAULT now(), updated_at timestamp NOT NULL DEFAULT now());
-CREATE TABLE opportunities (id bigint PRIMARY KEY, title text NOT NULL, agency text NOT NULL, modality text,
-    estimated_value double precision, published_at date, deadline date, status text NOT NULL DEFAULT 'open',
-    state text, created_at timestamp NOT NULL DEFAULT now(), updated_at timestamp NOT NULL DEFAULT now());
-CREATE TABLE proposals (id bigint PRIMARY KEY, opportunity_id bigint NOT NULL REFERENCES opportunities(id),
-    company_id bigint NOT NULL REFERENCES companies(id), user_id bigint REFERENCES users(id),
-    amount double precision NOT NULL, status text NOT NULL DEFAULT 'draft', submitted_at timestamp, notes text,
-    created_at timestamp NOT NULL DEFAULT now(), updated_at timestamp NOT NULL DEFAULT now());
-"""
-
-
-def seed_postgres_directly(url: str, rows: int = 5000, seed: int = 42) -> dict[str, int]:
-    """Fallback without the sync: create the schema on PostgreSQL and COPY the same generated rows."""
-    import psycopg
-
-    data = generate(rows, seed)
-    with psycopg.connect(url) as conn:
-        for statement in filter(str.strip, POSTGRES_SCHEMA.split(";")):
-            conn.execute(statement)
-        for table in TABLE_ORDER:
-            cols = ", ".join(f'"{c}"' for c in TABLES[table].columns)
-            with conn.cursor().copy(f'COPY "{table}" ({cols}) FROM STDIN') as copy:
-                for row in data[table]:
-                    copy.write_row(row)
-        return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in TABLE_ORDER}
