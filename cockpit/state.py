@@ -18,6 +18,9 @@ class Lag:
     age_s: float
     pending: int
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"age_s": round(self.age_s, 3), "pending": self.pending}
+
 
 @dataclass(frozen=True)
 class PhaseView:
@@ -104,7 +107,7 @@ class CockpitState:
                 "message": last.message,
                 "steps": [asdict(s) for s in last.steps],
             },
-            "sync_lag": {d: {"age_s": round(v.age_s, 3), "pending": v.pending} for d, v in self.lag.items()},
+            "sync_lag": {d: v.as_dict() for d, v in self.lag.items()},
             "metrics": self.metrics,
             "alarms": [asdict(a) for a in self.alarms],
             "gates": [{"gate": g, "met": met, "why": why} for g, met, why in self.gates],

@@ -16,13 +16,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from cockpit.redact import redact_text
+from cockpit.state import Lag
 from cockpit.sync.apply import POLICIES, Applier, EventSink, StepResult
 from cockpit.sync.capture import (
     BLUE_TO_GREEN,
@@ -52,16 +52,6 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, 
 # PostgreSQL errors that mean "the server or the connection went away": reconnect and retry
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
-
-@dataclass(frozen=True)
-class Lag:
-    """One direction's lag: the age of the oldest change not yet applied (0 when caught up) and how many wait."""
-
-    age_s: float
-    pending: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"age_s": round(self.age_s, 3), "pending": self.pending}
 
 
 def connect_sqlite(path: str | Path) -> sqlite3.Connection:
