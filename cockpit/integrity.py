@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cockpit.sync.capture import qi
 from cockpit.sync.schema import TableMap, pg_truncate
 
 MAX_LISTED = 20
@@ -152,10 +153,6 @@ class IntegrityReport:
         }
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _canon_row(values: Sequence[Any]) -> str:
     return repr(tuple((type(v).__name__, v) for v in values))
 
@@ -171,9 +168,9 @@ class _Table:
         names = [c.name for c in tm.columns]
         self.key_index = [names.index(k) for k in self.pk]
         self.cols = {c.name: c for c in tm.columns}
-        self.s_cols = ", ".join(_q(n) for n in names)
-        self.s_pk = ", ".join(_q(k) for k in self.pk)
-        self.s_table = _q(tm.name)
+        self.s_cols = ", ".join(qi(n) for n in names)
+        self.s_pk = ", ".join(qi(k) for k in self.pk)
+        self.s_table = qi(tm.name)
         self.g_table = sql.Identifier(schema, pg_truncate(tm.name))
         self.g_cols = sql.SQL(", ").join(sql.Identifier(pg_truncate(n)) for n in names)
         text_key = [self.cols[k].pg_type == "text" for k in self.pk]
@@ -244,7 +241,7 @@ class _Table:
         """The current rows of `keys` on both sides (for the second look at rows that differed)."""
         blue: dict[tuple, tuple] = {}
         green: dict[tuple, tuple] = {}
-        marks = " AND ".join(f"{_q(k)} IS ?" for k in self.pk)
+        marks = " AND ".join(f"{qi(k)} IS ?" for k in self.pk)
         for key in keys:
             row = self.blue.execute(f"SELECT {self.s_cols} FROM {self.s_table} WHERE {marks}", key).fetchone()
             if row is not None:

@@ -56,6 +56,7 @@ from sqlalchemy.pool import StaticPool
 
 from cockpit.plan import Cast
 from cockpit.sync import values as V
+from cockpit.sync.capture import qi, ql
 
 PG_NAME_BYTES = 63
 MAX_EXAMPLES = 5
@@ -159,15 +160,6 @@ class Source:
 
     def mapping(self) -> dict[str, TableMap]:
         return {name: t.map for name, t in self.tables.items()}
-
-
-def qi(name: str) -> str:
-    """A quoted identifier (SQLite and PostgreSQL share the rule)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def ql(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def pg_truncate(name: str) -> str:
