@@ -452,5 +452,6 @@ class IntegrityWatch:
             pass
 
     def stop(self) -> None:
+        """A check under way only reads; it is not waited for long (a one-shot CLI action must not hang on it)."""
         if self._thread is not None:
-            self._thread.join(60)
+            self._thread.join(2)
