@@ -89,10 +89,9 @@ class Controller:
 
     async def close(self) -> None:
         self._stop.set()
+        # actions (and the commands waiting for them) end first, bounded: never leave the world half-changed
         under_way = [*self._actions, *self._tasks]
-        if (
-            under_way
-        ):  # actions (and the commands that wait for them) end, bounded: never leave the world half-changed
+        if under_way:
             await asyncio.wait(under_way, timeout=float(self.plan.rollback.max_duration))
         if self._refreshing is not None:
             self._refreshing.cancel()
@@ -123,9 +122,15 @@ class Controller:
         for cmd in self.journal.take_commands():
             self._spawn(self._execute(cmd))
         if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.ensure_future(self.refresh())
+            self._refreshing = asyncio.ensure_future(self._refresh_logged())
         else:
             self._publish()  # a slow source (a cold Neon) must not hold up commands or the screen
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # the tick loop goes on; the journal says what went wrong
+            self.journal.event("controller.error", {"during": "refresh", "error": f"{type(exc).__name__}: {exc}"})
 
     async def refresh(self) -> None:
         """Read every metrics source, evaluate the rules, journal the samples, publish a snapshot."""
