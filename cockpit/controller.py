@@ -64,6 +64,8 @@ class Controller:
         self._refreshing: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._actions: set[asyncio.Future[Result]] = set()
+        self._triggered: asyncio.Future[Any] | None = None  # the rollback a trigger started
+        self._troubles: dict[str, str] = {}  # source -> its current error, journaled once
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[CockpitState], None]] = []
 
@@ -146,11 +148,8 @@ class Controller:
             *(asyncio.to_thread(src.poll) for src in self.drivers.metrics), return_exceptions=True
         )
         for src, res in zip(self.drivers.metrics, results, strict=True):
-            if isinstance(res, BaseException):
-                self.journal.event(
-                    "metrics.error", {"source": type(src).__name__, "error": str(res)}, self.actor
-                )
-            else:
+            self._trouble(f"metrics.{type(src).__name__}", res if isinstance(res, BaseException) else None)
+            if not isinstance(res, BaseException):
                 metrics.update(res)
         if self.drivers.sync is not None:
             try:
@@ -159,15 +158,29 @@ class Controller:
                 for direction, v in self.lag.items():
                     metrics[f"sync.{direction}.age_s"] = v.age_s
                     metrics[f"sync.{direction}.pending"] = float(v.pending)
+                self._trouble("sync", None)
             except Exception as exc:
-                self.journal.event("sync.error", {"error": str(exc)}, self.actor)
+                self._trouble("sync", exc)
         if self.drivers.traffic is not None:
             try:
                 self.green_live = live_percent(await asyncio.to_thread(self.drivers.traffic.live))
+                self._trouble("traffic", None)
             except Exception as exc:
-                self.journal.event("traffic.error", {"error": str(exc)}, self.actor)
+                self._trouble("traffic", exc)
         metrics["green_configured"] = self.machine.green(self.plan)
         self.metrics = metrics
+
+    def _trouble(self, source: str, exc: BaseException | None) -> None:
+        """Journal a source's failure when it starts or changes, and its recovery: not once a tick."""
+        now = None if exc is None else f"{type(exc).__name__}: {exc}"
+        if self._troubles.get(source) == now:
+            return
+        if now is None:
+            self.journal.event("source.recovered", {"source": source}, self.actor)
+            self._troubles.pop(source, None)
+        else:
+            self.journal.event("source.error", {"source": source, "error": now}, self.actor)
+            self._troubles[source] = now
 
     def _evaluate(self) -> None:
         now = self.clock()
@@ -184,12 +197,13 @@ class Controller:
         if exposed:
             fired, pending = self.triggers.update(self.metrics, now)
             alarms += pending
-            if fired and not self._rolling_back():
+            under_way = self._triggered is not None and not self._triggered.done()
+            if fired and not under_way and not self._rolling_back():
                 first = fired[0]
                 self.journal.event(
                     "trigger.fired", {"trigger": first.trigger.name, "reason": first.reason}, self.actor
                 )
-                self._spawn(
+                self._triggered = self._spawn(
                     self.rollback(first.reason, first.trigger.action, actor=f"{self.actor} (trigger)")
                 )
         else:
@@ -404,10 +418,11 @@ class Controller:
             )
         raise ValueError(f"unknown command {verb!r}; expected one of {', '.join(VERBS)}")
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # ------------------------------------------------------------------------------------------ reconcile
     async def _reconcile(self) -> list[Result]:

@@ -176,3 +176,28 @@ async def test_gradual_rollback_steps_down(tmp_path: Path) -> None:
         assert "50% -> " not in r.steps[0][3] and "20% -> 5% -> 0%" in r.steps[0][3]
     finally:
         await c.close()
+
+
+async def test_a_failing_source_is_journaled_once_and_its_recovery_too(tmp_path: Path) -> None:
+    class Flaky(StaticMetrics):
+        broken = True
+
+        def poll(self) -> dict[str, float | None]:
+            if self.broken:
+                raise ConnectionError("neon cold start")
+            return super().poll()
+
+    source = Flaky(cpu_usage=10.0)
+    c = await open_controller(tmp_path, metrics=[source])
+    try:
+        for _ in range(5):
+            await c.refresh()
+        errors = c.journal.events(kinds=["source.error"])
+        assert len(errors) == 1 and "neon cold start" in errors[0].payload["error"]
+        source.broken = False
+        await c.refresh()
+        await c.refresh()
+        assert len(c.journal.events(kinds=["source.recovered"])) == 1
+        assert c.metrics["cpu_usage"] == 10.0
+    finally:
+        await c.close()
