@@ -472,6 +472,9 @@ class Controller:
             results.append(rec.outcome("reconciled", detail))
         if self.machine.state in ("advancing", "rolling_back"):
             self._set_machine(phases.settled(self.machine, self.plan, self.clock()))
+        if results and self.drivers.traffic is not None:  # what reconciliation did may have moved the split
+            live = live_percent(await asyncio.to_thread(self.drivers.traffic.live))
+            self.green_live = live
         if (
             live is not None
             and self.machine.state not in ("failed", "held")

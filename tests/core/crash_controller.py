@@ -1,7 +1,7 @@
 """A controller process for the crash tests: it starts an action whose traffic step never returns, says so in a
 marker file, and waits to be killed with SIGKILL.
 
-    python -m tests.core.crash_controller PLAN {advance-before-write|advance-after-write|rollback-after-write}
+    python -m tests.core.crash_controller PLAN {advance|rollback}-{before|after}-write
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ async def main(plan_path: str, mode: str) -> None:
     if mode.startswith("rollback"):
         assert (await controller.advance()).ok
     traffic.gate = threading.Event()  # never set: the step hangs until the process is killed
+    traffic.entered, traffic.applied = threading.Event(), []  # only what the action under test does counts
     verb = controller.rollback("drill", "immediate") if mode.startswith("rollback") else controller.advance()
     task = asyncio.ensure_future(verb)
     while not traffic.entered.is_set() or (traffic.block_after_write and not traffic.applied):

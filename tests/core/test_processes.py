@@ -102,8 +102,9 @@ async def test_sigkill_mid_advance_is_reconciled(
         await c.close()
 
 
-async def test_sigkill_mid_rollback_runs_the_rollback_again(tmp_path: Path) -> None:
-    kill_mid_action(tmp_path, "rollback-after-write")
+@pytest.mark.parametrize("mode", ["rollback-before-write", "rollback-after-write"])
+async def test_sigkill_mid_rollback_runs_the_rollback_again(tmp_path: Path, mode: str) -> None:
+    kill_mid_action(tmp_path, mode)
     c, results = await restart(tmp_path)
     try:
         assert [r.verb for r in results] == ["rollback"] and results[0].ok, results
