@@ -48,6 +48,8 @@ class App:
         self.instance = instance
         self.store = store
         self.faults = faults
+        self.in_flight = 0  # requests being answered: a graceful stop waits for them
+        self.lock = threading.Lock()
 
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         url = urlsplit(target)
@@ -57,7 +59,7 @@ class App:
             if faults.db_down:
                 raise HttpError(503, "database unavailable (fault switch db-down)")
             self.store.ping()
-            return 200, {"status": "ok", "instance": self.instance}, {}
+            return 200, {"status": "ok", "instance": self.instance, "in_flight": self.in_flight}, {}
         if not parts or parts[0] != "api":
             raise HttpError(404, f"no route for {url.path}")
         if faults.latency_ms:
@@ -126,6 +128,15 @@ class Handler(BaseHTTPRequestHandler):
     app: App  # set on the subclass built by make_server
 
     def _serve(self) -> None:
+        with self.app.lock:
+            self.app.in_flight += 1
+        try:
+            self._answer()
+        finally:
+            with self.app.lock:
+                self.app.in_flight -= 1
+
+    def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers: dict[str, str] = {}
@@ -158,6 +169,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # nginx keeps the access log
         pass
+
+
+GRACE_S = 10.0  # how long a stopping service still answers the requests in flight
 
 
 def make_server(app: App, host: str, port: int) -> ThreadingHTTPServer:
@@ -194,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         server.serve_forever(poll_interval=0.2)
+        # a graceful stop (SIGTERM, as systemd and the processes driver send it): no new connections, and the
+        # requests already in flight are answered (bounded; idle keep-alive connections are simply dropped)
+        deadline = time.monotonic() + GRACE_S
+        while app.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         server.server_close()
         store.close()

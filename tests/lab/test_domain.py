@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,51 @@ def test_fault_values() -> None:
             parse_percent(bad)
     with pytest.raises(ValueError):
         parse_latency("fast")
+
+
+def test_a_stopping_service_answers_the_requests_in_flight(tmp_path: Path) -> None:
+    """SIGTERM (what the rollback's stop_green sends) lets a slow request finish instead of cutting it."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    from cockpit.lab.faults import Faults, write_faults
+    from cockpit.lab.seed import seed_sqlite
+    from tests.conftest import wait_for
+
+    db = tmp_path / "blue.db"
+    seed_sqlite(db, rows=50)
+    faults = tmp_path / "faults.json"
+    write_faults(faults, Faults(latency_ms=800))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "cockpit.lab.service", "--side", "blue", "--db", str(db),
+                             "--port", str(port), "--fault-file", str(faults)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=20, what="the service")
+        answers: list[int] = []
+        slow = threading.Thread(target=lambda: answers.append(httpx.get(f"{url}/api/users/1", timeout=10).status_code))
+        slow.start()
+        # the slow request is being served (health counts itself as one)
+        wait_for(lambda: httpx.get(f"{url}/health", timeout=1).json()["in_flight"] >= 2, timeout=5)
+        proc.send_signal(signal.SIGTERM)
+        slow.join(15)
+        assert answers == [200]
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
