@@ -79,8 +79,11 @@ class Controller:
                 if self.journal.get_state("machine")
                 else Machine(since=self.clock())
             )
+            pruned = self.journal.prune_samples(self.clock() - float(self.plan.journal.keep_samples))
             self.journal.event(
-                "controller.start", {"pid": _pid(), "state": self.machine.as_dict()}, self.actor
+                "controller.start",
+                {"pid": _pid(), "state": self.machine.as_dict(), "samples_pruned": pruned},
+                self.actor,
             )
             results = await self._reconcile()
         except BaseException:

@@ -191,6 +191,11 @@ class Journal:
             self._conn.executemany("INSERT INTO samples(ts, name, value) VALUES (?, ?, ?)", rows)
             self._conn.execute("COMMIT")
 
+    def prune_samples(self, older_than: float) -> int:
+        """Drop metric samples taken before `older_than` (epoch s); events are never dropped."""
+        with self._lock:
+            return self._conn.execute("DELETE FROM samples WHERE ts < ?", (older_than,)).rowcount
+
     def set_state(self, key: str, value: dict[str, Any]) -> None:
         body = json.dumps(redact(value), default=str, sort_keys=True)
         with self._lock:

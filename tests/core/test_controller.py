@@ -201,3 +201,19 @@ async def test_a_failing_source_is_journaled_once_and_its_recovery_too(tmp_path:
         assert c.metrics["cpu_usage"] == 10.0
     finally:
         await c.close()
+
+
+async def test_old_samples_are_dropped_at_start_events_never(tmp_path: Path) -> None:
+    import time
+
+    journal = Journal(tmp_path / "journal.db")
+    journal.samples({"cpu_usage": 50.0}, ts=time.time() - 8 * 86400)
+    journal.samples({"cpu_usage": 40.0}, ts=time.time() - 3600)
+    journal.event("note", {"text": "kept"})
+    journal.close()
+    c = await open_controller(tmp_path)
+    try:
+        assert [v for _, v in c.journal.sample_series("cpu_usage")] == [40.0]
+        assert c.journal.events(kinds=["note"]) and c.journal.events(kinds=["controller.start"])[0].payload["samples_pruned"] == 1
+    finally:
+        await c.close()
