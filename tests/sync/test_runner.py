@@ -23,6 +23,7 @@ from tests.sync.test_sync_support import (
     make_pair,
     pg_exec,
     runner,
+    write_sync_plan,
 )
 
 
@@ -124,22 +125,10 @@ def test_postgres_going_away_loses_nothing(tmp_path, pg_url):
 def test_from_plan_reads_databases_tables_and_policy(tmp_path, pg_url, monkeypatch):
     db = make_pair(tmp_path, pg_url)
     monkeypatch.setenv("COCKPIT_TEST_GREEN_URL", pg_url)
-    plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(textwrap.dedent(f"""\
-        name: t
-        blue:
-          database: {{engine: sqlite, path: {db.name}}}
-        green:
-          database: {{engine: postgresql, url: "${{COCKPIT_TEST_GREEN_URL}}"}}
-        sync:
-          tables: [items, Pairs]
-          conflict_policy: green-wins
-          batch_size: 50
-          interval: 250ms
-        journal: {{path: j{uuid.uuid4().hex[:6]}.db}}
-        phases:
-          - {{name: p, green: 100}}
-        """))
+    plan_file = write_sync_plan(
+        tmp_path, db, "tables: [items, Pairs]\nconflict_policy: green-wins\nbatch_size: 50\ninterval: 250ms",
+        extra=f"journal: {{path: j{uuid.uuid4().hex[:6]}.db}}\n",
+    )
     plan = load_plan(plan_file)
     r = SyncRunner.from_plan(plan)
     try:

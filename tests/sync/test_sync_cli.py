@@ -9,14 +9,21 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import psycopg
 
 from cockpit.cli import main
 from tests.conftest import wait_for
-from tests.sync.test_sync_support import assert_same, blue_exec, green_rows, make_blue, make_pair, pg_exec
+from tests.sync.test_sync_support import (
+    assert_same,
+    blue_exec,
+    green_rows,
+    make_blue,
+    make_pair,
+    pg_exec,
+    write_sync_plan,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,19 +125,7 @@ def test_usage_errors_exit_2(tmp_path, capsys, monkeypatch):
 
 def test_run_loop_from_a_plan_stops_cleanly_on_sigterm(tmp_path, pg_url):
     db = make_pair(tmp_path, pg_url)
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(textwrap.dedent(f"""\
-        name: t
-        blue:
-          database: {{engine: sqlite, path: {db.name}}}
-        green:
-          database: {{engine: postgresql, url: "${{COCKPIT_TEST_GREEN_URL}}"}}
-        sync:
-          tables: [items, Pairs]
-          interval: 100ms
-        phases:
-          - {{name: p, green: 100}}
-        """))
+    plan = write_sync_plan(tmp_path, db, "tables: [items, Pairs]\ninterval: 100ms")
     env = {**os.environ, "COCKPIT_TEST_GREEN_URL": pg_url, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cockpit", "-p", str(plan), "sync", "run", "--json"],

@@ -143,3 +143,18 @@ class Events:
     def of(self, kind: str) -> list[dict[str, Any]]:
         with self._lock:
             return [p for k, p in self.items if k == kind]
+
+
+def write_sync_plan(tmp_path: Path, db: Path, sync: str, extra: str = "") -> Path:
+    """A plan over the pair from make_pair; green's URL comes from $COCKPIT_TEST_GREEN_URL. `sync` is the body of
+    its `sync:` section (one `key: value` a line), `extra` more top-level YAML."""
+    body = "\n".join(f"  {line.strip()}" for line in sync.strip().splitlines())
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "name: t\n"
+        f"blue:\n  database: {{engine: sqlite, path: {db.name}}}\n"
+        'green:\n  database: {engine: postgresql, url: "${COCKPIT_TEST_GREEN_URL}"}\n'
+        f"sync:\n{body}\n"
+        "phases:\n  - {name: p, green: 100}\n" + extra
+    )
+    return plan
