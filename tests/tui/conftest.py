@@ -15,30 +15,10 @@ from cockpit.plan import Plan, load_plan
 from cockpit.session import ControllerThread
 from cockpit.traffic.base import SplitStatus
 from cockpit.traffic.file import FileTrafficDriver
+from tests.core.plans import BASE
 
-PLAN = """\
-name: tui-test
-description: a rehearsal on files
-blue:
-  database: {engine: sqlite, path: blue.db}
-green:
-  database: {engine: sqlite, path: green.db}
-traffic:
-  driver: file
-  state_file: split.json
-phases:
-  - {name: validation, green: 5, soak: 0s, description: "95% blue, 5% green"}
-  - {name: limited, green: 20, soak: 0s}
-  - {name: ab-test, green: 50, soak: 0s}
-  - {name: majority, green: 80, soak: 0s}
-  - {name: complete, green: 100, soak: 0s}
-rollback:
-  gradual_soak: 0s
-  drain_timeout: 1s
-  steps: [traffic, drain, stop_green, start_blue, health, integrity, notify]
-journal: {path: journal.db}
-tick: 100ms
-"""
+# the core tests' rehearsal plan (file traffic driver, no services, no sync) with a drain bound of 1 s
+PLAN = BASE.replace("drain_timeout: 5s", "drain_timeout: 1s")
 
 
 @pytest.fixture
