@@ -146,7 +146,8 @@ http {{
         return _check(self.test_argv(), "nginx -t")
 
     def start(self, timeout: float = 10.0) -> None:
-        """Write the config, start nginx, and wait until it accepts connections on the port."""
+        """Write the config, start nginx, and wait until it accepts connections on the port and its workers run
+        (the master listens before it forks them)."""
         running = self.pid()
         if running is not None:
             raise NginxSiteError(f"nginx already runs with this prefix (master pid {running}); stop it first")
@@ -165,7 +166,7 @@ http {{
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 self._proc = None
                 raise NginxSiteError(f"nginx exited at start: {err.strip() or self._error_tail()}")
-            if self.pid() is not None and _accepts(self.listen_port):
+            if self.pid() is not None and _accepts(self.listen_port) and self.worker_pids():
                 return
             if time.monotonic() > deadline:
                 self.stop()
