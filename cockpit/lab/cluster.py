@@ -1,5 +1,9 @@
 """PostgreSQL for the lab: a private cluster (initdb + pg_ctl, loopback, trust) or a database on a given server.
 
+With `ssl=True` the private cluster serves TLS with a throwaway CA and a server certificate for localhost and
+127.0.0.1 (made with the `openssl` binary), so a client can connect as to Neon (`sslmode=require`) or check the
+server fully (`sslmode=verify-full&sslrootcert=` the cluster's `ca_file`).
+
 PostgreSQL refuses to run as root: as root the cluster belongs to the `postgres` user (its binaries run with that
 uid), and its folder must be reachable by that user; when the lab's folder is not (a 0700 parent such as pytest's
 temp root), the cluster lives in a folder of its own under the system temp dir, recorded in the lab's state.
@@ -18,7 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -64,6 +68,7 @@ class ClusterInfo:
     port: int
     owner: str  # user running the server ("" = the current user)
     external: bool  # base lives outside the lab folder (removed on down)
+    ca_file: str = ""  # the CA that signed the server's certificate ("" = SSL off)
 
     @property
     def data(self) -> Path:
@@ -80,6 +85,13 @@ class ClusterInfo:
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def verify_full_url(self) -> str:
+        """`url` checking the server's certificate against `ca_file` and its name (SSL clusters only)."""
+        if not self.ca_file:
+            raise LabError("this cluster was started without SSL: it has no CA file")
+        return f"{self.url}?{urlencode({'sslmode': 'verify-full', 'sslrootcert': self.ca_file})}"
 
     def server_pid(self) -> int | None:
         try:
@@ -122,8 +134,40 @@ def _tail(text: str, lines: int = 6) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def init_cluster(lab_root: Path, port: int) -> ClusterInfo:
-    """initdb a new private cluster (trust on loopback) and configure it for the lab. Does not start it."""
+def make_certificates(folder: Path, owner: str = "", days: int = 30) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for localhost and 127.0.0.1 signed by it: (ca, cert, key).
+
+    Made by `owner` (the server's user), the key mode 0600, as PostgreSQL demands. The CA's own key is deleted once
+    it has signed: nothing else is ever signed with it.
+    """
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise LabError("openssl not found on PATH: install it (apt-get install -y openssl) or start without SSL")
+    folder.mkdir(parents=True, exist_ok=True)
+    if owner:
+        pw = pwd.getpwnam(owner)
+        os.chown(folder, pw.pw_uid, pw.pw_gid)
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", str(days)]
+    steps = [
+        [openssl, "req", "-x509", *new_key, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=cockpit lab CA"],
+        [openssl, "req", "-x509", *new_key, "-keyout", "server.key", "-out", "server.crt", "-subj", "/CN=localhost",
+         "-CA", "ca.crt", "-CAkey", "ca.key", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:FALSE"],
+    ]
+    for argv in steps:
+        out = _run_as(owner, argv, folder, 30)
+        if out.returncode != 0:
+            raise LabError(f"openssl could not make the lab's certificates:\n{_tail(out.stderr or out.stdout)}")
+    (folder / "ca.key").unlink()
+    os.chmod(folder / "server.key", 0o600)
+    return folder / "ca.crt", folder / "server.crt", folder / "server.key"
+
+
+def init_cluster(lab_root: Path, port: int, ssl: bool = False) -> ClusterInfo:
+    """initdb a new private cluster (trust on loopback) and configure it for the lab. Does not start it.
+
+    `ssl`: serve TLS too (plain connections are still accepted, as on a default server); see `make_certificates`.
+    """
     bindir = find_pg_bindir()
     owner = ""
     if os.geteuid() == 0:
@@ -166,6 +210,14 @@ def init_cluster(lab_root: Path, port: int) -> ClusterInfo:
         "max_connections": "60",
         "log_min_messages": "warning",
     }
+    if ssl:
+        try:
+            ca, cert, key = make_certificates(base / "tls", owner)
+        except LabError:
+            remove_cluster(info)
+            raise
+        info.ca_file = str(ca)
+        settings.update(ssl="on", ssl_cert_file=f"'{cert}'", ssl_key_file=f"'{key}'")
     with open(info.data / "postgresql.conf", "a", encoding="utf-8") as f:
         f.write("\n# cockpit lab\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
     return info
