@@ -16,11 +16,17 @@ PostgreSQL (green) keeps them in schema `cockpit`:
                                                      row-level triggers named `_cockpit_capture`; the applier sets
                                                      `cockpit.applying` with `SET LOCAL` (transaction scope only, so
                                                      it works through a transaction pooler) and the triggers'
-                                                     WHEN clause skips its writes;
+                                                     WHEN clause skips its writes; a statement-level
+                                                     `BEFORE TRUNCATE` trigger per table, `_cockpit_truncate`
+                                                     (function `cockpit.capture_truncate()`, same WHEN clause),
+                                                     logs one delete per row the TRUNCATE is about to remove;
   `cockpit.positions(direction, position)`           `blue_to_green` = the SQLite `seq` applied to PostgreSQL,
                                                      written in the same transaction as the data.
 
 An update that changes the primary key is logged as a delete of the old key and an upsert of the new one.
+SQLite has no TRUNCATE: its `DELETE FROM t` without WHERE skips per-row work only when no trigger is on the table,
+so with capture installed it fires the delete trigger for every row. PostgreSQL's TRUNCATE fires no row trigger,
+hence the statement-level one; it refuses to run under REPEATABLE READ or SERIALIZABLE (see `_PG_TRUNCATE_FUNCTION`).
 PostgreSQL sequence numbers are handed out before commit, so they do not follow commit order: the green log is read
 in `(txid, seq)` order and only below the oldest transaction still running that may write to it (see
 `cockpit.sync.apply.HORIZON_SQL`), which makes `(txid, seq)` a position that no later commit can land behind.
@@ -41,6 +47,10 @@ SQLITE_STATE = "_cockpit_state"
 SQLITE_PREFIX = "_cockpit_"
 PG_SCHEMA = "cockpit"
 PG_TRIGGER = "_cockpit_capture"
+PG_TRUNCATE_TRIGGER = "_cockpit_truncate"
+PG_TRIGGERS = (PG_TRIGGER, PG_TRUNCATE_TRIGGER)
+# the applier's writes carry `cockpit.applying = on` (SET LOCAL): no capture trigger fires for them
+PG_NOT_APPLYING = "current_setting('cockpit.applying', true) IS DISTINCT FROM 'on'"
 BLUE_TO_GREEN = "blue_to_green"
 GREEN_TO_BLUE = "green_to_blue"
 
@@ -267,8 +277,40 @@ $fn$
 """
 
 
+# TRUNCATE removes rows without firing row triggers, so this statement-level trigger logs a delete for every row
+# first, keys in the row trigger's format (`jsonb_build_array` converts each value as `to_jsonb(OLD) -> col` does),
+# in the truncating transaction (same txid, seqs in commit order like any delete). It runs after TRUNCATE has taken
+# its ACCESS EXCLUSIVE locks (on every table it reaches, CASCADE included) and before it removes anything: no other
+# transaction can write to the table meanwhile, and under READ COMMITTED the SELECT's fresh snapshot sees every row
+# that TRUNCATE removes. Under REPEATABLE READ or SERIALIZABLE the transaction's snapshot misses rows committed after
+# it was taken, which TRUNCATE (not MVCC-safe) removes all the same: their deletes would never reach blue, so it is
+# refused there, naming the ways that work.
+_PG_TRUNCATE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {PG_SCHEMA}.capture_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    key_list text;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'cockpit: TRUNCATE of synced table %.% refused in a % transaction',
+                quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME), upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its snapshot can miss rows committed since it began; TRUNCATE removes them anyway and '
+                           'their deletes would never reach blue (SQLite).',
+                  HINT = format('Run the TRUNCATE in a READ COMMITTED transaction, or use DELETE FROM %I.%I.',
+                                TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    END IF;
+    SELECT string_agg(format('%I', k.col), ', ' ORDER BY k.ord) INTO key_list
+      FROM unnest(TG_ARGV) WITH ORDINALITY AS k(col, ord);
+    EXECUTE format('INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk) SELECT %L, %L, jsonb_build_array(%s) FROM %I.%I',
+                   TG_TABLE_NAME, 'D', key_list, TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    RETURN NULL;
+END
+$fn$
+"""
+
+
 def pg_bookkeeping(conn: psycopg.Connection) -> None:
-    """Schema `cockpit` with the change log, the positions and the capture function (idempotent)."""
+    """Schema `cockpit` with the change log, the positions and the capture functions (idempotent)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.changes ("
@@ -288,6 +330,7 @@ def pg_bookkeeping(conn: psycopg.Connection) -> None:
         " updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
     )
     conn.execute(_PG_FUNCTION)
+    conn.execute(_PG_TRUNCATE_FUNCTION)
 
 
 def _pg_has(conn: psycopg.Connection, relation: str) -> bool:
@@ -307,7 +350,8 @@ def pg_primary_key(conn: psycopg.Connection, table: str) -> tuple[str, ...]:
 
 
 def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) -> None:
-    """Create schema `cockpit` and a capture trigger on each table (idempotent: triggers are replaced).
+    """Create schema `cockpit`, the row capture trigger and the TRUNCATE trigger on each table (idempotent:
+    triggers are replaced).
 
     `keys` maps table -> primary key columns (as on SQLite). Runs in one transaction; commits it.
     """
@@ -318,26 +362,38 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
     with conn.transaction():
         pg_bookkeeping(conn)
         for table, pk in keys.items():
-            conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(PG_TRIGGER),
-                                                                          sql.Identifier(table)))
+            for name in PG_TRIGGERS:
+                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name),
+                                                                              sql.Identifier(table)))
             args = sql.SQL(", ").join(sql.Literal(c) for c in pk)
             conn.execute(
                 sql.SQL(
                     "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW"
-                    " WHEN (current_setting('cockpit.applying', true) IS DISTINCT FROM 'on')"
+                    f" WHEN ({PG_NOT_APPLYING})"
                     " EXECUTE FUNCTION {}.capture({})"
                 ).format(sql.Identifier(PG_TRIGGER), sql.Identifier(table), sql.Identifier(PG_SCHEMA), args)
+            )
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT"
+                    f" WHEN ({PG_NOT_APPLYING})"
+                    " EXECUTE FUNCTION {}.capture_truncate({})"
+                ).format(sql.Identifier(PG_TRUNCATE_TRIGGER), sql.Identifier(table), sql.Identifier(PG_SCHEMA), args)
             )
     if not conn.autocommit:
         conn.commit()
 
 
 def pg_installed(conn: psycopg.Connection) -> list[str]:
-    """The tables that carry the cockpit capture trigger on PostgreSQL."""
+    """The tables that carry both cockpit capture triggers (rows and TRUNCATE) on PostgreSQL.
+
+    A table with only the row trigger (installed by an older cockpit) is left out: a TRUNCATE there would be lost,
+    so it counts as not installed until `cockpit sync install` runs again.
+    """
     rows = conn.execute(
-        "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = %s"
-        " ORDER BY c.relname",
-        (PG_TRIGGER,),
+        "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ANY(%s)"
+        " GROUP BY c.relname HAVING count(DISTINCT t.tgname) = %s ORDER BY c.relname",
+        (list(PG_TRIGGERS), len(PG_TRIGGERS)),
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -345,16 +401,17 @@ def pg_installed(conn: psycopg.Connection) -> list[str]:
 def uninstall_pg(conn: psycopg.Connection) -> list[str]:
     """Drop every cockpit trigger and schema `cockpit` from PostgreSQL (idempotent). Returns what was dropped."""
     dropped = []
+    labels = {PG_TRIGGER: "trigger", PG_TRUNCATE_TRIGGER: "truncate trigger"}
     with conn.transaction():
         rows = conn.execute(
-            "SELECT n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = %s",
-            (PG_TRIGGER,),
+            "SELECT t.tgname, n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY(%s)",
+            (list(PG_TRIGGERS),),
         ).fetchall()
-        for schema, table in rows:
+        for name, schema, table in rows:
             conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}.{}").format(
-                sql.Identifier(PG_TRIGGER), sql.Identifier(schema), sql.Identifier(table)))
-            dropped.append(f"trigger {table}")
+                sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table)))
+            dropped.append(f"{labels[name]} {table}")
         if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (PG_SCHEMA,)).fetchone():
             conn.execute(f"DROP SCHEMA {PG_SCHEMA} CASCADE")
             dropped.append(f"schema {PG_SCHEMA}")
