@@ -280,36 +280,56 @@ def _action(args: argparse.Namespace) -> int:
     ):
         print("cancelled: nothing was done")
         return EXIT_FAILED
+    return print_result(perform(plan, verb, cmd_args, args.wait), args.json)
+
+
+Watch = Callable[[CockpitState], None]
+
+
+def perform(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float | None = None,
+            watch: Watch | None = None) -> dict[str, Any]:
+    """Run a controller verb from the CLI: queued to the controller that holds the lock, else in a one-shot
+    controller of this process. `watch` gets a snapshot about twice a second while the action runs (progress)."""
     journal_path = plan.path(plan.journal.path)
     holder = ControllerLock(journal_path).holder() if journal_path.exists() else None
-    wait = args.wait if args.wait is not None else float(plan.rollback.max_duration) + 30
-    if holder is not None:
-        result = _queue(plan, verb, cmd_args, wait)
-    else:
+    wait = wait if wait is not None else float(plan.rollback.max_duration) + 30
+    if holder is None:
         try:
-            result = asyncio.run(_one_shot(plan, verb, cmd_args))
+            return asyncio.run(_one_shot(plan, verb, cmd_args, watch))
         except LockHeld:  # a controller started between the probe and now
-            result = _queue(plan, verb, cmd_args, wait)
-    return _print_result(result, args.json)
+            pass
+    return _queue(plan, verb, cmd_args, wait, watch)
 
 
-async def _one_shot(plan: Plan, verb: str, cmd_args: dict[str, Any]) -> dict[str, Any]:
+async def _one_shot(plan: Plan, verb: str, cmd_args: dict[str, Any], watch: Watch | None) -> dict[str, Any]:
     async with controller_session(plan, run_sync=False) as controller:
         await controller.refresh()
-        result: Result = await controller.dispatch(verb, cmd_args)
+        task = asyncio.ensure_future(controller.dispatch(verb, cmd_args))
+        while watch is not None and not task.done():
+            await asyncio.wait({task}, timeout=WATCH_S)
+            watch(controller.snapshot())
+        result: Result = await task
         return result.as_dict()
 
 
-def _queue(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float) -> dict[str, Any]:
+WATCH_S = 0.5
+
+
+def _queue(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float, watch: Watch | None) -> dict[str, Any]:
     journal = journal_for(plan)
     try:
         cid = journal.enqueue(verb, cmd_args, current_actor())
         print(f"a controller is running: queued {verb} as command {cid}", file=sys.stderr)
         deadline = time.monotonic() + wait
+        watched = 0.0
         while time.monotonic() < deadline:
             cmd = journal.command(cid)
             if cmd is not None and cmd.status not in ("queued", "taken"):
                 return cmd.result or {"outcome": cmd.status, "ok": False}
+            if watch is not None and cmd is not None and cmd.status == "taken" and \
+                    time.monotonic() - watched >= WATCH_S:
+                watched = time.monotonic()
+                watch(read_state(plan, journal))
             time.sleep(0.1)
         if journal.cancel_command(cid, f"nobody took it within {wait:g}s"):
             return {
@@ -336,7 +356,7 @@ def _confirm(plan: Plan, verb: str, cmd_args: dict[str, Any]) -> bool:
     return answer in ("y", "yes", "s", "sim")
 
 
-def _print_result(result: dict[str, Any], as_json: bool) -> int:
+def print_result(result: dict[str, Any], as_json: bool) -> int:
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:

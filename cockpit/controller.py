@@ -1,6 +1,8 @@
 """The one place where actions live: advance, hold, resume, rollback, the tick loop and crash reconciliation.
 
-The TUI, the CLI and automated triggers all call these methods. Actions are serialized; a rollback preempts an
+The TUI, the CLI and automated triggers all call these methods. `copy` (the initial copy of blue into green,
+then capture on both sides) is an action too, so it is journaled, locked against the others and its progress is
+in every snapshot. Actions are serialized; a rollback preempts an
 advance in flight. Blocking driver calls run in threads, so the controller's loop stays free to preempt. Every
 action is journaled as intent -> steps -> outcome. One controller acts at a time (the lock beside the journal);
 other processes put commands in the journal's queue, which the running controller takes within one tick.
@@ -27,11 +29,11 @@ from cockpit.rollback import run_sequence
 from cockpit.rules import TriggerTracker, check_gates, threshold_alarms
 from cockpit.services.factory import service_units
 from cockpit.sides import check_health, set_services
-from cockpit.state import Alarm, CockpitState, Lag
+from cockpit.state import Alarm, CockpitState, CopyView, Lag, TableCopy
 from cockpit.traffic.base import SplitStatus, TrafficError, live_percent
 from cockpit.view import build_state
 
-VERBS = ("advance", "hold", "resume", "rollback")
+VERBS = ("advance", "hold", "resume", "rollback", "copy")
 
 
 class Controller:
@@ -68,6 +70,10 @@ class Controller:
         self._troubles: dict[str, str] = {}  # source -> its current error, journaled once
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[CockpitState], None]] = []
+        self._copy_lock = threading.Lock()  # the copy's writer threads report progress from their threads
+        self._copy: CopyView | None = None  # the copy under way (tables filled from the progress reports)
+        self._copy_tables: dict[str, TableCopy] = {}
+        self._copy_t0 = 0.0
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> list[Result]:
@@ -154,7 +160,7 @@ class Controller:
             self._trouble(f"metrics.{type(src).__name__}", res if isinstance(res, BaseException) else None)
             if not isinstance(res, BaseException):
                 metrics.update(res)
-        if self.drivers.sync is not None:
+        if self.drivers.sync is not None and not self._copying():  # no change log on green until it is done
             try:
                 self.lag = dict(await asyncio.to_thread(self.drivers.sync.lag))
                 metrics["sync_lag"] = max((v.age_s for v in self.lag.values()), default=0.0)
@@ -242,6 +248,14 @@ class Controller:
         return await self._act(
             "rollback", actor, reason, {"mode": mode}, lambda rec: self._rollback(rec, mode, reason)
         )
+
+    async def copy(self, reason: str = "", *, jobs: int | None = None, actor: str | None = None) -> Result:
+        """The initial copy of blue into green, then capture on both sides; only while no user is on green.
+        `jobs`: tables loaded in parallel (default: the plan's `sync.copy_jobs`)."""
+        if jobs is not None and int(jobs) < 1:
+            raise ValueError(f"copy jobs must be at least 1, not {jobs}")
+        n = int(jobs) if jobs is not None else int(self.plan.sync.copy_jobs)
+        return await self._act("copy", actor, reason, {"jobs": n}, lambda rec: self._initial_copy(rec, n))
 
     async def _act(
         self,
@@ -351,6 +365,61 @@ class Controller:
         problems += [f"{g} ({why})" for g, met, why in check_gates(phase, self.metrics) if not met]
         return problems
 
+    async def _initial_copy(self, rec: Recorder, jobs: int) -> Result:
+        sync = self.drivers.sync
+        if sync is None or not hasattr(sync, "initial_copy"):
+            raise Refused("this plan has no sync to copy with (blue must be sqlite and green postgresql)")
+        if self.machine.phase_index >= 0 or (self.green_live or 0.0) > 0.05:
+            where = self.plan.phases[self.machine.phase_index].name if self.machine.phase_index >= 0 else "live"
+            raise Refused(f"the initial copy runs before any user is on green (now {where}, "
+                          f"{self.green_live if self.green_live is not None else '?'}% live): roll back first")
+        with self._copy_lock:
+            self._copy_tables = {}
+            self._copy_t0 = time.monotonic()
+            self._copy = CopyView("running", self.clock())
+        self._publish()
+        try:
+            with rec.step("copy") as info:
+                report, tables = await asyncio.to_thread(
+                    sync.initial_copy, jobs, self._copy_progressed
+                )
+                info["detail"] = (f"{report.rows:,} rows in {len(report.tables)} tables, {report.seconds:.2f}s "
+                                  f"({report.rows_per_s:,.0f} rows/s); capture on both sides for {len(tables)} "
+                                  f"tables; change-log position {report.sqlite_position}")
+        except BaseException as exc:
+            self._copy_ended("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        self._copy_ended("done", "; ".join(report.warnings[:3]))
+        message = f"copied {report.rows:,} rows in {len(report.tables)} tables in {report.seconds:.2f}s"
+        if report.not_valid:
+            message += "; foreign keys left NOT VALID: " + ", ".join(f.constraint for f in report.not_valid)
+        return rec.outcome("ok", message, {"copy": report.as_dict(), "capture": {"tables": tables}})
+
+    def _copy_progressed(self, p: Any) -> None:
+        """A writer thread's progress report (cockpit.sync.copy.CopyProgress)."""
+        with self._copy_lock:
+            self._copy_tables[p.table] = TableCopy(p.table, p.rows_done, p.rows_total, p.rows_per_s, p.eta_s,
+                                                   p.final)
+
+    def _copy_ended(self, state: str, message: str) -> None:
+        view = self.copy_view()
+        if view is not None:
+            self._copy = replace(view, state=state, message=message)
+        self._publish()
+
+    def _copying(self) -> bool:
+        view = self._copy
+        return view is not None and view.state == "running"
+
+    def copy_view(self) -> CopyView | None:
+        """The copy under way (its tables as last reported), or how the last one ended. Any thread."""
+        view = self._copy
+        if view is None or view.state != "running":
+            return view
+        with self._copy_lock:
+            tables = tuple(self._copy_tables[t] for t in sorted(self._copy_tables))
+        return replace(view, tables=tables, seconds=time.monotonic() - self._copy_t0)
+
     async def _hold(self, rec: Recorder, reason: str) -> Result:
         self._set_machine(phases.hold(self.machine, reason, self.clock()))
         return rec.outcome("ok", f"held: {self.machine.held_reason}")
@@ -419,6 +488,8 @@ class Controller:
             return await self.rollback(
                 args.get("reason") or "manual", args.get("mode", "immediate"), actor=actor
             )
+        if verb == "copy":
+            return await self.copy(args.get("reason", ""), jobs=args.get("jobs"), actor=actor)
         raise ValueError(f"unknown command {verb!r}; expected one of {', '.join(VERBS)}")
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
@@ -470,6 +541,10 @@ class Controller:
                     self._set_machine(phases.settled(Machine(phase_index=matched), self.plan, self.clock()))
                     name = self.plan.phases[matched].name if matched >= 0 else "ready"
                     results.append(rec.outcome("reconciled", f"{detail}; live split {live:g}% is {name}"))
+                continue
+            if action.verb == "copy":  # the copy drops what it made when it fails, but not when it is killed
+                results.append(rec.outcome("interrupted", f"{detail}; green may hold a partial copy: check it with "
+                                                          "`cockpit sync status`, drop those tables and copy again"))
                 continue
             # hold/resume change nothing in the world: the saved machine is the truth
             results.append(rec.outcome("reconciled", detail))
@@ -530,6 +605,7 @@ class Controller:
             gates=self.gates,
             controller={"pid": _pid(), "actor": self.actor},
             running_action=self._running[0] if self._running else None,
+            copy=self.copy_view(),
             now=self.clock(),
         )
 
@@ -546,6 +622,7 @@ class Controller:
                 "alarms": doc["alarms"],
                 "gates": doc["gates"],
                 "running_action": state.running_action,
+                "copy": None if state.copy is None else state.copy.as_dict(),
             },
         )
         for listener in self._listeners:

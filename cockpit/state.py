@@ -23,6 +23,75 @@ class Lag:
 
 
 @dataclass(frozen=True)
+class TableCopy:
+    """One table of the initial copy: rows committed, rows expected, rate and time left (0 once done)."""
+
+    table: str
+    rows_done: int
+    rows_total: int
+    rows_per_s: float
+    eta_s: float | None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class CopyView:
+    """The initial copy (the controller's `copy` action): under way, or how the last one ended."""
+
+    state: str  # running | done | failed
+    started: float  # epoch seconds
+    tables: tuple[TableCopy, ...] = ()
+    seconds: float = 0.0
+    message: str = ""
+
+    @property
+    def rows_done(self) -> int:
+        return sum(t.rows_done for t in self.tables)
+
+    @property
+    def rows_total(self) -> int:
+        return sum(t.rows_total for t in self.tables)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """The slowest table's time left (tables load in parallel); None while a table has no rate yet."""
+        if self.state != "running":
+            return 0.0
+        etas = [t.eta_s for t in self.tables if not t.done]
+        return None if any(e is None for e in etas) else max(etas, default=0.0)  # type: ignore[type-var]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "started": self.started,
+            "seconds": round(self.seconds, 3),
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "rows_per_s": round(self.rows_per_s, 1),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "message": self.message,
+            "tables": [
+                {**asdict(t), "rows_per_s": round(t.rows_per_s, 1),
+                 "eta_s": None if t.eta_s is None else round(t.eta_s, 1)}
+                for t in self.tables
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CopyView:
+        return cls(
+            doc["state"], float(doc["started"]),
+            tuple(TableCopy(t["table"], int(t["rows_done"]), int(t["rows_total"]), float(t["rows_per_s"]),
+                            t.get("eta_s"), bool(t.get("done"))) for t in doc.get("tables", ())),
+            float(doc.get("seconds", 0.0)), doc.get("message", ""),
+        )
+
+
+@dataclass(frozen=True)
 class PhaseView:
     name: str
     green: float
@@ -59,6 +128,7 @@ class CockpitState:
     alarms: tuple[Alarm, ...] = ()
     gates: tuple[tuple[str, bool, str], ...] = ()  # (gate, met, why) for the next advance
     controller: dict[str, Any] | None = None  # who holds the lock: pid, actor, since
+    copy: CopyView | None = None  # the initial copy under way, or the last one this controller ran
     read_only: bool = False
     message: str = ""
 
@@ -112,4 +182,5 @@ class CockpitState:
             "alarms": [asdict(a) for a in self.alarms],
             "gates": [{"gate": g, "met": met, "why": why} for g, met, why in self.gates],
             "controller": self.controller,
+            "copy": None if self.copy is None else self.copy.as_dict(),
         }

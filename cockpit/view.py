@@ -14,7 +14,7 @@ from cockpit.journal import ActionRecord, Journal
 from cockpit.lock import ControllerLock
 from cockpit.phases import Machine
 from cockpit.plan import Plan
-from cockpit.state import Alarm, CockpitState, Lag, PhaseView
+from cockpit.state import Alarm, CockpitState, CopyView, Lag, PhaseView
 from cockpit.traffic.base import TrafficDriver, live_percent
 
 
@@ -35,6 +35,7 @@ def build_state(
     controller: dict[str, Any] | None = None,
     running_action: str | None = None,
     read_only: bool = False,
+    copy: CopyView | None = None,
     now: float | None = None,
     message: str = "",
 ) -> CockpitState:
@@ -56,6 +57,7 @@ def build_state(
         gates=gates,
         controller=controller,
         read_only=read_only,
+        copy=copy,
         message=message,
     )
 
@@ -83,4 +85,5 @@ def read_state(plan: Plan, journal: Journal, traffic: TrafficDriver | None = Non
         controller=holder,
         running_action=runtime.get("running_action") if holder else None,
         read_only=True,
+        copy=CopyView.from_dict(runtime["copy"]) if runtime.get("copy") else None,
     )

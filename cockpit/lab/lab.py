@@ -51,7 +51,6 @@ from cockpit.plan import Plan, PlanError, load_plan
 
 DEFAULT_ROOT = Path(".cockpit/lab")
 TEMPLATE = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"
-TABLES = ["users", "companies", "opportunities", "proposals"]
 LOAD_UNIT = "lab-load"
 NGINX_HINT = "install it: apt-get install -y nginx-light (or nginx)"
 _OWN_FILES = ("state.json", "plan.yaml", "blue.db", "blue.db-wal", "blue.db-shm", "load.json", "journal.db",
@@ -196,19 +195,14 @@ def _say(opts: LabOptions, text: str) -> None:
 
 
 def initial_copy(plan: Plan) -> str:
-    """blue -> green as `cockpit sync copy` does it: capture on blue first, the copy, then capture on both sides."""
-    from cockpit.sync.copy import copy_database
+    """blue -> green through the sync's one copy sequence: capture on blue, the copy, capture on both sides."""
     from cockpit.sync.runner import SyncRunner
 
-    sqlite_path = str(plan.path(plan.blue.database.path))
-    tables = plan.sync.tables if isinstance(plan.sync.tables, list) else TABLES
     runner = SyncRunner.from_plan(plan)
     try:
-        runner.install_blue()
-        copy_database(sqlite_path, plan.green.database.url, tables=tables, jobs=plan.sync.copy_jobs,
-                      casts=plan.sync.casts or None)
-        installed = runner.install()
-        return f"initial copy done; capture installed on both sides for {', '.join(installed['tables'])}"
+        report, tables = runner.initial_copy(int(plan.sync.copy_jobs))
+        return (f"initial copy done ({report.rows:,} rows in {report.seconds:.2f}s); capture installed on both "
+                f"sides for {', '.join(tables)}")
     finally:
         runner.close()
 

@@ -52,6 +52,7 @@ class _Target:
     jobs: int
     casts: list[Any]
     journal: Path | None
+    plan: Any = None  # the Plan, when the target came from one
 
 
 class _Usage(Exception):
@@ -141,7 +142,7 @@ def _target(args: argparse.Namespace) -> _Target:
     warning = pooler_warning(pg_url)
     if warning:
         print(f"cockpit sync: warning: {redact_text(warning)}", file=sys.stderr)
-    return _Target(sqlite_path, pg_url, tables, policy, batch, interval, jobs, list(casts), journal)
+    return _Target(sqlite_path, pg_url, tables, policy, batch, interval, jobs, list(casts), journal, plan)
 
 
 def _runner(t: _Target, on_event: EventSink | None) -> SyncRunner:
@@ -201,56 +202,74 @@ def _table_names(t: _Target) -> list[str]:
 
 @_guard
 def _copy(args: argparse.Namespace) -> int:
+    """With a plan alone, the copy is the controller's `copy` action (journaled, locked, its progress on the
+    screen; queued to the running controller if there is one). With --from/--to/--tables it runs here."""
     t = _target(args)
-    from cockpit.sync.copy import copy_database
-
-    runner = _runner(t, None)
-    names = _table_names(t)
-    conn = connect_sqlite(t.sqlite_path)
-    try:
-        had_capture = set(sqlite_installed(conn))
-    finally:
-        conn.close()
-    # capture first, so the copy's snapshot names exactly where blue→green resumes
-    runner.tables = names
-    runner.install_blue()
     printer = _ProgressPrinter(enabled=not args.json)
+    if t.plan is not None and not (args.source or args.target or args.tables):
+        return _copy_by_controller(t.plan, args, printer)
+    runner = _runner(t, None)
+    runner.tables = _table_names(t)
     try:
-        report = copy_database(
-            str(t.sqlite_path), t.pg_url, tables=names, jobs=t.jobs, casts=t.casts or None, progress=printer
-        )
+        report, tables = runner.initial_copy(t.jobs, printer)
+    except psycopg.OperationalError:
+        raise
     except Exception as exc:
-        if not had_capture:  # a failed copy leaves blue as it was
-            runner.uninstall_blue()
-        runner.close()
-        if isinstance(exc, psycopg.OperationalError):
-            raise
         print(f"cockpit sync copy: refused: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        installed = runner.install()
     finally:
         runner.close()
     printer.done()
     if args.json:
-        out = report.as_dict() if hasattr(report, "as_dict") else {}
-        print(json.dumps(redact({"copy": out, "capture": installed}), default=str, indent=2))
+        print(json.dumps(redact({"copy": report.as_dict(), "capture": {"tables": tables}}), default=str, indent=2))
     else:
-        print(redact_text(report.summary()) if hasattr(report, "summary") else "copy done")
-        print(f"capture installed on both sides for: {', '.join(installed['tables'])}")
-    ok = getattr(report, "ok", True)
-    return EXIT_OK if ok else EXIT_FAILED
+        print(redact_text(report.summary()))
+        print(f"capture installed on both sides for: {', '.join(tables)}")
+    return EXIT_OK
+
+
+def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: _ProgressPrinter) -> int:
+    from cockpit.cli import perform, print_result
+
+    cmd_args: dict[str, Any] = {"reason": "cockpit sync copy"}
+    if args.jobs is not None:
+        cmd_args["jobs"] = args.jobs
+    result = perform(plan, "copy", cmd_args, watch=printer.state)
+    printer.done()
+    extra = result.pop("extra", None) or {}
+    if args.json:
+        print(json.dumps(redact({**extra, "action": result}), default=str, indent=2))
+        return EXIT_OK if result.get("ok") else EXIT_FAILED
+    code = print_result(result, False)
+    for warning in (extra.get("copy") or {}).get("warnings", []):
+        print(f"  warning: {redact_text(warning)}")
+    return code
 
 
 class _ProgressPrinter:
-    """Prints the copy's progress at most twice a second (whatever shape the copy reports it in)."""
+    """Prints the copy's progress on a terminal, at most twice a second: a table's report (a copy run here) or
+    the whole copy from a controller's snapshot."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled and sys.stderr.isatty()
         self._last = 0.0
         self._lock = threading.Lock()
 
-    def __call__(self, *args: Any, **kwargs: Any) -> None:
+    def __call__(self, item: Any) -> None:  # cockpit.sync.copy.CopyProgress, from a writer thread
+        eta = "?" if item.eta_s is None else f"{item.eta_s:.0f}s"
+        self._print(f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
+                    f"ETA {eta}")
+
+    def state(self, state: Any) -> None:  # cockpit.state.CockpitState
+        view = state.copy
+        if view is None or view.state != "running":
+            return
+        eta = "?" if view.eta_s is None else f"{view.eta_s:.0f}s"
+        done = sum(1 for t in view.tables if t.done)
+        self._print(f"copy: {view.rows_done:,}/{view.rows_total:,} rows, {done} tables done, "
+                    f"{view.rows_per_s:,.0f} rows/s, ETA {eta}")
+
+    def _print(self, text: str) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -258,13 +277,6 @@ class _ProgressPrinter:
             if now - self._last < 0.5:
                 return
             self._last = now
-        item = args[0] if len(args) == 1 and not kwargs else (args or kwargs)
-        if hasattr(item, "rows_done"):  # cockpit.sync.copy.CopyProgress
-            eta = "?" if item.eta_s is None else f"{item.eta_s:.0f}s"
-            text = (f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
-                    f"ETA {eta}")
-        else:
-            text = str(item)
         print("\r" + redact_text(text)[:120].ljust(120), end="", file=sys.stderr, flush=True)
 
     def done(self) -> None:

@@ -76,6 +76,7 @@ class CopyProgress:
     rows_total: int
     rows_per_s: float
     eta_s: float | None  # None until a rate is known
+    final: bool = False  # the table's last report: all its rows are committed
 
 
 @dataclass
@@ -468,7 +469,7 @@ class _Tracker:
         total = done if final else max(self.source.tables[table].rows, done)
         rate = done / max(time.monotonic() - self.started[table], 1e-6)
         eta = (total - done) / rate if rate > 0 else None
-        self.progress(CopyProgress(table, done, total, rate, eta))
+        self.progress(CopyProgress(table, done, total, rate, 0.0 if final else eta, final))
 
 
 class _QueuedWriter(QueuedLibpqWriter):

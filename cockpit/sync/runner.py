@@ -44,6 +44,7 @@ from cockpit.sync.capture import (
 
 if TYPE_CHECKING:
     from cockpit.plan import Plan
+    from cockpit.sync.copy import CopyProgress, CopyReport
     from cockpit.sync.schema import TableMap
 
 DIRECTIONS = (BLUE_TO_GREEN, GREEN_TO_BLUE)
@@ -229,6 +230,42 @@ class SyncRunner:
         """Remove capture from SQLite only (undoes `install_blue` when the copy failed)."""
         with self._lock:
             return uninstall_sqlite(self._sqlite())
+
+    def initial_copy(
+        self, jobs: int = 4, progress: Callable[[CopyProgress], None] | None = None
+    ) -> tuple[CopyReport, list[str]]:
+        """Copy blue into green, then install capture on both sides. `cockpit sync copy` and the controller's
+        `copy` action both come here (one code path). Returns the copy's report and the captured tables.
+
+        Capture goes on blue first, so that the copy's snapshot names exactly where blue→green resumes and no
+        write slips between. A failed copy takes blue's capture off again when it was not there before (blue
+        ends as it was; the copy has already dropped what it created on green). A running loop is paused
+        meanwhile: green has neither the tables nor the change log yet.
+        """
+        from cockpit.sync.copy import copy_database
+
+        was_running = self.running
+        if was_running:
+            self.stop()
+        try:
+            names = self.table_names()
+            self.tables = names
+            with self._lock:
+                had_capture = bool(sqlite_installed(self._sqlite()))
+            self.install_blue()
+            try:
+                report = copy_database(
+                    str(self.sqlite_path), self.pg_url, tables=names, jobs=jobs, casts=self.casts or None,
+                    progress=progress,
+                )
+            except BaseException:
+                if not had_capture:
+                    self.uninstall_blue()
+                raise
+            return report, self.install()["tables"]
+        finally:
+            if was_running:
+                self.start()
 
     def uninstall(self) -> dict[str, list[str]]:
         """Remove every cockpit trigger and table from both sides (idempotent)."""

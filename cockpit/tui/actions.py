@@ -33,6 +33,9 @@ ACTIONS: tuple[CockpitAction, ...] = (
     CockpitAction("rollback", "b", "Rollback",
                   "Roll back: all traffic to blue (back to blue); confirm with a reason and immediate or gradual",
                   acts=True),
+    CockpitAction("copy", "c", "Copy",
+                  "Initial copy of blue into green, then change capture on both sides (before any user is on green)",
+                  acts=True),
     CockpitAction("help", "question_mark", "Help", "Show the keys and what they do", display="?"),
     CockpitAction("quit", "q", "Quit", "Quit the cockpit (the controller stops after a running action ends)"),
 )

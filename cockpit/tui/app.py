@@ -34,7 +34,14 @@ from cockpit.state import CockpitState
 from cockpit.tui import render
 from cockpit.tui.actions import ACTIONS, bindings
 from cockpit.tui.metrics import Levels, Trend
-from cockpit.tui.modals import AdvanceChoice, AdvanceModal, HelpModal, RollbackChoice, RollbackModal
+from cockpit.tui.modals import (
+    AdvanceChoice,
+    AdvanceModal,
+    CopyModal,
+    HelpModal,
+    RollbackChoice,
+    RollbackModal,
+)
 from cockpit.tui.panels import ActionsPanel, AlarmsPanel, MetricsPanel, Panel, StatusBar
 from cockpit.tui.source import JournalSource
 
@@ -290,6 +297,16 @@ class CockpitApp(App[int]):
             self.notify("rollback cancelled: nothing changed", timeout=3)
             return
         self._send("rollback", lambda c: c.rollback(choice.reason, choice.mode))
+
+    def action_copy(self) -> None:
+        if not self._cannot_act("copy"):
+            self.push_screen(CopyModal(self.plan), self._copy_confirmed)
+
+    def _copy_confirmed(self, confirmed: bool | None) -> None:
+        if not confirmed:
+            self.notify("copy cancelled: nothing changed", timeout=3)
+            return
+        self._send("copy", lambda c: c.copy("from the cockpit"))
 
     def action_help(self) -> None:
         self.push_screen(HelpModal())

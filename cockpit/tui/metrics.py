@@ -106,6 +106,47 @@ def sync_lines(state: CockpitState, levels: Levels) -> list[Content]:
     return lines
 
 
+def count(n: int | None) -> str:
+    """Rows in at most 6 cells: 9,999 / 523k / 1.05M."""
+    if n is None:
+        return MISSING
+    if n < 10_000:
+        return f"{n:,}"
+    if n < 1_000_000:
+        return f"{n / 1000:.0f}k"
+    return f"{n / 1_000_000:.2f}M"
+
+
+COPY_TABLES = 5  # table lines of a copy under way (the ones with the most left first)
+
+
+def copy_lines(state: CockpitState) -> list[Content]:
+    """The initial copy: per table rows done, % and time left while it runs; one line once it has ended."""
+    view = state.copy
+    if view is None:
+        return []
+    if view.state != "running":
+        level = "ok" if view.state == "done" else "critical"
+        text = f"{count(view.rows_done)} rows in {age(view.seconds)}" if view.state == "done" else view.message
+        return [_fig(f"{'Initial copy':<{LABEL + 1}}", "head") + _fig(f"{view.state}: {text}"[:60], level)]
+    eta = "?" if view.eta_s is None else age(view.eta_s)
+    lines = [_head("Initial copy", "rows", "%", "ETA")]
+    left = sorted(view.tables, key=lambda t: (t.done, -(t.rows_total - t.rows_done)))
+    for t in left[:COPY_TABLES]:
+        pct = 100.0 * t.rows_done / t.rows_total if t.rows_total else 100.0
+        lines.append(Content.assemble(
+            f" {t.table[:LABEL]:<{LABEL}}", f"{count(t.rows_done):>{VALUE}}", f"{pct:>{VALUE - 1}.0f}%",
+            _fig(f"{'done' if t.done else MISSING if t.eta_s is None else age(t.eta_s):>{VALUE}}",
+                 "ok" if t.done else "plain"),
+        ))
+    total_pct = 100.0 * view.rows_done / view.rows_total if view.rows_total else 0.0
+    lines.append(Content.assemble(
+        _fig(f" {'all':<{LABEL}}", "head"), f"{count(view.rows_done):>{VALUE}}", f"{total_pct:>{VALUE - 1}.0f}%",
+        f"{eta:>{VALUE}}", Content.styled(f"  {count(int(view.rows_per_s))} rows/s", "$text-muted"),
+    ))
+    return lines
+
+
 def traffic_lines(state: CockpitState, levels: Levels) -> list[Content]:
     """Blue | green from the access log: req/s (and the total), error %, p95 ms."""
     m = state.metrics
@@ -224,7 +265,7 @@ def trend_lines(state: CockpitState, trend: Trend, levels: Levels) -> list[Conte
 # ------------------------------------------------------------------------------------------------ panel
 def metrics(state: CockpitState, levels: Levels, trend: Trend | None = None, width: int = 0) -> Content:
     """The metrics panel: traffic and sync, then health and the trend; side by side when `width` has room."""
-    left = traffic_lines(state, levels) + sync_lines(state, levels)
+    left = traffic_lines(state, levels) + sync_lines(state, levels) + copy_lines(state)
     right = health_lines(state, levels)
     if trend is not None:
         right += trend_lines(state, trend, levels)

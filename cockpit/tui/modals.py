@@ -1,4 +1,4 @@
-"""Confirmation dialogs (advance, rollback) and the help screen. Cancel (or Escape) changes nothing."""
+"""Confirmation dialogs (advance, rollback, copy) and the help screen. Cancel (or Escape) changes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
-from cockpit.plan import format_duration
+from cockpit.plan import Plan, format_duration
+from cockpit.redact import redact_text
 from cockpit.state import CockpitState
 from cockpit.tui import render
 from cockpit.tui.actions import ACTIONS
@@ -121,6 +122,37 @@ class RollbackModal(_Dialog):
         self.dismiss(RollbackChoice(reason=reason, mode=mode))
 
 
+class CopyModal(_Dialog):
+    """Confirm the initial copy: from which file to which database, which tables, how many in parallel."""
+
+    def __init__(self, plan: Plan):
+        super().__init__(classes="dialog-screen")
+        self.plan = plan
+
+    def compose(self) -> ComposeResult:
+        p = self.plan
+        tables = "all of blue's tables" if p.sync.tables == "all" else ", ".join(p.sync.tables)
+        with Vertical(id="dialog", classes="copy"):
+            yield Label("Initial copy: blue → green", classes="dialog-title")
+            yield Static(Content.assemble("from ", (str(p.path(p.blue.database.path or "?")), "bold"), "  →  ",
+                                          (redact_text(p.green.database.url or "?"), "bold")), id="copy-from-to")
+            yield Static(Content.assemble(("tables: ", "$text-muted"), tables,
+                                          (f"  ({p.sync.copy_jobs} in parallel)", "$text-muted")))
+            yield Static("Capture goes on blue first, then one snapshot is copied and capture goes on green. The "
+                         "copy writes new tables only: it refuses if green already has them, and a failed copy "
+                         "drops what it made.", classes="muted")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Copy", id="confirm", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed, "#confirm")
+    def _confirmed(self) -> None:
+        self.dismiss(True)
+
+
 class HelpModal(_Dialog):
     BINDINGS = [Binding("escape", "cancel", "Close"), Binding("q", "cancel", "Close"),
                 Binding("question_mark", "cancel", "Close")]
@@ -131,7 +163,7 @@ class HelpModal(_Dialog):
         notes = [
             "",
             "Rollback is on b (back to blue): not a shifted twin of r (resume).",
-            "Advance and rollback ask first; Escape or Cancel changes nothing.",
+            "Advance, rollback and copy ask first; Escape or Cancel changes nothing.",
             "ctrl+p opens the command palette with the same actions.",
         ]
         with Vertical(id="dialog", classes="help"):
