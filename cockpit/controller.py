@@ -34,6 +34,7 @@ from cockpit.traffic.base import SplitStatus, TrafficError, live_percent
 from cockpit.view import build_state
 
 VERBS = ("advance", "hold", "resume", "rollback", "copy")
+PRUNE_EVERY_S = 3600.0  # old metric samples are dropped at start and then hourly (journal.keep_samples)
 
 
 class Controller:
@@ -74,6 +75,7 @@ class Controller:
         self._copy: CopyView | None = None  # the copy under way (tables filled from the progress reports)
         self._copy_tables: dict[str, TableCopy] = {}
         self._copy_t0 = 0.0
+        self._next_prune = 0.0
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> list[Result]:
@@ -85,7 +87,7 @@ class Controller:
                 if self.journal.get_state("machine")
                 else Machine(since=self.clock())
             )
-            pruned = self.journal.prune_samples(self.clock() - float(self.plan.journal.keep_samples))
+            pruned = self._prune()
             self.journal.event(
                 "controller.start",
                 {"pid": _pid(), "state": self.machine.as_dict(), "samples_pruned": pruned},
@@ -149,7 +151,14 @@ class Controller:
         self._evaluate()
         if self.metrics:
             self.journal.samples({k: v for k, v in self.metrics.items() if v is not None})
+        if self.clock() >= self._next_prune:
+            self._prune()
         self._publish()
+
+    def _prune(self) -> int:
+        """Drop the samples older than `journal.keep_samples` (events are never dropped); then again in an hour."""
+        self._next_prune = self.clock() + PRUNE_EVERY_S
+        return self.journal.prune_samples(self.clock() - float(self.plan.journal.keep_samples))
 
     async def _poll(self) -> None:
         metrics: dict[str, float | None] = {}

@@ -216,7 +216,7 @@ class Backup:
 @dataclass(frozen=True)
 class JournalSpec:
     path: str = ".cockpit/journal.db"
-    keep_samples: Duration = Duration(7 * 86400)  # metric samples older than this are dropped at start
+    keep_samples: Duration = Duration(7 * 86400)  # older metric samples are dropped at start, then hourly
 
 
 @dataclass(frozen=True)

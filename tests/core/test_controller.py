@@ -203,6 +203,24 @@ async def test_a_failing_source_is_journaled_once_and_its_recovery_too(tmp_path:
         await c.close()
 
 
+async def test_old_samples_are_dropped_hourly_while_the_controller_runs(tmp_path: Path) -> None:
+    import time
+
+    c = await open_controller(tmp_path)
+    try:
+        now = [time.time()]
+        c.clock = lambda: now[0]
+        c._next_prune = now[0] + 3600  # as start() left it, on this clock
+        c.journal.samples({"cpu_usage": 50.0}, ts=now[0] - 7 * 86400 + 60)  # 7 days old in a minute
+        await c.refresh()
+        assert 50.0 in [v for _, v in c.journal.sample_series("cpu_usage")]
+        now[0] += 3600
+        await c.refresh()
+        assert 50.0 not in [v for _, v in c.journal.sample_series("cpu_usage")]
+    finally:
+        await c.close()
+
+
 async def test_old_samples_are_dropped_at_start_events_never(tmp_path: Path) -> None:
     import time
 
