@@ -34,6 +34,9 @@ def register(subparsers: Any) -> None:
         p.add_argument("--pg-url", default=os.environ.get("COCKPIT_LAB_PG_URL", ""),
                        help="use this PostgreSQL server (a lab database is created there) instead of a private "
                             "cluster (default: $COCKPIT_LAB_PG_URL)")
+        p.add_argument("--tls", action="store_true",
+                       help="the private cluster serves TLS (a throwaway CA) and every client connects with "
+                            "sslmode=verify-full, as to Neon")
 
     p_up = lab_sub.add_parser("up", help="start PostgreSQL, the demo services, nginx and the load")
     up_args(p_up)
@@ -74,7 +77,7 @@ def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
     if args.rate < 0 or args.users <= 0 or args.rows < 10:
         raise LabError("--rate must be >= 0, --users > 0 and --rows >= 10")
     return LabOptions(root=args.root, rate=args.rate, users=args.users, rows=args.rows, pg_url=args.pg_url,
-                      green_percent=getattr(args, "green", 0.0), quiet=quiet)
+                      green_percent=getattr(args, "green", 0.0), quiet=quiet, tls=args.tls)
 
 
 def _fail(exc: Exception) -> int:

@@ -66,6 +66,7 @@ class LabOptions:
     rows: int = 5000
     pg_url: str = ""  # an existing server (COCKPIT_LAB_PG_URL): the lab creates its own database there
     green_percent: float = 0.0  # the split nginx starts with
+    tls: bool = False  # the private cluster serves TLS and everything connects with sslmode=verify-full (as to Neon)
     quiet: bool = False
 
 
@@ -212,6 +213,9 @@ def initial_copy(plan: Plan) -> str:
 
 def up(opts: LabOptions) -> dict[str, Any]:
     """Start the lab. On any failure, stop what was started and raise LabError."""
+    if opts.tls and opts.pg_url:
+        raise LabError("--tls makes the lab's private cluster serve TLS; with an existing server (--pg-url or "
+                       "COCKPIT_LAB_PG_URL) put sslmode=require in its URL instead")
     root = Path(opts.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     previous = read_state(root)
@@ -263,12 +267,13 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         _say(opts, f"postgres: database {name} on the server of COCKPIT_LAB_PG_URL")
     else:
         port = _free_port()
-        info = init_cluster(root, port)
-        state["postgres"] = {"mode": "private", "url": info.url, "cluster": dataclasses.asdict(info)}
+        info = init_cluster(root, port, ssl=opts.tls)
+        url = info.verify_full_url if opts.tls else info.url
+        state["postgres"] = {"mode": "private", "url": url, "cluster": dataclasses.asdict(info)}
         state["ports"].append(port)
         _save(state)
         start_cluster(info)
-        _say(opts, f"postgres: private cluster on 127.0.0.1:{port} ({info.base}{', as user ' + info.owner if info.owner else ''})")
+        _say(opts, f"postgres: private cluster on 127.0.0.1:{port}{' with TLS' if opts.tls else ''} ({info.base}{', as user ' + info.owner if info.owner else ''})")
     pg_url = state["postgres"]["url"]
 
     # 2. fault switches, ports, the resolved plan
