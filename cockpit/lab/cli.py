@@ -216,6 +216,7 @@ def _demo(args: argparse.Namespace) -> int:
         os.kill(os.getpid(), signal.SIGINT)
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.getsignal(signal.SIGINT)
     sync_runner = None
     started = False  # a lab this demo did not start (already up: refused) is not taken down
     try:
@@ -238,7 +239,10 @@ def _demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # no second interruption while stopping
+        # no second interruption while stopping: a late SIGINT (a Ctrl-C twice, or the one on_term sent landing
+        # after the screen ended) would otherwise escape this `finally` and leave the lab half down
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if sync_runner is not None:
             try:
                 sync_runner.stop()
@@ -248,6 +252,7 @@ def _demo(args: argparse.Namespace) -> int:
             print("demo: stopping the lab", flush=True)
             down(opts.root)
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _start_sync(plan_path: str) -> Any:
