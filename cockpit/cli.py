@@ -113,6 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--mode", choices=("immediate", "gradual"), default="immediate")
     rb.set_defaults(func=_action, verb="rollback")
 
+    bk = sub.add_parser("backup", help="blue's backups: take (and verify) one, list, verify, restore")
+    bk_sub = bk.add_subparsers(dest="backup_command", metavar="take|list|verify|restore", required=True)
+    take = bk_sub.add_parser("take", help="online copy of blue, gzip, manifest with SHA-256, then verified (journaled)")
+    take.add_argument("--label", default="", help="added to the backup's folder name, e.g. pre-5pct")
+    take.add_argument("--reason", default="")
+    take.add_argument("--json", action="store_true")
+    take.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                      help="when a controller is running: how long to wait for it to act")
+    take.set_defaults(func=_backup_take)
+    ls = bk_sub.add_parser("list", help="the backups in the plan's backup folder, newest first")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_backup_list)
+    vf = bk_sub.add_parser("verify", help="re-hash, decompress, integrity check and recount one backup")
+    vf.add_argument("path", help="the backup's folder (or its name in the plan's backup folder)")
+    vf.add_argument("--json", action="store_true")
+    vf.set_defaults(func=_backup_verify)
+    rs = bk_sub.add_parser("restore", help="decompress a verified backup into a NEW file (never overwrites)")
+    rs.add_argument("path", help="the backup's folder (or its name in the plan's backup folder)")
+    rs.add_argument("target", help="the SQLite file to create")
+    rs.set_defaults(func=_backup_restore)
+
     jr = sub.add_parser("journal", help="the flight recorder as a timeline")
     jr.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     jr.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -369,6 +390,60 @@ def print_result(result: dict[str, Any], as_json: bool) -> int:
             detail = f" ({s['detail']})" if s.get("detail") else ""
             print(f"  {s['step']}: {s['status']} in {s['duration_s']:.3f}s{detail}")
     return EXIT_OK if result.get("ok") else EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------------------ backup
+def _backup_take(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    result = perform(plan, "backup", {"reason": args.reason, "label": args.label}, args.wait)
+    return print_result(result, args.json)
+
+
+def _backup_path(plan: Plan, path: str) -> Path:
+    given = Path(path)
+    if given.is_dir():
+        return given
+    return plan.path(plan.backup.folder) / path
+
+
+def _backup_list(args: argparse.Namespace) -> int:
+    from cockpit.backup import list_backups
+
+    plan = require_plan(args)
+    found = list_backups(plan.path(plan.backup.folder))
+    if args.json:
+        print(json.dumps([redact(m.as_dict()) for m in found], indent=2, default=str))
+    elif not found:
+        print(f"no backups in {plan.path(plan.backup.folder)}")
+    for m in [] if args.json else found:
+        print(redact_text(m.summary()))
+    return EXIT_OK
+
+
+def _backup_verify(args: argparse.Namespace) -> int:
+    from cockpit.backup import BackupError, verify_backup
+
+    plan = require_plan(args)
+    try:
+        report = verify_backup(_backup_path(plan, args.path))
+    except BackupError as exc:
+        print(f"cockpit backup verify: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(redact(report.as_dict()), indent=2, default=str) if args.json else redact_text(report.summary()))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _backup_restore(args: argparse.Namespace) -> int:
+    from cockpit.backup import BackupError, restore_backup
+
+    plan = require_plan(args)
+    try:
+        target = restore_backup(_backup_path(plan, args.path), args.target)
+    except BackupError as exc:
+        print(f"cockpit backup restore: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"restored into {target} (mode 0600; give it to the app's user before use)")
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------------ journal

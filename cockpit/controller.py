@@ -26,14 +26,14 @@ from cockpit.lock import ControllerLock
 from cockpit.phases import Machine, Refused
 from cockpit.plan import Plan
 from cockpit.rollback import run_sequence
-from cockpit.rules import TriggerTracker, check_gates, threshold_alarms
+from cockpit.rules import TriggerTracker, backup_gate, check_gates, threshold_alarms
 from cockpit.services.factory import service_units
 from cockpit.sides import check_health, set_services
 from cockpit.state import Alarm, CockpitState, CopyView, Lag, TableCopy
 from cockpit.traffic.base import SplitStatus, TrafficError, live_percent
 from cockpit.view import build_state
 
-VERBS = ("advance", "hold", "resume", "rollback", "copy")
+VERBS = ("advance", "hold", "resume", "rollback", "copy", "backup")
 PRUNE_EVERY_S = 3600.0  # old metric samples are dropped at start and then hourly (journal.keep_samples)
 
 
@@ -205,7 +205,7 @@ class Controller:
         alarms = threshold_alarms(self.plan.metrics, self.metrics)
         nxt = self.machine.phase_index
         current = self.plan.phases[nxt] if 0 <= nxt < len(self.plan.phases) else None
-        self.gates = tuple(check_gates(current, self.metrics)) if current else ()
+        self.gates = tuple(check_gates(current, self.metrics)) if current else self._ready_gates()
         exposed = self.machine.phase_index >= 0 and self.machine.state in (
             "active",
             "held",
@@ -265,6 +265,10 @@ class Controller:
             raise ValueError(f"copy jobs must be at least 1, not {jobs}")
         n = int(jobs) if jobs is not None else int(self.plan.sync.copy_jobs)
         return await self._act("copy", actor, reason, {"jobs": n}, lambda rec: self._initial_copy(rec, n))
+
+    async def backup(self, reason: str = "", *, label: str = "", actor: str | None = None) -> Result:
+        """A backup of blue (online copy, gzip, manifest), then its verification (restore and check)."""
+        return await self._act("backup", actor, reason, {"label": label}, lambda rec: self._backup(rec, label))
 
     async def _act(
         self,
@@ -364,6 +368,8 @@ class Controller:
         )
 
     def _gate_problems(self, m: Machine) -> list[str]:
+        if m.phase_index < 0 and m.state == "ready":
+            return [f"{g} ({why})" for g, met, why in self._ready_gates() if not met]
         if m.phase_index < 0 or m.state == "rolled_back":
             return []
         phase = self.plan.phases[m.phase_index]
@@ -373,6 +379,13 @@ class Controller:
             problems.append(f"soak: {in_phase:.0f}s of {phase.soak:.0f}s in {phase.name}")
         problems += [f"{g} ({why})" for g, met, why in check_gates(phase, self.metrics) if not met]
         return problems
+
+    def _ready_gates(self) -> tuple[tuple[str, bool, str], ...]:
+        """Before the first phase: a fresh backup of blue, when the plan requires one."""
+        if self.machine.phase_index >= 0 or self.machine.state != "ready":
+            return ()
+        gate = backup_gate(self.plan.backup, self.metrics)
+        return (gate,) if gate else ()
 
     async def _initial_copy(self, rec: Recorder, jobs: int) -> Result:
         sync = self.drivers.sync
@@ -403,6 +416,27 @@ class Controller:
         if report.not_valid:
             message += "; foreign keys left NOT VALID: " + ", ".join(f.constraint for f in report.not_valid)
         return rec.outcome("ok", message, {"copy": report.as_dict(), "capture": {"tables": tables}})
+
+    async def _backup(self, rec: Recorder, label: str) -> Result:
+        backup = self.drivers.backup
+        if backup is None:
+            raise Refused("this plan has no blue SQLite file to back up (blue.database: engine sqlite, path)")
+        with rec.step("backup") as info:
+            manifest = await asyncio.to_thread(backup.take, label)
+            info["detail"] = manifest.summary()
+            if not manifest.ok:
+                raise StepFailed(f"the copy of blue fails SQLite's integrity check: {'; '.join(manifest.integrity[:3])}")
+        with rec.step("verify") as info:
+            report = await asyncio.to_thread(backup.verify, manifest.path)
+            info["detail"] = report.summary()
+            if not report.ok:
+                raise StepFailed(report.summary())
+        poll = getattr(backup, "poll", None)
+        if callable(poll):  # backup_age now, not at the next tick: the first advance's gate reads it
+            self.metrics = {**self.metrics, **await asyncio.to_thread(poll)}
+            self.gates = self._ready_gates() or self.gates
+        return rec.outcome("ok", f"backup {manifest.name}: {manifest.total_rows:,} rows, verified",
+                           {"backup": manifest.as_dict()})
 
     def _copy_progressed(self, p: Any) -> None:
         """A writer thread's progress report (cockpit.sync.copy.CopyProgress)."""
@@ -497,6 +531,8 @@ class Controller:
             return await self.rollback(
                 args.get("reason") or "manual", args.get("mode", "immediate"), actor=actor
             )
+        if verb == "backup":
+            return await self.backup(args.get("reason", ""), label=args.get("label") or "", actor=actor)
         if verb == "copy":
             return await self.copy(args.get("reason", ""), jobs=args.get("jobs"), actor=actor)
         raise ValueError(f"unknown command {verb!r}; expected one of {', '.join(VERBS)}")

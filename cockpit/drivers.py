@@ -37,6 +37,16 @@ class HealthChecker(Protocol):
         ...
 
 
+class BackupDriver(Protocol):
+    def take(self, label: str = "", progress: Callable[[str, int, int], None] | None = None) -> Any:
+        """A backup of blue (a cockpit.backup.Manifest: name, path, ok, summary()). Blocking."""
+        ...
+
+    def verify(self, path: str) -> Any:
+        """Check a backup against its manifest (a VerifyReport: ok, problems, summary()). Blocking."""
+        ...
+
+
 class IntegrityChecker(Protocol):
     def check_now(self) -> Any:
         """A full comparison of blue and green now (an IntegrityReport: ok, score, summary())."""
@@ -53,6 +63,7 @@ class Drivers:
     notifier: Notifier | None = None
     health: HealthChecker | None = None
     integrity: IntegrityChecker | None = None
+    backup: BackupDriver | None = None
 
     def close(self) -> None:
         for thing in (self.sync, self.integrity, *self.metrics):
@@ -145,6 +156,12 @@ def build_drivers(
             drivers.metrics.append(
                 DatabaseMetrics(plan.green.database.url, window_s=float(plan.traffic.window))
             )
+    if plan.blue.database.engine == "sqlite" and plan.blue.database.path:
+        from cockpit.backup import BlueBackup
+
+        drivers.backup = BlueBackup.from_plan(plan)
+        if with_metrics:
+            drivers.metrics.append(drivers.backup)  # backup_age, for the plan's backup gate
     if with_sync and plan.blue.database.engine == "sqlite" and plan.green.database.engine == "postgresql":
         from cockpit.sync.runner import SyncRunner
 

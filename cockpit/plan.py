@@ -210,7 +210,9 @@ class Alerts:
 @dataclass(frozen=True)
 class Backup:
     folder: str = "backups"
-    keep: int = 10
+    keep: int = 10  # complete backups kept in the folder (the oldest beyond are removed after a new one)
+    required: bool = False  # the first advance (from ready) needs a backup of blue younger than max_age
+    max_age: Duration = Duration(24 * 3600)
 
 
 @dataclass(frozen=True)

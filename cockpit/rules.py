@@ -6,7 +6,7 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cockpit.plan import Gate, Phase, Threshold, Trigger
+from cockpit.plan import Backup, Gate, Phase, Threshold, Trigger, format_duration
 from cockpit.state import Alarm
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -36,6 +36,17 @@ def check_gates(phase: Phase, metrics: Metrics) -> list[tuple[str, bool, str]]:
             met = _OPS[g.op](value, g.value)
             out.append((gate_label(g), met, f"now {value:.4g}"))
     return out
+
+
+def backup_gate(spec: Backup, metrics: Metrics) -> tuple[str, bool, str] | None:
+    """The first advance's gate when the plan requires a fresh backup of blue (`backup_age`, seconds)."""
+    if not spec.required:
+        return None
+    label = f"backup of blue younger than {format_duration(float(spec.max_age))}"
+    age = metrics.get("backup_age")
+    if age is None:
+        return label, False, "none taken yet: cockpit backup, or s"
+    return label, age <= float(spec.max_age), f"newest is {format_duration(age)} old"
 
 
 def threshold_alarms(thresholds: Mapping[str, Threshold], metrics: Metrics) -> list[Alarm]:

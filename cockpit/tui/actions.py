@@ -36,6 +36,8 @@ ACTIONS: tuple[CockpitAction, ...] = (
     CockpitAction("copy", "c", "Copy",
                   "Initial copy of blue into green, then change capture on both sides (before any user is on green)",
                   acts=True),
+    CockpitAction("backup", "s", "Backup",
+                  "Save a backup of blue (online copy, gzip, manifest with SHA-256), then verify it", acts=True),
     CockpitAction("help", "question_mark", "Help", "Show the keys and what they do", display="?"),
     CockpitAction("quit", "q", "Quit", "Quit the cockpit (the controller stops after a running action ends)"),
 )

@@ -308,6 +308,10 @@ class CockpitApp(App[int]):
             return
         self._send("copy", lambda c: c.copy("from the cockpit"))
 
+    def action_backup(self) -> None:
+        if not self._cannot_act("backup"):  # nothing to confirm: it only adds a backup (the plan's keep prunes)
+            self._send("backup", lambda c: c.backup("from the cockpit"))
+
     def action_help(self) -> None:
         self.push_screen(HelpModal())
 

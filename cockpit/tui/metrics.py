@@ -187,6 +187,7 @@ HEALTH: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
     ("cache hit", "cache_hit_ratio", _pct),
     ("conn fail", "green.db_connection_failure_rate", _pct),
     ("integrity", "data_integrity_score", _pct),
+    ("backup", "backup_age", lambda v: MISSING if v is None else f"{age(v)} ago"),
 )
 
 

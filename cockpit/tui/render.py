@@ -170,6 +170,8 @@ def gates(state: CockpitState) -> Content:
         return Content.styled("no phase after this one: the migration is complete", MUTED)
     head = Content.assemble("next advance: ", (f"{nxt.name} {nxt.green:g}%", "bold"))
     if phase is None or state.state == "rolled_back":
+        if state.gates:  # before the first phase: a backup the plan requires
+            return _lines([head, *(_check(met, gate, why) for gate, met, why in state.gates)])
         return _lines([head, Content.styled("from here the first step needs only the confirmation", MUTED)])
     lines: list[Content] = [head]
     left = phase.soak_s - state.time_in_phase
