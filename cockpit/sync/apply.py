@@ -36,6 +36,7 @@ from cockpit.sync.capture import (
     read_green_position,
     write_green_position,
 )
+from cockpit.sync.values import identity
 
 if TYPE_CHECKING:
     from cockpit.sync.schema import TableMap
@@ -307,10 +308,6 @@ class _Table:
         return None if row is None else dict(zip(self.columns, row, strict=True))
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
 def _table_plan(mapping: TableMap) -> _Table:
     columns = tuple(c.name for c in mapping.columns)
     pk = tuple(mapping.primary_key)
@@ -320,8 +317,8 @@ def _table_plan(mapping: TableMap) -> _Table:
         name=mapping.name,
         columns=columns,
         pk=pk,
-        to_pg=tuple(c.to_pg or _identity for c in mapping.columns),
-        to_sqlite=tuple(c.to_sqlite or _identity for c in mapping.columns),
+        to_pg=tuple(c.to_pg or identity for c in mapping.columns),
+        to_sqlite=tuple(c.to_sqlite or identity for c in mapping.columns),
         pk_index=tuple(columns.index(c) for c in pk),
     )
 

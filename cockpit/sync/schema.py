@@ -707,9 +707,9 @@ class _Reader:
         to = cast.to.strip().lower()
         kinds: dict[str, tuple[str, Any, V.Converter, V.Converter]] = {
             "text": ("text", sa.Text(), V.any_to_text, _identity_text),
-            "bigint": ("bigint", sa.BigInteger(), V.any_to_int, lambda v: v),
-            "integer": ("bigint", sa.BigInteger(), V.any_to_int, lambda v: v),
-            "double precision": ("double precision", postgresql.DOUBLE_PRECISION(), V.any_to_float, lambda v: v),
+            "bigint": ("bigint", sa.BigInteger(), V.any_to_int, V.identity),
+            "integer": ("bigint", sa.BigInteger(), V.any_to_int, V.identity),
+            "double precision": ("double precision", postgresql.DOUBLE_PRECISION(), V.any_to_float, V.identity),
             "numeric": ("numeric", sa.Numeric(), V.any_to_numeric, V.numeric_to_sqlite),
             "bytea": ("bytea", postgresql.BYTEA(), _any_to_bytes, lambda v: None if v is None else bytes(v)),
         }

@@ -133,6 +133,30 @@ def test_iso_forms_render_back_as_stored() -> None:
     assert V.IsoFormat("date", as_date=True).render(dt.date(5, 1, 2)) == "0005-01-02"
 
 
+def test_iso_render_is_the_stored_form_for_any_datetime() -> None:
+    """Every precision, both separators, zone suffixes and years below 1000: the text is the ISO form padded as
+    stored, with at least the digits the value needs (written out by hand here, independently of the code)."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        value = dt.datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
+                            rng.randint(0, 59), rng.randint(0, 59),
+                            rng.choice([0, 0, rng.randint(0, 999) * 1000, rng.randint(0, 999_999)]))
+        precision, sep, suffix = rng.choice(V.PRECISIONS), rng.choice("T "), rng.choice(["", "Z"])
+        text = V.IsoFormat(precision, sep, suffix).render(value.replace(tzinfo=dt.UTC) if suffix else value)
+        digits = "%06d" % value.microsecond
+        need = ("micro" if value.microsecond % 1000 else "milli" if value.microsecond else "second" if value.second
+                else "minute" if value.hour or value.minute else "date")
+        shown = max(precision, need, key=V.PRECISIONS.index)
+        expected = "%04d-%02d-%02d" % (value.year, value.month, value.day)
+        if shown != "date":
+            expected += f"{sep}{value.hour:02d}:{value.minute:02d}"
+            if shown != "minute":
+                expected += f":{value.second:02d}"
+                expected += {"second": "", "milli": "." + digits[:3], "micro": "." + digits}[shown]
+        assert text == expected + suffix, (value, precision, sep, suffix)
+        assert V.IsoFormat(precision, sep, suffix).parse(text).replace(tzinfo=None) == value
+
+
 def test_copy_text_escapes() -> None:
     assert V.copy_text("a\\b\tc\nd\re") == "a\\\\b\\tc\\nd\\re"
     assert V.copy_text(None) == "\\N" and V.copy_text(b"\x01") == "\\\\x01"
