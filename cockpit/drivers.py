@@ -48,8 +48,9 @@ class BackupDriver(Protocol):
 
 
 class IntegrityChecker(Protocol):
-    def check_now(self) -> Any:
-        """A full comparison of blue and green now (an IntegrityReport: ok, score, summary())."""
+    def check_now(self, touched_only: bool = False) -> Any:
+        """A comparison of blue and green now: every row, or the counts and the rows the sync touched (the
+        rollback's step). An IntegrityReport: ok, score, summary()."""
         ...
 
 

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,18 +250,29 @@ class _Table:
         )
         return self.in_blue_forms(self.green.execute(query, self._pg_key(last)).fetchall())
 
-    def fetch_keys(self, keys: list[tuple[Any, ...]]) -> tuple[dict[tuple, tuple], dict[tuple, tuple]]:
-        """The current rows of `keys` on both sides (for the second look at rows that differed)."""
+    KEYS_PER_QUERY = 500
+
+    def fetch_keys(self, keys: Sequence[tuple[Any, ...]]) -> tuple[dict[tuple, tuple], dict[tuple, tuple]]:
+        """The current rows of `keys` (blue's forms) on both sides, a few hundred keys a query."""
         blue: dict[tuple, tuple] = {}
         green: dict[tuple, tuple] = {}
-        marks = " AND ".join(f"{qi(k)} IS ?" for k in self.pk)
-        for key in keys:
-            row = self.blue.execute(f"SELECT {self.s_cols} FROM {self.s_table} WHERE {marks}", key).fetchone()
-            if row is not None:
-                blue[key] = tuple(row)
-            rows = self.green_rows(key, key)
-            if rows:
-                green[key] = rows[0]
+        one = "(" + ", ".join("?" for _ in self.pk) + ")"
+        for i in range(0, len(keys), self.KEYS_PER_QUERY):
+            chunk = keys[i:i + self.KEYS_PER_QUERY]
+            values = ", ".join([one] * len(chunk))
+            rows = self.blue.execute(
+                f"SELECT {self.s_cols} FROM {self.s_table} WHERE ({self.s_pk}) IN (VALUES {values})",
+                [v for key in chunk for v in key],
+            ).fetchall()
+            blue.update((self.key_of(r), tuple(r)) for r in rows)
+            marks = sql.SQL(", ").join(
+                sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in self.pk)) for _ in chunk
+            )
+            query = sql.SQL("SELECT {} FROM {} WHERE {} IN (VALUES {})").format(
+                self.g_cols, self.g_table, sql.SQL("({})").format(sql.SQL(", ").join(
+                    sql.Identifier(pg_truncate(k)) for k in self.pk)), marks)
+            found = self.green.execute(query, [v for key in chunk for v in self._pg_key(key)]).fetchall()
+            green.update((self.key_of(r), r) for r in self.in_blue_forms(found))
         return blue, green
 
     def diff(self, blue: dict[tuple, tuple], green: dict[tuple, tuple]) -> list[RowDiff]:
@@ -296,8 +307,12 @@ def check(
     segment_rows: int = 1000,
     settle: Callable[[], object] | None = None,
     connect_timeout: float = 10.0,
+    only: Mapping[str, Iterable[tuple[Any, ...]]] | None = None,
 ) -> IntegrityReport:
     """Compare every table of `mappings` on both sides. Blocking; bounded by the data size.
+
+    `only`: per table, the keys (blue's forms) of the rows to compare instead of all of them; the counts are still
+    compared in full (the rollback checks the rows the sync touched: seconds, whatever the database's size).
 
     `settle` is called once when rows differ, before they are looked at again: it should return when the sync has
     carried what was in flight (the controller waits for the sync to drain, bounded). None: no second look.
@@ -327,7 +342,9 @@ def check(
                         )
                     )
                     continue
-                diffs, segments, bad_segments, compared = _compare_table(t, segment_rows)
+                diffs, segments, bad_segments, compared = (
+                    _compare_table(t, segment_rows) if only is None else _compare_keys(t, only.get(tm.name, ()))
+                )
                 ti = TableIntegrity(tm.name, b_count, g_count, segments, bad_segments, tuple(diffs), compared)
                 if diffs:
                     pending.append((t, diffs, ti))
@@ -360,6 +377,18 @@ def check(
     order = {name: i for i, name in enumerate(mappings)}
     results.sort(key=lambda r: order[r.table])
     return IntegrityReport(tuple(results), time.monotonic() - started, settled, tuple(notes))
+
+
+def _compare_keys(t: _Table, keys: Iterable[tuple[Any, ...]]) -> tuple[list[RowDiff], int, int, int]:
+    """Only the rows of `keys` (the rows the sync touched): a segment per query's worth of keys."""
+    ordered = sorted(set(keys), key=repr)
+    diffs: list[RowDiff] = []
+    bad = 0
+    for i in range(0, len(ordered), t.KEYS_PER_QUERY):
+        found = t.diff(*t.fetch_keys(ordered[i:i + t.KEYS_PER_QUERY]))
+        bad += bool(found)
+        diffs += found
+    return diffs, -(-len(ordered) // t.KEYS_PER_QUERY), bad, len(ordered)
 
 
 def _compare_table(t: _Table, segment_rows: int) -> tuple[list[RowDiff], int, int, int]:
@@ -436,10 +465,13 @@ class IntegrityWatch:
                 conn.close()
         return self._mappings
 
-    def check_now(self) -> IntegrityReport:
+    def check_now(self, touched_only: bool = False) -> IntegrityReport:
+        """A full comparison; with `touched_only`, the counts and the rows the sync has carried either way since
+        capture was installed (the rollback's step: DESIGN's "rows touched since the split began", a superset)."""
         with self._lock:  # one check at a time
             try:
-                report = check(self.sqlite_path, self.pg_url, self.mappings(), settle=self.settle)
+                only = self._touched() if touched_only else None
+                report = check(self.sqlite_path, self.pg_url, self.mappings(), settle=self.settle, only=only)
             except Exception as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
@@ -447,6 +479,15 @@ class IntegrityWatch:
             if self.on_report is not None:
                 self.on_report(report)
             return report
+
+    def _touched(self) -> dict[str, set[tuple[Any, ...]]]:
+        from cockpit.sync.capture import touched_keys
+
+        conn = sqlite3.connect(f"file:{self.sqlite_path}?mode=ro", uri=True, timeout=10)
+        try:
+            return touched_keys(conn)
+        finally:
+            conn.close()
 
     def poll(self) -> dict[str, float | None]:
         now = time.monotonic()

@@ -140,3 +140,53 @@ def test_a_table_without_a_key_is_compared_by_count(tmp_path: Path, pg_url: str)
     report = check(str(db), pg_url, mapping)
     assert not report.ok and report.table("log").note == "counts differ"
     assert "no primary key, counts only" in report.summary()
+
+
+def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(tmp_path: Path, pg_url: str) -> None:
+    """The keys the sync carries either way (also key changes and deletes) are remembered; a check of those rows
+    finds a touched row that differs and the counts, and leaves the untouched rows alone (the rollback's scope)."""
+    from cockpit.integrity import IntegrityWatch
+    from cockpit.sync.capture import touched_keys
+    from cockpit.sync.runner import SyncRunner
+
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL)")
+        conn.execute('CREATE TABLE "Pairs" (a TEXT, b INTEGER, v TEXT, PRIMARY KEY (a, b))')
+        conn.executemany("INSERT INTO users VALUES (?, ?)", [(i, f"u{i}@x.com") for i in range(1, 1001)])
+        conn.executemany('INSERT INTO "Pairs" VALUES (?, ?, ?)', [(f"k{i}", i, "v") for i in range(20)])
+    runner = SyncRunner(db, pg_url)
+    try:
+        runner.initial_copy(jobs=1)
+        with sqlite3.connect(db) as conn:  # the app on blue
+            conn.execute("UPDATE users SET email = 'new@x.com' WHERE id = 5")
+            conn.execute("UPDATE users SET id = 2000 WHERE id = 6")  # a key change: both keys touched
+            conn.execute('DELETE FROM "Pairs" WHERE a = \'k3\'')
+        with psycopg.connect(pg_url, autocommit=True) as pg:  # the app on green
+            pg.execute("INSERT INTO users VALUES (3000, 'green@x.com')")
+            pg.execute("UPDATE \"Pairs\" SET v = 'green' WHERE a = 'k4' AND b = 4")
+        runner.run_once()
+        runner.run_once()
+        with sqlite3.connect(db) as conn:
+            touched = touched_keys(conn)
+            logged = conn.execute("SELECT count(*) FROM _cockpit_changes WHERE pk = '[3000]'").fetchone()[0]
+        assert touched == {"users": {(5,), (6,), (2000,), (3000,)}, "Pairs": {("k3", 3), ("k4", 4)}}
+        assert logged == 0  # the applier's writes on blue are remembered, not logged (nothing loops back)
+
+        watch = IntegrityWatch(str(db), pg_url, None)
+        assert watch.check_now(touched_only=True).ok
+        with psycopg.connect(pg_url, autocommit=True) as pg:
+            pg.execute("UPDATE users SET email = 'drift' WHERE id IN (5, 700)")  # 5 touched, 700 not
+        scoped = watch.check_now(touched_only=True)
+        assert [d.key for t in scoped.tables for d in t.diffs] == [(5,)]
+        assert scoped.table("users").compared == 4 and scoped.table("users").blue_rows == 1001
+        full = watch.check_now()
+        assert sorted(d.key for t in full.tables for d in t.diffs) == [(5,), (700,)]
+        with psycopg.connect(pg_url, autocommit=True) as pg:
+            pg.execute("UPDATE users SET email = 'u5@x.com' WHERE id = 5")
+            pg.execute("SET session_replication_role = replica")  # a write the triggers do not see
+            pg.execute("INSERT INTO users VALUES (9999, 'ghost')")
+        counted = watch.check_now(touched_only=True)
+        assert not counted.ok and counted.table("users").green_rows == counted.table("users").blue_rows + 1
+    finally:
+        runner.close()

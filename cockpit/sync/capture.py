@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -45,6 +46,7 @@ SQLITE_LOG = "_cockpit_changes"
 SQLITE_CONTEXT = "_cockpit_context"
 SQLITE_STATE = "_cockpit_state"
 SQLITE_PREFIX = "_cockpit_"
+SQLITE_TOUCHED = "_cockpit_touched"  # every key the sync has carried either way (the rollback checks these rows)
 PG_SCHEMA = "cockpit"
 PG_TRIGGER = "_cockpit_capture"
 PG_TRUNCATE_TRIGGER = "_cockpit_truncate"
@@ -124,11 +126,14 @@ def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
         " origin TEXT NOT NULL DEFAULT 'blue')"
     )
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_CONTEXT} (applier TEXT)")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_TOUCHED} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
+                 "PRIMARY KEY (tbl, pk)) WITHOUT ROWID")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_STATE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
 def _sqlite_trigger_names(table: str) -> dict[str, str]:
-    return {op: f"{SQLITE_PREFIX}{table}_{op}" for op in ("ins", "upd", "del")}
+    """The capture triggers (the app's writes) and the touched ones (the applier's writes), per operation."""
+    return {op: f"{SQLITE_PREFIX}{table}_{op}" for op in ("ins", "upd", "del", "tins", "tupd", "tdel")}
 
 
 def _sqlite_trigger_sql(table: str, pk: tuple[str, ...]) -> list[str]:
@@ -138,7 +143,14 @@ def _sqlite_trigger_sql(table: str, pk: tuple[str, ...]) -> list[str]:
     old_key = "json_array(" + ", ".join(f"OLD.{qi(c)}" for c in pk) + ")"
     key_changed = " OR ".join(f"OLD.{qi(c)} IS NOT NEW.{qi(c)}" for c in pk)
     log = f"INSERT INTO {SQLITE_LOG} (tbl, op, pk, ts)"
+    applying = f"WHEN EXISTS (SELECT 1 FROM {SQLITE_CONTEXT})"
     t = ql(table)
+
+    def touch(key: str, condition: str = "1") -> str:
+        # not INSERT OR IGNORE: the applier's upsert (the outer statement) would override a trigger's conflict clause
+        return (f"INSERT INTO {SQLITE_TOUCHED} (tbl, pk) SELECT {t}, {key} WHERE ({condition}) AND NOT EXISTS "
+                f"(SELECT 1 FROM {SQLITE_TOUCHED} WHERE tbl = {t} AND pk = {key})")
+
     return [
         f"CREATE TRIGGER {qi(names['ins'])} AFTER INSERT ON {qi(table)} {when} BEGIN"
         f" {log} VALUES ({t}, 'I', {new_key}, {SQLITE_NOW}); END",
@@ -147,6 +159,13 @@ def _sqlite_trigger_sql(table: str, pk: tuple[str, ...]) -> list[str]:
         f" {log} VALUES ({t}, 'U', {new_key}, {SQLITE_NOW}); END",
         f"CREATE TRIGGER {qi(names['del'])} AFTER DELETE ON {qi(table)} {when} BEGIN"
         f" {log} VALUES ({t}, 'D', {old_key}, {SQLITE_NOW}); END",
+        # the applier's own writes (green→blue) are not logged, but their keys are remembered as touched
+        f"CREATE TRIGGER {qi(names['tins'])} AFTER INSERT ON {qi(table)} {applying} BEGIN"
+        f" {touch(new_key)}; END",
+        f"CREATE TRIGGER {qi(names['tupd'])} AFTER UPDATE ON {qi(table)} {applying} BEGIN"
+        f" {touch(old_key, key_changed)}; {touch(new_key)}; END",
+        f"CREATE TRIGGER {qi(names['tdel'])} AFTER DELETE ON {qi(table)} {applying} BEGIN"
+        f" {touch(old_key)}; END",
     ]
 
 
@@ -224,8 +243,21 @@ def sqlite_position(conn: sqlite3.Connection) -> int:
 
 
 def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
-    """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place)."""
+    """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place); their keys
+    stay in the touched set."""
+    conn.execute(f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, pk FROM {SQLITE_LOG} WHERE seq < ?",
+                 (applied,))
     conn.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq < ?", (applied,))
+
+
+def touched_keys(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
+    """Per table, the keys of every row the sync has carried or still has to carry, either way, since capture
+    was installed (blue's forms). The rollback's integrity step compares these rows, not the whole database."""
+    rows = conn.execute(f"SELECT tbl, pk FROM {SQLITE_TOUCHED} UNION SELECT tbl, pk FROM {SQLITE_LOG}").fetchall()
+    out: dict[str, set[tuple[Any, ...]]] = {}
+    for table, pk in rows:
+        out.setdefault(table, set()).add(tuple(json.loads(pk)))
+    return out
 
 
 def read_green_position(conn: sqlite3.Connection) -> GreenPosition:

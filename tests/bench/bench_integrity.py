@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python tests/bench/bench_integrity.py [--rows N]
 Generates bench_copy's table (text, real, boolean, date, timestamps), copies it into a scratch database on
-$COCKPIT_TEST_PG's server with our copy, then times `cockpit.integrity.check` over it (counts, then checksums over
-key segments on both sides): rows compared per second, and the time a rollback's integrity step would take.
+$COCKPIT_TEST_PG's server with the sync's initial copy, then times `cockpit.integrity.check` over it (counts, then
+checksums over key segments on both sides): rows compared per second. Then the app changes `--touched` rows on
+blue, the sync carries them, and the rollback's own check (counts + the rows the sync touched) is timed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -19,8 +21,8 @@ from pathlib import Path
 from bench_copy import drop_db, fresh_db, generate, url_for
 
 from cockpit.integrity import check
-from cockpit.sync.copy import copy_database
-from cockpit.sync.runner import connect_sqlite
+from cockpit.sync.capture import touched_keys
+from cockpit.sync.runner import SyncRunner, connect_sqlite
 from cockpit.sync.schema import read_mapping
 
 
@@ -28,13 +30,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--segment", type=int, default=1000)
+    ap.add_argument("--touched", type=int, default=10_000, help="rows the app changes after the copy")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cockpit-bench-integrity-"))
     name = fresh_db()
     try:
         db = tmp / "bench.db"
         generate(db, args.rows)
-        copy_database(str(db), url_for(name))
+        runner = SyncRunner(db, url_for(name))
+        runner.initial_copy(jobs=1)
         conn = connect_sqlite(db)
         try:
             mappings = read_mapping(conn, tables=["bench"])
@@ -46,6 +50,24 @@ def main() -> int:
         took = time.perf_counter() - started
         print(f"full check, segments of {args.segment}: {took:.2f}s = {report.compared / took:,.0f} rows/s; "
               f"score {report.score:g}%, ok {report.ok}")
+        conn = sqlite3.connect(db)
+        step = max(1, args.rows // args.touched)
+        conn.execute("UPDATE bench SET amount = amount + 1 WHERE id % ? = 0", (step,))
+        conn.commit()
+        conn.close()
+        while runner.run_once()["blue_to_green"]["changes"]:
+            pass
+        runner.close()
+        conn = connect_sqlite(db)
+        try:
+            only = touched_keys(conn)
+        finally:
+            conn.close()
+        started = time.perf_counter()
+        scoped = check(str(db), url_for(name), mappings, only=only)
+        took = time.perf_counter() - started
+        print(f"rollback's check (counts + {scoped.compared:,} touched rows): {took:.2f}s; score {scoped.score:g}%, "
+              f"ok {scoped.ok}")
     finally:
         drop_db(name)
         shutil.rmtree(tmp, ignore_errors=True)

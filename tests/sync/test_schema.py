@@ -143,11 +143,11 @@ def test_iso_render_is_the_stored_form_for_any_datetime() -> None:
                             rng.choice([0, 0, rng.randint(0, 999) * 1000, rng.randint(0, 999_999)]))
         precision, sep, suffix = rng.choice(V.PRECISIONS), rng.choice("T "), rng.choice(["", "Z"])
         text = V.IsoFormat(precision, sep, suffix).render(value.replace(tzinfo=dt.UTC) if suffix else value)
-        digits = "%06d" % value.microsecond
+        digits = f"{value.microsecond:06d}"
         need = ("micro" if value.microsecond % 1000 else "milli" if value.microsecond else "second" if value.second
                 else "minute" if value.hour or value.minute else "date")
         shown = max(precision, need, key=V.PRECISIONS.index)
-        expected = "%04d-%02d-%02d" % (value.year, value.month, value.day)
+        expected = f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
         if shown != "date":
             expected += f"{sep}{value.hour:02d}:{value.minute:02d}"
             if shown != "minute":
