@@ -34,6 +34,7 @@ from cockpit.sync.capture import (
     prune_sqlite,
     qi,
     read_green_position,
+    touch_sqlite,
     write_green_position,
 )
 from cockpit.sync.values import identity
@@ -744,6 +745,7 @@ class Applier:
             blue.executemany(t.sqlite_delete(), deletes)
         if upserts:
             blue.executemany(t.sqlite_upsert(), upserts)
+        touch_sqlite(blue, t.name, [*deletes, *(tuple(row[i] for i in t.pk_index) for row in upserts)])
         result.deletes += len(deletes)
         result.upserts += len(upserts)
         result.rows += len(deletes) + len(upserts)
