@@ -257,6 +257,11 @@ def render_status(s: CockpitState) -> str:
         lines.append(f"  next: {s.next_phase.name} ({s.next_phase.green:g}%)")
     for direction, lag in s.lag.items():
         lines.append(f"  sync {direction}: lag {lag.age_s:.1f}s, {lag.pending} pending")
+    if s.copy is not None:
+        c = s.copy
+        eta = "" if c.state != "running" else f", ETA {'?' if c.eta_s is None else f'{c.eta_s:.0f}s'}"
+        lines.append(f"  initial copy {c.state}: {c.rows_done:,}/{c.rows_total:,} rows in {len(c.tables)} tables, "
+                     f"{c.seconds:.1f}s{eta}" + (f" ({c.message})" if c.message else ""))
     for gate, met, why in s.gates:
         lines.append(f"  gate {'ok ' if met else 'NO '} {gate} ({why})")
     for a in s.alarms:

@@ -147,6 +147,8 @@ def test_cli_copy_is_queued_to_the_running_controller(plan: Plan, pg_url: str, c
         assert "queued copy" in captured.err
         assert "copy ok" in captured.out
         assert thread.controller is not None and thread.controller.copy_view().state == "done"
+        assert main(["-p", str(plan.source), "status"]) == 0  # another process reads the controller's snapshot
+        assert f"initial copy done: {ROWS + 50:,}/{ROWS + 50:,} rows in 2 tables" in capsys.readouterr().out
     finally:
         thread.stop()
     assert_same(plan.path(plan.blue.database.path), pg_url)
