@@ -1,9 +1,9 @@
 """The one place where actions live: advance, hold, resume, rollback, the tick loop and crash reconciliation.
 
 The TUI, the CLI and automated triggers all call these methods. `copy` (the initial copy of blue into green,
-then capture on both sides) is an action too, so it is journaled, locked against the others and its progress is
-in every snapshot. Actions are serialized; a rollback preempts an
-advance in flight. Blocking driver calls run in threads, so the controller's loop stays free to preempt. Every
+then capture on both sides) and `backup` (of blue, verified) are actions too: journaled, serialized with the
+others, and the copy's progress is in every snapshot. Actions are serialized; a rollback preempts an advance in
+flight. Blocking driver calls run in threads, so the controller's loop stays free to preempt. Every
 action is journaled as intent -> steps -> outcome. One controller acts at a time (the lock beside the journal);
 other processes put commands in the journal's queue, which the running controller takes within one tick.
 """
