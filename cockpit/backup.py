@@ -920,6 +920,7 @@ class BlueBackup:
         self.keep = keep
         self.extra_files = [Path(p) for p in extra_files]
         self.clock = clock
+        self._seen: tuple[int | None, float | None] = (None, None)  # the folder's mtime, the newest good backup
 
     @classmethod
     def from_plan(cls, plan: Any) -> BlueBackup:
@@ -939,8 +940,15 @@ class BlueBackup:
         return verify_backup(path)
 
     def poll(self) -> dict[str, float | None]:
-        newest = next((m for m in list_backups(self.folder) if m.ok), None)
-        if newest is None:
-            return {"backup_age": None}
-        created = dt.datetime.fromisoformat(newest.created).timestamp()
-        return {"backup_age": max(0.0, self.clock() - created)}
+        """Called once a tick: the folder's manifests are read again only when the folder changed (a backup is
+        published or pruned by a rename in it, which moves its mtime)."""
+        try:
+            stamp = self.folder.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if stamp is None or stamp != self._seen[0]:
+            newest = next((m for m in list_backups(self.folder) if m.ok), None)
+            created = None if newest is None else dt.datetime.fromisoformat(newest.created).timestamp()
+            self._seen = (stamp, created)
+        created = self._seen[1]
+        return {"backup_age": None if created is None else max(0.0, self.clock() - created)}
