@@ -438,11 +438,10 @@ class Controller:
         return rec.outcome("ok", f"backup {manifest.name}: {manifest.total_rows:,} rows, verified",
                            {"backup": manifest.as_dict()})
 
-    def _copy_progressed(self, p: Any) -> None:
-        """A writer thread's progress report (cockpit.sync.copy.CopyProgress)."""
+    def _copy_progressed(self, p: TableCopy) -> None:
+        """A writer thread's progress report."""
         with self._copy_lock:
-            self._copy_tables[p.table] = TableCopy(p.table, p.rows_done, p.rows_total, p.rows_per_s, p.eta_s,
-                                                   p.final)
+            self._copy_tables[p.table] = p
 
     def _copy_ended(self, state: str, message: str) -> None:
         view = self.copy_view()

@@ -24,7 +24,8 @@ class Lag:
 
 @dataclass(frozen=True)
 class TableCopy:
-    """One table of the initial copy: rows committed, rows expected, rate and time left (0 once done)."""
+    """One table of the initial copy: rows committed, rows expected, rate and time left (None until a rate is
+    known, 0 once done); `done` on the table's last report, when all its rows are committed."""
 
     table: str
     rows_done: int

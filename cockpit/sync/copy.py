@@ -50,6 +50,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTa
 
 from cockpit.plan import Cast
 from cockpit.redact import redact
+from cockpit.state import TableCopy
 from cockpit.sync import values as V
 from cockpit.sync.schema import SAMPLE_ROWS as SCHEMA_SAMPLE_ROWS
 from cockpit.sync.schema import SchemaRefused, Source, SourceTable, pg_truncate, qi, read_source
@@ -69,14 +70,8 @@ class CopyError(Exception):
     """The copy could not be done; whatever it had created in PostgreSQL was dropped again."""
 
 
-@dataclass(frozen=True)
-class CopyProgress:
-    table: str
-    rows_done: int
-    rows_total: int
-    rows_per_s: float
-    eta_s: float | None  # None until a rate is known
-    final: bool = False  # the table's last report: all its rows are committed
+# one table's progress, reported after every chunk: the very record the controller's snapshots carry
+CopyProgress = TableCopy
 
 
 @dataclass
