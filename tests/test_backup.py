@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.backup import (
+from cockpit.drivers.backup import (
     DB_FILE,
     MANIFEST_FILE,
     BackupError,
@@ -351,7 +351,7 @@ def test_folder_that_cannot_be_a_folder_is_refused(shop: Path, tmp_path: Path) -
 
 FULL_DISK = textwrap.dedent("""
     import resource, signal, sys
-    from cockpit.backup import BackupError, take_backup
+    from cockpit.drivers.backup import BackupError, take_backup
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[4]), int(sys.argv[4])))
     try:
@@ -400,7 +400,7 @@ def test_crash_mid_backup_leaves_nothing(shop: Path, tmp_path: Path, at: str) ->
 
 KILLED = textwrap.dedent("""
     import pathlib, sys, time
-    from cockpit.backup import take_backup
+    from cockpit.drivers.backup import take_backup
 
     def progress(step, done, total):
         if step == "compress" and done:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.cli import main
-from cockpit.journal import Journal
-from cockpit.plan import load_plan
-from cockpit.session import ControllerThread
+from cockpit.cli.main import main
+from cockpit.control.session import ControllerThread
+from cockpit.core.journal import Journal
+from cockpit.core.plan import load_plan
 from cockpit.tui.app import CockpitApp
 from tests.core.plans import BASE, write_plan
 from tests.tui.conftest import text, until

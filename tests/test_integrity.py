@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cockpit.integrity import check, mask
-from cockpit.sync.copy import copy_database
-from cockpit.sync.schema import read_mapping
+from cockpit.drivers.integrity import check, mask
+from cockpit.drivers.sync.copy import copy_database
+from cockpit.drivers.sync.schema import read_mapping
 
 
 @pytest.fixture
@@ -145,9 +145,9 @@ def test_a_table_without_a_key_is_compared_by_count(tmp_path: Path, pg_url: str)
 def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(tmp_path: Path, pg_url: str) -> None:
     """The keys the sync carries either way (also key changes and deletes) are remembered; a check of those rows
     finds a touched row that differs and the counts, and leaves the untouched rows alone (the rollback's scope)."""
-    from cockpit.integrity import IntegrityWatch
-    from cockpit.sync.capture import touched_keys
-    from cockpit.sync.runner import SyncRunner
+    from cockpit.drivers.integrity import IntegrityWatch
+    from cockpit.drivers.sync.capture import touched_keys
+    from cockpit.drivers.sync.runner import SyncRunner
 
     db = tmp_path / "app.db"
     with sqlite3.connect(db) as conn:

@@ -33,6 +33,7 @@ from typing import Any
 
 import psutil
 
+from cockpit.core.plan import Plan, PlanError, load_plan
 from cockpit.lab.cluster import (
     ClusterInfo,
     create_lab_database,
@@ -47,7 +48,6 @@ from cockpit.lab.errors import LabError
 from cockpit.lab.faults import Faults, read_faults, write_faults
 from cockpit.lab.load import read_figures
 from cockpit.lab.seed import seed_sqlite
-from cockpit.plan import Plan, PlanError, load_plan
 
 DEFAULT_ROOT = Path(".cockpit/lab")
 TEMPLATE = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"
@@ -107,7 +107,7 @@ def find_nginx(path: str | None = None, fallbacks: tuple[str, ...] = ("/usr/sbin
 
 
 def _free_port() -> int:
-    from cockpit.traffic.nginx_site import free_port
+    from cockpit.drivers.traffic.nginx_site import free_port
 
     return free_port()
 
@@ -197,7 +197,7 @@ def _say(opts: LabOptions, text: str) -> None:
 
 def initial_copy(plan: Plan) -> str:
     """blue -> green through the sync's one copy sequence: capture on blue, the copy, capture on both sides."""
-    from cockpit.sync.runner import SyncRunner
+    from cockpit.drivers.sync.runner import SyncRunner
 
     runner = SyncRunner.from_plan(plan)
     try:
@@ -254,9 +254,9 @@ def up(opts: LabOptions) -> dict[str, Any]:
 
 
 def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: str) -> None:
-    from cockpit.services.factory import build_services
-    from cockpit.traffic.nginx import NginxDriver
-    from cockpit.traffic.nginx_site import PrivateNginx
+    from cockpit.drivers.services.factory import build_services
+    from cockpit.drivers.traffic.nginx import NginxDriver
+    from cockpit.drivers.traffic.nginx_site import PrivateNginx
 
     # 1. PostgreSQL
     state["step"] = "postgres"
@@ -363,7 +363,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
 
 
 def load_driver(root: Path, front_door: str, opts: LabOptions, plan: Plan) -> Any:
-    from cockpit.services.processes import ProcessesDriver
+    from cockpit.drivers.services.processes import ProcessesDriver
 
     argv = [sys.executable, "-m", "cockpit.lab.load", "--url", front_door, "--rate", f"{opts.rate:g}",
             "--users", str(opts.users), "--rows", str(opts.rows), "--stats", str(root / "load.json"),
@@ -376,7 +376,7 @@ def load_driver(root: Path, front_door: str, opts: LabOptions, plan: Plan) -> An
 
 def down(root: Path, quiet: bool = False) -> dict[str, Any]:
     """Stop everything the lab in `root` started (from its state and pid files); nothing left running or listening."""
-    from cockpit.services.processes import ProcessesDriver
+    from cockpit.drivers.services.processes import ProcessesDriver
 
     root = Path(root).resolve()
     state = read_state(root) or {"root": str(root), "ports": []}
@@ -403,7 +403,7 @@ def down(root: Path, quiet: bool = False) -> dict[str, Any]:
     nginx_state = state.get("nginx") or {}
     nginx_dir = Path(nginx_state.get("root") or root / "nginx")
     if (nginx_dir / "nginx.pid").exists():
-        from cockpit.traffic.nginx_site import PrivateNginx
+        from cockpit.drivers.traffic.nginx_site import PrivateNginx
 
         site = PrivateNginx(nginx_dir, int(nginx_state.get("port") or 0), nginx_dir / "cockpit-split.conf", daemon=True)
         step("nginx", site.stop)
@@ -527,7 +527,7 @@ def status(root: Path) -> dict[str, Any]:
         plan = load_plan(state["plan"])
     if plan is not None and nginx:
         with contextlib.suppress(Exception):
-            from cockpit.traffic.nginx import NginxDriver
+            from cockpit.drivers.traffic.nginx import NginxDriver
 
             split = NginxDriver.from_plan(plan).live()[0].green_percent
     if plan is not None and pg.get("running") is not False:
@@ -556,7 +556,7 @@ def status(root: Path) -> dict[str, Any]:
 def _sync_lag(plan: Plan) -> dict[str, Any]:
     """What each sync direction has pending (whoever runs the sync: the cockpit's controller, `cockpit sync run`)."""
     try:
-        from cockpit.sync.runner import SyncRunner
+        from cockpit.drivers.sync.runner import SyncRunner
     except ImportError as exc:
         return {"error": f"the sync is not available ({exc})"}
     runner = None

@@ -24,16 +24,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker
 
-from cockpit.actions import Result
-from cockpit.controller import Controller
-from cockpit.drivers import Drivers
-from cockpit.lock import LockHeld
-from cockpit.plan import Plan, load_plan
-from cockpit.session import ControllerThread
-from cockpit.state import CockpitState
+from cockpit.control.controller import Controller
+from cockpit.control.factory import Drivers
+from cockpit.control.session import ControllerThread
+from cockpit.core.lock import LockHeld
+from cockpit.core.plan import Plan, load_plan
+from cockpit.core.recorder import Result
+from cockpit.core.state import CockpitState
 from cockpit.tui import render
-from cockpit.tui.actions import ACTIONS, bindings
-from cockpit.tui.metrics import Levels, Trend
+from cockpit.tui.keys import ACTIONS, bindings
 from cockpit.tui.modals import (
     AdvanceChoice,
     AdvanceModal,
@@ -43,6 +42,7 @@ from cockpit.tui.modals import (
     RollbackModal,
 )
 from cockpit.tui.panels import ActionsPanel, AlarmsPanel, MetricsPanel, Panel, StatusBar
+from cockpit.tui.readings import Levels, Trend
 from cockpit.tui.source import JournalSource
 
 THEMES = Path(__file__).resolve().parents[2] / "themes"

@@ -12,11 +12,11 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
-from cockpit.plan import Plan, format_duration
-from cockpit.redact import redact_text
-from cockpit.state import CockpitState
+from cockpit.core.plan import Plan, format_duration
+from cockpit.core.redact import redact_text
+from cockpit.core.state import CockpitState
 from cockpit.tui import render
-from cockpit.tui.actions import ACTIONS
+from cockpit.tui.keys import ACTIONS
 
 DEFAULT_ROLLBACK_REASON = "manual rollback from the cockpit"
 

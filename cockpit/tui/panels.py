@@ -10,8 +10,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widgets import Label, Static
 
-from cockpit.state import CockpitState
-from cockpit.tui import metrics, render
+from cockpit.core.state import CockpitState
+from cockpit.tui import readings, render
 
 
 def _key(content: Content) -> tuple[object, ...]:
@@ -100,25 +100,25 @@ class LevelPanel(Panel):
     """A Panel whose figures take their colours from the `.metric--LEVEL` component classes of the theme (a span
     styled ".metric--ok" resolves to the component class of the widget drawing it)."""
 
-    COMPONENT_CLASSES = {f"metric--{level}" for level in metrics.LEVELS}
+    COMPONENT_CLASSES = {f"metric--{level}" for level in readings.LEVELS}
 
 
 class MetricsText(LevelPanel):
     """Sync, traffic, health and the green trend, drawn for the width it has (two columns when there is room)."""
 
-    def __init__(self, levels: metrics.Levels, trend: metrics.Trend | None, *, id: str | None = None):
+    def __init__(self, levels: readings.Levels, trend: readings.Trend | None, *, id: str | None = None):
         super().__init__(self._draw_metrics, id=id, sized=True)
         self.levels = levels
         self.trend = trend
 
     def _draw_metrics(self, state: CockpitState, width: int) -> Content:
-        return metrics.metrics(state, self.levels, self.trend, width)
+        return readings.metrics(state, self.levels, self.trend, width)
 
 
 class MetricsPanel(VerticalScroll):
     """The live figures of the snapshot; scrolls when they do not fit."""
 
-    def __init__(self, levels: metrics.Levels, trend: metrics.Trend | None = None, *, id: str | None = None):
+    def __init__(self, levels: readings.Levels, trend: readings.Trend | None = None, *, id: str | None = None):
         super().__init__(id=id)
         self._text = MetricsText(levels, trend, id="metrics-text")
 
@@ -141,7 +141,7 @@ class AlarmsPanel(LevelPanel):
 
     def _draw_alarms(self, state: CockpitState, width: int) -> Content:
         narrow = self.is_mounted and self.screen.has_class("-narrow")
-        return metrics.alarms(state, self.NARROW_LIMIT if narrow else self.LIMIT)
+        return readings.alarms(state, self.NARROW_LIMIT if narrow else self.LIMIT)
 
     def show(self, state: CockpitState) -> bool:
         changed = super().show(state)
@@ -150,6 +150,6 @@ class AlarmsPanel(LevelPanel):
         title = f"Alarms ({count})"
         if self.border_title != title:
             self.border_title = title
-        worst = metrics.sorted_alarms(state.alarms)[0].level if count else ""
+        worst = readings.sorted_alarms(state.alarms)[0].level if count else ""
         self.set_class(worst in ("trigger", "critical"), "-critical")
         return changed

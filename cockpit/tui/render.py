@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 from textual.content import Content
 
-from cockpit.journal import ActionRecord
-from cockpit.plan import format_duration
-from cockpit.state import CockpitState
+from cockpit.core.journal import ActionRecord
+from cockpit.core.plan import format_duration
+from cockpit.core.state import CockpitState
 
 BAR_WIDTH = 30
 OK, BAD, WARN, MUTED, ACCENT, BLUE = "$success", "$error", "$warning", "$text-muted", "$accent", "$primary"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from cockpit.drivers import build_traffic
-from cockpit.journal import Journal
-from cockpit.plan import Plan
-from cockpit.state import CockpitState
-from cockpit.traffic.base import TrafficDriver
-from cockpit.view import read_state
+from cockpit.control.factory import build_traffic
+from cockpit.control.view import read_state
+from cockpit.core.journal import Journal
+from cockpit.core.plan import Plan
+from cockpit.core.state import CockpitState
+from cockpit.drivers.traffic.base import TrafficDriver
 
 
 class JournalSource:

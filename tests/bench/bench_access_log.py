@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cockpit.metrics.access_log import AccessLogMetrics
+from cockpit.drivers.metrics.access_log import AccessLogMetrics
 
 
 def make_lines(n: int, start: int) -> list[str]:

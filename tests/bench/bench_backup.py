@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cockpit.backup import COMPRESS_LEVEL, take_backup, verify_backup  # noqa: E402
+from cockpit.drivers.backup import COMPRESS_LEVEL, take_backup, verify_backup  # noqa: E402
 
 WORDS = (
     "licitação", "pregão", "edital", "proposta", "empresa", "oportunidade", "contrato", "prazo",

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import psycopg
 
-from cockpit.sync import copy as copy_module
-from cockpit.sync.copy import copy_database
+from cockpit.drivers.sync import copy as copy_module
+from cockpit.drivers.sync.copy import copy_database
 
 ADMIN = os.environ.get("COCKPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 TABLE_SQL = (

@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python tests/bench/bench_integrity.py [--rows N]
 Generates bench_copy's table (text, real, boolean, date, timestamps), copies it into a scratch database on
-$COCKPIT_TEST_PG's server with the sync's initial copy, then times `cockpit.integrity.check` over it (counts, then
+$COCKPIT_TEST_PG's server with the sync's initial copy, then times `cockpit.drivers.integrity.check` over it (counts, then
 checksums over key segments on both sides): rows compared per second. Then the app changes `--touched` rows on
 blue, the sync carries them, and the rollback's own check (counts + the rows the sync touched) is timed.
 """
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from bench_copy import drop_db, fresh_db, generate, url_for
 
-from cockpit.integrity import check
-from cockpit.sync.capture import touched_keys
-from cockpit.sync.runner import SyncRunner, connect_sqlite
-from cockpit.sync.schema import read_mapping
+from cockpit.drivers.integrity import check
+from cockpit.drivers.sync.capture import touched_keys
+from cockpit.drivers.sync.runner import SyncRunner, connect_sqlite
+from cockpit.drivers.sync.schema import read_mapping
 
 
 def main() -> int:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cockpit.plan import Beta, Sticky  # noqa: E402
-from cockpit.traffic.nginx import NginxDriver  # noqa: E402
-from cockpit.traffic.nginx_site import PrivateNginx, free_port  # noqa: E402
+from cockpit.core.plan import Beta, Sticky  # noqa: E402
+from cockpit.drivers.traffic.nginx import NginxDriver  # noqa: E402
+from cockpit.drivers.traffic.nginx_site import PrivateNginx, free_port  # noqa: E402
 from tests.traffic.conftest import Backend  # noqa: E402
 
 

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from cockpit.control.session import controller_session
+from cockpit.core.plan import load_plan
 from cockpit.lab.lab import LabOptions, down, up
-from cockpit.plan import load_plan
-from cockpit.session import controller_session
 
 ADMIN = os.environ.get("COCKPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import psycopg
 
-from cockpit.sync.capture import install_pg, install_sqlite, record_copy_position, sqlite_position
-from cockpit.sync.runner import SyncRunner
+from cockpit.drivers.sync.capture import install_pg, install_sqlite, record_copy_position, sqlite_position
+from cockpit.drivers.sync.runner import SyncRunner
 
 ADMIN = os.environ.get("COCKPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SQLITE_DDL = (
@@ -63,7 +63,7 @@ class Scratch:
         conn.execute(SQLITE_DDL)
         keys = install_sqlite(conn, ["orders"])
         with psycopg.connect(self.url) as pg:
-            from cockpit.sync.capture import uninstall_pg
+            from cockpit.drivers.sync.capture import uninstall_pg
 
             uninstall_pg(pg)
             pg.execute("DROP TABLE IF EXISTS orders")

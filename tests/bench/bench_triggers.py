@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cockpit.sync.capture import install_sqlite
+from cockpit.drivers.sync.capture import install_sqlite
 
 DDL = (
     "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL, amount REAL, status TEXT,"

@@ -11,10 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
-from cockpit.controller import Controller
-from cockpit.drivers import Drivers
-from cockpit.journal import Journal
-from cockpit.plan import load_plan
+from cockpit.control.controller import Controller
+from cockpit.control.factory import Drivers
+from cockpit.core.journal import Journal
+from cockpit.core.plan import load_plan
 from tests.core.drivers import GatedTraffic
 
 

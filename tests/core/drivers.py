@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from cockpit.traffic.base import SplitStatus, TrafficError
-from cockpit.traffic.file import FileTrafficDriver
+from cockpit.drivers.traffic.base import SplitStatus, TrafficError
+from cockpit.drivers.traffic.file import FileTrafficDriver
 
 
 class GatedTraffic(FileTrafficDriver):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.controller import Controller
-from cockpit.drivers import Drivers
-from cockpit.journal import Journal
-from cockpit.lock import LockHeld
-from cockpit.plan import load_plan
+from cockpit.control.controller import Controller
+from cockpit.control.factory import Drivers
+from cockpit.core.journal import Journal
+from cockpit.core.lock import LockHeld
+from cockpit.core.plan import load_plan
 from tests.core.drivers import GatedTraffic, StaticMetrics
 from tests.core.plans import BASE, write_plan
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.plan import PlanError, load_plan, parse_duration
+from cockpit.core.plan import PlanError, load_plan, parse_duration
 from tests.core.plans import BASE, write_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.controller import Controller
-from cockpit.drivers import Drivers
-from cockpit.journal import Journal
-from cockpit.plan import load_plan
+from cockpit.control.controller import Controller
+from cockpit.control.factory import Drivers
+from cockpit.core.journal import Journal
+from cockpit.core.plan import load_plan
 from tests.conftest import wait_for
 from tests.core.drivers import GatedTraffic
 from tests.core.plans import BASE, write_plan

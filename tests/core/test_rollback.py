@@ -7,10 +7,10 @@ import socket
 import sys
 from pathlib import Path
 
-from cockpit.controller import Controller
-from cockpit.drivers import build_drivers
-from cockpit.journal import Journal
-from cockpit.plan import load_plan
+from cockpit.control.controller import Controller
+from cockpit.control.factory import build_drivers
+from cockpit.core.journal import Journal
+from cockpit.core.plan import load_plan
 from tests.core.plans import BASE, write_plan
 from tests.drivers.conftest import LocalHTTP
 

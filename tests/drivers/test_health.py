@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from cockpit.health import HealthResult, acheck, acheck_many, check, check_with_retries
-from cockpit.plan import Duration, HealthCheck
+from cockpit.core.plan import Duration, HealthCheck
+from cockpit.drivers.health import HealthResult, acheck, acheck_many, check, check_with_retries
 
 
 def plan_check(url: str, **kw: object) -> HealthCheck:

@@ -13,9 +13,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from cockpit.notify import DeliveryResult, Notifier
-from cockpit.plan import Alerts, Email, Webhook
-from cockpit.redact import register_secret
+from cockpit.core.plan import Alerts, Email, Webhook
+from cockpit.core.redact import register_secret
+from cockpit.drivers.notify import DeliveryResult, Notifier
 
 
 class Inbox:

@@ -14,12 +14,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cockpit.health import check
-from cockpit.plan import Database, Duration, Percent, Phase, Plan, Services, Side
-from cockpit.services.base import ServiceError
-from cockpit.services.factory import build_services, service_units
-from cockpit.services.processes import ProcessesDriver
-from cockpit.services.systemd import SystemdDriver
+from cockpit.core.plan import Database, Duration, Percent, Phase, Plan, Services, Side
+from cockpit.drivers.health import check
+from cockpit.drivers.services.base import ServiceError
+from cockpit.drivers.services.factory import build_services, service_units
+from cockpit.drivers.services.processes import ProcessesDriver
+from cockpit.drivers.services.systemd import SystemdDriver
 from tests.conftest import wait_for
 
 PY = sys.executable
@@ -152,7 +152,7 @@ def test_a_controller_that_died_leaves_units_another_can_stop(tmp_path, make_dri
     commands = {"web": [PY, "-c", SLEEPER]}
     pid_dir = tmp_path / "pids"
     script = (
-        "import json, sys\nfrom pathlib import Path\nfrom cockpit.services.processes import ProcessesDriver\n"
+        "import json, sys\nfrom pathlib import Path\nfrom cockpit.drivers.services.processes import ProcessesDriver\n"
         "d = ProcessesDriver(json.loads(sys.argv[1]), Path(sys.argv[2]))\nprint(d.start(['web'])[0].detail)\n"
     )
     out = subprocess.run(

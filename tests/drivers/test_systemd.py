@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.services.base import ServiceError, ServiceStatus
-from cockpit.services.systemd import SystemdDriver
+from cockpit.drivers.services.base import ServiceError, ServiceStatus
+from cockpit.drivers.services.systemd import SystemdDriver
 
 FAKE = r"""#!{python}
 import json, sys, time

@@ -20,9 +20,9 @@ import psutil
 import psycopg
 import pytest
 
+from cockpit.core.plan import load_plan
+from cockpit.drivers.traffic.nginx import NginxDriver
 from cockpit.lab.lab import LabOptions, down, listening, set_fault, status, up
-from cockpit.plan import load_plan
-from cockpit.traffic.nginx import NginxDriver
 from tests.conftest import wait_for
 
 SEEDED_MAX_KEY = 10_000_000  # seeded keys are 1..N; keys made by the services are far above
@@ -140,7 +140,7 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
         assert all(k & 2048 == 0 for k in blue_new) and all(k & 2048 for k in green_new)
 
     # a fault on green: half its API answers are 500, seen in the load's figures and in the access-log metrics
-    from cockpit.metrics.access_log import AccessLogMetrics
+    from cockpit.drivers.metrics.access_log import AccessLogMetrics
 
     metrics = AccessLogMetrics(plan.path(plan.traffic.balancers[0].access_log), window_s=10)
     metrics.poll()
@@ -246,9 +246,9 @@ def test_missing_binaries_say_how_to_install(tmp_path: Path) -> None:
 
 def test_with_the_sync_running_both_sides_end_equal(lab_root: Path, pg_url: str) -> None:
     """The lab and the sync together: writes on both sides at a 50 % split, then drained, read back equal."""
+    from cockpit.drivers.services.processes import ProcessesDriver
+    from cockpit.drivers.sync.runner import SyncRunner
     from cockpit.lab.domain import TABLES, present
-    from cockpit.services.processes import ProcessesDriver
-    from cockpit.sync.runner import SyncRunner
 
     up(LabOptions(root=lab_root, rate=40, users=80, rows=1000, pg_url=pg_url, quiet=True))
     doc = status(lab_root)

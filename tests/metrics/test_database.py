@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from cockpit.metrics.database import DatabaseMetrics
+from cockpit.drivers.metrics.database import DatabaseMetrics
 
 
 def test_probe_reads_health_of_a_live_server(pg_url: str) -> None:

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from cockpit.sync.apply import POLICIES, settle
+from cockpit.drivers.sync.apply import POLICIES, settle
 from tests.conftest import wait_for
 from tests.sync.test_sync_support import (
     Events,
@@ -202,7 +202,7 @@ def test_green_identity_moves_past_keys_applied_from_blue(tmp_path, pg_url):
 
 
 def test_reserved_and_mixed_case_identifiers_and_quoted_keys(tmp_path, pg_url):
-    from cockpit.sync.capture import install_pg, install_sqlite
+    from cockpit.drivers.sync.capture import install_pg, install_sqlite
     from tests.sync.test_sync_support import connect_sqlite
 
     db = tmp_path / "odd.db"
@@ -229,7 +229,7 @@ def test_reserved_and_mixed_case_identifiers_and_quoted_keys(tmp_path, pg_url):
 
 
 def test_parents_first_order():
-    from cockpit.sync.apply import _parents_first
+    from cockpit.drivers.sync.apply import _parents_first
 
     assert _parents_first(["c", "b", "a"], [("c", "b"), ("b", "a")]) == ["a", "b", "c"]
     assert _parents_first(["x", "y"], [("x", "y"), ("y", "x")]) == ["x", "y"]  # a cycle does not hang
@@ -238,7 +238,7 @@ def test_parents_first_order():
 @pytest.mark.parametrize("deferrable", [False, True])
 def test_foreign_keys_on_green_in_any_order(tmp_path, pg_url, deferrable):
     """Deletes of parents and children and re-parenting, in one batch, with foreign keys enforced on green."""
-    from cockpit.sync.capture import install_pg, install_sqlite
+    from cockpit.drivers.sync.capture import install_pg, install_sqlite
     from tests.sync.test_sync_support import connect_sqlite
 
     db = tmp_path / "fk.db"
@@ -278,7 +278,7 @@ def test_foreign_keys_on_green_in_any_order(tmp_path, pg_url, deferrable):
 def test_unique_key_moved_between_rows_in_one_batch_on_both_sides(tmp_path, pg_url):
     """A name moves from one row to another and the first row changes again later: applied as one batch the
     upserts collide on the unique name, so the batch is applied change by change instead."""
-    from cockpit.sync.capture import install_pg, install_sqlite
+    from cockpit.drivers.sync.capture import install_pg, install_sqlite
     from tests.sync.test_sync_support import connect_sqlite
 
     db = tmp_path / "u.db"

@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from cockpit.sync import capture
+from cockpit.drivers.sync import capture
 from tests.sync.test_sync_support import PG_DDL, TABLES, make_blue, make_pair
 
 

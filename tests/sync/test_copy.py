@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cockpit.sync import capture
-from cockpit.sync import copy as copy_module
-from cockpit.sync.copy import CopyError, CopyProgress, copy_database
-from cockpit.sync.schema import SchemaRefused, read_mapping
+from cockpit.drivers.sync import capture
+from cockpit.drivers.sync import copy as copy_module
+from cockpit.drivers.sync.copy import CopyError, CopyProgress, copy_database
+from cockpit.drivers.sync.schema import SchemaRefused, read_mapping
 from tests.sync.test_copy_support import assert_copied_exactly, make_pitfalls
 
 
@@ -423,8 +423,8 @@ def _old_iso_check(c: str, precision: str, sep: str) -> str:
 def test_the_fraction_date_checks_accept_exactly_what_strftime_accepted(precision: str, sep: str) -> None:
     import random
 
-    from cockpit.sync import values as V
-    from cockpit.sync.schema import _sql_iso_check
+    from cockpit.drivers.sync import values as V
+    from cockpit.drivers.sync.schema import _sql_iso_check
 
     rng = random.Random(f"{precision}{sep}")
     digits = 3 if precision == "milli" else 6

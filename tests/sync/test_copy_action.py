@@ -11,12 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from cockpit.cli import main
-from cockpit.drivers import build_drivers
-from cockpit.journal import Journal
-from cockpit.plan import Plan, load_plan
-from cockpit.session import ControllerThread, controller_session
-from cockpit.state import CopyView, TableCopy
+from cockpit.cli.main import main
+from cockpit.control.factory import build_drivers
+from cockpit.control.session import ControllerThread, controller_session
+from cockpit.core.journal import Journal
+from cockpit.core.plan import Plan, load_plan
+from cockpit.core.state import CopyView, TableCopy
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import CopyModal
 from tests.sync.test_sync_support import assert_same, make_blue, write_sync_plan

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from cockpit.sync.schema import TableMap, pg_truncate, qi, read_mapping
+from cockpit.drivers.sync.schema import TableMap, pg_truncate, qi, read_mapping
 
 
 def _canon(rows: list[tuple]) -> list[tuple]:

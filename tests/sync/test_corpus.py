@@ -10,9 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cockpit.plan import Cast
-from cockpit.sync.copy import copy_database
-from cockpit.sync.schema import SchemaRefused
+from cockpit.core.plan import Cast
+from cockpit.drivers.sync.copy import copy_database
+from cockpit.drivers.sync.schema import SchemaRefused
 from tests.sync.test_copy_support import assert_copied_exactly
 
 # the corpus lives beside the repository (../shared/corpus), or where COCKPIT_CORPUS says

@@ -9,9 +9,9 @@ import uuid
 import psycopg
 import pytest
 
-from cockpit.plan import PlanError, load_plan
-from cockpit.sync.apply import ApplyError
-from cockpit.sync.runner import Lag, SyncRunner
+from cockpit.core.plan import PlanError, load_plan
+from cockpit.drivers.sync.apply import ApplyError
+from cockpit.drivers.sync.runner import Lag, SyncRunner
 from tests.conftest import PG_ADMIN_URL, wait_for
 from tests.sync.test_sync_support import (
     TABLES,
@@ -139,7 +139,7 @@ def test_from_plan_reads_databases_tables_and_policy(tmp_path, pg_url, monkeypat
         blue_exec(db, "INSERT INTO items (id, name) VALUES (1, 'x')")
         pg_exec(pg_url, "INSERT INTO items (id, name) VALUES (1, 'y')")  # a conflict: journaled
         r.run_once()
-        from cockpit.journal import Journal
+        from cockpit.core.journal import Journal
 
         j = Journal(plan.path(plan.journal.path), readonly=True)
         try:
@@ -195,15 +195,15 @@ def test_run_without_capture_says_what_to_do(tmp_path, pg_url):
 
 
 def test_pooled_neon_host_is_flagged():
-    from cockpit.sync.runner import pooler_warning
+    from cockpit.drivers.sync.runner import pooler_warning
 
     assert "direct host" in pooler_warning("postgresql://u:p@ep-cool-1-pooler.us-east-2.aws.neon.tech/db?sslmode=require")
     assert pooler_warning("postgresql://u:p@ep-cool-1.us-east-2.aws.neon.tech/db?sslmode=require") is None
 
 
 def test_blue_capture_reinstalled_alone_is_detected(tmp_path, pg_url):
-    from cockpit.sync.capture import install_sqlite, uninstall_sqlite
-    from cockpit.sync.runner import connect_sqlite
+    from cockpit.drivers.sync.capture import install_sqlite, uninstall_sqlite
+    from cockpit.drivers.sync.runner import connect_sqlite
 
     db = make_pair(tmp_path, pg_url)
     r = runner(db, pg_url)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.plan import Cast
-from cockpit.sync import values as V
-from cockpit.sync.schema import SchemaRefused, affinity, pg_truncate, read_mapping
+from cockpit.core.plan import Cast
+from cockpit.drivers.sync import values as V
+from cockpit.drivers.sync.schema import SchemaRefused, affinity, pg_truncate, read_mapping
 
 
 def _db(tmp_path: Path, ddl: str, rows: list[tuple] = (), table: str = "t") -> sqlite3.Connection:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from cockpit.cli import main
+from cockpit.cli.main import main
 from tests.conftest import wait_for
 from tests.sync.test_sync_support import (
     assert_same,
@@ -145,7 +145,7 @@ def test_run_loop_from_a_plan_stops_cleanly_on_sigterm(tmp_path, pg_url):
         proc.stdout.close()
         proc.stderr.close()
     assert_same(db, pg_url)
-    from cockpit.journal import Journal
+    from cockpit.core.journal import Journal
 
     journal = Journal(tmp_path / ".cockpit" / "journal.db", readonly=True)
     try:  # lag sampled into the plan's journal

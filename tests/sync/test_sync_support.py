@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from cockpit.sync.capture import install_pg, install_sqlite, record_copy_position, sqlite_position
-from cockpit.sync.runner import SyncRunner, connect_sqlite
+from cockpit.drivers.sync.capture import install_pg, install_sqlite, record_copy_position, sqlite_position
+from cockpit.drivers.sync.runner import SyncRunner, connect_sqlite
 
 SQLITE_DDL = [
     "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL, data BLOB)",
@@ -107,7 +107,7 @@ def runner(db: Path, pg_url: str, **kwargs: Any) -> SyncRunner:
     """A SyncRunner on the test pair (the real schema reader when present, identity mappings until then)."""
     kwargs.setdefault("tables", list(TABLES))
     try:
-        import cockpit.sync.schema  # noqa: F401
+        import cockpit.drivers.sync.schema  # noqa: F401
     except ImportError:
         kwargs.setdefault("mappings", _identity_mappings())
     return SyncRunner(db, pg_url, **kwargs)

@@ -18,8 +18,12 @@ from urllib.parse import urlencode
 import psycopg
 import pytest
 
-from cockpit.cli import main
-from cockpit.integrity import check
+from cockpit.cli.main import main
+from cockpit.drivers.integrity import check
+from cockpit.drivers.sync.capture import sqlite_installed
+from cockpit.drivers.sync.copy import CopyProgress, copy_database
+from cockpit.drivers.sync.runner import SyncRunner, connect_pg, connect_sqlite
+from cockpit.drivers.sync.schema import read_mapping
 from cockpit.lab.cluster import (
     ClusterInfo,
     create_lab_database,
@@ -31,10 +35,6 @@ from cockpit.lab.cluster import (
     stop_cluster,
     with_database,
 )
-from cockpit.sync.capture import sqlite_installed
-from cockpit.sync.copy import CopyProgress, copy_database
-from cockpit.sync.runner import SyncRunner, connect_pg, connect_sqlite
-from cockpit.sync.schema import read_mapping
 from tests.conftest import wait_for
 from tests.sync.test_sync_support import (
     TABLES,

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cockpit.sync import capture
+from cockpit.drivers.sync import capture
 from tests.conftest import wait_for
 from tests.sync.test_sync_support import (
     PG_DDL,

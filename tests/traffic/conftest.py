@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.plan import Beta, Sticky
-from cockpit.traffic.nginx import NginxDriver
-from cockpit.traffic.nginx_site import PrivateNginx, free_port
+from cockpit.core.plan import Beta, Sticky
+from cockpit.drivers.traffic.nginx import NginxDriver
+from cockpit.drivers.traffic.nginx_site import PrivateNginx, free_port
 
 
 class Backend:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.metrics.access_log import (
+from cockpit.drivers.metrics.access_log import (
     AccessLogMetrics,
     AccessLogTail,
     bucket_value,
@@ -217,7 +217,7 @@ def test_nginx_log_rotation_loses_no_line(site: Site) -> None:
 
 
 def test_from_plan_reads_every_balancer_log(tmp_path: Path) -> None:
-    from cockpit.plan import load_plan
+    from cockpit.core.plan import load_plan
 
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text("""name: t

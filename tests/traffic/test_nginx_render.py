@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.plan import Balancer, Beta, Sticky, load_plan
-from cockpit.traffic.base import TrafficError
-from cockpit.traffic.nginx import NginxDriver, normalise_percent, parse_split, pending_path
+from cockpit.core.plan import Balancer, Beta, Sticky, load_plan
+from cockpit.drivers.traffic.base import TrafficError
+from cockpit.drivers.traffic.nginx import NginxDriver, normalise_percent, parse_split, pending_path
 
 UP_B, UP_G = ["10.0.0.1:8000", "10.0.0.2:8000"], ["10.0.1.1:8000"]
 
@@ -117,7 +117,7 @@ phases: [{name: one, green: 5}]
 
 
 def test_keepalive_min_timeout_only_where_nginx_knows_it(tmp_path: Path) -> None:
-    from cockpit.traffic import nginx as mod
+    from cockpit.drivers.traffic import nginx as mod
 
     d = driver(tmp_path)
     mod._version_cache["nginx"] = (1, 22, 1)

@@ -7,9 +7,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cockpit.plan import Beta, Sticky
-from cockpit.traffic.nginx import NginxDriver
-from cockpit.traffic.nginx_site import NginxSiteError, PrivateNginx, free_port
+from cockpit.core.plan import Beta, Sticky
+from cockpit.drivers.traffic.nginx import NginxDriver
+from cockpit.drivers.traffic.nginx_site import NginxSiteError, PrivateNginx, free_port
 
 
 @pytest.mark.parametrize("daemon", [True, False])

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.plan import Beta, Sticky
-from cockpit.traffic.base import TrafficError, live_percent
-from cockpit.traffic.nginx import NginxDriver, prev_path
-from cockpit.traffic.nginx_site import PrivateNginx, free_port
+from cockpit.core.plan import Beta, Sticky
+from cockpit.drivers.traffic.base import TrafficError, live_percent
+from cockpit.drivers.traffic.nginx import NginxDriver, prev_path
+from cockpit.drivers.traffic.nginx_site import PrivateNginx, free_port
 from tests.traffic.conftest import Backend, Site, fetch_sides
 
 KEYS = [f"user-{i:05d}" for i in range(5000)]

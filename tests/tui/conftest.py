@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from cockpit.drivers import Drivers
-from cockpit.journal import Journal
-from cockpit.plan import Plan, load_plan
-from cockpit.session import ControllerThread
-from cockpit.traffic.base import SplitStatus
-from cockpit.traffic.file import FileTrafficDriver
+from cockpit.control.factory import Drivers
+from cockpit.control.session import ControllerThread
+from cockpit.core.journal import Journal
+from cockpit.core.plan import Plan, load_plan
+from cockpit.drivers.traffic.base import SplitStatus
+from cockpit.drivers.traffic.file import FileTrafficDriver
 from tests.core.plans import BASE
 
 # the core tests' rehearsal plan (file traffic driver, no services, no sync) with a drain bound of 1 s

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cockpit.lock import ControllerLock
-from cockpit.tui.actions import ACTIONS
+from cockpit.core.lock import ControllerLock
 from cockpit.tui.app import CockpitApp
+from cockpit.tui.keys import ACTIONS
 from cockpit.tui.modals import DEFAULT_ROLLBACK_REASON, AdvanceModal, HelpModal, RollbackModal
 from tests.tui.conftest import green_in_file, journal_actions, text, until
 

@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 
-from cockpit.phases import Machine
-from cockpit.plan import Threshold, Trigger
-from cockpit.state import Alarm, CockpitState, Lag
-from cockpit.tui import metrics as m
+from cockpit.control.view import build_state
+from cockpit.core.phases import Machine
+from cockpit.core.plan import Threshold, Trigger
+from cockpit.core.state import Alarm, CockpitState, Lag
+from cockpit.tui import readings as m
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.panels import AlarmsPanel
-from cockpit.view import build_state
 from tests.tui.conftest import text, until
 
 THRESHOLDS = {

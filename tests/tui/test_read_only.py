@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from cockpit.drivers import Drivers
-from cockpit.phases import Machine
-from cockpit.session import ControllerThread
-from cockpit.state import CockpitState
-from cockpit.traffic.file import FileTrafficDriver
+from cockpit.control.factory import Drivers
+from cockpit.control.session import ControllerThread
+from cockpit.control.view import build_state
+from cockpit.core.phases import Machine
+from cockpit.core.state import CockpitState
+from cockpit.drivers.traffic.file import FileTrafficDriver
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import AdvanceModal, RollbackModal
-from cockpit.view import build_state
 from tests.tui.conftest import journal_actions, split_file, text, until
 
 

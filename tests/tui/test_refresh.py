@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cockpit.drivers import Drivers
+from cockpit.control.factory import Drivers
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import AdvanceModal, HelpModal
 from tests.tui.conftest import GatedTraffic, green_in_file, split_file, text, until

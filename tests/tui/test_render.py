@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from cockpit.journal import ActionRecord, Step
-from cockpit.phases import Machine
+from cockpit.control.view import build_state
+from cockpit.core.journal import ActionRecord, Step
+from cockpit.core.phases import Machine
 from cockpit.tui import render
-from cockpit.view import build_state
 
 
 def test_bar_splits_cells_by_share():

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from cockpit.journal import ActionRecord, Step
-from cockpit.phases import Machine
-from cockpit.plan import Plan, load_plan
-from cockpit.state import Alarm, CockpitState, Lag
+from cockpit.control.view import build_state
+from cockpit.core.journal import ActionRecord, Step
+from cockpit.core.phases import Machine
+from cockpit.core.plan import Plan, load_plan
+from cockpit.core.state import Alarm, CockpitState, Lag
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import AdvanceModal, RollbackModal
-from cockpit.view import build_state
 from tests.tui.conftest import until
 
 SIZE = (120, 40)

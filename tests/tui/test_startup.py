@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cockpit.drivers import Drivers
-from cockpit.plan import PlanError
-from cockpit.session import ControllerThread
-from cockpit.traffic.file import FileTrafficDriver
+from cockpit.control.factory import Drivers
+from cockpit.control.session import ControllerThread
+from cockpit.core.plan import PlanError
+from cockpit.drivers.traffic.file import FileTrafficDriver
 from cockpit.tui.app import CockpitApp, run_tui
 from tests.tui.conftest import split_file, text, until
 

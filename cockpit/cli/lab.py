@@ -1,0 +1,286 @@
+"""`cockpit lab up|down|status|fault` and `cockpit demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from cockpit.core.redact import redact
+from cockpit.lab.errors import LabError
+from cockpit.lab.faults import parse_latency, parse_percent
+from cockpit.lab.lab import DEFAULT_ROOT, LabOptions, down, set_fault, status, up
+
+
+def register(subparsers: Any) -> None:
+    lab = subparsers.add_parser("lab", help="the embedded lab: a real blue/green world on loopback")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND")
+    lab.set_defaults(func=lambda args: _usage(lab))
+
+    def root_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"the lab's folder (default {DEFAULT_ROOT})")
+
+    def up_args(p: argparse.ArgumentParser) -> None:
+        root_arg(p)
+        p.add_argument("--rate", type=float, default=20.0, help="load: requests per second (0: no load; default 20)")
+        p.add_argument("--users", type=int, default=200, help="load: distinct users with sticky keys (default 200)")
+        p.add_argument("--rows", type=int, default=5000, help="seeded rows over the four tables (default 5000)")
+        p.add_argument("--pg-url", default=os.environ.get("COCKPIT_LAB_PG_URL", ""),
+                       help="use this PostgreSQL server (a lab database is created there) instead of a private "
+                            "cluster (default: $COCKPIT_LAB_PG_URL)")
+        p.add_argument("--tls", action="store_true",
+                       help="the private cluster serves TLS (a throwaway CA) and every client connects with "
+                            "sslmode=verify-full, as to Neon")
+
+    p_up = lab_sub.add_parser("up", help="start PostgreSQL, the demo services, nginx and the load")
+    up_args(p_up)
+    p_up.add_argument("--green", type=float, default=0.0, help="the split nginx starts with, in %% green (default 0)")
+    p_up.add_argument("--json", action="store_true", help="print the status document when up")
+    p_up.set_defaults(func=_up)
+
+    p_down = lab_sub.add_parser("down", help="stop everything the lab started")
+    root_arg(p_down)
+    p_down.set_defaults(func=_down)
+
+    p_status = lab_sub.add_parser("status", help="what runs, where, and the load's figures")
+    root_arg(p_status)
+    p_status.add_argument("--json", action="store_true", help="one JSON document (front door, plan, services...)")
+    p_status.set_defaults(func=_status)
+
+    p_fault = lab_sub.add_parser("fault", help="inject errors, latency or a database outage on one side")
+    p_fault.add_argument("side", choices=("blue", "green"))
+    root_arg(p_fault)
+    p_fault.add_argument("--errors", help="share of API requests answered 500, e.g. 10%%")
+    p_fault.add_argument("--latency", help="delay added to each API request, e.g. 800ms")
+    p_fault.add_argument("--db-down", action="store_true", help="every database access answers 503")
+    p_fault.add_argument("--db-up", action="store_true", help="end a --db-down")
+    p_fault.add_argument("--clear", action="store_true", help="remove every fault of this side")
+    p_fault.set_defaults(func=_fault)
+
+    demo = subparsers.add_parser("demo", help="the lab, the initial copy, the sync, the load and the cockpit screen")
+    up_args(demo)
+    demo.set_defaults(func=_demo)
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
+    if args.rate < 0 or args.users <= 0 or args.rows < 10:
+        raise LabError("--rate must be >= 0, --users > 0 and --rows >= 10")
+    return LabOptions(root=args.root, rate=args.rate, users=args.users, rows=args.rows, pg_url=args.pg_url,
+                      green_percent=getattr(args, "green", 0.0), quiet=quiet, tls=args.tls)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"cockpit lab: {redact(str(exc))}", file=sys.stderr)
+    return 1
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        opts = _options(args, quiet=args.json)
+        up(opts)
+    except LabError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(redact(status(args.root)), indent=1))
+    else:
+        print(f"lab up: `cockpit lab status{_root_flag(args)}`, `cockpit -p {Path(args.root).resolve() / 'plan.yaml'} tui`, "
+              f"`cockpit lab down{_root_flag(args)}`")
+    return 0
+
+
+def _root_flag(args: argparse.Namespace) -> str:
+    return "" if Path(args.root).resolve() == DEFAULT_ROOT.resolve() else f" --root {args.root}"
+
+
+def _down(args: argparse.Namespace) -> int:
+    report = down(args.root)
+    return 1 if report["errors"] else 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        doc = status(args.root)
+    except LabError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(redact(doc), indent=1))
+    else:
+        print(redact(format_status(doc)))
+    return 0 if doc.get("up") else 1
+
+
+def _fault(args: argparse.Namespace) -> int:
+    try:
+        if not (args.errors or args.latency or args.db_down or args.db_up or args.clear):
+            raise LabError("say which fault: --errors 10%, --latency 800ms, --db-down, --db-up or --clear")
+        if args.db_down and args.db_up:
+            raise LabError("--db-down and --db-up contradict each other")
+        try:
+            errors = parse_percent(args.errors) if args.errors else None
+            latency = parse_latency(args.latency) if args.latency else None
+        except ValueError as exc:
+            raise LabError(str(exc)) from exc
+        db = True if args.db_down else False if args.db_up else None
+        faults = set_fault(args.root, args.side, errors=errors, latency_ms=latency, db_down=db, clear=args.clear)
+    except LabError as exc:
+        return _fail(exc)
+    print(f"{args.side}: faults {faults.describe()}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def format_status(doc: dict[str, Any]) -> str:
+    if "front_door" not in doc:
+        return f"no lab in {doc['root']} (cockpit lab up)"
+    lines = [f"lab in {doc['root']}: {'up' if doc['up'] else 'DOWN (cockpit lab down to clean up)'}"]
+    split = doc.get("green_percent")
+    sticky = doc.get("sticky") or {}
+    lines.append(f"front door  {doc['front_door']}   green {split if split is not None else '?'}%   "
+                 f"sticky {sticky.get('kind')} {sticky.get('name')}")
+    lines.append(f"plan        {doc['plan']}")
+    lines.append(f"blue        sqlite {doc['sqlite']}")
+    pg = doc.get("postgres") or {}
+    where = f"private cluster, pid {pg.get('pid')}" if pg.get("mode") == "private" else f"database {pg.get('database')} on a given server"
+    lines.append(f"green       {doc['postgres_url']}   ({where}{'' if pg.get('running') is not False else ', NOT RUNNING'})")
+    if doc.get("copy"):
+        lines.append(f"copy        {doc['copy']}")
+    sync = doc.get("sync") or {}
+    if sync.get("error"):
+        lines.append(f"sync        {sync['error']}")
+    elif sync:
+        lines.append("sync        " + ", ".join(f"{d.replace('_', ' ')}: {v['pending']} pending, oldest {v['age_s']:.1f}s"
+                                                for d, v in sync.items()))
+    for s in doc.get("services", []):
+        health = "healthy" if s.get("health") == 200 else f"health {s.get('health') or 'no answer'}"
+        state = health if s.get("running") else "NOT RUNNING"
+        lines.append(f"service     {s['unit']:<12} {s['side']:<5} :{s['port']:<6} pid {s.get('pid')}  {state}")
+    n = doc.get("nginx") or {}
+    if n:
+        lines.append(f"nginx       :{n.get('port')}  pid {n.get('pid')}  {'running' if n.get('running') else 'NOT RUNNING'}  "
+                     f"log {n.get('access_log')}")
+    load = doc.get("load") or {}
+    fig = load.get("figures") or {}
+    if load.get("pid") or fig:
+        r = fig.get("recent") or {}
+        t = fig.get("total") or {}
+        sides = r.get("by_side") or {}
+        lines.append(f"load        pid {load.get('pid')} {'running' if load.get('running') else 'stopped'}  target "
+                     f"{load.get('rate', '?')} req/s from {load.get('users', '?')} users")
+        if fig:
+            lines.append(f"            last {r.get('window_s', 10):g}s: {r.get('rps', 0)} req/s, errors {r.get('error_rate', 0)}%, "
+                         f"p50 {r.get('p50_ms')} ms, p95 {r.get('p95_ms')} ms, blue {sides.get('blue', 0)} / green "
+                         f"{sides.get('green', 0)}")
+            lines.append(f"            total: {t.get('requests', 0)} requests, {t.get('errors', 0)} errors, "
+                         f"{(t.get('status') or {}).get('404', 0)} not found, {t.get('retried', 0)} retried")
+            if fig.get("last_error"):
+                lines.append(f"            last error: {fig['last_error']}")
+    else:
+        lines.append("load        not started (lab up --rate N)")
+    faults = doc.get("faults") or {}
+    desc = []
+    for side in ("blue", "green"):
+        f = faults.get(side) or {}
+        parts = [f"errors {f['errors']:g}%" if f.get("errors") else "", f"latency {f['latency_ms']:g}ms" if f.get("latency_ms") else "",
+                 "db down" if f.get("db_down") else ""]
+        desc.append(f"{side}: {', '.join(p for p in parts if p) or 'none'}")
+    lines.append(f"faults      {'   '.join(desc)}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------- demo
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Lab up, initial copy, load flowing, the cockpit on the lab plan; everything stops on quit or signal."""
+    try:
+        opts = _options(args)
+    except LabError as exc:
+        return _fail(exc)
+
+    def on_term(signum: int, frame: Any) -> None:
+        # as a Ctrl-C: the screen's event loop (asyncio) turns SIGINT into a clean shutdown of the app, and
+        # outside it SIGINT raises KeyboardInterrupt; either way the `finally` below takes the lab down
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.getsignal(signal.SIGINT)
+    sync_runner = None
+    started = False  # a lab this demo did not start (already up: refused) is not taken down
+    try:
+        try:
+            up(opts)
+        except LabError as exc:
+            return _fail(exc)
+        started = True
+        plan_path = str(Path(opts.root).resolve() / "plan.yaml")
+        try:
+            from cockpit.tui.app import run_tui
+        except ImportError as exc:
+            print(f"demo: the cockpit screen is not available yet ({exc}); showing the lab's figures instead "
+                  "(Ctrl-C stops everything)", flush=True)
+            sync_runner = _start_sync(plan_path)
+            _watch(opts.root, sync_runner)
+            return 0
+        # the screen's controller runs the sync loop itself (controller_session(run_sync=True))
+        return int(run_tui(plan_path) or 0)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        # no second interruption while stopping: a late SIGINT (a Ctrl-C twice, or the one on_term sent landing
+        # after the screen ended) would otherwise escape this `finally` and leave the lab half down
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if sync_runner is not None:
+            try:
+                sync_runner.stop()
+            except Exception as exc:
+                print(f"demo: stopping the sync: {redact(str(exc))}", file=sys.stderr)
+        if started:
+            print("demo: stopping the lab", flush=True)
+            down(opts.root)
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def _start_sync(plan_path: str) -> Any:
+    """The sync loop in this process (used when no screen runs it)."""
+    try:
+        from cockpit.drivers.sync.runner import SyncRunner
+    except ImportError as exc:
+        print(f"demo: the sync is not available yet ({exc}): blue and green are not kept in sync", flush=True)
+        return None
+    from cockpit.core.plan import load_plan
+
+    runner = SyncRunner.from_plan(load_plan(plan_path))
+    threading.Thread(target=runner.start, name="demo-sync", daemon=True).start()
+    return runner
+
+
+def _watch(root: Path, sync_runner: Any) -> None:
+    while True:
+        doc = status(root)
+        r = ((doc.get("load") or {}).get("figures") or {}).get("recent") or {}
+        sides = r.get("by_side") or {}
+        lag = ""
+        if sync_runner is not None:
+            try:
+                lag = "  sync " + ", ".join(f"{k} {v.age_s:.1f}s/{v.pending}" for k, v in sync_runner.lag().items())
+            except Exception as exc:
+                lag = f"  sync error: {exc}"
+        print(redact(f"{time.strftime('%H:%M:%S')}  green {doc.get('green_percent')}%  {r.get('rps', 0)} req/s  "
+                     f"errors {r.get('error_rate', 0)}%  p95 {r.get('p95_ms')} ms  blue {sides.get('blue', 0)} / "
+                     f"green {sides.get('green', 0)}{lag}"), flush=True)
+        time.sleep(5)

@@ -1,0 +1,458 @@
+"""`cockpit sync copy|run|install|uninstall|status`: the sync from the command line.
+
+Each command works from the plan (`-p PLAN`: blue's SQLite file, green's URL, `sync.tables`, policy, batch size)
+or without one (`--from FILE.db --to URL [--tables a,b]`). Exit codes: 0 done, 1 the action failed (PostgreSQL
+unreachable, copy refused, ...), 2 usage or plan error.
+
+`cockpit sync status --json` prints one object:
+
+    {"blue": "path/to/blue.db", "green": "postgresql://user:***@host/db",
+     "reachable": true,                       # could PostgreSQL be reached
+     "installed": {"blue": ["t1", ...], "green": ["t1", ...]},   # tables carrying capture triggers
+     "tables": ["t1", ...],                   # the synced tables
+     "lag": {"blue_to_green": {"age_s": 0.0, "pending": 0},
+             "green_to_blue": {"age_s": 0.0, "pending": 0}},
+     "error": null}                           # why PostgreSQL could not be read, when it could not
+
+`age_s` is the age in seconds of the oldest change not yet applied in that direction (0 when caught up) and
+`pending` the number of changes waiting. With PostgreSQL unreachable, blue→green counts what waits in SQLite after
+the last position known and green→blue is reported as unknown (`null`); the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from cockpit.core.redact import redact, redact_text
+from cockpit.drivers.sync.apply import POLICIES, ApplyError, EventSink
+from cockpit.drivers.sync.capture import CaptureError, sqlite_installed, sqlite_tables
+from cockpit.drivers.sync.runner import DIRECTIONS, SyncRunner, connect_sqlite, journal_sink, pooler_warning
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class _Target:
+    sqlite_path: Path
+    pg_url: str
+    tables: list[str] | str
+    policy: str
+    batch_size: int
+    interval: float
+    jobs: int
+    casts: list[Any]
+    journal: Path | None
+    plan: Any = None  # the Plan, when the target came from one
+
+
+class _Usage(Exception):
+    pass
+
+
+def register(subparsers: Any) -> None:
+    """Add `sync copy|run|install|uninstall|status` to the cockpit CLI."""
+    sync = subparsers.add_parser("sync", help="copy the data and keep SQLite and PostgreSQL in sync both ways")
+    sub = sync.add_subparsers(dest="sync_command", metavar="copy|run|install|uninstall|status", required=True)
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--from", dest="source", metavar="FILE.db", help="the SQLite file (default: the plan's blue)")
+        p.add_argument("--to", dest="target", metavar="URL", help="the PostgreSQL URL (default: the plan's green)")
+        p.add_argument("--tables", metavar="a,b", help="only these tables (default: the plan's sync.tables, or all)")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    cp = command("copy", "initial copy of SQLite into PostgreSQL, then capture installed on both sides")
+    cp.add_argument("--jobs", type=int, default=None, metavar="N", help="tables copied in parallel (default: plan or 4)")
+    cp.set_defaults(func=_copy)
+
+    run = command("run", "run the two-way sync loop (Ctrl-C stops it cleanly)")
+    run.add_argument("--once", action="store_true", help="one pass in both directions, then exit")
+    run.add_argument("--policy", choices=POLICIES, help="conflict policy (default: the plan's, or newest)")
+    run.add_argument("--interval", type=float, default=None, metavar="SECONDS", help="time between passes")
+    run.add_argument("--batch-size", type=int, default=None, metavar="N", help="changes per batch")
+    run.set_defaults(func=_run)
+
+    ins = command("install", "install the change-capture triggers on both sides (idempotent)")
+    ins.set_defaults(func=_install)
+
+    un = command("uninstall", "remove every cockpit trigger and table from both sides (idempotent)")
+    un.add_argument("--yes", "-y", action="store_true", help="remove even with changes still pending")
+    un.set_defaults(func=_uninstall)
+
+    st = command("status", "lag per direction and pending changes")
+    st.set_defaults(func=_status)
+
+
+# ------------------------------------------------------------------------------------------------- resolution
+
+
+def _target(args: argparse.Namespace) -> _Target:
+    """Where to sync from and to: --from/--to, else the plan."""
+    plan = None
+    if not (args.source and args.target):
+        plan_path = getattr(args, "plan", None)
+        if not plan_path:
+            raise _Usage("give --from FILE.db and --to URL, or a plan (-p PLAN or $COCKPIT_PLAN)")
+        from cockpit.core.plan import load_plan
+
+        plan = load_plan(plan_path)  # PlanError: printed by cockpit.cli with exit 2
+    if plan is not None:
+        if plan.blue.database.engine != "sqlite" or plan.green.database.engine != "postgresql":
+            raise _Usage("the plan's blue database must be sqlite and its green database postgresql")
+        s = plan.sync
+        sqlite_path = Path(args.source) if args.source else plan.path(plan.blue.database.path)
+        pg_url = args.target or plan.green.database.url
+        tables: list[str] | str = s.tables
+        policy, batch, interval, jobs, casts = s.conflict_policy, s.batch_size, float(s.interval), s.copy_jobs, s.casts
+        journal: Path | None = plan.path(plan.journal.path)
+    else:
+        sqlite_path, pg_url, tables = Path(args.source), args.target, "all"
+        policy, batch, interval, jobs, casts, journal = "newest", 1000, 1.0, 4, [], None
+    if args.tables:
+        tables = [t.strip() for t in args.tables.split(",") if t.strip()]
+    if not sqlite_path.is_file():
+        raise _Usage(f"SQLite database not found: {sqlite_path}")
+    if not pg_url:
+        raise _Usage("no PostgreSQL URL (--to URL, or green.database.url in the plan)")
+    if getattr(args, "policy", None):
+        policy = args.policy
+    if getattr(args, "batch_size", None):
+        if args.batch_size < 1:
+            raise _Usage("--batch-size must be at least 1")
+        batch = args.batch_size
+    if getattr(args, "interval", None) is not None:
+        if args.interval <= 0:
+            raise _Usage("--interval must be positive")
+        interval = args.interval
+    if getattr(args, "jobs", None) is not None:
+        if args.jobs < 1:
+            raise _Usage("--jobs must be at least 1")
+        jobs = args.jobs
+    warning = pooler_warning(pg_url)
+    if warning:
+        print(f"cockpit sync: warning: {redact_text(warning)}", file=sys.stderr)
+    return _Target(sqlite_path, pg_url, tables, policy, batch, interval, jobs, list(casts), journal, plan)
+
+
+def _runner(t: _Target, on_event: EventSink | None) -> SyncRunner:
+    return SyncRunner(
+        t.sqlite_path, t.pg_url, tables=t.tables, conflict_policy=t.policy, batch_size=t.batch_size,
+        interval=t.interval, on_event=on_event, casts=t.casts,
+    )
+
+
+def _event_sink(t: _Target, as_json: bool) -> EventSink:
+    """Conflicts and errors: into the plan's journal when there is a plan, and on stderr."""
+    journal = journal_sink(t.journal) if t.journal is not None else None
+
+    def sink(kind: str, payload: dict[str, Any]) -> None:
+        if journal is not None:
+            journal(kind, payload)
+        line = json.dumps({"event": kind, **redact(payload)}, default=str) if as_json else (
+            f"{kind}: {json.dumps(redact(payload), default=str)}"
+        )
+        print(line, file=sys.stderr, flush=True)
+
+    return sink
+
+
+def _guard(handler: Any) -> Any:
+    """Map the failures every command shares onto exit codes and clear messages."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return int(handler(args))
+        except _Usage as exc:
+            print(f"cockpit sync: {redact_text(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
+        except (CaptureError, ApplyError, FileNotFoundError) as exc:
+            print(f"cockpit sync: {redact_text(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
+        except psycopg.OperationalError as exc:
+            print(f"cockpit sync: PostgreSQL unreachable: {redact_text(str(exc).strip())}", file=sys.stderr)
+            return EXIT_FAILED
+
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+def _table_names(t: _Target) -> list[str]:
+    if isinstance(t.tables, list):
+        return t.tables
+    conn = connect_sqlite(t.sqlite_path)
+    try:
+        return sqlite_tables(conn)
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------------- commands
+
+
+@_guard
+def _copy(args: argparse.Namespace) -> int:
+    """With a plan alone, the copy is the controller's `copy` action (journaled, locked, its progress on the
+    screen; queued to the running controller if there is one). With --from/--to/--tables it runs here."""
+    t = _target(args)
+    printer = _ProgressPrinter(enabled=not args.json)
+    if t.plan is not None and not (args.source or args.target or args.tables):
+        return _copy_by_controller(t.plan, args, printer)
+    runner = _runner(t, None)
+    runner.tables = _table_names(t)
+    try:
+        report, tables = runner.initial_copy(t.jobs, printer)
+    except psycopg.OperationalError:
+        raise
+    except Exception as exc:
+        print(f"cockpit sync copy: refused: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        runner.close()
+    printer.done()
+    if args.json:
+        print(json.dumps(redact({"copy": report.as_dict(), "capture": {"tables": tables}}), default=str, indent=2))
+    else:
+        print(redact_text(report.summary()))
+        print(f"capture installed on both sides for: {', '.join(tables)}")
+    return EXIT_OK
+
+
+def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: _ProgressPrinter) -> int:
+    from cockpit.cli.main import perform, print_result
+
+    cmd_args: dict[str, Any] = {"reason": "cockpit sync copy"}
+    if args.jobs is not None:
+        cmd_args["jobs"] = args.jobs
+    result = perform(plan, "copy", cmd_args, watch=printer.state)
+    printer.done()
+    extra = result.pop("extra", None) or {}
+    if args.json:
+        print(json.dumps(redact({**extra, "action": result}), default=str, indent=2))
+        return EXIT_OK if result.get("ok") else EXIT_FAILED
+    code = print_result(result, False)
+    for warning in (extra.get("copy") or {}).get("warnings", []):
+        print(f"  warning: {redact_text(warning)}")
+    return code
+
+
+class _ProgressPrinter:
+    """Prints the copy's progress on a terminal, at most twice a second: a table's report (a copy run here) or
+    the whole copy from a controller's snapshot."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, item: Any) -> None:  # cockpit.sync.copy.CopyProgress, from a writer thread
+        eta = "?" if item.eta_s is None else f"{item.eta_s:.0f}s"
+        self._print(f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
+                    f"ETA {eta}")
+
+    def state(self, state: Any) -> None:  # cockpit.state.CockpitState
+        view = state.copy
+        if view is None or view.state != "running":
+            return
+        eta = "?" if view.eta_s is None else f"{view.eta_s:.0f}s"
+        done = sum(1 for t in view.tables if t.done)
+        self._print(f"copy: {view.rows_done:,}/{view.rows_total:,} rows, {done} tables done, "
+                    f"{view.rows_per_s:,.0f} rows/s, ETA {eta}")
+
+    def _print(self, text: str) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < 0.5:
+                return
+            self._last = now
+        print("\r" + redact_text(text)[:120].ljust(120), end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.enabled and self._last:
+            print(file=sys.stderr)
+
+
+@_guard
+def _run(args: argparse.Namespace) -> int:
+    t = _target(args)
+    runner = _runner(t, _event_sink(t, args.json))
+    try:
+        problems = runner.check_installed()
+        if problems:
+            raise _Usage("; ".join(problems) + " (run `cockpit sync install`, or `cockpit sync copy` first)")
+        if args.once:
+            result = runner.run_once()
+            lag = runner.lag()
+            _print_pass(result, lag, args.json)
+            return EXIT_OK
+        return _loop(runner, args.json, t.journal)
+    finally:
+        runner.close()
+
+
+def _loop(runner: SyncRunner, as_json: bool, journal: Path | None = None) -> int:
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    try:
+        runner.start()
+        while not stop.wait(max(runner.interval, 0.2)):
+            try:
+                lag = runner.lag()
+            except Exception as exc:  # SQLite busy for long: say so, keep going
+                print(f"lag unavailable: {redact_text(str(exc))}", file=sys.stderr)
+                continue
+            _print_lag(lag, runner, as_json)
+            if journal is not None:  # lag sampled into the plan's journal, as the controller does
+                _sample(journal, lag)
+    finally:
+        runner.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def _sample(path: Path, lag: dict[str, Any]) -> None:
+    from cockpit.core.journal import Journal
+
+    metrics: dict[str, float | None] = {}
+    for d in DIRECTIONS:
+        metrics[f"sync.{d}.age_s"] = lag[d].age_s
+        metrics[f"sync.{d}.pending"] = float(lag[d].pending)
+    journal = Journal(path)
+    try:
+        journal.samples(metrics)
+    finally:
+        journal.close()
+
+
+def _lag_text(lag: dict[str, Any]) -> str:
+    return " | ".join(
+        f"{d.replace('_to_', '→')} lag {lag[d].age_s:.2f}s pending {lag[d].pending}" for d in DIRECTIONS
+    )
+
+
+def _print_lag(lag: dict[str, Any], runner: SyncRunner, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"ts": time.time(), "lag": {d: lag[d].as_dict() for d in DIRECTIONS},
+                          "totals": runner.totals, "last_error": runner.last_error}), flush=True)
+    else:
+        totals = runner.totals
+        print(f"{time.strftime('%H:%M:%S')} {_lag_text(lag)} | applied blue→green {totals['blue_to_green']}, "
+              f"green→blue {totals['green_to_blue']}, conflicts {totals['conflicts']}"
+              + (f" | {runner.last_error}" if runner.last_error and totals["errors"] else ""), flush=True)
+
+
+def _print_pass(result: dict[str, Any], lag: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"pass": result, "lag": {d: lag[d].as_dict() for d in DIRECTIONS}}, default=str))
+        return
+    b, g = result["blue_to_green"], result["green_to_blue"]
+    print(f"blue→green: {b['changes']} changes, {b['upserts']} upserts, {b['deletes']} deletes")
+    print(f"green→blue: {g['changes']} changes, {g['upserts']} upserts, {g['deletes']} deletes")
+    print(f"conflicts: {result['conflicts']}; {_lag_text(lag)}")
+
+
+@_guard
+def _install(args: argparse.Namespace) -> int:
+    t = _target(args)
+    runner = _runner(t, None)
+    try:
+        out = runner.install()
+    finally:
+        runner.close()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"capture installed on both sides for: {', '.join(out['tables'])}")
+    return EXIT_OK
+
+
+@_guard
+def _uninstall(args: argparse.Namespace) -> int:
+    t = _target(args)
+    runner = _runner(t, None)
+    try:
+        if not args.yes:
+            lag = runner.lag()
+            waiting = {d: lag[d].pending for d in DIRECTIONS if lag[d].pending}
+            if waiting:
+                print(
+                    "cockpit sync uninstall: changes are still waiting to be applied "
+                    f"({', '.join(f'{d}: {n}' for d, n in waiting.items())}); run `cockpit sync run` until caught "
+                    "up, or give --yes to drop them",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
+        out = runner.uninstall()
+    finally:
+        runner.close()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"removed from blue: {len(out['blue'])} objects; from green: {len(out['green'])} objects")
+    return EXIT_OK
+
+
+@_guard
+def _status(args: argparse.Namespace) -> int:
+    t = _target(args)
+    runner = _runner(t, None)
+    out: dict[str, Any] = {
+        "blue": str(t.sqlite_path),
+        "green": redact_text(t.pg_url),
+        "reachable": True,
+        "installed": {"blue": [], "green": []},
+        "tables": [],
+        "lag": {},
+        "error": None,
+    }
+    try:
+        out["tables"] = runner.table_names()
+        try:
+            out["installed"] = runner.installed()
+        except psycopg.OperationalError as exc:
+            out["reachable"] = False
+            out["error"] = redact_text(str(exc).strip())
+            conn = connect_sqlite(t.sqlite_path)
+            try:
+                out["installed"] = {"blue": sqlite_installed(conn), "green": None}
+            finally:
+                conn.close()
+        lag = runner.lag()
+        out["lag"] = {d: lag[d].as_dict() for d in DIRECTIONS}
+        if not out["reachable"]:
+            out["lag"]["green_to_blue"] = None
+    finally:
+        runner.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"blue:  {out['blue']}")
+        print(f"green: {out['green']}" + ("" if out["reachable"] else f"  (unreachable: {out['error']})"))
+        inst = out["installed"]
+        print(f"capture on blue: {', '.join(inst['blue']) or 'not installed'}")
+        if inst["green"] is not None:
+            print(f"capture on green: {', '.join(inst['green']) or 'not installed'}")
+        for d in DIRECTIONS:
+            v = out["lag"][d]
+            name = d.replace("_to_", "→")
+            print(f"{name}: " + ("unknown" if v is None else f"lag {v['age_s']:.2f}s, {v['pending']} pending"))
+    return EXIT_OK if out["reachable"] else EXIT_FAILED

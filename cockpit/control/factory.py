@@ -1,0 +1,177 @@
+"""The one factory: builds the drivers a plan names and hands them to the controller.
+
+The controller only knows the interfaces below; tests hand it a lab's drivers (or their own) the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cockpit.core.plan import Plan
+from cockpit.core.state import Lag
+from cockpit.drivers.services.base import ServiceDriver
+from cockpit.drivers.traffic.base import TrafficDriver
+
+
+class MetricsSource(Protocol):
+    def poll(self) -> Mapping[str, float | None]:
+        """Flat metrics (e.g. `green.error_rate`, `cpu_usage`). Blocking; called in a thread once a tick."""
+        ...
+
+
+class SyncDriver(Protocol):
+    def lag(self) -> Mapping[str, Lag]: ...
+
+    def drain(self, timeout_s: float) -> bool: ...
+
+
+class Notifier(Protocol):
+    def send(self, level: str, title: str, text: str, fields: dict[str, Any] | None = None) -> list[Any]: ...
+
+
+class HealthChecker(Protocol):
+    def check(self, check: Any, max_total: float | None = None) -> Any:
+        """Run one plan health check with its retries (bounded by `max_total` s); an object with `ok`, `error`."""
+        ...
+
+
+class BackupDriver(Protocol):
+    def take(self, label: str = "", progress: Callable[[str, int, int], None] | None = None) -> Any:
+        """A backup of blue (a cockpit.backup.Manifest: name, path, ok, summary()). Blocking."""
+        ...
+
+    def verify(self, path: str) -> Any:
+        """Check a backup against its manifest (a VerifyReport: ok, problems, summary()). Blocking."""
+        ...
+
+
+class IntegrityChecker(Protocol):
+    def check_now(self, touched_only: bool = False) -> Any:
+        """A comparison of blue and green now: every row, or the counts and the rows the sync touched (the
+        rollback's step). An IntegrityReport: ok, score, summary()."""
+        ...
+
+
+@dataclass
+class Drivers:
+    traffic: TrafficDriver | None = None
+    blue_services: ServiceDriver | None = None
+    green_services: ServiceDriver | None = None
+    sync: SyncDriver | None = None
+    metrics: list[MetricsSource] = field(default_factory=list)
+    notifier: Notifier | None = None
+    health: HealthChecker | None = None
+    integrity: IntegrityChecker | None = None
+    backup: BackupDriver | None = None
+
+    def close(self) -> None:
+        for thing in (self.sync, self.integrity, *self.metrics):
+            stop = getattr(thing, "stop", None) or getattr(thing, "close", None)
+            if callable(stop):
+                stop()
+
+
+class _AccessLogSource:
+    """Adapts the access-log metrics (issue 3) to a MetricsSource."""
+
+    def __init__(self, metrics: Any):
+        self._metrics = metrics
+
+    def poll(self) -> Mapping[str, float | None]:
+        return self._metrics.poll().as_metrics()
+
+
+class _Health:
+    def check(self, check: Any, max_total: float | None = None) -> Any:
+        from cockpit.drivers.health import check_with_retries
+
+        return check_with_retries(check, max_total=max_total)
+
+
+def _integrity_watch(plan: Plan, sync: Any, events: Callable[[str, dict[str, Any]], object] | None) -> Any:
+    from cockpit.drivers.integrity import IntegrityWatch
+
+    def settle() -> object:  # rows in flight: let the sync carry them before looking again (bounded)
+        return sync.drain(min(30.0, float(plan.sync.drain_timeout)))
+
+    def report(r: Any) -> object:
+        if events is not None and not r.ok:
+            return events("integrity.mismatch", r.as_dict())
+        return None
+
+    tables = None if plan.sync.tables == "all" else list(plan.sync.tables)
+    return IntegrityWatch(
+        str(plan.path(plan.blue.database.path)),
+        plan.green.database.url,
+        tables,
+        casts=list(plan.sync.casts) or None,
+        interval_s=float(plan.sync.integrity_interval),
+        settle=settle,
+        on_report=report,
+    )
+
+
+def build_traffic(plan: Plan) -> TrafficDriver | None:
+    t = plan.traffic
+    if t.driver == "file":
+        from cockpit.drivers.traffic.file import FileTrafficDriver
+
+        return FileTrafficDriver(plan.path(t.state_file))
+    if t.driver == "nginx":
+        from cockpit.drivers.traffic.nginx import NginxDriver
+
+        return NginxDriver.from_plan(plan)
+    return None
+
+
+def build_drivers(
+    plan: Plan,
+    *,
+    with_sync: bool = True,
+    with_metrics: bool = True,
+    events: Callable[[str, dict[str, Any]], object] | None = None,
+) -> Drivers:
+    """Everything the plan names. `events(kind, payload)` receives what drivers report (sync conflicts...)."""
+    from cockpit.drivers.metrics.system import SystemMetrics
+    from cockpit.drivers.services.factory import build_services
+
+    drivers = Drivers(
+        traffic=build_traffic(plan),
+        blue_services=build_services(plan.blue.services, plan),
+        green_services=build_services(plan.green.services, plan),
+        health=_Health(),
+    )
+    if with_metrics:
+        drivers.metrics.append(SystemMetrics(plan))
+        if plan.traffic.driver == "nginx":
+            from cockpit.drivers.metrics.access_log import AccessLogMetrics
+
+            access = AccessLogMetrics.from_plan(plan)
+            if access is not None:
+                drivers.metrics.append(_AccessLogSource(access))
+        if plan.green.database.engine == "postgresql":
+            from cockpit.drivers.metrics.database import DatabaseMetrics
+
+            drivers.metrics.append(
+                DatabaseMetrics(plan.green.database.url, window_s=float(plan.traffic.window))
+            )
+    if plan.blue.database.engine == "sqlite" and plan.blue.database.path:
+        from cockpit.drivers.backup import BlueBackup
+
+        drivers.backup = BlueBackup.from_plan(plan)
+        if with_metrics:
+            drivers.metrics.append(drivers.backup)  # backup_age, for the plan's backup gate
+    if with_sync and plan.blue.database.engine == "sqlite" and plan.green.database.engine == "postgresql":
+        from cockpit.drivers.sync.runner import SyncRunner
+
+        drivers.sync = SyncRunner.from_plan(plan, on_event=events)
+        drivers.integrity = _integrity_watch(plan, drivers.sync, events)
+        if with_metrics:
+            drivers.metrics.append(drivers.integrity)
+    if plan.alerts.webhook or plan.alerts.email:
+        from cockpit.drivers.notify import Notifier as _Notifier
+
+        drivers.notifier = _Notifier(plan.alerts)
+    return drivers

@@ -1,0 +1,89 @@
+"""Building CockpitState snapshots: from a running controller's memory, or read back from the journal.
+
+`status`, `--read-only` screens and CI read the journal; the live split is read from the world (the traffic
+driver's own file) when no controller is running to publish it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cockpit.core.journal import ActionRecord, Journal
+from cockpit.core.lock import ControllerLock
+from cockpit.core.phases import Machine
+from cockpit.core.plan import Plan
+from cockpit.core.state import Alarm, CockpitState, CopyView, Lag, PhaseView
+from cockpit.drivers.traffic.base import TrafficDriver, live_percent
+
+
+def phase_views(plan: Plan) -> tuple[PhaseView, ...]:
+    return tuple(PhaseView(p.name, float(p.green), float(p.soak), p.description) for p in plan.phases)
+
+
+def build_state(
+    plan: Plan,
+    machine: Machine,
+    *,
+    actions: tuple[ActionRecord, ...] = (),
+    green_live: float | None = None,
+    metrics: Mapping[str, float | None] | None = None,
+    lag: Mapping[str, Lag] | None = None,
+    alarms: tuple[Alarm, ...] = (),
+    gates: tuple[tuple[str, bool, str], ...] = (),
+    controller: dict[str, Any] | None = None,
+    running_action: str | None = None,
+    read_only: bool = False,
+    copy: CopyView | None = None,
+    now: float | None = None,
+    message: str = "",
+) -> CockpitState:
+    return CockpitState(
+        plan=plan.name,
+        state=machine.state,
+        phase_index=machine.phase_index,
+        phases=phase_views(plan),
+        phase_since=machine.since,
+        green_configured=machine.green(plan),
+        green_live=green_live,
+        now=time.time() if now is None else now,
+        held_reason=machine.held_reason,
+        actions=actions,
+        running_action=running_action,
+        metrics=dict(metrics or {}),
+        lag=dict(lag or {}),
+        alarms=alarms,
+        gates=gates,
+        controller=controller,
+        read_only=read_only,
+        copy=copy,
+        message=message,
+    )
+
+
+def read_state(plan: Plan, journal: Journal, traffic: TrafficDriver | None = None) -> CockpitState:
+    """The state as another process sees it: the running controller's last publication, or the journal alone."""
+    holder = ControllerLock(journal.path).holder()
+    machine = Machine.from_dict(journal.get_state("machine"))
+    runtime = journal.get_state("runtime") or {}
+    actions = tuple(journal.actions(10))
+    if holder is not None and runtime:
+        green_live = runtime.get("green_live")
+    else:
+        green_live = live_percent(traffic.live()) if traffic is not None else None
+        runtime = {}
+    return build_state(
+        plan,
+        machine,
+        actions=actions,
+        green_live=green_live,
+        metrics=runtime.get("metrics") or {},
+        lag={k: Lag(v["age_s"], v["pending"]) for k, v in (runtime.get("lag") or {}).items()},
+        alarms=tuple(Alarm(**a) for a in runtime.get("alarms", [])),
+        gates=tuple((g["gate"], g["met"], g["why"]) for g in runtime.get("gates", [])),
+        controller=holder,
+        running_action=runtime.get("running_action") if holder else None,
+        read_only=True,
+        copy=CopyView.from_dict(runtime["copy"]) if runtime.get("copy") else None,
+    )

@@ -1,0 +1,102 @@
+"""The phase machine: where the migration stands and which moves are allowed. Pure logic, no I/O.
+
+ready -> (advance) -> active(phase i) ... -> complete (the last phase);  active/complete/ready <-> held;
+any -> rolling_back -> rolled_back (or failed when traffic could not be moved back); rolled_back -> advance again.
+`advancing` and `rolling_back` are the states while an action runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cockpit.core.plan import Plan
+
+STATES = ("ready", "active", "held", "advancing", "rolling_back", "rolled_back", "complete", "failed")
+
+
+@dataclass(frozen=True)
+class Machine:
+    state: str = "ready"
+    phase_index: int = -1
+    since: float = 0.0
+    held_reason: str = ""
+
+    def green(self, plan: Plan) -> float:
+        """The share of green the machine wants live."""
+        if self.phase_index < 0:
+            return 0.0
+        return float(plan.phases[self.phase_index].green)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "phase_index": self.phase_index,
+            "since": self.since,
+            "held_reason": self.held_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Machine:
+        if not d:
+            return cls()
+        return cls(
+            d.get("state", "ready"),
+            int(d.get("phase_index", -1)),
+            float(d.get("since", 0.0)),
+            d.get("held_reason", ""),
+        )
+
+
+class Refused(Exception):
+    """The move is not allowed now; the message says why and what to do."""
+
+
+def settled(m: Machine, plan: Plan, now: float) -> Machine:
+    """The resting state for a phase index (after an action ends or after a restart)."""
+    if m.phase_index < 0:
+        state = "ready"
+    elif m.phase_index == len(plan.phases) - 1:
+        state = "complete"
+    else:
+        state = "active"
+    return Machine(state, m.phase_index, now)
+
+
+def advance_target(m: Machine, plan: Plan, to: str | None) -> int:
+    """The phase index an advance goes to, or Refused."""
+    if m.state == "held":
+        raise Refused(f"held ({m.held_reason or 'no reason given'}): resume first")
+    if m.state == "complete":
+        raise Refused("the migration is complete: every phase is done")
+    if m.state == "failed":
+        raise Refused("the last rollback failed: run rollback again until it succeeds before advancing")
+    if m.state in ("advancing", "rolling_back"):
+        raise Refused(f"an action is running ({m.state})")
+    current = -1 if m.state == "rolled_back" else m.phase_index
+    if to is None:
+        return current + 1
+    try:
+        target = plan.phase_index(to)
+    except KeyError:
+        names = ", ".join(p.name for p in plan.phases)
+        raise Refused(f"no phase named {to!r}; phases are: {names}") from None
+    if target <= current:
+        raise Refused(
+            f"phase {to!r} is not ahead of the current phase; to go back, use rollback (--mode gradual steps down)"
+        )
+    return target
+
+
+def hold(m: Machine, reason: str, now: float) -> Machine:
+    if m.state in ("held",):
+        raise Refused(f"already held ({m.held_reason})")
+    if m.state in ("rolling_back", "rolled_back", "failed"):
+        raise Refused(f"cannot hold while {m.state.replace('_', ' ')}")
+    return replace(m, state="held", held_reason=reason or "held", since=m.since or now)
+
+
+def resume(m: Machine, plan: Plan, now: float) -> Machine:
+    if m.state != "held":
+        raise Refused(f"not held (state is {m.state})")
+    return replace(settled(m, plan, now), since=m.since)

@@ -1,0 +1,187 @@
+"""Immutable snapshots of the cockpit, for the screen, `status --json` and CI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cockpit.core.journal import ActionRecord
+
+# Version of the `status --json` object. Bump on any incompatible change (README documents the fields).
+STATUS_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Lag:
+    """One sync direction: the age of the oldest change not yet applied (0 when caught up) and how many wait."""
+
+    age_s: float
+    pending: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"age_s": round(self.age_s, 3), "pending": self.pending}
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """One table of the initial copy: rows committed, rows expected, rate and time left (None until a rate is
+    known, 0 once done); `done` on the table's last report, when all its rows are committed."""
+
+    table: str
+    rows_done: int
+    rows_total: int
+    rows_per_s: float
+    eta_s: float | None
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class CopyView:
+    """The initial copy (the controller's `copy` action): under way, or how the last one ended."""
+
+    state: str  # running | done | failed
+    started: float  # epoch seconds
+    tables: tuple[TableCopy, ...] = ()
+    seconds: float = 0.0
+    message: str = ""
+
+    @property
+    def rows_done(self) -> int:
+        return sum(t.rows_done for t in self.tables)
+
+    @property
+    def rows_total(self) -> int:
+        return sum(t.rows_total for t in self.tables)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """The slowest table's time left (tables load in parallel); None while a table has no rate yet."""
+        if self.state != "running":
+            return 0.0
+        etas = [t.eta_s for t in self.tables if not t.done]
+        return None if any(e is None for e in etas) else max(etas, default=0.0)  # type: ignore[type-var]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "started": self.started,
+            "seconds": round(self.seconds, 3),
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "rows_per_s": round(self.rows_per_s, 1),
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
+            "message": self.message,
+            "tables": [
+                {**asdict(t), "rows_per_s": round(t.rows_per_s, 1),
+                 "eta_s": None if t.eta_s is None else round(t.eta_s, 1)}
+                for t in self.tables
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CopyView:
+        return cls(
+            doc["state"], float(doc["started"]),
+            tuple(TableCopy(t["table"], int(t["rows_done"]), int(t["rows_total"]), float(t["rows_per_s"]),
+                            t.get("eta_s"), bool(t.get("done"))) for t in doc.get("tables", ())),
+            float(doc.get("seconds", 0.0)), doc.get("message", ""),
+        )
+
+
+@dataclass(frozen=True)
+class PhaseView:
+    name: str
+    green: float
+    soak_s: float
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A metric past a threshold, or a rollback trigger counting down."""
+
+    metric: str
+    level: str  # warning | critical | trigger
+    value: float | None
+    threshold: float
+    message: str
+
+
+@dataclass(frozen=True)
+class CockpitState:
+    plan: str
+    state: str  # ready | active | held | advancing | rolling_back | rolled_back | complete | failed
+    phase_index: int  # -1 before the first phase
+    phases: tuple[PhaseView, ...]
+    phase_since: float  # when the current phase (or state) began, epoch seconds
+    green_configured: float  # the share the phase machine wants
+    green_live: float | None  # the share the load balancers actually have
+    now: float
+    held_reason: str = ""
+    actions: tuple[ActionRecord, ...] = ()
+    running_action: str | None = None  # verb of the action in flight
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    lag: dict[str, Lag] = field(default_factory=dict)
+    alarms: tuple[Alarm, ...] = ()
+    gates: tuple[tuple[str, bool, str], ...] = ()  # (gate, met, why) for the next advance
+    controller: dict[str, Any] | None = None  # who holds the lock: pid, actor, since
+    copy: CopyView | None = None  # the initial copy under way, or the last one this controller ran
+    read_only: bool = False
+    message: str = ""
+
+    @property
+    def phase(self) -> PhaseView | None:
+        return self.phases[self.phase_index] if 0 <= self.phase_index < len(self.phases) else None
+
+    @property
+    def next_phase(self) -> PhaseView | None:
+        i = self.phase_index + 1
+        return self.phases[i] if i < len(self.phases) else None
+
+    @property
+    def time_in_phase(self) -> float:
+        return max(0.0, self.now - self.phase_since)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable `status --json` object (schema STATUS_SCHEMA, documented in the README)."""
+        last = self.actions[-1] if self.actions else None
+        phase = self.phase
+        return {
+            "schema": STATUS_SCHEMA,
+            "plan": self.plan,
+            "state": self.state,
+            "phase": {
+                "name": phase.name if phase else None,
+                "index": self.phase_index,
+                "count": len(self.phases),
+                "since": self.phase_since,
+                "seconds_in_phase": round(self.time_in_phase, 3),
+                "next": self.next_phase.name if self.next_phase else None,
+            },
+            "green_percent": {"configured": self.green_configured, "live": self.green_live},
+            "held_reason": self.held_reason or None,
+            "running_action": self.running_action,
+            "last_action": None
+            if last is None
+            else {
+                "id": last.action_id,
+                "kind": last.verb,
+                "actor": last.actor,
+                "reason": last.reason,
+                "outcome": last.outcome,
+                "started": last.started,
+                "duration_s": None if last.duration_s is None else round(last.duration_s, 3),
+                "message": last.message,
+                "steps": [asdict(s) for s in last.steps],
+            },
+            "sync_lag": {d: v.as_dict() for d, v in self.lag.items()},
+            "metrics": self.metrics,
+            "alarms": [asdict(a) for a in self.alarms],
+            "gates": [{"gate": g, "met": met, "why": why} for g, met, why in self.gates],
+            "controller": self.controller,
+            "copy": None if self.copy is None else self.copy.as_dict(),
+        }

@@ -1,0 +1,476 @@
+"""Change capture on both sides: the change logs, the triggers that fill them, and the applied positions.
+
+SQLite (blue) keeps its own objects in tables prefixed `_cockpit_`:
+  `_cockpit_changes(seq, tbl, op, pk, ts, origin)`  one row per inserted, updated or deleted row (`pk` is a JSON
+                                                     array of the key values, `ts` epoch seconds); `seq` is the
+                                                     rowid: SQLite has one writer, so it follows commit order.
+                                                     Pruning always keeps the last applied row, so `max(seq)` never
+                                                     goes back and a `seq` is never handed out twice (cheaper than
+                                                     AUTOINCREMENT, which updates `sqlite_sequence` on every write);
+  `_cockpit_context`                                 a row exists only inside the applier's own transactions: the
+                                                     triggers skip writes while it is there (no loop-back);
+  `_cockpit_state(key, value)`                       `green_to_blue` = the PostgreSQL position applied to SQLite,
+                                                     written in the same transaction as the data.
+PostgreSQL (green) keeps them in schema `cockpit`:
+  `cockpit.changes(seq, txid, tbl, op, pk, ts, origin)`  filled by one plpgsql function, `cockpit.capture()`, from
+                                                     row-level triggers named `_cockpit_capture`; the applier sets
+                                                     `cockpit.applying` with `SET LOCAL` (transaction scope only, so
+                                                     it works through a transaction pooler) and the triggers'
+                                                     WHEN clause skips its writes; a statement-level
+                                                     `BEFORE TRUNCATE` trigger per table, `_cockpit_truncate`
+                                                     (function `cockpit.capture_truncate()`, same WHEN clause),
+                                                     logs one delete per row the TRUNCATE is about to remove;
+  `cockpit.positions(direction, position)`           `blue_to_green` = the SQLite `seq` applied to PostgreSQL,
+                                                     written in the same transaction as the data.
+
+An update that changes the primary key is logged as a delete of the old key and an upsert of the new one.
+SQLite has no TRUNCATE: its `DELETE FROM t` without WHERE skips per-row work only when no trigger is on the table,
+so with capture installed it fires the delete trigger for every row. PostgreSQL's TRUNCATE fires no row trigger,
+hence the statement-level one; it refuses to run under REPEATABLE READ or SERIALIZABLE (see `_PG_TRUNCATE_FUNCTION`).
+PostgreSQL sequence numbers are handed out before commit, so they do not follow commit order: the green log is read
+in `(txid, seq)` order and only below the oldest transaction still running that may write to it (see
+`cockpit.drivers.sync.apply.HORIZON_SQL`), which makes `(txid, seq)` a position that no later commit can land behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+SQLITE_LOG = "_cockpit_changes"
+SQLITE_CONTEXT = "_cockpit_context"
+SQLITE_STATE = "_cockpit_state"
+SQLITE_PREFIX = "_cockpit_"
+SQLITE_TOUCHED = "_cockpit_touched"  # every key the sync has carried either way (the rollback checks these rows)
+PG_SCHEMA = "cockpit"
+PG_TRIGGER = "_cockpit_capture"
+PG_TRUNCATE_TRIGGER = "_cockpit_truncate"
+PG_TRIGGERS = (PG_TRIGGER, PG_TRUNCATE_TRIGGER)
+# the applier's writes carry `cockpit.applying = on` (SET LOCAL): no capture trigger fires for them
+PG_NOT_APPLYING = "current_setting('cockpit.applying', true) IS DISTINCT FROM 'on'"
+BLUE_TO_GREEN = "blue_to_green"
+GREEN_TO_BLUE = "green_to_blue"
+
+# epoch seconds with sub-second precision (unixepoch('subsec') needs SQLite 3.42)
+SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+GreenPosition = tuple[int, int]  # (txid, seq) of the last PostgreSQL change applied to SQLite
+
+
+class CaptureError(Exception):
+    """Capture cannot be installed as asked (a table without a primary key, a table that does not exist)."""
+
+
+def qi(name: str) -> str:
+    """A quoted SQL identifier (the same rule for SQLite and PostgreSQL)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def ql(value: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+# ------------------------------------------------------------------------------------------------------- SQLite
+
+
+def is_cockpit_table(name: str) -> bool:
+    return name.startswith(SQLITE_PREFIX) or name.startswith("sqlite_")
+
+
+def sqlite_tables(conn: sqlite3.Connection) -> list[str]:
+    """The app's tables (cockpit's own and SQLite's internal tables left out), in name order."""
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+    return [r[0] for r in rows if not is_cockpit_table(r[0])]
+
+
+def sqlite_primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
+    rows = conn.execute(f"PRAGMA table_info({qi(table)})").fetchall()
+    if not rows:
+        raise CaptureError(f"table {table!r} does not exist in the SQLite database")
+    keyed = sorted((r[5], r[1]) for r in rows if r[5])
+    return tuple(name for _, name in keyed)
+
+
+def sqlite_keys(conn: sqlite3.Connection, tables: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Primary key columns per table; a table without one cannot be synced and is refused by name."""
+    names = list(tables) if tables is not None else sqlite_tables(conn)
+    keys: dict[str, tuple[str, ...]] = {}
+    missing = []
+    for name in names:
+        pk = sqlite_primary_key(conn, name)
+        if not pk:
+            missing.append(name)
+        keys[name] = pk
+    if missing:
+        raise CaptureError(
+            "tables without a primary key cannot be synced (a row needs a key to be found on the other side): "
+            + ", ".join(missing)
+        )
+    return keys
+
+
+def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SQLITE_LOG} ("
+        " seq INTEGER PRIMARY KEY,"
+        " tbl TEXT NOT NULL,"
+        " op TEXT NOT NULL,"
+        " pk TEXT NOT NULL,"
+        f" ts REAL NOT NULL DEFAULT {SQLITE_NOW},"
+        " origin TEXT NOT NULL DEFAULT 'blue')"
+    )
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_CONTEXT} (applier TEXT)")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_TOUCHED} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
+                 "PRIMARY KEY (tbl, pk)) WITHOUT ROWID")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_STATE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+def _sqlite_trigger_names(table: str) -> dict[str, str]:
+    return {op: f"{SQLITE_PREFIX}{table}_{op}" for op in ("ins", "upd", "del")}
+
+
+def _sqlite_trigger_sql(table: str, pk: tuple[str, ...]) -> list[str]:
+    names = _sqlite_trigger_names(table)
+    when = f"WHEN NOT EXISTS (SELECT 1 FROM {SQLITE_CONTEXT})"
+    new_key = "json_array(" + ", ".join(f"NEW.{qi(c)}" for c in pk) + ")"
+    old_key = "json_array(" + ", ".join(f"OLD.{qi(c)}" for c in pk) + ")"
+    key_changed = " OR ".join(f"OLD.{qi(c)} IS NOT NEW.{qi(c)}" for c in pk)
+    log = f"INSERT INTO {SQLITE_LOG} (tbl, op, pk, ts)"
+    t = ql(table)
+
+    return [
+        f"CREATE TRIGGER {qi(names['ins'])} AFTER INSERT ON {qi(table)} {when} BEGIN"
+        f" {log} VALUES ({t}, 'I', {new_key}, {SQLITE_NOW}); END",
+        f"CREATE TRIGGER {qi(names['upd'])} AFTER UPDATE ON {qi(table)} {when} BEGIN"
+        f" {log} SELECT {t}, 'D', {old_key}, {SQLITE_NOW} WHERE {key_changed};"
+        f" {log} VALUES ({t}, 'U', {new_key}, {SQLITE_NOW}); END",
+        f"CREATE TRIGGER {qi(names['del'])} AFTER DELETE ON {qi(table)} {when} BEGIN"
+        f" {log} VALUES ({t}, 'D', {old_key}, {SQLITE_NOW}); END",
+    ]
+
+
+def install_sqlite(conn: sqlite3.Connection, tables: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Create the change log and the capture triggers (idempotent: triggers are replaced). Returns the keys.
+
+    Switches the database to WAL (the applier reads while the app writes). Runs in one write transaction.
+    """
+    keys = sqlite_keys(conn, tables)
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        _sqlite_bookkeeping(conn)
+        for table, pk in keys.items():
+            for name in _sqlite_trigger_names(table).values():
+                conn.execute(f"DROP TRIGGER IF EXISTS {qi(name)}")
+            for statement in _sqlite_trigger_sql(table, pk):
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return keys
+
+
+def uninstall_sqlite(conn: sqlite3.Connection) -> list[str]:
+    """Drop every cockpit trigger and table from SQLite (idempotent). Returns what was dropped."""
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    dropped = []
+    try:
+        rows = conn.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'table') AND substr(name, 1, ?) = ?"
+            " ORDER BY type DESC",
+            (len(SQLITE_PREFIX), SQLITE_PREFIX),
+        ).fetchall()
+        for kind, name in rows:
+            conn.execute(f"DROP {'TRIGGER' if kind == 'trigger' else 'TABLE'} IF EXISTS {qi(name)}")
+            dropped.append(f"{kind} {name}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return dropped
+
+
+def sqlite_installed(conn: sqlite3.Connection) -> list[str]:
+    """The tables that carry cockpit capture triggers on SQLite."""
+    rows = conn.execute(
+        "SELECT DISTINCT tbl_name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?) = ?"
+        " ORDER BY tbl_name",
+        (len(SQLITE_PREFIX), SQLITE_PREFIX),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _sqlite_has_log(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)).fetchone()
+    return row is not None
+
+
+def sqlite_position(conn: sqlite3.Connection) -> int:
+    """The current end of the SQLite change log (the last `seq` handed out), 0 when capture is not installed.
+
+    Read inside the copy's read transaction it names exactly the changes the copy already holds. Pruning keeps
+    the last applied change, so it stays right after applied changes are pruned from the log.
+    """
+    if not _sqlite_has_log(conn):
+        return 0
+    row = conn.execute(f"SELECT max(seq) FROM {SQLITE_LOG}").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
+    """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place); their keys
+    stay in the touched set."""
+    conn.execute(f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, pk FROM {SQLITE_LOG} WHERE seq < ?",
+                 (applied,))
+    conn.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq < ?", (applied,))
+
+
+def touch_sqlite(conn: sqlite3.Connection, table: str, keys: Sequence[Sequence[Any]]) -> None:
+    """Remember the keys the applier wrote on blue (green→blue), in the triggers' `json_array` form. The applier
+    does it, not a trigger: a trigger's WHEN on every app write halved the inserts/s of batched writes."""
+    if keys:
+        marks = ", ".join("?" for _ in keys[0])
+        conn.executemany(f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) VALUES (?, json_array({marks}))",
+                         [(table, *key) for key in keys])
+
+
+def touched_keys(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
+    """Per table, the keys of every row the sync has carried or still has to carry, either way, since capture
+    was installed (blue's forms). The rollback's integrity step compares these rows, not the whole database."""
+    rows = conn.execute(f"SELECT tbl, pk FROM {SQLITE_TOUCHED} UNION SELECT tbl, pk FROM {SQLITE_LOG}").fetchall()
+    out: dict[str, set[tuple[Any, ...]]] = {}
+    for table, pk in rows:
+        out.setdefault(table, set()).add(tuple(json.loads(pk)))
+    return out
+
+
+def read_green_position(conn: sqlite3.Connection) -> GreenPosition:
+    """The last PostgreSQL change applied to SQLite, `(0, 0)` before the first."""
+    if not _sqlite_has_log(conn):
+        return (0, 0)
+    row = conn.execute(f"SELECT value FROM {SQLITE_STATE} WHERE key = ?", (GREEN_TO_BLUE,)).fetchone()
+    if not row:
+        return (0, 0)
+    txid, seq = json.loads(row[0])
+    return (int(txid), int(seq))
+
+
+def write_green_position(conn: sqlite3.Connection, position: GreenPosition) -> None:
+    """Store the green→blue position; call inside the transaction that applies the data."""
+    conn.execute(
+        f"INSERT INTO {SQLITE_STATE} (key, value) VALUES (?, ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (GREEN_TO_BLUE, json.dumps([int(position[0]), int(position[1])])),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- PostgreSQL
+
+_PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {PG_SCHEMA}.capture() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    new_key jsonb;
+    old_key jsonb;
+BEGIN
+    IF TG_OP <> 'DELETE' THEN
+        SELECT jsonb_agg(r.j -> k.col ORDER BY k.ord) INTO new_key
+          FROM (SELECT to_jsonb(NEW) AS j) r, unnest(TG_ARGV) WITH ORDINALITY AS k(col, ord);
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT jsonb_agg(r.j -> k.col ORDER BY k.ord) INTO old_key
+          FROM (SELECT to_jsonb(OLD) AS j) r, unnest(TG_ARGV) WITH ORDINALITY AS k(col, ord);
+    END IF;
+    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND old_key IS DISTINCT FROM new_key) THEN
+        INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk) VALUES (TG_TABLE_NAME, 'D', old_key);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk)
+        VALUES (TG_TABLE_NAME, CASE TG_OP WHEN 'INSERT' THEN 'I' ELSE 'U' END, new_key);
+    END IF;
+    RETURN NULL;
+END
+$fn$
+"""
+
+
+# TRUNCATE removes rows without firing row triggers, so this statement-level trigger logs a delete for every row
+# first, keys in the row trigger's format (`jsonb_build_array` converts each value as `to_jsonb(OLD) -> col` does),
+# in the truncating transaction (same txid, seqs in commit order like any delete). It runs after TRUNCATE has taken
+# its ACCESS EXCLUSIVE locks (on every table it reaches, CASCADE included) and before it removes anything: no other
+# transaction can write to the table meanwhile, and under READ COMMITTED the SELECT's fresh snapshot sees every row
+# that TRUNCATE removes. Under REPEATABLE READ or SERIALIZABLE the transaction's snapshot misses rows committed after
+# it was taken, which TRUNCATE (not MVCC-safe) removes all the same: their deletes would never reach blue, so it is
+# refused there, naming the ways that work.
+_PG_TRUNCATE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {PG_SCHEMA}.capture_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    key_list text;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'cockpit: TRUNCATE of synced table %.% refused in a % transaction',
+                quote_ident(TG_TABLE_SCHEMA), quote_ident(TG_TABLE_NAME), upper(current_setting('transaction_isolation'))
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Its snapshot can miss rows committed since it began; TRUNCATE removes them anyway and '
+                           'their deletes would never reach blue (SQLite).',
+                  HINT = format('Run the TRUNCATE in a READ COMMITTED transaction, or use DELETE FROM %I.%I.',
+                                TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    END IF;
+    SELECT string_agg(format('%I', k.col), ', ' ORDER BY k.ord) INTO key_list
+      FROM unnest(TG_ARGV) WITH ORDINALITY AS k(col, ord);
+    EXECUTE format('INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk) SELECT %L, %L, jsonb_build_array(%s) FROM %I.%I',
+                   TG_TABLE_NAME, 'D', key_list, TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    RETURN NULL;
+END
+$fn$
+"""
+
+
+def pg_bookkeeping(conn: psycopg.Connection) -> None:
+    """Schema `cockpit` with the change log, the positions and the capture functions (idempotent)."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.changes ("
+        " seq bigserial PRIMARY KEY,"
+        " txid xid8 NOT NULL DEFAULT pg_current_xact_id(),"
+        " tbl text NOT NULL,"
+        " op text NOT NULL,"
+        " pk jsonb NOT NULL,"
+        " ts timestamptz NOT NULL DEFAULT clock_timestamp(),"
+        " origin text NOT NULL DEFAULT 'green')"
+    )
+    conn.execute(f"CREATE INDEX IF NOT EXISTS changes_txid_seq ON {PG_SCHEMA}.changes (txid, seq)")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.positions ("
+        " direction text PRIMARY KEY,"
+        " position bigint NOT NULL,"
+        " updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+    )
+    conn.execute(_PG_FUNCTION)
+    conn.execute(_PG_TRUNCATE_FUNCTION)
+
+
+def _pg_has(conn: psycopg.Connection, relation: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (relation,)).fetchone()
+    return bool(row and row[0] is not None)
+
+
+def pg_primary_key(conn: psycopg.Connection, table: str) -> tuple[str, ...]:
+    rows = conn.execute(
+        "SELECT a.attname FROM pg_index i"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)"
+        " WHERE i.indrelid = to_regclass(%s) AND i.indisprimary"
+        " ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        (qi(table),),
+    ).fetchall()
+    return tuple(r[0] for r in rows)
+
+
+def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) -> None:
+    """Create schema `cockpit`, the row capture trigger and the TRUNCATE trigger on each table (idempotent:
+    triggers are replaced).
+
+    `keys` maps table -> primary key columns (as on SQLite). Runs in one transaction; commits it.
+    """
+    missing = [t for t in keys if not _pg_has(conn, qi(t))]
+    if missing:
+        conn.rollback()
+        raise CaptureError("tables missing on PostgreSQL (run `cockpit sync copy` first): " + ", ".join(missing))
+    with conn.transaction():
+        pg_bookkeeping(conn)
+        for table, pk in keys.items():
+            for name in PG_TRIGGERS:
+                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name),
+                                                                              sql.Identifier(table)))
+            args = sql.SQL(", ").join(sql.Literal(c) for c in pk)
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW"
+                    f" WHEN ({PG_NOT_APPLYING})"
+                    " EXECUTE FUNCTION {}.capture({})"
+                ).format(sql.Identifier(PG_TRIGGER), sql.Identifier(table), sql.Identifier(PG_SCHEMA), args)
+            )
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT"
+                    f" WHEN ({PG_NOT_APPLYING})"
+                    " EXECUTE FUNCTION {}.capture_truncate({})"
+                ).format(sql.Identifier(PG_TRUNCATE_TRIGGER), sql.Identifier(table), sql.Identifier(PG_SCHEMA), args)
+            )
+    if not conn.autocommit:
+        conn.commit()
+
+
+def pg_installed(conn: psycopg.Connection) -> list[str]:
+    """The tables that carry both cockpit capture triggers (rows and TRUNCATE) on PostgreSQL.
+
+    A table with only the row trigger (installed by an older cockpit) is left out: a TRUNCATE there would be lost,
+    so it counts as not installed until `cockpit sync install` runs again.
+    """
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE t.tgname = ANY(%s)"
+        " GROUP BY c.relname HAVING count(DISTINCT t.tgname) = %s ORDER BY c.relname",
+        (list(PG_TRIGGERS), len(PG_TRIGGERS)),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def uninstall_pg(conn: psycopg.Connection) -> list[str]:
+    """Drop every cockpit trigger and schema `cockpit` from PostgreSQL (idempotent). Returns what was dropped."""
+    dropped = []
+    labels = {PG_TRIGGER: "trigger", PG_TRUNCATE_TRIGGER: "truncate trigger"}
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT t.tgname, n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY(%s)",
+            (list(PG_TRIGGERS),),
+        ).fetchall()
+        for name, schema, table in rows:
+            conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}.{}").format(
+                sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table)))
+            dropped.append(f"{labels[name]} {table}")
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (PG_SCHEMA,)).fetchone():
+            conn.execute(f"DROP SCHEMA {PG_SCHEMA} CASCADE")
+            dropped.append(f"schema {PG_SCHEMA}")
+    if not conn.autocommit:
+        conn.commit()
+    return dropped
+
+
+def record_copy_position(pg_conn: psycopg.Connection, position: int) -> None:
+    """Store on PostgreSQL that blue→green apply resumes after SQLite change `position`.
+
+    Runs in the connection's current transaction (commit it together with the copied data when you can); with an
+    autocommit connection it is committed at once. Creates the bookkeeping schema if needed.
+    """
+    pg_bookkeeping(pg_conn)
+    write_blue_position(pg_conn, position)
+
+
+def write_blue_position(conn: psycopg.Connection, position: int) -> None:
+    """Store the blue→green position; call inside the transaction that applies the data."""
+    conn.execute(
+        f"INSERT INTO {PG_SCHEMA}.positions (direction, position) VALUES (%s, %s)"
+        " ON CONFLICT (direction) DO UPDATE SET position = excluded.position, updated_at = clock_timestamp()",
+        (BLUE_TO_GREEN, int(position)),
+    )
+
+
+def read_blue_position(conn: psycopg.Connection) -> int:
+    """The last SQLite change applied to PostgreSQL, 0 before the first."""
+    if not _pg_has(conn, f"{PG_SCHEMA}.positions"):
+        return 0
+    row = conn.execute(
+        f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s", (BLUE_TO_GREEN,)
+    ).fetchone()
+    return int(row[0]) if row else 0

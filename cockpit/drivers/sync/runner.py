@@ -1,0 +1,563 @@
+"""The sync loop: both directions, a pass at a time, in a background thread; lag per direction; drain.
+
+PostgreSQL may go away at any moment (Neon cold starts, restarts, network): the loop closes the connection, waits
+with exponential backoff and reconnects; the changes wait in the change logs meanwhile, and since every applied
+position is committed with its data nothing is lost or repeated. No session state is kept on PostgreSQL (the
+applier's tag is `SET LOCAL`, no prepared statements), so a transaction pooler in front does not break it; TLS and
+the rest come from the URL (`sslmode=require` for Neon; use the direct host, not `-pooler`).
+
+Between passes the loop watches blue's `PRAGMA data_version` every 50 ms: a commit on SQLite starts the next pass
+at once (blue→green lag stays in tens of milliseconds); `interval` paces the polling of green when blue is idle.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from cockpit.core.redact import redact_text
+from cockpit.core.state import Lag
+from cockpit.drivers.sync.apply import POLICIES, Applier, EventSink, StepResult
+from cockpit.drivers.sync.capture import (
+    BLUE_TO_GREEN,
+    GREEN_TO_BLUE,
+    PG_SCHEMA,
+    SQLITE_LOG,
+    CaptureError,
+    install_pg,
+    install_sqlite,
+    pg_installed,
+    read_blue_position,
+    read_green_position,
+    sqlite_installed,
+    sqlite_keys,
+    sqlite_tables,
+    uninstall_pg,
+    uninstall_sqlite,
+)
+
+if TYPE_CHECKING:
+    from cockpit.core.plan import Plan
+    from cockpit.drivers.sync.copy import CopyProgress, CopyReport
+    from cockpit.drivers.sync.schema import TableMap
+
+DIRECTIONS = (BLUE_TO_GREEN, GREEN_TO_BLUE)
+# a server that vanishes without closing the socket is noticed in about 20 s instead of hanging a pass
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3}
+# PostgreSQL errors that mean "the server or the connection went away": reconnect and retry
+_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+
+def connect_sqlite(path: str | Path) -> sqlite3.Connection:
+    """A SQLite connection as the sync uses it: autocommit (explicit BEGIN), a generous busy timeout."""
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    return conn
+
+
+def connect_pg(url: str, connect_timeout: float = 10.0) -> psycopg.Connection:
+    """A PostgreSQL connection for the sync: no server-side prepared statements (pooler-safe), not autocommit."""
+    return psycopg.connect(
+        url, connect_timeout=max(1, int(connect_timeout)), prepare_threshold=None, **KEEPALIVES
+    )
+
+
+def pooler_warning(url: str) -> str | None:
+    """A warning when the URL points at a connection pooler (Neon's `-pooler` host) instead of the direct host."""
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return None
+    if "-pooler" in host:
+        return (f"{host} is a pooled endpoint: the copy and the sync should use the direct host "
+                f"({host.replace('-pooler', '')})")
+    return None
+
+
+class SyncRunner:
+    """Keeps one SQLite file and one PostgreSQL database in sync, both ways.
+
+    `tables`: a list of table names or "all" (every app table of the SQLite file). Thread-safe: `run_once`,
+    `drain` and the background loop serialize on one lock; `lag` uses its own connections and never waits for
+    a batch.
+    """
+
+    def __init__(
+        self,
+        sqlite_path: str | Path,
+        pg_url: str,
+        tables: Sequence[str] | str = "all",
+        conflict_policy: str = "newest",
+        batch_size: int = 1000,
+        interval: float = 1.0,
+        on_event: EventSink | None = None,
+        *,
+        casts: Iterable[Any] | None = None,
+        mappings: Mapping[str, TableMap] | None = None,
+        max_backoff: float = 30.0,
+        connect_timeout: float = 10.0,
+        pass_budget_s: float = 1.0,
+    ):
+        if conflict_policy not in POLICIES:
+            raise ValueError(f"conflict policy must be one of {', '.join(POLICIES)}, not {conflict_policy!r}")
+        self.sqlite_path = Path(sqlite_path)
+        self.pg_url = pg_url
+        self.tables = tables
+        self.conflict_policy = conflict_policy
+        self.batch_size = int(batch_size)
+        self.interval = float(interval)
+        self.on_event = on_event
+        self.casts = list(casts or [])
+        self.max_backoff = float(max_backoff)
+        self.connect_timeout = float(connect_timeout)
+        self.pass_budget_s = float(pass_budget_s)
+        self._mappings = dict(mappings) if mappings is not None else None
+        self._applier: Applier | None = None
+        self._lock = threading.RLock()  # the applier's connections
+        self._lag_lock = threading.Lock()  # the lag reader's connections
+        self._blue: sqlite3.Connection | None = None
+        self._pg: psycopg.Connection | None = None
+        self._lag_blue: sqlite3.Connection | None = None
+        self._lag_pg: psycopg.Connection | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backoff = 0.0
+        self._down_since: float | None = None
+        self._capture_seen = False
+        self._watch: sqlite3.Connection | None = None  # the loop's watch on blue (data_version)
+        self._last_blue_position = 0
+        self._last_green_lag = Lag(0.0, 0)
+        self.totals = {BLUE_TO_GREEN: 0, GREEN_TO_BLUE: 0, "conflicts": 0, "errors": 0}
+        self.last_error: str | None = None
+
+    @classmethod
+    def from_plan(cls, plan: Plan, on_event: EventSink | None = None) -> SyncRunner:
+        """A runner for the plan's blue (SQLite) and green (PostgreSQL) databases and its `sync` section.
+
+        Without `on_event`, conflicts and errors are written to the plan's journal.
+        """
+        from cockpit.core.plan import PlanError
+
+        errors = []
+        if plan.blue.database.engine != "sqlite" or not plan.blue.database.path:
+            errors.append(f"{plan.source}: sync needs blue.database to be sqlite with a path")
+        if plan.green.database.engine != "postgresql" or not plan.green.database.url:
+            errors.append(f"{plan.source}: sync needs green.database to be postgresql with a url")
+        if errors:
+            raise PlanError(errors)
+        if on_event is None:
+            on_event = journal_sink(plan.path(plan.journal.path))
+        s = plan.sync
+        return cls(
+            plan.path(plan.blue.database.path),
+            plan.green.database.url,
+            tables=s.tables,
+            conflict_policy=s.conflict_policy,
+            batch_size=s.batch_size,
+            interval=float(s.interval),
+            on_event=on_event,
+            casts=s.casts,
+        )
+
+    # --------------------------------------------------------------------------------------------- connections
+
+    def _sqlite(self) -> sqlite3.Connection:
+        if self._blue is None:
+            if not self.sqlite_path.exists():
+                raise FileNotFoundError(f"SQLite database not found: {self.sqlite_path}")
+            self._blue = connect_sqlite(self.sqlite_path)
+        return self._blue
+
+    def _postgres(self) -> psycopg.Connection:
+        if self._pg is None or self._pg.closed or self._pg.broken:
+            self._drop_pg()
+            self._pg = connect_pg(self.pg_url, self.connect_timeout)
+        return self._pg
+
+    def _drop_pg(self) -> None:
+        if self._pg is not None:
+            try:
+                self._pg.close()
+            except Exception:
+                pass
+        self._pg = None
+
+    def table_names(self) -> list[str]:
+        """The synced tables: the plan's list, or every app table of the SQLite file."""
+        if isinstance(self.tables, str):
+            if self.tables != "all":
+                return [t.strip() for t in self.tables.split(",") if t.strip()]
+            return sqlite_tables(self._sqlite())
+        return list(self.tables)
+
+    def mappings(self) -> dict[str, TableMap]:
+        if self._mappings is None:
+            from cockpit.drivers.sync.schema import read_mapping
+
+            names = self.table_names()
+            self._mappings = read_mapping(self._sqlite(), tables=names, casts=self.casts or None)
+        return self._mappings
+
+    def applier(self) -> Applier:
+        if self._applier is None:
+            self._applier = Applier(self.mappings(), self.conflict_policy, self.batch_size, self.on_event)
+        return self._applier
+
+    # ----------------------------------------------------------------------------------------------- install
+
+    def install(self) -> dict[str, Any]:
+        """Install capture on both sides for the synced tables (idempotent)."""
+        with self._lock:
+            keys = install_sqlite(self._sqlite(), self.table_names())
+            install_pg(self._postgres(), keys)
+            return {"tables": sorted(keys)}
+
+    def install_blue(self) -> dict[str, tuple[str, ...]]:
+        """Install capture on SQLite only (before the initial copy, so that no write slips between)."""
+        with self._lock:
+            return install_sqlite(self._sqlite(), self.table_names())
+
+    def uninstall_blue(self) -> list[str]:
+        """Remove capture from SQLite only (undoes `install_blue` when the copy failed)."""
+        with self._lock:
+            return uninstall_sqlite(self._sqlite())
+
+    def initial_copy(
+        self, jobs: int = 4, progress: Callable[[CopyProgress], None] | None = None
+    ) -> tuple[CopyReport, list[str]]:
+        """Copy blue into green, then install capture on both sides. `cockpit sync copy` and the controller's
+        `copy` action both come here (one code path). Returns the copy's report and the captured tables.
+
+        Capture goes on blue first, so that the copy's snapshot names exactly where blue→green resumes and no
+        write slips between. A failed copy takes blue's capture off again when it was not there before (blue
+        ends as it was; the copy has already dropped what it created on green). A running loop is paused
+        meanwhile: green has neither the tables nor the change log yet.
+        """
+        from cockpit.drivers.sync.copy import copy_database
+
+        was_running = self.running
+        if was_running:
+            self.stop()
+        try:
+            names = self.table_names()
+            self.tables = names
+            with self._lock:
+                had_capture = bool(sqlite_installed(self._sqlite()))
+            self.install_blue()
+            try:
+                report = copy_database(
+                    str(self.sqlite_path), self.pg_url, tables=names, jobs=jobs, casts=self.casts or None,
+                    progress=progress,
+                )
+            except BaseException:
+                if not had_capture:
+                    self.uninstall_blue()
+                raise
+            return report, self.install()["tables"]
+        finally:
+            if was_running:
+                self.start()
+
+    def uninstall(self) -> dict[str, list[str]]:
+        """Remove every cockpit trigger and table from both sides (idempotent)."""
+        with self._lock:
+            return {"blue": uninstall_sqlite(self._sqlite()), "green": uninstall_pg(self._postgres())}
+
+    def installed(self) -> dict[str, list[str]]:
+        """The tables carrying capture triggers on each side."""
+        with self._lock:
+            pg = self._postgres()
+            try:
+                green = pg_installed(pg)
+            finally:
+                pg.rollback()
+            return {"blue": sqlite_installed(self._sqlite()), "green": green}
+
+    def check_installed(self) -> list[str]:
+        """What is missing for the sync to be lossless (empty when capture is in place on both sides)."""
+        names = self.table_names()
+        sqlite_keys(self._sqlite(), names)  # refuses keyless tables by name
+        have = self.installed()
+        problems = []
+        for side in ("blue", "green"):
+            missing = [t for t in names if t not in have[side]]
+            if missing:
+                problems.append(f"capture not installed on {side} for: {', '.join(missing)}")
+        return problems
+
+    # ------------------------------------------------------------------------------------------------- passes
+
+    def run_once(self) -> dict[str, Any]:
+        """One pass in both directions: batches until caught up or `pass_budget_s` is spent in each direction.
+
+        Raises on failure (a PostgreSQL connection error closes the connection; the next call reconnects).
+        """
+        with self._lock:
+            started = time.monotonic()
+            applier = self.applier()
+            blue = self._sqlite()
+            try:
+                pg = self._postgres()
+                if not self._capture_seen:
+                    self._check_capture(blue, pg)
+                b2g = self._drive(lambda: applier.blue_to_green(blue, pg))
+                position = b2g.position  # what blue→green has committed: later SQLite changes still pend
+                g2b = self._drive(lambda: applier.green_to_blue(blue, pg, position))
+            except _CONNECTION_ERRORS:
+                self._drop_pg()
+                raise
+            except BaseException:
+                if self._pg is not None and not self._pg.closed:
+                    try:
+                        self._pg.rollback()
+                    except Exception:
+                        self._drop_pg()
+                raise
+            if b2g.position is not None:
+                self._last_blue_position = int(b2g.position)
+            self.totals[BLUE_TO_GREEN] += b2g.changes
+            self.totals[GREEN_TO_BLUE] += g2b.changes
+            self.totals["conflicts"] += len(b2g.conflicts) + len(g2b.conflicts)
+            return {
+                BLUE_TO_GREEN: b2g.as_dict(),
+                GREEN_TO_BLUE: g2b.as_dict(),
+                "conflicts": len(b2g.conflicts) + len(g2b.conflicts),
+                "seconds": round(time.monotonic() - started, 4),
+            }
+
+    def _check_capture(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> None:
+        """Refuse to run, with a clear message, while the change logs are missing on either side."""
+        missing = []
+        if not blue.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)).fetchone():
+            missing.append("blue (SQLite)")
+        has_pg = pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is not None
+        pg.rollback()
+        if not has_pg:
+            missing.append("green (PostgreSQL)")
+        if missing:
+            raise CaptureError(
+                f"change capture is not installed on {' and '.join(missing)}: run `cockpit sync install` "
+                "(or `cockpit sync copy` for a first copy)"
+            )
+        self._capture_seen = True
+
+    def _drive(self, step: Callable[[], StepResult]) -> StepResult:
+        """Repeat a step while its batches come back full, within the pass budget; the results summed."""
+        total = StepResult()
+        deadline = time.monotonic() + self.pass_budget_s
+        while True:
+            r = step()
+            total.changes += r.changes
+            total.rows += r.rows
+            total.upserts += r.upserts
+            total.deletes += r.deletes
+            total.conflicts.extend(r.conflicts)
+            total.position = r.position
+            total.small_step = total.small_step or r.small_step
+            if (r.changes < self.batch_size and not r.small_step) or time.monotonic() >= deadline:
+                return total
+
+    # ----------------------------------------------------------------------------------------------------- lag
+
+    def lag(self) -> dict[str, Lag]:
+        """Lag per direction ('blue_to_green', 'green_to_blue'). With PostgreSQL unreachable, blue→green counts
+        what waits in SQLite after the last known position and green→blue is the last figure read."""
+        with self._lag_lock:
+            if self._lag_blue is None:
+                self._lag_blue = connect_sqlite(self.sqlite_path)
+            blue = self._lag_blue
+            try:
+                if self._lag_pg is None or self._lag_pg.closed or self._lag_pg.broken:
+                    self._lag_pg = None
+                    self._lag_pg = psycopg.connect(
+                        self.pg_url, autocommit=True, connect_timeout=max(1, int(min(self.connect_timeout, 5))),
+                        prepare_threshold=None, **KEEPALIVES,
+                    )
+                pg = self._lag_pg
+                self._last_blue_position = read_blue_position(pg)
+                green_pos = read_green_position(blue)
+                self._last_green_lag = _green_lag(pg, green_pos)
+            except _CONNECTION_ERRORS:
+                if self._lag_pg is not None:
+                    try:
+                        self._lag_pg.close()
+                    except Exception:
+                        pass
+                self._lag_pg = None
+            blue_lag = _blue_lag(blue, self._last_blue_position)
+            return {BLUE_TO_GREEN: blue_lag, GREEN_TO_BLUE: self._last_green_lag}
+
+    def drain(self, timeout_s: float) -> bool:
+        """Run passes until green→blue has nothing pending, or until the deadline. True when drained."""
+        deadline = time.monotonic() + max(0.0, float(timeout_s))
+        backoff = 0.05
+        while True:
+            try:
+                self.run_once()
+                if self.lag()[GREEN_TO_BLUE].pending == 0:
+                    return True
+                backoff = 0.05
+            except Exception as exc:  # the server went away: keep trying until the deadline
+                self._error(exc)
+                backoff = min(backoff * 2, 1.0)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # pending changes not yet final (a transaction still open on green): poll again shortly
+            time.sleep(min(backoff, remaining))
+
+    # ---------------------------------------------------------------------------------------------- the loop
+
+    def start(self) -> None:
+        """Run passes every `interval` seconds in a background thread (reconnecting with backoff)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="cockpit-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop (the current batch finishes or rolls back) and close the connections."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.close()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            version = self._blue_version()
+            try:
+                result = self.run_once()
+                if self._down_since is not None:
+                    self._emit("sync.reconnected", {"down_s": round(time.monotonic() - self._down_since, 3)})
+                    self._down_since = None
+                self._backoff = 0.0
+                self.last_error = None
+                busy = any(result[d]["changes"] >= self.batch_size for d in DIRECTIONS)
+                if not busy:
+                    self._wait_for_blue(version, self.interval)
+            except Exception as exc:
+                self._stop.wait(self._error(exc))
+
+    # Between passes the loop watches SQLite's `PRAGMA data_version` (a local read, no I/O to PostgreSQL): a commit
+    # on blue starts the next pass at once, so blue→green lag stays well under `interval`, which then only paces
+    # the polling of green.
+    WATCH_S = 0.05
+
+    def _blue_version(self) -> int | None:
+        try:
+            if self._watch is None:
+                self._watch = connect_sqlite(self.sqlite_path)
+            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
+
+    def _wait_for_blue(self, version: int | None, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.wait(min(self.WATCH_S, remaining)):
+                return
+            if version is not None and self._blue_version() != version:
+                return
+
+    def _error(self, exc: BaseException) -> float:
+        """Note a failed pass; the backoff before the next one (doubling up to `max_backoff`)."""
+        self._backoff = min(self.max_backoff, max(0.25, self._backoff * 2)) if self._backoff else 0.25
+        self.totals["errors"] += 1
+        message = redact_text(f"{type(exc).__name__}: {exc}".strip())
+        first = self.last_error != message
+        self.last_error = message
+        if isinstance(exc, _CONNECTION_ERRORS) and self._down_since is None:
+            self._down_since = time.monotonic()
+        if first:
+            self._emit("sync.error", {"error": message, "retry_in_s": self._backoff})
+        return self._backoff
+
+    def _emit(self, kind: str, payload: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, payload)
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_pg()
+            if self._blue is not None:
+                self._blue.close()
+                self._blue = None
+        with self._lag_lock:
+            if self._lag_pg is not None:
+                try:
+                    self._lag_pg.close()
+                except Exception:
+                    pass
+                self._lag_pg = None
+            if self._lag_blue is not None:
+                self._lag_blue.close()
+                self._lag_blue = None
+
+    def status(self) -> dict[str, Any]:
+        """Lag per direction, pending counts and totals, as `cockpit sync status --json` prints it."""
+        lag = self.lag()
+        return {
+            "blue": str(self.sqlite_path),
+            "lag": {d: lag[d].as_dict() for d in DIRECTIONS},
+            "totals": dict(self.totals),
+            "last_error": self.last_error,
+        }
+
+
+def _blue_lag(blue: sqlite3.Connection, position: int) -> Lag:
+    if not blue.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)).fetchone():
+        return Lag(0.0, 0)
+    count, oldest = blue.execute(f"SELECT count(*), min(ts) FROM {SQLITE_LOG} WHERE seq > ?", (position,)).fetchone()
+    if not count:
+        return Lag(0.0, 0)
+    return Lag(max(0.0, time.time() - float(oldest)), int(count))
+
+
+def _green_lag(pg: psycopg.Connection, position: tuple[int, int]) -> Lag:
+    if pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is None:
+        return Lag(0.0, 0)
+    count, age = pg.execute(
+        f"SELECT count(*), extract(epoch FROM clock_timestamp() - min(ts))::float8 FROM {PG_SCHEMA}.changes"
+        " WHERE (txid, seq) > (%s::text::xid8, %s)",
+        (str(position[0]), position[1]),
+    ).fetchone()
+    if not count:
+        return Lag(0.0, 0)
+    return Lag(max(0.0, float(age or 0.0)), int(count))
+
+
+def journal_sink(path: Path) -> EventSink:
+    """An `on_event` that writes each sync event into the journal at `path` (opened per event: thread-safe)."""
+
+    def sink(kind: str, payload: dict[str, Any]) -> None:
+        from cockpit.core.journal import Journal
+
+        journal = Journal(path)
+        try:
+            journal.event(kind, payload)
+        finally:
+            journal.close()
+
+    return sink
