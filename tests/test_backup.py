@@ -41,8 +41,10 @@ def make_db(path: Path, orders: int = 200, wal: bool = True, pad: int = 50) -> P
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.execute(f"PRAGMA journal_mode = {'WAL' if wal else 'DELETE'}")
         conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL, pad TEXT)")
-        conn.execute("CREATE TABLE lines (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(id),"
-                     " qty INTEGER)")
+        conn.execute(
+            "CREATE TABLE lines (id INTEGER PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES orders(id),"
+            " qty INTEGER)"
+        )
         conn.execute("CREATE INDEX lines_order ON lines(order_id)")
         conn.execute(f"CREATE TABLE {ODD} (k TEXT PRIMARY KEY, v BLOB) WITHOUT ROWID")
         conn.execute("BEGIN")
@@ -56,7 +58,9 @@ def make_db(path: Path, orders: int = 200, wal: bool = True, pad: int = 50) -> P
 
 def add_order(conn: sqlite3.Connection, pad: int = 50) -> None:
     cur = conn.execute("INSERT INTO orders (customer, pad) VALUES ('ana', ?)", ("x" * pad,))
-    conn.executemany("INSERT INTO lines (order_id, qty) VALUES (?, ?)", [(cur.lastrowid, q) for q in (1, 2, 3)])
+    conn.executemany(
+        "INSERT INTO lines (order_id, qty) VALUES (?, ?)", [(cur.lastrowid, q) for q in (1, 2, 3)]
+    )
 
 
 def all_rows(path: Path) -> dict[str, list[tuple]]:
@@ -81,8 +85,13 @@ def counts(path: Path) -> dict[str, int]:
 def tree(folder: Path) -> dict[str, tuple[int, float, str]]:
     """Every file under `folder` with size, mtime and SHA-256: to prove a check changed nothing."""
     return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        str(p.relative_to(folder)): (
+            p.stat().st_size,
+            p.stat().st_mtime,
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+        )
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -112,12 +121,14 @@ def test_corpus_file_backed_up_verified_and_restored_exactly(tmp_path: Path, nam
 def test_manifest_describes_what_was_saved(shop: Path, tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text("name: lab\n")
-    manifest = take_backup(shop, tmp_path / "backups", label="pre 5%", extra_files=[plan, tmp_path / "gone.conf"])
+    manifest = take_backup(
+        shop, tmp_path / "backups", label="pre 5%", extra_files=[plan, tmp_path / "gone.conf"]
+    )
     folder = Path(manifest.path)
     assert folder.parent == tmp_path / "backups" and folder.name.endswith("Z-pre-5")
     on_disk = json.loads((folder / MANIFEST_FILE).read_text())
     assert Manifest.from_dict(on_disk, path=manifest.path) == manifest
-    assert on_disk["tables"] == {"lines": 600, "odd \"name\" table": 7, "orders": 200}
+    assert on_disk["tables"] == {"lines": 600, 'odd "name" table': 7, "orders": 200}
     assert on_disk["journal_mode"] == "wal" and on_disk["sqlite_version"] == sqlite3.sqlite_version
     assert on_disk["page_count"] * on_disk["page_size"] == on_disk["db_size"]
     with gzip.open(folder / DB_FILE) as gz:
@@ -128,8 +139,10 @@ def test_manifest_describes_what_was_saved(shop: Path, tmp_path: Path) -> None:
         data = (folder / name).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["size"], entry["sha256"])
     assert (folder / "extra" / "plan.yaml").read_text() == "name: lab\n"
-    assert [(e["status"], e["stored"]) for e in on_disk["extra_files"]] == [("copied", "extra/plan.yaml"),
-                                                                          ("missing", None)]
+    assert [(e["status"], e["stored"]) for e in on_disk["extra_files"]] == [
+        ("copied", "extra/plan.yaml"),
+        ("missing", None),
+    ]
     assert "3 tables, 807 rows, integrity ok, extra files 1/2" in manifest.summary()
     json.dumps(manifest.as_dict())
 
@@ -195,7 +208,8 @@ def test_writer_keeps_writing_during_the_backup_and_the_copy_is_one_snapshot(tmp
     conn = sqlite3.connect(restored)
     n_orders, max_id = conn.execute("SELECT count(*), max(id) FROM orders").fetchone()
     n_lines, orphans = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE order_id NOT IN (SELECT id FROM orders)) FROM lines").fetchone()
+        "SELECT count(*), count(*) FILTER (WHERE order_id NOT IN (SELECT id FROM orders)) FROM lines"
+    ).fetchone()
     conn.close()
     assert 4000 < n_orders < 4000 + written["orders"] and max_id == n_orders  # one instant, not a blend
     assert n_lines == 3 * n_orders and orphans == 0
@@ -271,7 +285,9 @@ def test_missing_tampered_and_unexpected_files_are_named(shop: Path, tmp_path: P
     assert "notes.txt: file expected not in the manifest, found an unexpected file" in texts
     (folder / DB_FILE).unlink()
     texts = [p.text() for p in verify_backup(folder).problems]
-    assert any(t.startswith(f"{DB_FILE}: file expected") and t.endswith("found missing") for t in texts), texts
+    assert any(t.startswith(f"{DB_FILE}: file expected") and t.endswith("found missing") for t in texts), (
+        texts
+    )
 
 
 def test_truncated_gzip_is_reported_not_raised(shop: Path, tmp_path: Path) -> None:
@@ -317,7 +333,9 @@ def test_missing_source_creates_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("content, message", [(b"", "an empty file"), (b"id,name\n1,ana\n" * 10, "not a SQLite")])
+@pytest.mark.parametrize(
+    "content, message", [(b"", "an empty file"), (b"id,name\n1,ana\n" * 10, "not a SQLite")]
+)
 def test_not_a_sqlite_file_creates_nothing(tmp_path: Path, content: bytes, message: str) -> None:
     source = tmp_path / "blue.db"
     source.write_bytes(content)
@@ -362,15 +380,19 @@ FULL_DISK = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("limit, message", [(64 * 1024, "is the disk full?"),
-                                            (4 << 20, "no space left in")])
+@pytest.mark.parametrize("limit, message", [(64 * 1024, "is the disk full?"), (4 << 20, "no space left in")])
 def test_full_disk_leaves_nothing_behind(tmp_path: Path, limit: int, message: str) -> None:
     db = make_db(tmp_path / "blue.db", orders=2000, pad=200)  # ~1 MB, beyond the 64 KB limit
     big = tmp_path / "access.log"
     big.write_bytes(os.urandom(5 << 20))  # beyond the 4 MB limit: fails in the extra files, the last step
     folder = tmp_path / "backups"
-    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(db), str(folder), str(big), str(limit)],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(db), str(folder), str(big), str(limit)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 3, proc.stderr
     assert message in proc.stdout
     assert not folder.exists()
@@ -416,7 +438,9 @@ def test_killed_backup_never_looks_complete_and_is_cleaned_next_time(tmp_path: P
     folder, marker = tmp_path / "backups", tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, "-c", KILLED, str(db), str(folder), str(marker)], cwd=REPO)
     try:
-        wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=30, what="the backup to compress")
+        wait_for(
+            lambda: marker.exists() or proc.poll() is not None, timeout=30, what="the backup to compress"
+        )
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -443,8 +467,9 @@ def test_keep_prunes_only_the_oldest_cockpit_backups(shop: Path, tmp_path: Path)
     newest = take_backup(shop, folder, label="b3", keep=2)
     assert [m.name for m in list_backups(folder)] == [newest.name, names[2]]
     assert sorted(Path(p).name for p in newest.pruned) == sorted(names[:2])
-    assert sorted(p.name for p in folder.iterdir()) == sorted([".hidden", "notes", "other", "stray.txt",
-                                                               newest.name, names[2]])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [".hidden", "notes", "other", "stray.txt", newest.name, names[2]]
+    )
     assert (folder / "notes" / "x.txt").read_text() == "mine"
     assert prune_backups(folder, 1, protect=[folder / names[2]]) == []  # the protected one stays
     assert [p.name for p in prune_backups(folder, 1)] == [names[2]]

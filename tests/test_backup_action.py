@@ -17,7 +17,9 @@ from cockpit.tui.app import CockpitApp
 from tests.core.plans import BASE, write_plan
 from tests.tui.conftest import text, until
 
-PLAN = BASE.replace("tick: 0.1s", "tick: 0.1s\nbackup:\n  folder: backups\n  keep: 2\n  required: true\n  max_age: 1h\n")
+PLAN = BASE.replace(
+    "tick: 0.1s", "tick: 0.1s\nbackup:\n  folder: backups\n  keep: 2\n  required: true\n  max_age: 1h\n"
+)
 
 
 @pytest.fixture

@@ -108,6 +108,7 @@ def test_cli(copied: tuple[str, str, dict]) -> None:
     import sys
 
     db, url, _ = copied
+
     def run(*a: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "cockpit", "integrity", "--from", db, "--to", url, *a]
         return subprocess.run(argv, capture_output=True, text=True, timeout=120)
@@ -142,7 +143,9 @@ def test_a_table_without_a_key_is_compared_by_count(tmp_path: Path, pg_url: str)
     assert "no primary key, counts only" in report.summary()
 
 
-def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(tmp_path: Path, pg_url: str) -> None:
+def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(
+    tmp_path: Path, pg_url: str
+) -> None:
     """The keys the sync carries either way (also key changes and deletes) are remembered; a check of those rows
     finds a touched row that differs and the counts, and leaves the untouched rows alone (the rollback's scope)."""
     from cockpit.drivers.integrity import IntegrityWatch
@@ -161,7 +164,7 @@ def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(t
         with sqlite3.connect(db) as conn:  # the app on blue
             conn.execute("UPDATE users SET email = 'new@x.com' WHERE id = 5")
             conn.execute("UPDATE users SET id = 2000 WHERE id = 6")  # a key change: both keys touched
-            conn.execute('DELETE FROM "Pairs" WHERE a = \'k3\'')
+            conn.execute("DELETE FROM \"Pairs\" WHERE a = 'k3'")
         with psycopg.connect(pg_url, autocommit=True) as pg:  # the app on green
             pg.execute("INSERT INTO users VALUES (3000, 'green@x.com')")
             pg.execute("UPDATE \"Pairs\" SET v = 'green' WHERE a = 'k4' AND b = 4")

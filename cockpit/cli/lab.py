@@ -24,23 +24,39 @@ def register(subparsers: Any) -> None:
     lab.set_defaults(func=lambda args: _usage(lab))
 
     def root_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"the lab's folder (default {DEFAULT_ROOT})")
+        p.add_argument(
+            "--root", type=Path, default=DEFAULT_ROOT, help=f"the lab's folder (default {DEFAULT_ROOT})"
+        )
 
     def up_args(p: argparse.ArgumentParser) -> None:
         root_arg(p)
-        p.add_argument("--rate", type=float, default=20.0, help="load: requests per second (0: no load; default 20)")
-        p.add_argument("--users", type=int, default=200, help="load: distinct users with sticky keys (default 200)")
-        p.add_argument("--rows", type=int, default=5000, help="seeded rows over the four tables (default 5000)")
-        p.add_argument("--pg-url", default=os.environ.get("COCKPIT_LAB_PG_URL", ""),
-                       help="use this PostgreSQL server (a lab database is created there) instead of a private "
-                            "cluster (default: $COCKPIT_LAB_PG_URL)")
-        p.add_argument("--tls", action="store_true",
-                       help="the private cluster serves TLS (a throwaway CA) and every client connects with "
-                            "sslmode=verify-full, as to Neon")
+        p.add_argument(
+            "--rate", type=float, default=20.0, help="load: requests per second (0: no load; default 20)"
+        )
+        p.add_argument(
+            "--users", type=int, default=200, help="load: distinct users with sticky keys (default 200)"
+        )
+        p.add_argument(
+            "--rows", type=int, default=5000, help="seeded rows over the four tables (default 5000)"
+        )
+        p.add_argument(
+            "--pg-url",
+            default=os.environ.get("COCKPIT_LAB_PG_URL", ""),
+            help="use this PostgreSQL server (a lab database is created there) instead of a private "
+            "cluster (default: $COCKPIT_LAB_PG_URL)",
+        )
+        p.add_argument(
+            "--tls",
+            action="store_true",
+            help="the private cluster serves TLS (a throwaway CA) and every client connects with "
+            "sslmode=verify-full, as to Neon",
+        )
 
     p_up = lab_sub.add_parser("up", help="start PostgreSQL, the demo services, nginx and the load")
     up_args(p_up)
-    p_up.add_argument("--green", type=float, default=0.0, help="the split nginx starts with, in %% green (default 0)")
+    p_up.add_argument(
+        "--green", type=float, default=0.0, help="the split nginx starts with, in %% green (default 0)"
+    )
     p_up.add_argument("--json", action="store_true", help="print the status document when up")
     p_up.set_defaults(func=_up)
 
@@ -50,7 +66,9 @@ def register(subparsers: Any) -> None:
 
     p_status = lab_sub.add_parser("status", help="what runs, where, and the load's figures")
     root_arg(p_status)
-    p_status.add_argument("--json", action="store_true", help="one JSON document (front door, plan, services...)")
+    p_status.add_argument(
+        "--json", action="store_true", help="one JSON document (front door, plan, services...)"
+    )
     p_status.set_defaults(func=_status)
 
     p_fault = lab_sub.add_parser("fault", help="inject errors, latency or a database outage on one side")
@@ -63,7 +81,9 @@ def register(subparsers: Any) -> None:
     p_fault.add_argument("--clear", action="store_true", help="remove every fault of this side")
     p_fault.set_defaults(func=_fault)
 
-    demo = subparsers.add_parser("demo", help="the lab, the initial copy, the sync, the load and the cockpit screen")
+    demo = subparsers.add_parser(
+        "demo", help="the lab, the initial copy, the sync, the load and the cockpit screen"
+    )
     up_args(demo)
     demo.set_defaults(func=_demo)
 
@@ -76,8 +96,16 @@ def _usage(p: argparse.ArgumentParser) -> int:
 def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
     if args.rate < 0 or args.users <= 0 or args.rows < 10:
         raise LabError("--rate must be >= 0, --users > 0 and --rows >= 10")
-    return LabOptions(root=args.root, rate=args.rate, users=args.users, rows=args.rows, pg_url=args.pg_url,
-                      green_percent=getattr(args, "green", 0.0), quiet=quiet, tls=args.tls)
+    return LabOptions(
+        root=args.root,
+        rate=args.rate,
+        users=args.users,
+        rows=args.rows,
+        pg_url=args.pg_url,
+        green_percent=getattr(args, "green", 0.0),
+        quiet=quiet,
+        tls=args.tls,
+    )
 
 
 def _fail(exc: Exception) -> int:
@@ -94,8 +122,10 @@ def _up(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(redact(status(args.root)), indent=1))
     else:
-        print(f"lab up: `cockpit lab status{_root_flag(args)}`, `cockpit -p {Path(args.root).resolve() / 'plan.yaml'} tui`, "
-              f"`cockpit lab down{_root_flag(args)}`")
+        print(
+            f"lab up: `cockpit lab status{_root_flag(args)}`, `cockpit -p {Path(args.root).resolve() / 'plan.yaml'} tui`, "
+            f"`cockpit lab down{_root_flag(args)}`"
+        )
     return 0
 
 
@@ -132,7 +162,9 @@ def _fault(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise LabError(str(exc)) from exc
         db = True if args.db_down else False if args.db_up else None
-        faults = set_fault(args.root, args.side, errors=errors, latency_ms=latency, db_down=db, clear=args.clear)
+        faults = set_fault(
+            args.root, args.side, errors=errors, latency_ms=latency, db_down=db, clear=args.clear
+        )
     except LabError as exc:
         return _fail(exc)
     print(f"{args.side}: faults {faults.describe()}")
@@ -148,43 +180,66 @@ def format_status(doc: dict[str, Any]) -> str:
     lines = [f"lab in {doc['root']}: {'up' if doc['up'] else 'DOWN (cockpit lab down to clean up)'}"]
     split = doc.get("green_percent")
     sticky = doc.get("sticky") or {}
-    lines.append(f"front door  {doc['front_door']}   green {split if split is not None else '?'}%   "
-                 f"sticky {sticky.get('kind')} {sticky.get('name')}")
+    lines.append(
+        f"front door  {doc['front_door']}   green {split if split is not None else '?'}%   "
+        f"sticky {sticky.get('kind')} {sticky.get('name')}"
+    )
     lines.append(f"plan        {doc['plan']}")
     lines.append(f"blue        sqlite {doc['sqlite']}")
     pg = doc.get("postgres") or {}
-    where = f"private cluster, pid {pg.get('pid')}" if pg.get("mode") == "private" else f"database {pg.get('database')} on a given server"
-    lines.append(f"green       {doc['postgres_url']}   ({where}{'' if pg.get('running') is not False else ', NOT RUNNING'})")
+    where = (
+        f"private cluster, pid {pg.get('pid')}"
+        if pg.get("mode") == "private"
+        else f"database {pg.get('database')} on a given server"
+    )
+    lines.append(
+        f"green       {doc['postgres_url']}   ({where}{'' if pg.get('running') is not False else ', NOT RUNNING'})"
+    )
     if doc.get("copy"):
         lines.append(f"copy        {doc['copy']}")
     sync = doc.get("sync") or {}
     if sync.get("error"):
         lines.append(f"sync        {sync['error']}")
     elif sync:
-        lines.append("sync        " + ", ".join(f"{d.replace('_', ' ')}: {v['pending']} pending, oldest {v['age_s']:.1f}s"
-                                                for d, v in sync.items()))
+        lines.append(
+            "sync        "
+            + ", ".join(
+                f"{d.replace('_', ' ')}: {v['pending']} pending, oldest {v['age_s']:.1f}s"
+                for d, v in sync.items()
+            )
+        )
     for s in doc.get("services", []):
         health = "healthy" if s.get("health") == 200 else f"health {s.get('health') or 'no answer'}"
         state = health if s.get("running") else "NOT RUNNING"
-        lines.append(f"service     {s['unit']:<12} {s['side']:<5} :{s['port']:<6} pid {s.get('pid')}  {state}")
+        lines.append(
+            f"service     {s['unit']:<12} {s['side']:<5} :{s['port']:<6} pid {s.get('pid')}  {state}"
+        )
     n = doc.get("nginx") or {}
     if n:
-        lines.append(f"nginx       :{n.get('port')}  pid {n.get('pid')}  {'running' if n.get('running') else 'NOT RUNNING'}  "
-                     f"log {n.get('access_log')}")
+        lines.append(
+            f"nginx       :{n.get('port')}  pid {n.get('pid')}  {'running' if n.get('running') else 'NOT RUNNING'}  "
+            f"log {n.get('access_log')}"
+        )
     load = doc.get("load") or {}
     fig = load.get("figures") or {}
     if load.get("pid") or fig:
         r = fig.get("recent") or {}
         t = fig.get("total") or {}
         sides = r.get("by_side") or {}
-        lines.append(f"load        pid {load.get('pid')} {'running' if load.get('running') else 'stopped'}  target "
-                     f"{load.get('rate', '?')} req/s from {load.get('users', '?')} users")
+        lines.append(
+            f"load        pid {load.get('pid')} {'running' if load.get('running') else 'stopped'}  target "
+            f"{load.get('rate', '?')} req/s from {load.get('users', '?')} users"
+        )
         if fig:
-            lines.append(f"            last {r.get('window_s', 10):g}s: {r.get('rps', 0)} req/s, errors {r.get('error_rate', 0)}%, "
-                         f"p50 {r.get('p50_ms')} ms, p95 {r.get('p95_ms')} ms, blue {sides.get('blue', 0)} / green "
-                         f"{sides.get('green', 0)}")
-            lines.append(f"            total: {t.get('requests', 0)} requests, {t.get('errors', 0)} errors, "
-                         f"{(t.get('status') or {}).get('404', 0)} not found, {t.get('retried', 0)} retried")
+            lines.append(
+                f"            last {r.get('window_s', 10):g}s: {r.get('rps', 0)} req/s, errors {r.get('error_rate', 0)}%, "
+                f"p50 {r.get('p50_ms')} ms, p95 {r.get('p95_ms')} ms, blue {sides.get('blue', 0)} / green "
+                f"{sides.get('green', 0)}"
+            )
+            lines.append(
+                f"            total: {t.get('requests', 0)} requests, {t.get('errors', 0)} errors, "
+                f"{(t.get('status') or {}).get('404', 0)} not found, {t.get('retried', 0)} retried"
+            )
             if fig.get("last_error"):
                 lines.append(f"            last error: {fig['last_error']}")
     else:
@@ -193,8 +248,11 @@ def format_status(doc: dict[str, Any]) -> str:
     desc = []
     for side in ("blue", "green"):
         f = faults.get(side) or {}
-        parts = [f"errors {f['errors']:g}%" if f.get("errors") else "", f"latency {f['latency_ms']:g}ms" if f.get("latency_ms") else "",
-                 "db down" if f.get("db_down") else ""]
+        parts = [
+            f"errors {f['errors']:g}%" if f.get("errors") else "",
+            f"latency {f['latency_ms']:g}ms" if f.get("latency_ms") else "",
+            "db down" if f.get("db_down") else "",
+        ]
         desc.append(f"{side}: {', '.join(p for p in parts if p) or 'none'}")
     lines.append(f"faults      {'   '.join(desc)}")
     return "\n".join(lines)
@@ -229,8 +287,11 @@ def _demo(args: argparse.Namespace) -> int:
         try:
             from cockpit.tui.app import run_tui
         except ImportError as exc:
-            print(f"demo: the cockpit screen is not available yet ({exc}); showing the lab's figures instead "
-                  "(Ctrl-C stops everything)", flush=True)
+            print(
+                f"demo: the cockpit screen is not available yet ({exc}); showing the lab's figures instead "
+                "(Ctrl-C stops everything)",
+                flush=True,
+            )
             sync_runner = _start_sync(plan_path)
             _watch(opts.root, sync_runner)
             return 0
@@ -277,10 +338,17 @@ def _watch(root: Path, sync_runner: Any) -> None:
         lag = ""
         if sync_runner is not None:
             try:
-                lag = "  sync " + ", ".join(f"{k} {v.age_s:.1f}s/{v.pending}" for k, v in sync_runner.lag().items())
+                lag = "  sync " + ", ".join(
+                    f"{k} {v.age_s:.1f}s/{v.pending}" for k, v in sync_runner.lag().items()
+                )
             except Exception as exc:
                 lag = f"  sync error: {exc}"
-        print(redact(f"{time.strftime('%H:%M:%S')}  green {doc.get('green_percent')}%  {r.get('rps', 0)} req/s  "
-                     f"errors {r.get('error_rate', 0)}%  p95 {r.get('p95_ms')} ms  blue {sides.get('blue', 0)} / "
-                     f"green {sides.get('green', 0)}{lag}"), flush=True)
+        print(
+            redact(
+                f"{time.strftime('%H:%M:%S')}  green {doc.get('green_percent')}%  {r.get('rps', 0)} req/s  "
+                f"errors {r.get('error_rate', 0)}%  p95 {r.get('p95_ms')} ms  blue {sides.get('blue', 0)} / "
+                f"green {sides.get('green', 0)}{lag}"
+            ),
+            flush=True,
+        )
         time.sleep(5)

@@ -115,12 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     bk = sub.add_parser("backup", help="blue's backups: take (and verify) one, list, verify, restore")
     bk_sub = bk.add_subparsers(dest="backup_command", metavar="take|list|verify|restore", required=True)
-    take = bk_sub.add_parser("take", help="online copy of blue, gzip, manifest with SHA-256, then verified (journaled)")
+    take = bk_sub.add_parser(
+        "take", help="online copy of blue, gzip, manifest with SHA-256, then verified (journaled)"
+    )
     take.add_argument("--label", default="", help="added to the backup's folder name, e.g. pre-5pct")
     take.add_argument("--reason", default="")
     take.add_argument("--json", action="store_true")
-    take.add_argument("--wait", type=float, default=None, metavar="SECONDS",
-                      help="when a controller is running: how long to wait for it to act")
+    take.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="when a controller is running: how long to wait for it to act",
+    )
     take.set_defaults(func=_backup_take)
     ls = bk_sub.add_parser("list", help="the backups in the plan's backup folder, newest first")
     ls.add_argument("--json", action="store_true")
@@ -250,8 +257,10 @@ def render_status(s: CockpitState) -> str:
     if s.copy is not None:
         c = s.copy
         eta = "" if c.state != "running" else f", ETA {'?' if c.eta_s is None else f'{c.eta_s:.0f}s'}"
-        lines.append(f"  initial copy {c.state}: {c.rows_done:,}/{c.rows_total:,} rows in {len(c.tables)} tables, "
-                     f"{c.seconds:.1f}s{eta}" + (f" ({c.message})" if c.message else ""))
+        lines.append(
+            f"  initial copy {c.state}: {c.rows_done:,}/{c.rows_total:,} rows in {len(c.tables)} tables, "
+            f"{c.seconds:.1f}s{eta}" + (f" ({c.message})" if c.message else "")
+        )
     for gate, met, why in s.gates:
         lines.append(f"  gate {'ok ' if met else 'NO '} {gate} ({why})")
     for a in s.alarms:
@@ -302,8 +311,9 @@ def _action(args: argparse.Namespace) -> int:
 Watch = Callable[[CockpitState], None]
 
 
-def perform(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float | None = None,
-            watch: Watch | None = None) -> dict[str, Any]:
+def perform(
+    plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float | None = None, watch: Watch | None = None
+) -> dict[str, Any]:
     """Run a controller verb from the CLI: queued to the controller that holds the lock, else in a one-shot
     controller of this process. `watch` gets a snapshot about twice a second while the action runs (progress)."""
     journal_path = plan.path(plan.journal.path)
@@ -331,7 +341,9 @@ async def _one_shot(plan: Plan, verb: str, cmd_args: dict[str, Any], watch: Watc
 WATCH_S = 0.5
 
 
-def _queue(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float, watch: Watch | None) -> dict[str, Any]:
+def _queue(
+    plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float, watch: Watch | None
+) -> dict[str, Any]:
     journal = journal_for(plan)
     try:
         cid = journal.enqueue(verb, cmd_args, current_actor())
@@ -342,8 +354,12 @@ def _queue(plan: Plan, verb: str, cmd_args: dict[str, Any], wait: float, watch: 
             cmd = journal.command(cid)
             if cmd is not None and cmd.status not in ("queued", "taken"):
                 return cmd.result or {"outcome": cmd.status, "ok": False}
-            if watch is not None and cmd is not None and cmd.status == "taken" and \
-                    time.monotonic() - watched >= WATCH_S:
+            if (
+                watch is not None
+                and cmd is not None
+                and cmd.status == "taken"
+                and time.monotonic() - watched >= WATCH_S
+            ):
                 watched = time.monotonic()
                 watch(read_state(plan, journal))
             time.sleep(0.1)
@@ -424,7 +440,11 @@ def _backup_verify(args: argparse.Namespace) -> int:
     except BackupError as exc:
         print(f"cockpit backup verify: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps(redact(report.as_dict()), indent=2, default=str) if args.json else redact_text(report.summary()))
+    print(
+        json.dumps(redact(report.as_dict()), indent=2, default=str)
+        if args.json
+        else redact_text(report.summary())
+    )
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

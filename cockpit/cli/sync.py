@@ -61,19 +61,29 @@ class _Usage(Exception):
 
 def register(subparsers: Any) -> None:
     """Add `sync copy|run|install|uninstall|status` to the cockpit CLI."""
-    sync = subparsers.add_parser("sync", help="copy the data and keep SQLite and PostgreSQL in sync both ways")
+    sync = subparsers.add_parser(
+        "sync", help="copy the data and keep SQLite and PostgreSQL in sync both ways"
+    )
     sub = sync.add_subparsers(dest="sync_command", metavar="copy|run|install|uninstall|status", required=True)
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--from", dest="source", metavar="FILE.db", help="the SQLite file (default: the plan's blue)")
-        p.add_argument("--to", dest="target", metavar="URL", help="the PostgreSQL URL (default: the plan's green)")
-        p.add_argument("--tables", metavar="a,b", help="only these tables (default: the plan's sync.tables, or all)")
+        p.add_argument(
+            "--from", dest="source", metavar="FILE.db", help="the SQLite file (default: the plan's blue)"
+        )
+        p.add_argument(
+            "--to", dest="target", metavar="URL", help="the PostgreSQL URL (default: the plan's green)"
+        )
+        p.add_argument(
+            "--tables", metavar="a,b", help="only these tables (default: the plan's sync.tables, or all)"
+        )
         p.add_argument("--json", action="store_true", help="print JSON")
         return p
 
     cp = command("copy", "initial copy of SQLite into PostgreSQL, then capture installed on both sides")
-    cp.add_argument("--jobs", type=int, default=None, metavar="N", help="tables copied in parallel (default: plan or 4)")
+    cp.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="tables copied in parallel (default: plan or 4)"
+    )
     cp.set_defaults(func=_copy)
 
     run = command("run", "run the two-way sync loop (Ctrl-C stops it cleanly)")
@@ -114,7 +124,13 @@ def _target(args: argparse.Namespace) -> _Target:
         sqlite_path = Path(args.source) if args.source else plan.path(plan.blue.database.path)
         pg_url = args.target or plan.green.database.url
         tables: list[str] | str = s.tables
-        policy, batch, interval, jobs, casts = s.conflict_policy, s.batch_size, float(s.interval), s.copy_jobs, s.casts
+        policy, batch, interval, jobs, casts = (
+            s.conflict_policy,
+            s.batch_size,
+            float(s.interval),
+            s.copy_jobs,
+            s.casts,
+        )
         journal: Path | None = plan.path(plan.journal.path)
     else:
         sqlite_path, pg_url, tables = Path(args.source), args.target, "all"
@@ -147,8 +163,14 @@ def _target(args: argparse.Namespace) -> _Target:
 
 def _runner(t: _Target, on_event: EventSink | None) -> SyncRunner:
     return SyncRunner(
-        t.sqlite_path, t.pg_url, tables=t.tables, conflict_policy=t.policy, batch_size=t.batch_size,
-        interval=t.interval, on_event=on_event, casts=t.casts,
+        t.sqlite_path,
+        t.pg_url,
+        tables=t.tables,
+        conflict_policy=t.policy,
+        batch_size=t.batch_size,
+        interval=t.interval,
+        on_event=on_event,
+        casts=t.casts,
     )
 
 
@@ -159,8 +181,10 @@ def _event_sink(t: _Target, as_json: bool) -> EventSink:
     def sink(kind: str, payload: dict[str, Any]) -> None:
         if journal is not None:
             journal(kind, payload)
-        line = json.dumps({"event": kind, **redact(payload)}, default=str) if as_json else (
-            f"{kind}: {json.dumps(redact(payload), default=str)}"
+        line = (
+            json.dumps({"event": kind, **redact(payload)}, default=str)
+            if as_json
+            else (f"{kind}: {json.dumps(redact(payload), default=str)}")
         )
         print(line, file=sys.stderr, flush=True)
 
@@ -221,7 +245,11 @@ def _copy(args: argparse.Namespace) -> int:
         runner.close()
     printer.done()
     if args.json:
-        print(json.dumps(redact({"copy": report.as_dict(), "capture": {"tables": tables}}), default=str, indent=2))
+        print(
+            json.dumps(
+                redact({"copy": report.as_dict(), "capture": {"tables": tables}}), default=str, indent=2
+            )
+        )
     else:
         print(redact_text(report.summary()))
         print(f"capture installed on both sides for: {', '.join(tables)}")
@@ -257,8 +285,10 @@ class _ProgressPrinter:
 
     def __call__(self, item: Any) -> None:  # cockpit.sync.copy.CopyProgress, from a writer thread
         eta = "?" if item.eta_s is None else f"{item.eta_s:.0f}s"
-        self._print(f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
-                    f"ETA {eta}")
+        self._print(
+            f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
+            f"ETA {eta}"
+        )
 
     def state(self, state: Any) -> None:  # cockpit.state.CockpitState
         view = state.copy
@@ -266,8 +296,10 @@ class _ProgressPrinter:
             return
         eta = "?" if view.eta_s is None else f"{view.eta_s:.0f}s"
         done = sum(1 for t in view.tables if t.done)
-        self._print(f"copy: {view.rows_done:,}/{view.rows_total:,} rows, {done} tables done, "
-                    f"{view.rows_per_s:,.0f} rows/s, ETA {eta}")
+        self._print(
+            f"copy: {view.rows_done:,}/{view.rows_total:,} rows, {done} tables done, "
+            f"{view.rows_per_s:,.0f} rows/s, ETA {eta}"
+        )
 
     def _print(self, text: str) -> None:
         if not self.enabled:
@@ -351,13 +383,25 @@ def _lag_text(lag: dict[str, Any]) -> str:
 
 def _print_lag(lag: dict[str, Any], runner: SyncRunner, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"ts": time.time(), "lag": {d: lag[d].as_dict() for d in DIRECTIONS},
-                          "totals": runner.totals, "last_error": runner.last_error}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "ts": time.time(),
+                    "lag": {d: lag[d].as_dict() for d in DIRECTIONS},
+                    "totals": runner.totals,
+                    "last_error": runner.last_error,
+                }
+            ),
+            flush=True,
+        )
     else:
         totals = runner.totals
-        print(f"{time.strftime('%H:%M:%S')} {_lag_text(lag)} | applied blue→green {totals['blue_to_green']}, "
-              f"green→blue {totals['green_to_blue']}, conflicts {totals['conflicts']}"
-              + (f" | {runner.last_error}" if runner.last_error and totals["errors"] else ""), flush=True)
+        print(
+            f"{time.strftime('%H:%M:%S')} {_lag_text(lag)} | applied blue→green {totals['blue_to_green']}, "
+            f"green→blue {totals['green_to_blue']}, conflicts {totals['conflicts']}"
+            + (f" | {runner.last_error}" if runner.last_error and totals["errors"] else ""),
+            flush=True,
+        )
 
 
 def _print_pass(result: dict[str, Any], lag: dict[str, Any], as_json: bool) -> None:
@@ -454,5 +498,7 @@ def _status(args: argparse.Namespace) -> int:
         for d in DIRECTIONS:
             v = out["lag"][d]
             name = d.replace("_to_", "→")
-            print(f"{name}: " + ("unknown" if v is None else f"lag {v['age_s']:.2f}s, {v['pending']} pending"))
+            print(
+                f"{name}: " + ("unknown" if v is None else f"lag {v['age_s']:.2f}s, {v['pending']} pending")
+            )
     return EXIT_OK if out["reachable"] else EXIT_FAILED

@@ -143,7 +143,9 @@ class Controller:
         try:
             await self.refresh()
         except Exception as exc:  # the tick loop goes on; the journal says what went wrong
-            self.journal.event("controller.error", {"during": "refresh", "error": f"{type(exc).__name__}: {exc}"})
+            self.journal.event(
+                "controller.error", {"during": "refresh", "error": f"{type(exc).__name__}: {exc}"}
+            )
 
     async def refresh(self) -> None:
         """Read every metrics source, evaluate the rules, journal the samples, publish a snapshot."""
@@ -268,7 +270,9 @@ class Controller:
 
     async def backup(self, reason: str = "", *, label: str = "", actor: str | None = None) -> Result:
         """A backup of blue (online copy, gzip, manifest), then its verification (restore and check)."""
-        return await self._act("backup", actor, reason, {"label": label}, lambda rec: self._backup(rec, label))
+        return await self._act(
+            "backup", actor, reason, {"label": label}, lambda rec: self._backup(rec, label)
+        )
 
     async def _act(
         self,
@@ -342,8 +346,12 @@ class Controller:
                 )
             info["detail"] = ("forced past: " + "; ".join(problems)) if problems else "all met"
         self._set_machine(replace(current, state="advancing"))
-        with rec.step("green_services") as info:  # green must serve before users go there (after a rollback too)
-            await set_services(self.drivers.green_services, service_units(self.plan.green.services), "start", info)
+        with rec.step(
+            "green_services"
+        ) as info:  # green must serve before users go there (after a rollback too)
+            await set_services(
+                self.drivers.green_services, service_units(self.plan.green.services), "start", info
+            )
         with rec.step("green_health") as info:
             await check_health(self.plan, self.drivers, ("green",), info)
         with rec.step("traffic") as info:
@@ -392,9 +400,13 @@ class Controller:
         if sync is None or not hasattr(sync, "initial_copy"):
             raise Refused("this plan has no sync to copy with (blue must be sqlite and green postgresql)")
         if self.machine.phase_index >= 0 or (self.green_live or 0.0) > 0.05:
-            where = self.plan.phases[self.machine.phase_index].name if self.machine.phase_index >= 0 else "live"
-            raise Refused(f"the initial copy runs before any user is on green (now {where}, "
-                          f"{self.green_live if self.green_live is not None else '?'}% live): roll back first")
+            where = (
+                self.plan.phases[self.machine.phase_index].name if self.machine.phase_index >= 0 else "live"
+            )
+            raise Refused(
+                f"the initial copy runs before any user is on green (now {where}, "
+                f"{self.green_live if self.green_live is not None else '?'}% live): roll back first"
+            )
         with self._copy_lock:
             self._copy_tables = {}
             self._copy_t0 = time.monotonic()
@@ -402,12 +414,12 @@ class Controller:
         self._publish()
         try:
             with rec.step("copy") as info:
-                report, tables = await asyncio.to_thread(
-                    sync.initial_copy, jobs, self._copy_progressed
+                report, tables = await asyncio.to_thread(sync.initial_copy, jobs, self._copy_progressed)
+                info["detail"] = (
+                    f"{report.rows:,} rows in {len(report.tables)} tables, {report.seconds:.2f}s "
+                    f"({report.rows_per_s:,.0f} rows/s); capture on both sides for {len(tables)} "
+                    f"tables; change-log position {report.sqlite_position}"
                 )
-                info["detail"] = (f"{report.rows:,} rows in {len(report.tables)} tables, {report.seconds:.2f}s "
-                                  f"({report.rows_per_s:,.0f} rows/s); capture on both sides for {len(tables)} "
-                                  f"tables; change-log position {report.sqlite_position}")
         except BaseException as exc:
             self._copy_ended("failed", f"{type(exc).__name__}: {exc}")
             raise
@@ -425,7 +437,9 @@ class Controller:
             manifest = await asyncio.to_thread(backup.take, label)
             info["detail"] = manifest.summary()
             if not manifest.ok:
-                raise StepFailed(f"the copy of blue fails SQLite's integrity check: {'; '.join(manifest.integrity[:3])}")
+                raise StepFailed(
+                    f"the copy of blue fails SQLite's integrity check: {'; '.join(manifest.integrity[:3])}"
+                )
         with rec.step("verify") as info:
             report = await asyncio.to_thread(backup.verify, manifest.path)
             info["detail"] = report.summary()
@@ -435,8 +449,11 @@ class Controller:
         if callable(poll):  # backup_age now, not at the next tick: the first advance's gate reads it
             self.metrics = {**self.metrics, **await asyncio.to_thread(poll)}
             self.gates = self._ready_gates() or self.gates
-        return rec.outcome("ok", f"backup {manifest.name}: {manifest.total_rows:,} rows, verified",
-                           {"backup": manifest.as_dict()})
+        return rec.outcome(
+            "ok",
+            f"backup {manifest.name}: {manifest.total_rows:,} rows, verified",
+            {"backup": manifest.as_dict()},
+        )
 
     def _copy_progressed(self, p: TableCopy) -> None:
         """A writer thread's progress report."""
@@ -587,8 +604,13 @@ class Controller:
                     results.append(rec.outcome("reconciled", f"{detail}; live split {live:g}% is {name}"))
                 continue
             if action.verb == "copy":  # the copy drops what it made when it fails, but not when it is killed
-                results.append(rec.outcome("interrupted", f"{detail}; green may hold a partial copy: check it with "
-                                                          "`cockpit sync status`, drop those tables and copy again"))
+                results.append(
+                    rec.outcome(
+                        "interrupted",
+                        f"{detail}; green may hold a partial copy: check it with "
+                        "`cockpit sync status`, drop those tables and copy again",
+                    )
+                )
                 continue
             # hold/resume change nothing in the world: the saved machine is the truth
             results.append(rec.outcome("reconciled", detail))

@@ -118,7 +118,9 @@ async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: ob
         info["status"], info["detail"] = "skipped", "no sync between blue and green in the plan"
         return
     report = await asyncio.to_thread(drivers.integrity.check_now, True)
-    info["detail"] = f"score {report.score:g}% over {report.compared} rows the sync touched; counts compared in full"
+    info["detail"] = (
+        f"score {report.score:g}% over {report.compared} rows the sync touched; counts compared in full"
+    )
     if not report.ok:
         first = [f"{t.table} {d.describe()}" for t in report.tables for d in t.diffs][:5]
         first += [f"{t.table}: {t.note}" for t in report.tables if t.note]

@@ -105,7 +105,9 @@ class Sync:
     conflict_policy: Literal["newest", "blue-wins", "green-wins"] = "newest"
     copy_jobs: int = 4
     drain_timeout: Duration = Duration(30)
-    integrity_interval: Duration = Duration(60)  # how often blue and green are compared (data_integrity_score)
+    integrity_interval: Duration = Duration(
+        60
+    )  # how often blue and green are compared (data_integrity_score)
     casts: list[Cast] = field(default_factory=list)
 
 

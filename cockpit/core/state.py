@@ -76,8 +76,11 @@ class CopyView:
             "eta_s": None if self.eta_s is None else round(self.eta_s, 1),
             "message": self.message,
             "tables": [
-                {**asdict(t), "rows_per_s": round(t.rows_per_s, 1),
-                 "eta_s": None if t.eta_s is None else round(t.eta_s, 1)}
+                {
+                    **asdict(t),
+                    "rows_per_s": round(t.rows_per_s, 1),
+                    "eta_s": None if t.eta_s is None else round(t.eta_s, 1),
+                }
                 for t in self.tables
             ],
         }
@@ -85,10 +88,21 @@ class CopyView:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> CopyView:
         return cls(
-            doc["state"], float(doc["started"]),
-            tuple(TableCopy(t["table"], int(t["rows_done"]), int(t["rows_total"]), float(t["rows_per_s"]),
-                            t.get("eta_s"), bool(t.get("done"))) for t in doc.get("tables", ())),
-            float(doc.get("seconds", 0.0)), doc.get("message", ""),
+            doc["state"],
+            float(doc["started"]),
+            tuple(
+                TableCopy(
+                    t["table"],
+                    int(t["rows_done"]),
+                    int(t["rows_total"]),
+                    float(t["rows_per_s"]),
+                    t.get("eta_s"),
+                    bool(t.get("done")),
+                )
+                for t in doc.get("tables", ())
+            ),
+            float(doc.get("seconds", 0.0)),
+            doc.get("message", ""),
         )
 
 

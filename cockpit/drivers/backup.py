@@ -215,8 +215,10 @@ class VerifyReport:
 
     def summary(self) -> str:
         if self.ok:
-            return (f"verify {self.name}: OK ({self.files_checked} files, {self.tables_checked} tables, "
-                    f"integrity ok, {self.duration_s:.1f} s)")
+            return (
+                f"verify {self.name}: OK ({self.files_checked} files, {self.tables_checked} tables, "
+                f"integrity ok, {self.duration_s:.1f} s)"
+            )
         listed = "; ".join(p.text() for p in self.problems[:3])
         more = f"; and {len(self.problems) - 3} more" if len(self.problems) > 3 else ""
         return f"verify {self.name}: FAILED, {len(self.problems)} problem(s): {listed}{more}"
@@ -257,8 +259,9 @@ def take_backup(
         now = dt.datetime.now(dt.UTC)
         name = _free_name(root, now.strftime("%Y%m%dT%H%M%SZ") + suffix)
         partial = _make_partial(root)
-        manifest = _build(partial, source, extras, name, now, label, progress, step_pages, max_restarts,
-                          compresslevel)
+        manifest = _build(
+            partial, source, extras, name, now, label, progress, step_pages, max_restarts, compresslevel
+        )
         manifest.duration_s = round(time.monotonic() - started, 3)
         _write_manifest(partial, manifest)
         final = _publish(partial, root / name)
@@ -397,8 +400,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _build(partial: Path, source: Path, extras: list[Path], name: str, now: dt.datetime, label: str,
-           progress: Progress | None, step_pages: int, max_restarts: int, compresslevel: int) -> Manifest:
+def _build(
+    partial: Path,
+    source: Path,
+    extras: list[Path],
+    name: str,
+    now: dt.datetime,
+    label: str,
+    progress: Progress | None,
+    step_pages: int,
+    max_restarts: int,
+    compresslevel: int,
+) -> Manifest:
     """Fill the partial folder: copy, check, compress, extra files; return the manifest (not yet written)."""
     report = progress or (lambda step, done, total: None)
     raw = partial / "blue.db"
@@ -411,23 +424,41 @@ def _build(partial: Path, source: Path, extras: list[Path], name: str, now: dt.d
         leftover.unlink(missing_ok=True)
     extra_records, extra_files = _copy_extras(partial, extras, report)
     return Manifest(
-        name=name, created=now.isoformat(), label=label, host=socket.gethostname(), tool=f"cockpit {__version__}",
-        source_path=str(source), source_size=source_size, source_wal_size=wal_size, journal_mode=journal_mode,
-        sqlite_version=sqlite3.sqlite_version, page_size=page_size, page_count=page_count, db_size=db_size,
-        db_sha256=db_sha, tables=tables, integrity=integrity, files=[gz_file, *extra_files],
-        extra_files=extra_records, copy_restarts=restarts,
+        name=name,
+        created=now.isoformat(),
+        label=label,
+        host=socket.gethostname(),
+        tool=f"cockpit {__version__}",
+        source_path=str(source),
+        source_size=source_size,
+        source_wal_size=wal_size,
+        journal_mode=journal_mode,
+        sqlite_version=sqlite3.sqlite_version,
+        page_size=page_size,
+        page_count=page_count,
+        db_size=db_size,
+        db_sha256=db_sha,
+        tables=tables,
+        integrity=integrity,
+        files=[gz_file, *extra_files],
+        extra_files=extra_records,
+        copy_restarts=restarts,
     )
 
 
-def _online_copy(source: Path, raw: Path, report: Progress, step_pages: int, max_restarts: int) -> tuple[str, int]:
+def _online_copy(
+    source: Path, raw: Path, report: Progress, step_pages: int, max_restarts: int
+) -> tuple[str, int]:
     """Copy the live database into `raw` with the backup API; return (journal mode, restarts).
 
     The source is opened read-only: the backup never writes the live file (no checkpoint at close either).
     """
     _create_private(raw)
     uri = source.as_uri() + "?mode=ro"
-    with closing(sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S)) as src, \
-            closing(sqlite3.connect(raw, isolation_level=None)) as dst:
+    with (
+        closing(sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_S)) as src,
+        closing(sqlite3.connect(raw, isolation_level=None)) as dst,
+    ):
         src.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         dst.execute("PRAGMA journal_mode = OFF")
         dst.execute("PRAGMA synchronous = OFF")
@@ -444,9 +475,14 @@ def _online_copy(source: Path, raw: Path, report: Progress, step_pages: int, max
             if state["last"] is not None and remaining > state["last"]:
                 state["restarts"] += 1
                 if state["restarts"] > max_restarts:
-                    advice = "retry" if wal else (
-                        "put it in WAL mode (PRAGMA journal_mode=WAL), which lets the backup read one snapshot "
-                        "while the app writes, or retry when writes are quieter")
+                    advice = (
+                        "retry"
+                        if wal
+                        else (
+                            "put it in WAL mode (PRAGMA journal_mode=WAL), which lets the backup read one snapshot "
+                            "while the app writes, or retry when writes are quieter"
+                        )
+                    )
                     raise _TooManyRestarts(
                         f"the SQLite database {source} kept changing during the copy ({mode} journal mode: a "
                         f"write between two steps restarts it; {max_restarts} restarts allowed): {advice}"
@@ -507,7 +543,7 @@ class _HashingWriter:
     def write(self, data: bytes) -> int:
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
         self.sha.update(data)
         self.size += len(data)
         return len(data)
@@ -516,14 +552,21 @@ class _HashingWriter:
         pass
 
 
-def _compress(raw: Path, target: Path, report: Progress, level: int, now: dt.datetime) -> tuple[int, str, StoredFile]:
+def _compress(
+    raw: Path, target: Path, report: Progress, level: int, now: dt.datetime
+) -> tuple[int, str, StoredFile]:
     """Stream `raw` into gzip `target` chunk by chunk; return (raw size, raw sha256, the stored gz file)."""
     total = raw.stat().st_size
     raw_sha, done = hashlib.sha256(), 0
     with _private_fd(target) as fd, raw.open("rb") as src:
         out = _HashingWriter(fd)
-        with gzip.GzipFile(filename="blue.db", mode="wb", fileobj=out, compresslevel=level,  # type: ignore[arg-type]
-                           mtime=int(now.timestamp())) as gz:
+        with gzip.GzipFile(
+            filename="blue.db",
+            mode="wb",
+            fileobj=out,
+            compresslevel=level,  # type: ignore[arg-type]
+            mtime=int(now.timestamp()),
+        ) as gz:
             report("compress", 0, total)
             while chunk := src.read(CHUNK):
                 raw_sha.update(chunk)
@@ -534,7 +577,9 @@ def _compress(raw: Path, target: Path, report: Progress, level: int, now: dt.dat
     return done, raw_sha.hexdigest(), StoredFile(DB_FILE, out.size, out.sha.hexdigest())
 
 
-def _copy_extras(partial: Path, extras: list[Path], report: Progress) -> tuple[list[ExtraFile], list[StoredFile]]:
+def _copy_extras(
+    partial: Path, extras: list[Path], report: Progress
+) -> tuple[list[ExtraFile], list[StoredFile]]:
     """Copy each extra file into `extra/`. A file that is missing or cannot be read is recorded, not fatal."""
     records: list[ExtraFile] = []
     stored: list[StoredFile] = []
@@ -638,8 +683,9 @@ def _complete_backups(root: Path) -> list[tuple[Path, Manifest]]:
     return found
 
 
-def prune_backups(folder: str | os.PathLike[str], keep: int, *,
-                  protect: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+def prune_backups(
+    folder: str | os.PathLike[str], keep: int, *, protect: Iterable[str | os.PathLike[str]] = ()
+) -> list[Path]:
     """Remove the oldest complete cockpit backups beyond the `keep` newest; return what was removed.
 
     Only folders `list_backups` recognises are touched, and never one named in `protect`. A folder that cannot
@@ -665,8 +711,12 @@ def prune_backups(folder: str | os.PathLike[str], keep: int, *,
 # ------------------------------------------------------------------------------------------------ verify
 
 
-def verify_backup(path: str | os.PathLike[str], *, progress: Progress | None = None,
-                  workdir: str | os.PathLike[str] | None = None) -> VerifyReport:
+def verify_backup(
+    path: str | os.PathLike[str],
+    *,
+    progress: Progress | None = None,
+    workdir: str | os.PathLike[str] | None = None,
+) -> VerifyReport:
     """Check a backup without changing it: every file's size and SHA-256, then the database decompressed into a
     temporary file under `workdir` (the system's by default), its integrity_check and rows per table, all against
     the manifest. Each mismatch is one `Problem`. `BackupError` only when `path` is no backup or the temporary
@@ -721,8 +771,13 @@ def _check_modes(folder: Path, result: VerifyReport) -> None:
             result.warnings.append(f"{rel}: mode {mode:04o}, expected {want:04o} (readable by others)")
 
 
-def _check_database(folder: Path, manifest: Manifest, result: VerifyReport, report: Progress,
-                    workdir: str | os.PathLike[str] | None) -> None:
+def _check_database(
+    folder: Path,
+    manifest: Manifest,
+    result: VerifyReport,
+    report: Progress,
+    workdir: str | os.PathLike[str] | None,
+) -> None:
     """Decompress the copy into a private temp file, then integrity_check and row counts against the manifest."""
     try:
         tmp = Path(tempfile.mkdtemp(prefix="cockpit-verify-", dir=workdir))
@@ -736,9 +791,13 @@ def _check_database(folder: Path, manifest: Manifest, result: VerifyReport, repo
             result.problems.append(Problem(DB_FILE, "gzip content", "a complete gzip stream", str(exc)))
             return
         except OSError as exc:
-            raise BackupError(f"cannot write the temporary copy in {tmp} to verify {folder}: {exc.strerror}") from exc
+            raise BackupError(
+                f"cannot write the temporary copy in {tmp} to verify {folder}: {exc.strerror}"
+            ) from exc
         if size != manifest.db_size:
-            result.problems.append(Problem(f"{DB_FILE} (decompressed)", "size", str(manifest.db_size), str(size)))
+            result.problems.append(
+                Problem(f"{DB_FILE} (decompressed)", "size", str(manifest.db_size), str(size))
+            )
         if sha != manifest.db_sha256:
             result.problems.append(Problem(f"{DB_FILE} (decompressed)", "sha256", manifest.db_sha256, sha))
         try:
@@ -760,11 +819,14 @@ def _compare_tables(expected: dict[str, int], found: dict[str, int], result: Ver
         want, got = expected.get(name), found.get(name)
         if want == got:
             continue
-        result.problems.append(Problem(
-            f'table "{name}"', "rows",
-            "no such table" if want is None else f"{want:,}",
-            "no such table" if got is None else f"{got:,}",
-        ))
+        result.problems.append(
+            Problem(
+                f'table "{name}"',
+                "rows",
+                "no such table" if want is None else f"{want:,}",
+                "no such table" if got is None else f"{got:,}",
+            )
+        )
 
 
 class _Corrupt(Exception):
@@ -799,8 +861,9 @@ def _decompress(gz_path: Path, target: Path, report: Progress) -> tuple[int, str
 # ------------------------------------------------------------------------------------------------ restore
 
 
-def restore_backup(path: str | os.PathLike[str], target_path: str | os.PathLike[str], *,
-                   progress: Progress | None = None) -> Path:
+def restore_backup(
+    path: str | os.PathLike[str], target_path: str | os.PathLike[str], *, progress: Progress | None = None
+) -> Path:
     """Decompress the backup's database to `target_path` (mode 0600), which must not exist; return it.
 
     The compressed file's and the decompressed bytes' SHA-256 must both match the manifest, else `BackupError`
@@ -913,14 +976,24 @@ class BlueBackup:
     as a metrics source it reports `backup_age` (seconds since the newest backup whose copy passed the integrity
     check; None while there is none), which the plan's `backup.required` gate reads."""
 
-    def __init__(self, sqlite_path: str | os.PathLike[str], folder: str | os.PathLike[str], *, keep: int | None = None,
-                 extra_files: Iterable[str | os.PathLike[str]] = (), clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        sqlite_path: str | os.PathLike[str],
+        folder: str | os.PathLike[str],
+        *,
+        keep: int | None = None,
+        extra_files: Iterable[str | os.PathLike[str]] = (),
+        clock: Callable[[], float] = time.time,
+    ):
         self.sqlite_path = Path(sqlite_path)
         self.folder = Path(folder)
         self.keep = keep
         self.extra_files = [Path(p) for p in extra_files]
         self.clock = clock
-        self._seen: tuple[int | None, float | None] = (None, None)  # the folder's mtime, the newest good backup
+        self._seen: tuple[int | None, float | None] = (
+            None,
+            None,
+        )  # the folder's mtime, the newest good backup
 
     @classmethod
     def from_plan(cls, plan: Any) -> BlueBackup:
@@ -929,12 +1002,22 @@ class BlueBackup:
         for balancer in getattr(plan.traffic, "balancers", []) or []:
             include = plan.path(balancer.include)
             extra += [include, include.with_name(include.name + ".location")]
-        return cls(plan.path(plan.blue.database.path), plan.path(plan.backup.folder), keep=plan.backup.keep,
-                   extra_files=extra)
+        return cls(
+            plan.path(plan.blue.database.path),
+            plan.path(plan.backup.folder),
+            keep=plan.backup.keep,
+            extra_files=extra,
+        )
 
     def take(self, label: str = "", progress: Progress | None = None) -> Manifest:
-        return take_backup(self.sqlite_path, self.folder, label=label, extra_files=self.extra_files,
-                           progress=progress, keep=self.keep)
+        return take_backup(
+            self.sqlite_path,
+            self.folder,
+            label=label,
+            extra_files=self.extra_files,
+            progress=progress,
+            keep=self.keep,
+        )
 
     def verify(self, path: str | os.PathLike[str]) -> VerifyReport:
         return verify_backup(path)

@@ -258,7 +258,7 @@ class _Table:
         green: dict[tuple, tuple] = {}
         one = "(" + ", ".join("?" for _ in self.pk) + ")"
         for i in range(0, len(keys), self.KEYS_PER_QUERY):
-            chunk = keys[i:i + self.KEYS_PER_QUERY]
+            chunk = keys[i : i + self.KEYS_PER_QUERY]
             values = ", ".join([one] * len(chunk))
             rows = self.blue.execute(
                 f"SELECT {self.s_cols} FROM {self.s_table} WHERE ({self.s_pk}) IN (VALUES {values})",
@@ -269,8 +269,11 @@ class _Table:
                 sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in self.pk)) for _ in chunk
             )
             query = sql.SQL("SELECT {} FROM {} WHERE {} IN (VALUES {})").format(
-                self.g_cols, self.g_table, sql.SQL("({})").format(sql.SQL(", ").join(
-                    sql.Identifier(pg_truncate(k)) for k in self.pk)), marks)
+                self.g_cols,
+                self.g_table,
+                sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(pg_truncate(k)) for k in self.pk)),
+                marks,
+            )
             found = self.green.execute(query, [v for key in chunk for v in self._pg_key(key)]).fetchall()
             green.update((self.key_of(r), r) for r in self.in_blue_forms(found))
         return blue, green
@@ -343,7 +346,9 @@ def check(
                     )
                     continue
                 diffs, segments, bad_segments, compared = (
-                    _compare_table(t, segment_rows) if only is None else _compare_keys(t, only.get(tm.name, ()))
+                    _compare_table(t, segment_rows)
+                    if only is None
+                    else _compare_keys(t, only.get(tm.name, ()))
                 )
                 ti = TableIntegrity(tm.name, b_count, g_count, segments, bad_segments, tuple(diffs), compared)
                 if diffs:
@@ -385,7 +390,7 @@ def _compare_keys(t: _Table, keys: Iterable[tuple[Any, ...]]) -> tuple[list[RowD
     diffs: list[RowDiff] = []
     bad = 0
     for i in range(0, len(ordered), t.KEYS_PER_QUERY):
-        found = t.diff(*t.fetch_keys(ordered[i:i + t.KEYS_PER_QUERY]))
+        found = t.diff(*t.fetch_keys(ordered[i : i + t.KEYS_PER_QUERY]))
         bad += bool(found)
         diffs += found
     return diffs, -(-len(ordered) // t.KEYS_PER_QUERY), bad, len(ordered)

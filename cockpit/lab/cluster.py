@@ -29,7 +29,9 @@ from psycopg import sql
 
 from cockpit.lab.errors import LabError
 
-INSTALL_HINT = "install PostgreSQL: apt-get install -y postgresql (or set COCKPIT_LAB_PG_URL to an existing server)"
+INSTALL_HINT = (
+    "install PostgreSQL: apt-get install -y postgresql (or set COCKPIT_LAB_PG_URL to an existing server)"
+)
 
 
 def find_pg_bindir(path: str | None = None, pattern: str = "/usr/lib/postgresql/*/bin") -> Path:
@@ -41,7 +43,9 @@ def find_pg_bindir(path: str | None = None, pattern: str = "/usr/lib/postgresql/
     pg_config = shutil.which("pg_config", path=path)
     if pg_config:
         try:
-            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False)
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
+            )
             if out.returncode == 0 and out.stdout.strip():
                 candidates.append(Path(out.stdout.strip()))
         except (OSError, subprocess.SubprocessError):
@@ -55,8 +59,10 @@ def find_pg_bindir(path: str | None = None, pattern: str = "/usr/lib/postgresql/
     for c in candidates:
         if (c / "initdb").is_file() and (c / "pg_ctl").is_file():
             return c
-    raise LabError(f"PostgreSQL server binaries (initdb, pg_ctl) not found on PATH, through pg_config or under "
-                   f"/usr/lib/postgresql/*/bin; {INSTALL_HINT}")
+    raise LabError(
+        f"PostgreSQL server binaries (initdb, pg_ctl) not found on PATH, through pg_config or under "
+        f"/usr/lib/postgresql/*/bin; {INSTALL_HINT}"
+    )
 
 
 @dataclass
@@ -121,11 +127,23 @@ def _run_as(info_owner: str, argv: list[str], cwd: Path, timeout: float) -> subp
     kwargs: dict[str, object] = {}
     if info_owner:
         pw = pwd.getpwnam(info_owner)
-        kwargs = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [],
-                  "env": {**os.environ, "HOME": pw.pw_dir, "USER": info_owner, "LOGNAME": info_owner}}
+        kwargs = {
+            "user": pw.pw_uid,
+            "group": pw.pw_gid,
+            "extra_groups": [],
+            "env": {**os.environ, "HOME": pw.pw_dir, "USER": info_owner, "LOGNAME": info_owner},
+        }
     try:
-        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            **kwargs,
+        )  # type: ignore[call-overload]
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"{Path(argv[0]).name} did not finish within {timeout:g}s") from exc
 
@@ -142,22 +160,54 @@ def make_certificates(folder: Path, owner: str = "", days: int = 30) -> tuple[Pa
     """
     openssl = shutil.which("openssl")
     if not openssl:
-        raise LabError("openssl not found on PATH: install it (apt-get install -y openssl) or start without SSL")
+        raise LabError(
+            "openssl not found on PATH: install it (apt-get install -y openssl) or start without SSL"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     if owner:
         pw = pwd.getpwnam(owner)
         os.chown(folder, pw.pw_uid, pw.pw_gid)
     new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", str(days)]
     steps = [
-        [openssl, "req", "-x509", *new_key, "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=cockpit lab CA"],
-        [openssl, "req", "-x509", *new_key, "-keyout", "server.key", "-out", "server.crt", "-subj", "/CN=localhost",
-         "-CA", "ca.crt", "-CAkey", "ca.key", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-addext", "basicConstraints=critical,CA:FALSE"],
+        [
+            openssl,
+            "req",
+            "-x509",
+            *new_key,
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=cockpit lab CA",
+        ],
+        [
+            openssl,
+            "req",
+            "-x509",
+            *new_key,
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.crt",
+            "-subj",
+            "/CN=localhost",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ],
     ]
     for argv in steps:
         out = _run_as(owner, argv, folder, 30)
         if out.returncode != 0:
-            raise LabError(f"openssl could not make the lab's certificates:\n{_tail(out.stderr or out.stdout)}")
+            raise LabError(
+                f"openssl could not make the lab's certificates:\n{_tail(out.stderr or out.stdout)}"
+            )
     (folder / "ca.key").unlink()
     os.chmod(folder / "server.key", 0o600)
     return folder / "ca.crt", folder / "server.crt", folder / "server.key"
@@ -174,9 +224,11 @@ def init_cluster(lab_root: Path, port: int, ssl: bool = False) -> ClusterInfo:
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
-            raise LabError("running as root, PostgreSQL needs an unprivileged user to run as and there is no "
-                           "'postgres' user; run the lab as a normal user or create one (apt-get install -y "
-                           "postgresql creates it)") from None
+            raise LabError(
+                "running as root, PostgreSQL needs an unprivileged user to run as and there is no "
+                "'postgres' user; run the lab as a normal user or create one (apt-get install -y "
+                "postgresql creates it)"
+            ) from None
         owner = "postgres"
     base = lab_root / "pg"
     external = False
@@ -194,8 +246,22 @@ def init_cluster(lab_root: Path, port: int, ssl: bool = False) -> ClusterInfo:
             os.chown(p, pw.pw_uid, pw.pw_gid)
         if external:
             os.chmod(base, 0o700)
-    out = _run_as(owner, [str(bindir / "initdb"), "-D", str(info.data), "-U", "postgres", "--auth=trust",
-                          "--encoding=UTF8", "--locale=C", "--no-sync"], base, 120)
+    out = _run_as(
+        owner,
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(info.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+        ],
+        base,
+        120,
+    )
     if out.returncode != 0:
         remove_cluster(info)
         raise LabError(f"initdb failed:\n{_tail(out.stderr or out.stdout)}")
@@ -224,15 +290,31 @@ def init_cluster(lab_root: Path, port: int, ssl: bool = False) -> ClusterInfo:
 
 
 def start_cluster(info: ClusterInfo, timeout: float = 60) -> None:
-    out = _run_as(info.owner, [str(Path(info.bindir) / "pg_ctl"), "-D", str(info.data), "-l", str(info.log),
-                               "-w", "-t", str(int(timeout)), "start"], Path(info.base), timeout + 10)
+    out = _run_as(
+        info.owner,
+        [
+            str(Path(info.bindir) / "pg_ctl"),
+            "-D",
+            str(info.data),
+            "-l",
+            str(info.log),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        ],
+        Path(info.base),
+        timeout + 10,
+    )
     if out.returncode != 0:
         log = ""
         try:
             log = _tail(info.log.read_text(errors="replace"))
         except OSError:
             pass
-        raise LabError(f"PostgreSQL did not start on 127.0.0.1:{info.port}:\n{_tail(out.stderr or out.stdout)}\n{log}")
+        raise LabError(
+            f"PostgreSQL did not start on 127.0.0.1:{info.port}:\n{_tail(out.stderr or out.stdout)}\n{log}"
+        )
 
 
 def stop_cluster(info: ClusterInfo, timeout: float = 30) -> None:
@@ -242,8 +324,22 @@ def stop_cluster(info: ClusterInfo, timeout: float = 30) -> None:
     pid = info.server_pid()
     if pid is None:
         return
-    out = _run_as(info.owner, [str(Path(info.bindir) / "pg_ctl"), "-D", str(info.data), "-m", "fast", "-w",
-                               "-t", str(int(timeout)), "stop"], Path(info.base), timeout + 10)
+    out = _run_as(
+        info.owner,
+        [
+            str(Path(info.bindir) / "pg_ctl"),
+            "-D",
+            str(info.data),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "stop",
+        ],
+        Path(info.base),
+        timeout + 10,
+    )
     if out.returncode == 0:
         return
     try:
@@ -274,8 +370,10 @@ def create_lab_database(server_url: str) -> tuple[str, str]:
         with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
-        raise LabError(f"cannot create the lab database on the server of COCKPIT_LAB_PG_URL: "
-                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from exc
+        raise LabError(
+            f"cannot create the lab database on the server of COCKPIT_LAB_PG_URL: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        ) from exc
     return with_database(server_url, name), name
 
 
@@ -289,7 +387,9 @@ def drop_lab_database(server_url: str, name: str) -> None:
                 return
         except psycopg.OperationalError as exc:  # cannot connect there: try the next way in
             last = exc
-    raise LabError(f"cannot drop the lab database {name}: {str(last).strip().splitlines()[0] if last else ''}")
+    raise LabError(
+        f"cannot drop the lab database {name}: {str(last).strip().splitlines()[0] if last else ''}"
+    )
 
 
 def with_database(url: str, name: str) -> str:

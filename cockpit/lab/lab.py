@@ -53,8 +53,18 @@ DEFAULT_ROOT = Path(".cockpit/lab")
 TEMPLATE = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"
 LOAD_UNIT = "lab-load"
 NGINX_HINT = "install it: apt-get install -y nginx-light (or nginx)"
-_OWN_FILES = ("state.json", "plan.yaml", "blue.db", "blue.db-wal", "blue.db-shm", "load.json", "journal.db",
-              "journal.db-wal", "journal.db-shm", "journal.db.lock")
+_OWN_FILES = (
+    "state.json",
+    "plan.yaml",
+    "blue.db",
+    "blue.db-wal",
+    "blue.db-shm",
+    "load.json",
+    "journal.db",
+    "journal.db-wal",
+    "journal.db-shm",
+    "journal.db.lock",
+)
 _OWN_DIRS = ("pg", "nginx", "run", "faults", "backups")
 
 
@@ -66,7 +76,9 @@ class LabOptions:
     rows: int = 5000
     pg_url: str = ""  # an existing server (COCKPIT_LAB_PG_URL): the lab creates its own database there
     green_percent: float = 0.0  # the split nginx starts with
-    tls: bool = False  # the private cluster serves TLS and everything connects with sslmode=verify-full (as to Neon)
+    tls: bool = (
+        False  # the private cluster serves TLS and everything connects with sslmode=verify-full (as to Neon)
+    )
     quiet: bool = False
 
 
@@ -83,7 +95,9 @@ def read_state(root: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except ValueError as exc:
-        raise LabError(f"{state_path(root)} is not readable JSON ({exc}); remove it after checking nothing runs") from exc
+        raise LabError(
+            f"{state_path(root)} is not readable JSON ({exc}); remove it after checking nothing runs"
+        ) from exc
 
 
 def _save(state: dict[str, Any]) -> None:
@@ -98,11 +112,15 @@ def _save(state: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------- helpers
 
 
-def find_nginx(path: str | None = None, fallbacks: tuple[str, ...] = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")) -> str:
+def find_nginx(
+    path: str | None = None, fallbacks: tuple[str, ...] = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+) -> str:
     """The nginx binary: on PATH (or `path`), else in the usual sbin folders; LabError with the install hint."""
     found = shutil.which("nginx", path=path) or next((p for p in fallbacks if os.access(p, os.X_OK)), None)
     if not found:
-        raise LabError(f"nginx not found on PATH or in {', '.join(fallbacks) or 'the sbin folders'}; {NGINX_HINT}")
+        raise LabError(
+            f"nginx not found on PATH or in {', '.join(fallbacks) or 'the sbin folders'}; {NGINX_HINT}"
+        )
     return found
 
 
@@ -154,11 +172,15 @@ def _wait_healthy(services: list[dict[str, Any]], run_dir: Path, timeout: float 
             if _http_status(svc["port"]) == 200:
                 pending.remove(svc)
             elif not _alive(svc.get("pid")):
-                raise LabError(f"service {svc['unit']} exited at start:\n{_tail(run_dir / (svc['unit'] + '.log'))}")
+                raise LabError(
+                    f"service {svc['unit']} exited at start:\n{_tail(run_dir / (svc['unit'] + '.log'))}"
+                )
         if pending and time.monotonic() > deadline:
             names = ", ".join(s["unit"] for s in pending)
-            raise LabError(f"service(s) {names} not healthy within {timeout:g}s:\n"
-                           + "\n".join(_tail(run_dir / (s["unit"] + ".log")) for s in pending))
+            raise LabError(
+                f"service(s) {names} not healthy within {timeout:g}s:\n"
+                + "\n".join(_tail(run_dir / (s["unit"] + ".log")) for s in pending)
+            )
         if pending:
             time.sleep(0.05)
 
@@ -202,8 +224,10 @@ def initial_copy(plan: Plan) -> str:
     runner = SyncRunner.from_plan(plan)
     try:
         report, tables = runner.initial_copy(int(plan.sync.copy_jobs))
-        return (f"initial copy done ({report.rows:,} rows in {report.seconds:.2f}s); capture installed on both "
-                f"sides for {', '.join(tables)}")
+        return (
+            f"initial copy done ({report.rows:,} rows in {report.seconds:.2f}s); capture installed on both "
+            f"sides for {', '.join(tables)}"
+        )
     finally:
         runner.close()
 
@@ -214,16 +238,20 @@ def initial_copy(plan: Plan) -> str:
 def up(opts: LabOptions) -> dict[str, Any]:
     """Start the lab. On any failure, stop what was started and raise LabError."""
     if opts.tls and opts.pg_url:
-        raise LabError("--tls makes the lab's private cluster serve TLS; with an existing server (--pg-url or "
-                       "COCKPIT_LAB_PG_URL) put sslmode=require in its URL instead")
+        raise LabError(
+            "--tls makes the lab's private cluster serve TLS; with an existing server (--pg-url or "
+            "COCKPIT_LAB_PG_URL) put sslmode=require in its URL instead"
+        )
     root = Path(opts.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     previous = read_state(root)
     if previous is not None:
         running = _running_parts(previous)
         if running:
-            raise LabError(f"a lab is already up in {root} ({', '.join(running)}); run `cockpit lab down"
-                           f"{'' if root == DEFAULT_ROOT.resolve() else f' --root {root}'}` first")
+            raise LabError(
+                f"a lab is already up in {root} ({', '.join(running)}); run `cockpit lab down"
+                f"{'' if root == DEFAULT_ROOT.resolve() else f' --root {root}'}` first"
+            )
         down(root, quiet=True)  # a stale one: clean it before starting again
     nginx_bin = find_nginx()
     if not opts.pg_url:
@@ -238,8 +266,13 @@ def up(opts: LabOptions) -> dict[str, Any]:
     run_dir, nginx_dir, faults_dir = root / "run", root / "nginx", root / "faults"
     for d in (run_dir, nginx_dir, faults_dir):
         d.mkdir(parents=True)
-    state: dict[str, Any] = {"root": str(root), "created": time.time(), "up_pid": os.getpid(), "ports": [],
-                             "options": {"rate": opts.rate, "users": opts.users, "rows": opts.rows}}
+    state: dict[str, Any] = {
+        "root": str(root),
+        "created": time.time(),
+        "up_pid": os.getpid(),
+        "ports": [],
+        "options": {"rate": opts.rate, "users": opts.users, "rows": opts.rows},
+    }
     _save(state)
     try:
         _up_steps(opts, root, state, nginx_bin)
@@ -248,8 +281,10 @@ def up(opts: LabOptions) -> dict[str, Any]:
             down(root, quiet=True)
         if isinstance(exc, LabError) or not isinstance(exc, Exception):
             raise
-        raise LabError(f"lab up failed at {state.get('step', 'start')}: {type(exc).__name__}: {exc} "
-                       "(everything it had started is stopped again)") from exc
+        raise LabError(
+            f"lab up failed at {state.get('step', 'start')}: {type(exc).__name__}: {exc} "
+            "(everything it had started is stopped again)"
+        ) from exc
     return state
 
 
@@ -273,7 +308,10 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         state["ports"].append(port)
         _save(state)
         start_cluster(info)
-        _say(opts, f"postgres: private cluster on 127.0.0.1:{port}{' with TLS' if opts.tls else ''} ({info.base}{', as user ' + info.owner if info.owner else ''})")
+        _say(
+            opts,
+            f"postgres: private cluster on 127.0.0.1:{port}{' with TLS' if opts.tls else ''} ({info.base}{', as user ' + info.owner if info.owner else ''})",
+        )
     pg_url = state["postgres"]["url"]
 
     # 2. fault switches, ports, the resolved plan
@@ -284,7 +322,9 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     ports = {k: _free_port() for k in ("FRONT", "BLUE_1", "BLUE_2", "GREEN_1", "GREEN_2")}
     state["ports"] += list(ports.values())
     nginx_dir = root / "nginx"
-    site = PrivateNginx(nginx_dir, ports["FRONT"], nginx_dir / "cockpit-split.conf", daemon=True, binary=nginx_bin)
+    site = PrivateNginx(
+        nginx_dir, ports["FRONT"], nginx_dir / "cockpit-split.conf", daemon=True, binary=nginx_bin
+    )
     values = {
         "COCKPIT_LAB_ROOT": str(root),
         "COCKPIT_LAB_SQLITE": str(sqlite_path),
@@ -303,10 +343,16 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     plan_path = root / "plan.yaml"
     plan = render_plan(TEMPLATE, values, plan_path)
     if plan.traffic.balancers[0].test_command != site.test_argv():  # the template and the site must agree
-        raise LabError(f"plans/lab.yaml's nginx test_command {plan.traffic.balancers[0].test_command} does not "
-                       f"match the private nginx's {site.test_argv()}")
-    state.update(plan=str(plan_path), sqlite=str(sqlite_path), front_door=site.url, sticky={"kind": plan.traffic.sticky.kind,
-                 "name": plan.traffic.sticky.name})
+        raise LabError(
+            f"plans/lab.yaml's nginx test_command {plan.traffic.balancers[0].test_command} does not "
+            f"match the private nginx's {site.test_argv()}"
+        )
+    state.update(
+        plan=str(plan_path),
+        sqlite=str(sqlite_path),
+        front_door=site.url,
+        sticky={"kind": plan.traffic.sticky.kind, "name": plan.traffic.sticky.name},
+    )
     _save(state)
 
     # 3. blue's data, then green's by the initial copy (capture installed on both sides)
@@ -315,7 +361,10 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     counts = seed_sqlite(sqlite_path, opts.rows)
     state["seeded"] = counts
     _save(state)
-    _say(opts, f"blue:     seeded {sum(counts.values())} rows into {sqlite_path} ({time.monotonic() - t0:.1f}s)")
+    _say(
+        opts,
+        f"blue:     seeded {sum(counts.values())} rows into {sqlite_path} ({time.monotonic() - t0:.1f}s)",
+    )
     t0 = time.monotonic()
     state["copy"] = initial_copy(plan)
     _save(state)
@@ -332,7 +381,9 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         services_driver.start(list(side.services.units))
         for unit, upstream in zip(side.services.units, side.upstreams, strict=True):
             pid = _pid_from_file(root / "run" / f"{unit}.pid")
-            services.append({"unit": unit, "side": side_name, "port": int(upstream.rsplit(":", 1)[1]), "pid": pid})
+            services.append(
+                {"unit": unit, "side": side_name, "port": int(upstream.rsplit(":", 1)[1]), "pid": pid}
+            )
         state["services"] = services
         _save(state)
     _wait_healthy(services, root / "run")
@@ -341,9 +392,14 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     # 5. nginx with the traffic driver's include, at the starting split
     state["step"] = "nginx"
     NginxDriver.from_plan(plan).prepare(opts.green_percent)
-    state["nginx"] = {"root": str(nginx_dir), "port": ports["FRONT"], "include": str(nginx_dir / "cockpit-split.conf"),
-                      "access_log": plan.traffic.balancers[0].access_log and str(plan.path(plan.traffic.balancers[0].access_log)),
-                      "binary": nginx_bin}
+    state["nginx"] = {
+        "root": str(nginx_dir),
+        "port": ports["FRONT"],
+        "include": str(nginx_dir / "cockpit-split.conf"),
+        "access_log": plan.traffic.balancers[0].access_log
+        and str(plan.path(plan.traffic.balancers[0].access_log)),
+        "binary": nginx_bin,
+    }
     _save(state)
     site.start()
     state["nginx"]["pid"] = site.pid()
@@ -355,8 +411,12 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     if opts.rate > 0:
         load = load_driver(root, site.url, opts, plan)
         load.start([LOAD_UNIT])
-        state["load"] = {"pid": _pid_from_file(root / "run" / f"{LOAD_UNIT}.pid"), "stats": str(root / "load.json"),
-                         "rate": opts.rate, "users": opts.users}
+        state["load"] = {
+            "pid": _pid_from_file(root / "run" / f"{LOAD_UNIT}.pid"),
+            "stats": str(root / "load.json"),
+            "rate": opts.rate,
+            "users": opts.users,
+        }
         _save(state)
         _say(opts, f"load:     {opts.rate:g} req/s from {opts.users} users through the front door")
     _say(opts, f"plan:     {plan_path}")
@@ -365,9 +425,25 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
 def load_driver(root: Path, front_door: str, opts: LabOptions, plan: Plan) -> Any:
     from cockpit.drivers.services.processes import ProcessesDriver
 
-    argv = [sys.executable, "-m", "cockpit.lab.load", "--url", front_door, "--rate", f"{opts.rate:g}",
-            "--users", str(opts.users), "--rows", str(opts.rows), "--stats", str(root / "load.json"),
-            "--sticky-kind", plan.traffic.sticky.kind, "--sticky-name", plan.traffic.sticky.name]
+    argv = [
+        sys.executable,
+        "-m",
+        "cockpit.lab.load",
+        "--url",
+        front_door,
+        "--rate",
+        f"{opts.rate:g}",
+        "--users",
+        str(opts.users),
+        "--rows",
+        str(opts.rows),
+        "--stats",
+        str(root / "load.json"),
+        "--sticky-kind",
+        plan.traffic.sticky.kind,
+        "--sticky-name",
+        plan.traffic.sticky.name,
+    ]
     return ProcessesDriver({LOAD_UNIT: argv}, pid_dir=root / "run", stop_timeout=5.0)
 
 
@@ -405,7 +481,9 @@ def down(root: Path, quiet: bool = False) -> dict[str, Any]:
     if (nginx_dir / "nginx.pid").exists():
         from cockpit.drivers.traffic.nginx_site import PrivateNginx
 
-        site = PrivateNginx(nginx_dir, int(nginx_state.get("port") or 0), nginx_dir / "cockpit-split.conf", daemon=True)
+        site = PrivateNginx(
+            nginx_dir, int(nginx_state.get("port") or 0), nginx_dir / "cockpit-split.conf", daemon=True
+        )
         step("nginx", site.stop)
 
     # PostgreSQL
@@ -416,7 +494,9 @@ def down(root: Path, quiet: bool = False) -> dict[str, Any]:
         if not _alive(info.server_pid()):  # its data goes with it (blue.db and the logs stay for a look)
             remove_cluster(info)
     elif pg.get("mode") == "server":
-        step(f"postgres database {pg['database']}", lambda: drop_lab_database(pg["server_url"], pg["database"]))
+        step(
+            f"postgres database {pg['database']}", lambda: drop_lab_database(pg["server_url"], pg["database"])
+        )
 
     # anything of this lab still alive (a crash between spawn and pid file): found by its folder in its argv
     markers = [str(root) + os.sep]
@@ -461,7 +541,8 @@ def _stray_processes(markers: list[str]) -> list[psutil.Process]:
         argv = p.info["cmdline"] or []
         cmd = " ".join(argv)
         ours = any(m in cmd for m in ("cockpit.lab.service", "cockpit.lab.load")) or (
-            bool(argv) and Path(argv[0]).name.startswith(("nginx", "postgres")))
+            bool(argv) and Path(argv[0]).name.startswith(("nginx", "postgres"))
+        )
         if ours and any(m in cmd for m in markers):
             out.append(p)
     return out
@@ -483,7 +564,11 @@ def listening(ports: list[int]) -> list[int]:
 
 
 def _running_parts(state: dict[str, Any]) -> list[str]:
-    parts = [s["unit"] for s in state.get("services", []) if _alive(_pid_from_file(Path(state["root"]) / "run" / f"{s['unit']}.pid"))]
+    parts = [
+        s["unit"]
+        for s in state.get("services", [])
+        if _alive(_pid_from_file(Path(state["root"]) / "run" / f"{s['unit']}.pid"))
+    ]
     if _alive((state.get("nginx") or {}).get("pid")):
         parts.append("nginx")
     cluster = (state.get("postgres") or {}).get("cluster")
@@ -505,9 +590,15 @@ def status(root: Path) -> dict[str, Any]:
     for s in state.get("services", []):
         pid = _pid_from_file(run_dir / f"{s['unit']}.pid")
         alive = _alive(pid)
-        services.append({**s, "pid": pid, "running": alive,
-                         "url": f"http://127.0.0.1:{s['port']}",
-                         "health": _http_status(s["port"], timeout=1.0) if alive else 0})
+        services.append(
+            {
+                **s,
+                "pid": pid,
+                "running": alive,
+                "url": f"http://127.0.0.1:{s['port']}",
+                "health": _http_status(s["port"], timeout=1.0) if alive else 0,
+            }
+        )
     nginx = dict(state.get("nginx") or {})
     if nginx:
         nginx["running"] = _alive(nginx.get("pid"))
@@ -545,8 +636,16 @@ def status(root: Path) -> dict[str, Any]:
         "sync": sync,
         "services": services,
         "nginx": nginx,
-        "load": {**(state.get("load") or {}), "pid": load_pid, "running": _alive(load_pid), "figures": figures},
-        "faults": {side: dataclasses.asdict(read_faults(root / "faults" / f"{side}.json")) for side in ("blue", "green")},
+        "load": {
+            **(state.get("load") or {}),
+            "pid": load_pid,
+            "running": _alive(load_pid),
+            "figures": figures,
+        },
+        "faults": {
+            side: dataclasses.asdict(read_faults(root / "faults" / f"{side}.json"))
+            for side in ("blue", "green")
+        },
         "copy": state.get("copy"),
         "seeded": state.get("seeded"),
     }
@@ -571,8 +670,15 @@ def _sync_lag(plan: Plan) -> dict[str, Any]:
                 runner.close()
 
 
-def set_fault(root: Path, side: str, *, errors: float | None = None, latency_ms: float | None = None,
-              db_down: bool | None = None, clear: bool = False) -> Faults:
+def set_fault(
+    root: Path,
+    side: str,
+    *,
+    errors: float | None = None,
+    latency_ms: float | None = None,
+    db_down: bool | None = None,
+    clear: bool = False,
+) -> Faults:
     """Change one side's fault switches (the others stay as they are); `clear` resets them all."""
     root = Path(root).resolve()
     if read_state(root) is None:
@@ -581,7 +687,11 @@ def set_fault(root: Path, side: str, *, errors: float | None = None, latency_ms:
     current = Faults() if clear else read_faults(path)
     changed = dataclasses.replace(
         current,
-        **{k: v for k, v in (("errors", errors), ("latency_ms", latency_ms), ("db_down", db_down)) if v is not None},
+        **{
+            k: v
+            for k, v in (("errors", errors), ("latency_ms", latency_ms), ("db_down", db_down))
+            if v is not None
+        },
     )
     write_faults(path, changed)
     return changed

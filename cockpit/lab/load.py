@@ -101,21 +101,30 @@ class Figures:
             "pid": os.getpid(),
             "started": self.started,
             "updated": now,
-            "total": {"requests": total.get("requests", 0), "errors": total.get("errors", 0),
-                      "status": {k: total.get(k, 0) for k in ("2xx", "3xx", "4xx", "404", "5xx", "conn")},
-                      "retried": total.get("retried", 0), "skipped": total.get("skipped", 0),
-                      "by_side": by_side, "ops": ops},
+            "total": {
+                "requests": total.get("requests", 0),
+                "errors": total.get("errors", 0),
+                "status": {k: total.get(k, 0) for k in ("2xx", "3xx", "4xx", "404", "5xx", "conn")},
+                "retried": total.get("retried", 0),
+                "skipped": total.get("skipped", 0),
+                "by_side": by_side,
+                "ops": ops,
+            },
             "recent": {
                 "window_s": WINDOW_S,
                 "requests": len(window),
                 "rps": round(len(window) / span, 2),
                 "errors": errors,
                 "error_rate": round(100.0 * errors / len(window), 2) if window else 0.0,
-                "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95), "p99_ms": _pct(lat, 99),
+                "p50_ms": _pct(lat, 50),
+                "p95_ms": _pct(lat, 95),
+                "p99_ms": _pct(lat, 99),
                 "by_side": dict(side_counts),
                 "errors_by_side": dict(side_errors),
                 # 503 = the service could not reach its database: the strategy's database_connection_failure
-                "db_failure_rate_by_side": {side: round(100.0 * side_503.get(side, 0) / n, 2) for side, n in side_counts.items()},
+                "db_failure_rate_by_side": {
+                    side: round(100.0 * side_503.get(side, 0) / n, 2) for side, n in side_counts.items()
+                },
                 "green_share": round(100.0 * side_counts.get("green", 0) / served, 2) if served else None,
             },
             "last_error": last_error,
@@ -142,8 +151,17 @@ def _pct(sorted_values: list[float], p: float) -> float | None:
 
 
 class LoadGenerator:
-    def __init__(self, url: str, rate: float, users: int, sticky_kind: str = "cookie", sticky_name: str = "session_id",
-                 rows: int = 5000, workers: int = 0, seed: int | None = None):
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        users: int,
+        sticky_kind: str = "cookie",
+        sticky_name: str = "session_id",
+        rows: int = 5000,
+        workers: int = 0,
+        seed: int | None = None,
+    ):
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
@@ -161,15 +179,23 @@ class LoadGenerator:
 
     # -- HTTP ----------------------------------------------------------------------------------------------
     def _conn(self, user: User) -> http.client.HTTPConnection:
-        if self.sticky_kind == "address":  # one loopback source address per user (127.0.0.0/8 is all loopback)
-            return http.client.HTTPConnection(self.host, self.port, timeout=10,
-                                              source_address=(f"127.0.{1 + user.index // 250}.{1 + user.index % 250}", 0))
+        if (
+            self.sticky_kind == "address"
+        ):  # one loopback source address per user (127.0.0.0/8 is all loopback)
+            return http.client.HTTPConnection(
+                self.host,
+                self.port,
+                timeout=10,
+                source_address=(f"127.0.{1 + user.index // 250}.{1 + user.index % 250}", 0),
+            )
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         return conn
 
-    def request(self, user: User, method: str, path: str, body: dict[str, Any] | None, op: str) -> tuple[int, Any]:
+    def request(
+        self, user: User, method: str, path: str, body: dict[str, Any] | None, op: str
+    ) -> tuple[int, Any]:
         headers = {"Accept": "application/json"}
         if self.sticky_kind == "cookie":
             headers["Cookie"] = f"{self.sticky_name}={user.key}"
@@ -219,7 +245,11 @@ class LoadGenerator:
             own = list(user.mine.get("proposals", []))
         if roll < 0.30:
             table = rng.choice(("users", "companies", "opportunities", "proposals"))
-            key = rng.choice(own) if own and table == "proposals" and rng.random() < 0.5 else rng.randint(1, self.sizes[table])
+            key = (
+                rng.choice(own)
+                if own and table == "proposals" and rng.random() < 0.5
+                else rng.randint(1, self.sizes[table])
+            )
             self.request(user, "GET", f"/api/{table}/{key}", None, "read")
         elif roll < 0.50:
             table = rng.choice(("opportunities", "proposals", "companies"))
@@ -229,17 +259,40 @@ class LoadGenerator:
         elif roll < 0.72:
             legal, trade = company_name(rng)
             city, uf = rng.choice(CITIES)
-            self._create(user, "companies", {"legal_name": legal, "trade_name": trade, "cnpj": make_cnpj(rng),
-                                             "city": city, "state": uf, "owner_id": rng.randint(1, self.sizes["users"])})
+            self._create(
+                user,
+                "companies",
+                {
+                    "legal_name": legal,
+                    "trade_name": trade,
+                    "cnpj": make_cnpj(rng),
+                    "city": city,
+                    "state": uf,
+                    "owner_id": rng.randint(1, self.sizes["users"]),
+                },
+            )
         elif roll < 0.74:
             name = f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}"
-            self._create(user, "users", {"name": name, "email": f"{ascii_slug(name).replace(' ', '.')}.{uuid.uuid4().hex[:8]}@exemplo.com.br",
-                                         "role": "analyst", "active": True})
+            self._create(
+                user,
+                "users",
+                {
+                    "name": name,
+                    "email": f"{ascii_slug(name).replace(' ', '.')}.{uuid.uuid4().hex[:8]}@exemplo.com.br",
+                    "role": "analyst",
+                    "active": True,
+                },
+            )
         elif roll < 0.92:
             key = rng.choice(own) if own else rng.randint(1, self.sizes["proposals"])
             status = rng.choice(("submitted", "won", "lost"))
-            self.request(user, "PATCH", f"/api/proposals/{key}",
-                         {"status": status, "amount": round(rng.uniform(10_000, 900_000), 2)}, "update")
+            self.request(
+                user,
+                "PATCH",
+                f"/api/proposals/{key}",
+                {"status": status, "amount": round(rng.uniform(10_000, 900_000), 2)},
+                "update",
+            )
         elif own:
             key = own[-1]
             code, _ = self.request(user, "DELETE", f"/api/proposals/{key}", None, "delete")
@@ -252,11 +305,15 @@ class LoadGenerator:
 
     def _proposal(self) -> dict[str, Any]:
         rng = self.rng
-        return {"opportunity_id": rng.randint(1, self.sizes["opportunities"]),
-                "company_id": rng.randint(1, self.sizes["companies"]),
-                "user_id": rng.randint(1, self.sizes["users"]),
-                "amount": round(rng.uniform(10_000, 2_000_000), 2),
-                "status": "submitted", "submitted_at": now_text(), "notes": "Proposta enviada pelo gerador de carga."}
+        return {
+            "opportunity_id": rng.randint(1, self.sizes["opportunities"]),
+            "company_id": rng.randint(1, self.sizes["companies"]),
+            "user_id": rng.randint(1, self.sizes["users"]),
+            "amount": round(rng.uniform(10_000, 2_000_000), 2),
+            "status": "submitted",
+            "submitted_at": now_text(),
+            "notes": "Proposta enviada pelo gerador de carga.",
+        }
 
     def _create(self, user: User, table: str, body: dict[str, Any]) -> None:
         code, payload = self.request(user, "POST", f"/api/{table}", body, "create")
@@ -279,7 +336,9 @@ class LoadGenerator:
                 self.figures.add(Result(time.time(), 0.0, 0, "", "crash"), f"{type(exc).__name__}: {exc}")
 
     def run(self, stats_path: Path | None, duration: float = 0.0) -> dict[str, Any]:
-        threads = [threading.Thread(target=self._worker, name=f"load-{i}", daemon=True) for i in range(self.workers)]
+        threads = [
+            threading.Thread(target=self._worker, name=f"load-{i}", daemon=True) for i in range(self.workers)
+        ]
         for t in threads:
             t.start()
         start = time.monotonic()
@@ -310,8 +369,13 @@ class LoadGenerator:
         return self.figures.snapshot()
 
     def write(self, path: Path, running: bool = True) -> None:
-        snap = self.figures.snapshot(url=f"http://{self.host}:{self.port}", rate=self.rate, users=len(self.users),
-                                     sticky={"kind": self.sticky_kind, "name": self.sticky_name}, running=running)
+        snap = self.figures.snapshot(
+            url=f"http://{self.host}:{self.port}",
+            rate=self.rate,
+            users=len(self.users),
+            sticky={"kind": self.sticky_kind, "name": self.sticky_name},
+            running=running,
+        )
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(snap, indent=1), encoding="utf-8")
         os.replace(tmp, path)
@@ -338,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.users <= 0:
         ap.error("--rate and --users must be positive")
-    gen = LoadGenerator(args.url, args.rate, args.users, args.sticky_kind, args.sticky_name, args.rows, args.workers)
+    gen = LoadGenerator(
+        args.url, args.rate, args.users, args.sticky_kind, args.sticky_name, args.rows, args.workers
+    )
 
     def stop(signum: int, frame: Any) -> None:
         gen.stop_event.set()

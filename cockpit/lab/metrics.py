@@ -24,8 +24,10 @@ class LabMetrics:
         if not fig or time.time() - float(fig.get("updated", 0)) > self.max_age_s:
             return {}
         recent = fig.get("recent") or {}
-        out = {f"{side}.db_connection_failure_rate": float(rate)
-               for side, rate in (recent.get("db_failure_rate_by_side") or {}).items()}
+        out = {
+            f"{side}.db_connection_failure_rate": float(rate)
+            for side, rate in (recent.get("db_failure_rate_by_side") or {}).items()
+        }
         out["lab.load.rps"] = float(recent.get("rps", 0.0))
         out["lab.load.error_rate"] = float(recent.get("error_rate", 0.0))
         return out

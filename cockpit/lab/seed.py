@@ -11,48 +11,192 @@ from pathlib import Path
 from cockpit.lab.domain import SQLITE_SCHEMA, TABLE_ORDER, TABLES, make_cnpj, make_cpf
 
 FIRST_NAMES = (
-    "Ana", "Maria", "Juliana", "Fernanda", "Patrícia", "Camila", "Aline", "Beatriz", "Larissa", "Gabriela",
-    "Letícia", "Mariana", "Vanessa", "Renata", "Luciana", "Cláudia", "Adriana", "Simone", "Tatiane", "Débora",
-    "João", "José", "Carlos", "Paulo", "Lucas", "Pedro", "Marcos", "Rafael", "Gustavo", "Felipe", "Bruno",
-    "Thiago", "Rodrigo", "André", "Fábio", "Eduardo", "Leandro", "Márcio", "Sérgio", "Antônio", "Luiz",
-    "Francisco", "Raimundo", "Sebastião", "Vinícius", "Matheus", "Guilherme", "Henrique", "Otávio", "Caio",
+    "Ana",
+    "Maria",
+    "Juliana",
+    "Fernanda",
+    "Patrícia",
+    "Camila",
+    "Aline",
+    "Beatriz",
+    "Larissa",
+    "Gabriela",
+    "Letícia",
+    "Mariana",
+    "Vanessa",
+    "Renata",
+    "Luciana",
+    "Cláudia",
+    "Adriana",
+    "Simone",
+    "Tatiane",
+    "Débora",
+    "João",
+    "José",
+    "Carlos",
+    "Paulo",
+    "Lucas",
+    "Pedro",
+    "Marcos",
+    "Rafael",
+    "Gustavo",
+    "Felipe",
+    "Bruno",
+    "Thiago",
+    "Rodrigo",
+    "André",
+    "Fábio",
+    "Eduardo",
+    "Leandro",
+    "Márcio",
+    "Sérgio",
+    "Antônio",
+    "Luiz",
+    "Francisco",
+    "Raimundo",
+    "Sebastião",
+    "Vinícius",
+    "Matheus",
+    "Guilherme",
+    "Henrique",
+    "Otávio",
+    "Caio",
 )
 SURNAMES = (
-    "Silva", "Santos", "Oliveira", "Souza", "Rodrigues", "Ferreira", "Alves", "Pereira", "Lima", "Gomes",
-    "Costa", "Ribeiro", "Martins", "Carvalho", "Almeida", "Lopes", "Soares", "Fernandes", "Vieira", "Barbosa",
-    "Rocha", "Dias", "Nascimento", "Andrade", "Moreira", "Nunes", "Marques", "Machado", "Mendes", "Freitas",
-    "Cardoso", "Ramos", "Gonçalves", "Santana", "Teixeira", "Araújo", "Cavalcanti", "Monteiro", "Moura", "Batista",
+    "Silva",
+    "Santos",
+    "Oliveira",
+    "Souza",
+    "Rodrigues",
+    "Ferreira",
+    "Alves",
+    "Pereira",
+    "Lima",
+    "Gomes",
+    "Costa",
+    "Ribeiro",
+    "Martins",
+    "Carvalho",
+    "Almeida",
+    "Lopes",
+    "Soares",
+    "Fernandes",
+    "Vieira",
+    "Barbosa",
+    "Rocha",
+    "Dias",
+    "Nascimento",
+    "Andrade",
+    "Moreira",
+    "Nunes",
+    "Marques",
+    "Machado",
+    "Mendes",
+    "Freitas",
+    "Cardoso",
+    "Ramos",
+    "Gonçalves",
+    "Santana",
+    "Teixeira",
+    "Araújo",
+    "Cavalcanti",
+    "Monteiro",
+    "Moura",
+    "Batista",
 )
 CITIES = (
-    ("São Paulo", "SP"), ("Campinas", "SP"), ("Santos", "SP"), ("Ribeirão Preto", "SP"), ("Rio de Janeiro", "RJ"),
-    ("Niterói", "RJ"), ("Belo Horizonte", "MG"), ("Uberlândia", "MG"), ("Juiz de Fora", "MG"), ("Curitiba", "PR"),
-    ("Londrina", "PR"), ("Porto Alegre", "RS"), ("Caxias do Sul", "RS"), ("Florianópolis", "SC"),
-    ("Joinville", "SC"), ("Salvador", "BA"), ("Feira de Santana", "BA"), ("Recife", "PE"), ("Fortaleza", "CE"),
-    ("Natal", "RN"), ("João Pessoa", "PB"), ("Maceió", "AL"), ("Aracaju", "SE"), ("São Luís", "MA"),
-    ("Teresina", "PI"), ("Belém", "PA"), ("Manaus", "AM"), ("Goiânia", "GO"), ("Brasília", "DF"),
-    ("Campo Grande", "MS"), ("Cuiabá", "MT"), ("Vitória", "ES"), ("Palmas", "TO"), ("Porto Velho", "RO"),
+    ("São Paulo", "SP"),
+    ("Campinas", "SP"),
+    ("Santos", "SP"),
+    ("Ribeirão Preto", "SP"),
+    ("Rio de Janeiro", "RJ"),
+    ("Niterói", "RJ"),
+    ("Belo Horizonte", "MG"),
+    ("Uberlândia", "MG"),
+    ("Juiz de Fora", "MG"),
+    ("Curitiba", "PR"),
+    ("Londrina", "PR"),
+    ("Porto Alegre", "RS"),
+    ("Caxias do Sul", "RS"),
+    ("Florianópolis", "SC"),
+    ("Joinville", "SC"),
+    ("Salvador", "BA"),
+    ("Feira de Santana", "BA"),
+    ("Recife", "PE"),
+    ("Fortaleza", "CE"),
+    ("Natal", "RN"),
+    ("João Pessoa", "PB"),
+    ("Maceió", "AL"),
+    ("Aracaju", "SE"),
+    ("São Luís", "MA"),
+    ("Teresina", "PI"),
+    ("Belém", "PA"),
+    ("Manaus", "AM"),
+    ("Goiânia", "GO"),
+    ("Brasília", "DF"),
+    ("Campo Grande", "MS"),
+    ("Cuiabá", "MT"),
+    ("Vitória", "ES"),
+    ("Palmas", "TO"),
+    ("Porto Velho", "RO"),
 )
 COMPANY_WORDS = (
-    "Tecnologia", "Engenharia", "Construções", "Serviços", "Comércio", "Distribuidora", "Soluções", "Sistemas",
-    "Consultoria", "Logística", "Saneamento", "Informática", "Suprimentos", "Alimentos", "Medicamentos",
+    "Tecnologia",
+    "Engenharia",
+    "Construções",
+    "Serviços",
+    "Comércio",
+    "Distribuidora",
+    "Soluções",
+    "Sistemas",
+    "Consultoria",
+    "Logística",
+    "Saneamento",
+    "Informática",
+    "Suprimentos",
+    "Alimentos",
+    "Medicamentos",
 )
 COMPANY_SUFFIXES = ("Ltda.", "S.A.", "EIRELI", "ME", "EPP")
 AGENCIES = (
-    "Prefeitura Municipal de {city}", "Secretaria de Estado da Saúde - {uf}", "Secretaria de Estado da Educação - {uf}",
-    "Câmara Municipal de {city}", "Tribunal de Justiça - {uf}", "Universidade Federal - {uf}",
-    "Companhia de Saneamento - {uf}", "Departamento de Estradas de Rodagem - {uf}", "Hospital Regional de {city}",
+    "Prefeitura Municipal de {city}",
+    "Secretaria de Estado da Saúde - {uf}",
+    "Secretaria de Estado da Educação - {uf}",
+    "Câmara Municipal de {city}",
+    "Tribunal de Justiça - {uf}",
+    "Universidade Federal - {uf}",
+    "Companhia de Saneamento - {uf}",
+    "Departamento de Estradas de Rodagem - {uf}",
+    "Hospital Regional de {city}",
     "Instituto Federal - {uf}",
 )
-MODALITIES = ("Pregão Eletrônico", "Pregão Presencial", "Concorrência", "Tomada de Preços", "Dispensa", "Convite")
+MODALITIES = (
+    "Pregão Eletrônico",
+    "Pregão Presencial",
+    "Concorrência",
+    "Tomada de Preços",
+    "Dispensa",
+    "Convite",
+)
 OBJECTS = (
-    "Aquisição de material de escritório", "Contratação de serviços de limpeza e conservação",
-    "Aquisição de medicamentos para a rede municipal", "Contratação de empresa para pavimentação asfáltica",
-    "Fornecimento de merenda escolar", "Aquisição de computadores e periféricos",
-    "Contratação de serviços de vigilância patrimonial", "Locação de veículos com motorista",
-    "Reforma de unidade básica de saúde", "Aquisição de equipamentos hospitalares",
-    "Contratação de serviços de manutenção predial", "Fornecimento de combustível para a frota",
-    "Licenciamento de software de gestão", "Construção de creche municipal", "Aquisição de uniformes escolares",
-    "Serviços de coleta de resíduos sólidos", "Fornecimento de água mineral e gás", "Implantação de rede de fibra óptica",
+    "Aquisição de material de escritório",
+    "Contratação de serviços de limpeza e conservação",
+    "Aquisição de medicamentos para a rede municipal",
+    "Contratação de empresa para pavimentação asfáltica",
+    "Fornecimento de merenda escolar",
+    "Aquisição de computadores e periféricos",
+    "Contratação de serviços de vigilância patrimonial",
+    "Locação de veículos com motorista",
+    "Reforma de unidade básica de saúde",
+    "Aquisição de equipamentos hospitalares",
+    "Contratação de serviços de manutenção predial",
+    "Fornecimento de combustível para a frota",
+    "Licenciamento de software de gestão",
+    "Construção de creche municipal",
+    "Aquisição de uniformes escolares",
+    "Serviços de coleta de resíduos sólidos",
+    "Fornecimento de água mineral e gás",
+    "Implantação de rede de fibra óptica",
 )
 ROLES = ("analyst", "analyst", "analyst", "manager", "admin", "viewer")
 PROPOSAL_STATUSES = ("draft", "submitted", "submitted", "submitted", "won", "lost", "lost")
@@ -60,7 +204,9 @@ OPPORTUNITY_STATUSES = ("open", "open", "open", "closed", "awarded", "cancelled"
 
 
 def ascii_slug(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if c.isascii() and (c.isalnum() or c == " ")).lower()
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", text) if c.isascii() and (c.isalnum() or c == " ")
+    ).lower()
 
 
 def person_name(rng: random.Random) -> str:
@@ -96,14 +242,27 @@ def generate(rows: int = 5000, seed: int = 42) -> dict[str, list[tuple]]:
     today = dt.date(2026, 11, 1)
 
     def stamp(days_back: int) -> str:
-        moment = dt.datetime(2026, 11, 1, 8) - dt.timedelta(days=rng.randint(0, days_back), seconds=rng.randint(0, 86399))
+        moment = dt.datetime(2026, 11, 1, 8) - dt.timedelta(
+            days=rng.randint(0, days_back), seconds=rng.randint(0, 86399)
+        )
         return moment.strftime("%Y-%m-%d %H:%M:%S")
 
     users = []
     for i in range(1, sizes["users"] + 1):
         name = person_name(rng)
         created = stamp(720)
-        users.append((i, name, email_for(name, i), make_cpf(rng), rng.choice(ROLES), rng.random() > 0.05, created, created))
+        users.append(
+            (
+                i,
+                name,
+                email_for(name, i),
+                make_cpf(rng),
+                rng.choice(ROLES),
+                rng.random() > 0.05,
+                created,
+                created,
+            )
+        )
 
     companies = []
     cnpjs: set[str] = set()
@@ -123,37 +282,43 @@ def generate(rows: int = 5000, seed: int = 42) -> dict[str, list[tuple]]:
         published = today - dt.timedelta(days=rng.randint(0, 365))
         deadline = published + dt.timedelta(days=rng.randint(8, 60))
         created = f"{published.isoformat()} {rng.randint(7, 18):02d}:{rng.randint(0, 59):02d}:00"
-        opportunities.append((
-            i,
-            f"{rng.choice(OBJECTS)} - Edital nº {rng.randint(1, 350)}/{published.year}",
-            rng.choice(AGENCIES).format(city=city, uf=uf),
-            rng.choice(MODALITIES),
-            brl(rng, 8_000, 4_500_000),
-            published.isoformat(),
-            deadline.isoformat(),
-            rng.choice(OPPORTUNITY_STATUSES),
-            uf,
-            created,
-            created,
-        ))
+        opportunities.append(
+            (
+                i,
+                f"{rng.choice(OBJECTS)} - Edital nº {rng.randint(1, 350)}/{published.year}",
+                rng.choice(AGENCIES).format(city=city, uf=uf),
+                rng.choice(MODALITIES),
+                brl(rng, 8_000, 4_500_000),
+                published.isoformat(),
+                deadline.isoformat(),
+                rng.choice(OPPORTUNITY_STATUSES),
+                uf,
+                created,
+                created,
+            )
+        )
 
     proposals = []
     for i in range(1, sizes["proposals"] + 1):
         opp = opportunities[rng.randrange(len(opportunities))]
         status = rng.choice(PROPOSAL_STATUSES)
         created = stamp(365)
-        proposals.append((
-            i,
-            opp[0],
-            rng.randint(1, sizes["companies"]),
-            rng.randint(1, sizes["users"]),
-            round(opp[4] * rng.uniform(0.72, 1.05), 2),
-            status,
-            None if status == "draft" else created,
-            rng.choice((None, "Proposta conforme edital.", "Inclui garantia de 12 meses.", "Entrega em 30 dias.")),
-            created,
-            created,
-        ))
+        proposals.append(
+            (
+                i,
+                opp[0],
+                rng.randint(1, sizes["companies"]),
+                rng.randint(1, sizes["users"]),
+                round(opp[4] * rng.uniform(0.72, 1.05), 2),
+                status,
+                None if status == "draft" else created,
+                rng.choice(
+                    (None, "Proposta conforme edital.", "Inclui garantia de 12 meses.", "Entrega em 30 dias.")
+                ),
+                created,
+                created,
+            )
+        )
     return {"users": users, "companies": companies, "opportunities": opportunities, "proposals": proposals}
 
 

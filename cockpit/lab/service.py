@@ -151,7 +151,10 @@ class Handler(BaseHTTPRequestHandler):
         except Unavailable as exc:
             status, payload = 503, {"error": str(exc)}
         except Exception as exc:  # the API answers; the details go to the service's log
-            print(f"{self.app.instance}: {self.command} {self.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(
+                f"{self.app.instance}: {self.command} {self.path}: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
             status, payload = 500, {"error": f"{type(exc).__name__}: {exc}"}
         data = json.dumps({"side": self.app.side, **payload}, ensure_ascii=False).encode()
         self.send_response(status)
@@ -188,7 +191,9 @@ def make_store(side: str, db: str, pool_size: int = 6) -> Store:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cockpit.lab.service", description="The lab's demo app server.")
+    ap = argparse.ArgumentParser(
+        prog="python -m cockpit.lab.service", description="The lab's demo app server."
+    )
     ap.add_argument("--side", choices=("blue", "green"), required=True)
     ap.add_argument("--db", required=True, help="SQLite file path or PostgreSQL URL")
     ap.add_argument("--port", type=int, required=True)

@@ -99,7 +99,9 @@ class Store:
         return [dict(zip(table.columns, r, strict=True)) for r in self._run(sql, [], "all")]
 
     def get(self, table: Table, key: int) -> dict[str, Any] | None:
-        row = self._run(f'SELECT {self._cols(table)} FROM "{table.name}" WHERE id = {self.placeholder}', [key], "one")
+        row = self._run(
+            f'SELECT {self._cols(table)} FROM "{table.name}" WHERE id = {self.placeholder}', [key], "one"
+        )
         return dict(zip(table.columns, row, strict=True)) if row else None
 
     def create(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +116,9 @@ class Store:
             try:
                 out = self._run(sql, list(row.values()), "one")
             except Conflict:
-                if attempt < 4 and self.get(table, key) is not None:  # two instances met on one key: take another
+                if (
+                    attempt < 4 and self.get(table, key) is not None
+                ):  # two instances met on one key: take another
                     continue
                 raise
             return dict(zip(table.columns, out, strict=True))
@@ -149,7 +153,9 @@ class SqliteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -181,8 +187,12 @@ class PostgresStore(Store):
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout,
-                                   application_name=f"cockpit-lab-{self.side}")
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=self.connect_timeout,
+                application_name=f"cockpit-lab-{self.side}",
+            )
         except psycopg.Error as exc:
             raise Unavailable(f"PostgreSQL: {_first_line(exc)}") from exc
 
@@ -210,7 +220,10 @@ class PostgresStore(Store):
             if table not in self._types:
                 rows = self._run(
                     "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = current_schema() AND table_name = %s", [table], "all")
+                    "WHERE table_schema = current_schema() AND table_name = %s",
+                    [table],
+                    "all",
+                )
                 self._types[table] = dict(rows)
             return self._types[table]
 

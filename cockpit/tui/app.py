@@ -48,8 +48,13 @@ from cockpit.tui.source import JournalSource
 THEMES = Path(__file__).resolve().parents[2] / "themes"
 StateSource = Callable[[], CockpitState]
 
-_SEVERITY = {"ok": "information", "reconciled": "information", "refused": "warning", "preempted": "warning",
-             "partial": "warning"}
+_SEVERITY = {
+    "ok": "information",
+    "reconciled": "information",
+    "refused": "warning",
+    "preempted": "warning",
+    "partial": "warning",
+}
 
 
 class CockpitApp(App[int]):
@@ -93,7 +98,9 @@ class CockpitApp(App[int]):
         self.trend = Trend()  # green error rate and p95 over the last minutes, from successive snapshots
         self.states_seen = 0  # snapshots taken in (tests watch the screen keep refreshing)
         self.skipped_polls = 0  # ticks skipped because the previous read-only poll still ran
-        self.last_result: tuple[str, str, str, float | None] | None = None  # verb, outcome, message of the last action sent here
+        self.last_result: tuple[str, str, str, float | None] | None = (
+            None  # verb, outcome, message of the last action sent here
+        )
         self.note = ""
         self._starting: asyncio.Future[Controller] | None = None
         self._poll_worker: Worker[None] | None = None
@@ -173,9 +180,13 @@ class CockpitApp(App[int]):
         if not self.is_running:
             return
         with contextlib.suppress(NoMatches):
-            self.main_screen.query_one("#status", StatusBar).show(self.state, read_only=self.read_only, note=self.note)
+            self.main_screen.query_one("#status", StatusBar).show(
+                self.state, read_only=self.read_only, note=self.note
+            )
             if self.last_result is not None:
-                self.main_screen.query_one("#result", Panel).show_content(render.result_line(*self.last_result))
+                self.main_screen.query_one("#result", Panel).show_content(
+                    render.result_line(*self.last_result)
+                )
 
     # --------------------------------------------------------------------------------------------- controller
     def _started(self, future: asyncio.Future[Controller]) -> None:
@@ -189,8 +200,12 @@ class CockpitApp(App[int]):
             self.sub_title = "read-only"
             self.state_source = JournalSource(self.plan)
             self.note = ""
-            self.notify(f"{exc}: this cockpit is read-only", title="controller already running",
-                        severity="warning", timeout=15)
+            self.notify(
+                f"{exc}: this cockpit is read-only",
+                title="controller already running",
+                severity="warning",
+                timeout=15,
+            )
         else:
             self._exit_code = 1
             self.note = f"the controller did not start: {type(exc).__name__}: {exc}"
@@ -221,13 +236,18 @@ class CockpitApp(App[int]):
         """True (with a message) when this screen may not act: read-only, or no controller (yet)."""
         if self.read_only or self.thread is None:
             holder = self.state.controller if self.state else None
-            how = (f"the controller is pid {holder.get('pid')} ({holder.get('actor', '?')}); "
-                   f"queue the action with `cockpit {verb}` from a shell" if holder
-                   else "no controller is running: open the cockpit without --read-only to act")
+            how = (
+                f"the controller is pid {holder.get('pid')} ({holder.get('actor', '?')}); "
+                f"queue the action with `cockpit {verb}` from a shell"
+                if holder
+                else "no controller is running: open the cockpit without --read-only to act"
+            )
             self._report(verb, "refused", f"read-only cockpit: {how}")
             return True
         if self.thread.controller is None:
-            self._report(verb, "refused", self.note or "the controller is still starting; try again in a moment")
+            self._report(
+                verb, "refused", self.note or "the controller is still starting; try again in a moment"
+            )
             return True
         return False
 
@@ -247,8 +267,13 @@ class CockpitApp(App[int]):
     def _report(self, verb: str, outcome: str, message: str, duration_s: float | None = None) -> None:
         self.last_result = (verb, outcome, message, duration_s)
         severity = _SEVERITY.get(outcome, "error")
-        self.notify(message or outcome, title=f"{verb} {outcome}", severity=severity,  # type: ignore[arg-type]
-                    timeout=5 if severity == "information" else 12, markup=False)
+        self.notify(
+            message or outcome,
+            title=f"{verb} {outcome}",
+            severity=severity,  # type: ignore[arg-type]
+            timeout=5 if severity == "information" else 12,
+            markup=False,
+        )
         self._show_status()
 
     # --------------------------------------------------------------------------------------------- actions
@@ -268,8 +293,12 @@ class CockpitApp(App[int]):
         now, seen = self.state, choice.seen
         if now is None or (now.state, now.phase_index) != (seen.state, seen.phase_index):
             where = render.state_label(now.state) if now else "unknown"
-            self._report("advance", "refused", f"the state changed while the confirmation was open (now {where}): "
-                                               "nothing done; press a again")
+            self._report(
+                "advance",
+                "refused",
+                f"the state changed while the confirmation was open (now {where}): "
+                "nothing done; press a again",
+            )
             return
         reason = "forced past unmet conditions from the cockpit" if choice.force else ""
         self._send("advance", lambda c: c.advance(force=choice.force, reason=reason))
@@ -290,7 +319,9 @@ class CockpitApp(App[int]):
             self._report("rollback", "refused", "no state yet; try again in a moment")
             return
         rb = self.plan.rollback
-        self.push_screen(RollbackModal(state, list(rb.steps), float(rb.gradual_soak)), self._rollback_confirmed)
+        self.push_screen(
+            RollbackModal(state, list(rb.steps), float(rb.gradual_soak)), self._rollback_confirmed
+        )
 
     def _rollback_confirmed(self, choice: RollbackChoice | None) -> None:
         if choice is None:
@@ -309,7 +340,9 @@ class CockpitApp(App[int]):
         self._send("copy", lambda c: c.copy("from the cockpit"))
 
     def action_backup(self) -> None:
-        if not self._cannot_act("backup"):  # nothing to confirm: it only adds a backup (the plan's keep prunes)
+        if not self._cannot_act(
+            "backup"
+        ):  # nothing to confirm: it only adds a backup (the plan's keep prunes)
             self._send("backup", lambda c: c.backup("from the cockpit"))
 
     def action_help(self) -> None:
@@ -318,7 +351,9 @@ class CockpitApp(App[int]):
     async def action_quit(self) -> None:
         if self._stopping is None and self.thread is not None and self.thread.controller is not None:
             running = self.state.running_action if self.state else None
-            self.note = f"stopping: the controller ends the running {running} first..." if running else "stopping..."
+            self.note = (
+                f"stopping: the controller ends the running {running} first..." if running else "stopping..."
+            )
             self._show_status()
         self.run_worker(self._quit(), group="quit", exclusive=True)
 

@@ -26,18 +26,38 @@ class CockpitAction:
 
 
 ACTIONS: tuple[CockpitAction, ...] = (
-    CockpitAction("advance", "a", "Advance",
-                  "Advance to the next phase: confirm from -> to, with the gates and the soak", acts=True),
-    CockpitAction("hold", "h", "Hold", "Hold the migration where it is (no advance until resumed)", acts=True),
+    CockpitAction(
+        "advance",
+        "a",
+        "Advance",
+        "Advance to the next phase: confirm from -> to, with the gates and the soak",
+        acts=True,
+    ),
+    CockpitAction(
+        "hold", "h", "Hold", "Hold the migration where it is (no advance until resumed)", acts=True
+    ),
     CockpitAction("resume", "r", "Resume", "Resume a held migration", acts=True),
-    CockpitAction("rollback", "b", "Rollback",
-                  "Roll back: all traffic to blue (back to blue); confirm with a reason and immediate or gradual",
-                  acts=True),
-    CockpitAction("copy", "c", "Copy",
-                  "Initial copy of blue into green, then change capture on both sides (before any user is on green)",
-                  acts=True),
-    CockpitAction("backup", "s", "Backup",
-                  "Save a backup of blue (online copy, gzip, manifest with SHA-256), then verify it", acts=True),
+    CockpitAction(
+        "rollback",
+        "b",
+        "Rollback",
+        "Roll back: all traffic to blue (back to blue); confirm with a reason and immediate or gradual",
+        acts=True,
+    ),
+    CockpitAction(
+        "copy",
+        "c",
+        "Copy",
+        "Initial copy of blue into green, then change capture on both sides (before any user is on green)",
+        acts=True,
+    ),
+    CockpitAction(
+        "backup",
+        "s",
+        "Backup",
+        "Save a backup of blue (online copy, gzip, manifest with SHA-256), then verify it",
+        acts=True,
+    ),
     CockpitAction("help", "question_mark", "Help", "Show the keys and what they do", display="?"),
     CockpitAction("quit", "q", "Quit", "Quit the cockpit (the controller stops after a running action ends)"),
 )

@@ -63,17 +63,27 @@ class AdvanceModal(_Dialog):
         nxt = s.next_phase
         with Vertical(id="dialog", classes="advance"):
             yield Label("Advance", classes="dialog-title")
-            target = f"{nxt.name} ({nxt.green:g}% green)" if nxt else "nothing: there is no phase after this one"
-            yield Static(Content.assemble("from ", (_where(s), "bold"), "  →  to ", (target, "bold")), id="from-to")
+            target = (
+                f"{nxt.name} ({nxt.green:g}% green)" if nxt else "nothing: there is no phase after this one"
+            )
+            yield Static(
+                Content.assemble("from ", (_where(s), "bold"), "  →  to ", (target, "bold")), id="from-to"
+            )
             if nxt is not None and nxt.description:
                 yield Static(Content.styled(nxt.description, "$text-muted"), classes="muted")
             yield Static(render.gates(s), id="advance-gates")
             if s.state == "held":
-                yield Static(f"Held ({s.held_reason or 'no reason given'}): the controller refuses to advance until "
-                             "you resume (r).", classes="warning", id="held-warning")
+                yield Static(
+                    f"Held ({s.held_reason or 'no reason given'}): the controller refuses to advance until "
+                    "you resume (r).",
+                    classes="warning",
+                    id="held-warning",
+                )
             if not render.gates_met(s):
-                yield Static("Not every condition is met: the controller refuses unless you force it.",
-                             classes="warning")
+                yield Static(
+                    "Not every condition is met: the controller refuses unless you force it.",
+                    classes="warning",
+                )
                 yield Checkbox("force past the unmet conditions (journaled)", id="force")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -98,14 +108,23 @@ class RollbackModal(_Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="rollback"):
             yield Label("Roll back to blue", classes="dialog-title")
-            yield Static(Content.assemble("from ", (_where(self.state), "bold"), "  →  ", ("all traffic on blue", "bold")))
-            yield Static(Content.assemble(("steps: ", "$text-muted"), " → ".join(self.steps)), id="rollback-steps")
+            yield Static(
+                Content.assemble(
+                    "from ", (_where(self.state), "bold"), "  →  ", ("all traffic on blue", "bold")
+                )
+            )
+            yield Static(
+                Content.assemble(("steps: ", "$text-muted"), " → ".join(self.steps)), id="rollback-steps"
+            )
             yield Label("Reason (journaled)")
             yield Input(value=DEFAULT_ROLLBACK_REASON, id="reason")
             with RadioSet(id="mode"):
                 yield RadioButton("immediate: all traffic to blue in one reload", value=True, id="immediate")
-                yield RadioButton(f"gradual: step down through the phases, {format_duration(self.gradual_soak_s)} "
-                                  "soak each", id="gradual")
+                yield RadioButton(
+                    f"gradual: step down through the phases, {format_duration(self.gradual_soak_s)} "
+                    "soak each",
+                    id="gradual",
+                )
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Roll back", id="confirm", variant="error")
@@ -134,13 +153,28 @@ class CopyModal(_Dialog):
         tables = "all of blue's tables" if p.sync.tables == "all" else ", ".join(p.sync.tables)
         with Vertical(id="dialog", classes="copy"):
             yield Label("Initial copy: blue → green", classes="dialog-title")
-            yield Static(Content.assemble("from ", (str(p.path(p.blue.database.path or "?")), "bold"), "  →  ",
-                                          (redact_text(p.green.database.url or "?"), "bold")), id="copy-from-to")
-            yield Static(Content.assemble(("tables: ", "$text-muted"), tables,
-                                          (f"  ({p.sync.copy_jobs} in parallel)", "$text-muted")))
-            yield Static("Capture goes on blue first, then one snapshot is copied and capture goes on green. The "
-                         "copy writes new tables only: it refuses if green already has them, and a failed copy "
-                         "drops what it made.", classes="muted")
+            yield Static(
+                Content.assemble(
+                    "from ",
+                    (str(p.path(p.blue.database.path or "?")), "bold"),
+                    "  →  ",
+                    (redact_text(p.green.database.url or "?"), "bold"),
+                ),
+                id="copy-from-to",
+            )
+            yield Static(
+                Content.assemble(
+                    ("tables: ", "$text-muted"),
+                    tables,
+                    (f"  ({p.sync.copy_jobs} in parallel)", "$text-muted"),
+                )
+            )
+            yield Static(
+                "Capture goes on blue first, then one snapshot is copied and capture goes on green. The "
+                "copy writes new tables only: it refuses if green already has them, and a failed copy "
+                "drops what it made.",
+                classes="muted",
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Copy", id="confirm", variant="primary")
@@ -154,12 +188,19 @@ class CopyModal(_Dialog):
 
 
 class HelpModal(_Dialog):
-    BINDINGS = [Binding("escape", "cancel", "Close"), Binding("q", "cancel", "Close"),
-                Binding("question_mark", "cancel", "Close")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Close"),
+        Binding("q", "cancel", "Close"),
+        Binding("question_mark", "cancel", "Close"),
+    ]
 
     def compose(self) -> ComposeResult:
-        rows = [Content.assemble((f"{a.shown_key:>5}  ", "bold $accent"), (f"{a.label:<10}", "bold"), a.description)
-                for a in ACTIONS]
+        rows = [
+            Content.assemble(
+                (f"{a.shown_key:>5}  ", "bold $accent"), (f"{a.label:<10}", "bold"), a.description
+            )
+            for a in ACTIONS
+        ]
         notes = [
             "",
             "Rollback is on b (back to blue): not a shifted twin of r (resume).",
@@ -168,6 +209,9 @@ class HelpModal(_Dialog):
         ]
         with Vertical(id="dialog", classes="help"):
             yield Label("Keys", classes="dialog-title")
-            yield Static(Content("\n").join([*rows, *(Content.styled(n, "$text-muted") for n in notes)]), id="help-keys")
+            yield Static(
+                Content("\n").join([*rows, *(Content.styled(n, "$text-muted") for n in notes)]),
+                id="help-keys",
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Close", id="cancel")

@@ -24,7 +24,9 @@ class Panel(Static):
     With `sized=True` the render function also gets the panel's content width (and runs again on a resize).
     """
 
-    def __init__(self, draw: Callable[..., Content], *, title: str = "", id: str | None = None, sized: bool = False):
+    def __init__(
+        self, draw: Callable[..., Content], *, title: str = "", id: str | None = None, sized: bool = False
+    ):
         super().__init__("", id=id, classes="panel")
         self._draw = draw
         self._sized = sized
@@ -83,7 +85,9 @@ class StatusBar(Horizontal):
                 if cls.startswith("-state-"):
                     badge.remove_class(cls)
             badge.add_class(f"-state-{state.state if state else 'starting'}")
-        self.query_one("#status-text", Panel).show_content(render.status(state, read_only=read_only, note=note))
+        self.query_one("#status-text", Panel).show_content(
+            render.status(state, read_only=read_only, note=note)
+        )
 
 
 class ActionsPanel(VerticalScroll):
@@ -118,7 +122,9 @@ class MetricsText(LevelPanel):
 class MetricsPanel(VerticalScroll):
     """The live figures of the snapshot; scrolls when they do not fit."""
 
-    def __init__(self, levels: readings.Levels, trend: readings.Trend | None = None, *, id: str | None = None):
+    def __init__(
+        self, levels: readings.Levels, trend: readings.Trend | None = None, *, id: str | None = None
+    ):
         super().__init__(id=id)
         self._text = MetricsText(levels, trend, id="metrics-text")
 

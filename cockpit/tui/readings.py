@@ -28,8 +28,12 @@ COLUMN = 15  # one health cell, three a line
 GAP = 2  # between the two columns of the panel when it is wide enough for both
 SPARK = "▁▂▃▄▅▆▇█"
 TREND_CELLS = 24
-_OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
-                                                   ">=": operator.ge}
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 _ALARM_RANK = {"trigger": 0, "critical": 1, "warning": 2}
 
 
@@ -99,10 +103,13 @@ def sync_lines(state: CockpitState, levels: Levels) -> list[Content]:
         age_s = None if lag is None else lag.age_s
         pending = None if lag is None else lag.pending
         pend_level = "missing" if pending is None else "plain" if pending else "missing"
-        lines.append(Content.assemble(
-            f" {label:<{LABEL}}", _fig(f"{age(age_s):>{VALUE}}", levels.level("sync_lag", age_s)),
-            _fig(f"{number(pending, 'd'):>{VALUE}}", pend_level),
-        ))
+        lines.append(
+            Content.assemble(
+                f" {label:<{LABEL}}",
+                _fig(f"{age(age_s):>{VALUE}}", levels.level("sync_lag", age_s)),
+                _fig(f"{number(pending, 'd'):>{VALUE}}", pend_level),
+            )
+        )
     return lines
 
 
@@ -127,23 +134,36 @@ def copy_lines(state: CockpitState) -> list[Content]:
         return []
     if view.state != "running":
         level = "ok" if view.state == "done" else "critical"
-        text = f"{count(view.rows_done)} rows in {age(view.seconds)}" if view.state == "done" else view.message
+        text = (
+            f"{count(view.rows_done)} rows in {age(view.seconds)}" if view.state == "done" else view.message
+        )
         return [_fig(f"{'Initial copy':<{LABEL + 1}}", "head") + _fig(f"{view.state}: {text}"[:60], level)]
     eta = "?" if view.eta_s is None else age(view.eta_s)
     lines = [_head("Initial copy", "rows", "%", "ETA")]
     left = sorted(view.tables, key=lambda t: (t.done, -(t.rows_total - t.rows_done)))
     for t in left[:COPY_TABLES]:
         pct = 100.0 * t.rows_done / t.rows_total if t.rows_total else 100.0
-        lines.append(Content.assemble(
-            f" {t.table[:LABEL]:<{LABEL}}", f"{count(t.rows_done):>{VALUE}}", f"{pct:>{VALUE - 1}.0f}%",
-            _fig(f"{'done' if t.done else MISSING if t.eta_s is None else age(t.eta_s):>{VALUE}}",
-                 "ok" if t.done else "plain"),
-        ))
+        lines.append(
+            Content.assemble(
+                f" {t.table[:LABEL]:<{LABEL}}",
+                f"{count(t.rows_done):>{VALUE}}",
+                f"{pct:>{VALUE - 1}.0f}%",
+                _fig(
+                    f"{'done' if t.done else MISSING if t.eta_s is None else age(t.eta_s):>{VALUE}}",
+                    "ok" if t.done else "plain",
+                ),
+            )
+        )
     total_pct = 100.0 * view.rows_done / view.rows_total if view.rows_total else 0.0
-    lines.append(Content.assemble(
-        _fig(f" {'all':<{LABEL}}", "head"), f"{count(view.rows_done):>{VALUE}}", f"{total_pct:>{VALUE - 1}.0f}%",
-        f"{eta:>{VALUE}}", Content.styled(f"  {count(int(view.rows_per_s))} rows/s", "$text-muted"),
-    ))
+    lines.append(
+        Content.assemble(
+            _fig(f" {'all':<{LABEL}}", "head"),
+            f"{count(view.rows_done):>{VALUE}}",
+            f"{total_pct:>{VALUE - 1}.0f}%",
+            f"{eta:>{VALUE}}",
+            Content.styled(f"  {count(int(view.rows_per_s))} rows/s", "$text-muted"),
+        )
+    )
     return lines
 
 
@@ -151,16 +171,21 @@ def traffic_lines(state: CockpitState, levels: Levels) -> list[Content]:
     """Blue | green from the access log: req/s (and the total), error %, p95 ms."""
     m = state.metrics
     lines = [_head("Traffic", "blue", "green")]
-    for label, name, fmt in (("req/s", "rps", ".1f"), ("error %", "error_rate", ".2f"),
-                             ("p95 ms", "response_time_p95", ".0f")):
+    for label, name, fmt in (
+        ("req/s", "rps", ".1f"),
+        ("error %", "error_rate", ".2f"),
+        ("p95 ms", "response_time_p95", ".0f"),
+    ):
         cells = []
         for side in SIDES:
             key = f"{side}.{name}"
             cells.append(_fig(f"{number(m.get(key), fmt):>{VALUE}}", levels.level(key, m.get(key))))
         if name == "rps":
             total = m.get("throughput")
-            cells += [Content.styled("  total ", "$text-muted"),
-                      _fig(number(total, ".1f"), levels.level("throughput", total))]
+            cells += [
+                Content.styled("  total ", "$text-muted"),
+                _fig(number(total, ".1f"), levels.level("throughput", total)),
+            ]
         lines.append(Content.assemble(f" {label:<{LABEL}}", *cells))
     return lines
 
@@ -197,12 +222,15 @@ def health_lines(state: CockpitState, levels: Levels) -> list[Content]:
     cells: list[Content] = []
     for label, key, show in HEALTH:
         value = state.metrics.get(key)
-        level = ("missing" if value is None else "ok" if value >= 1 else "critical") if key == "green.db_up" \
+        level = (
+            ("missing" if value is None else "ok" if value >= 1 else "critical")
+            if key == "green.db_up"
             else levels.level(key, value)
+        )
         cell = Content.assemble((f"{label} ", "$text-muted"), _fig(show(value), level))
         cells.append(cell.pad_right(max(1, COLUMN - cell.cell_length)))
     for i in range(0, len(cells), 3):
-        lines.append(Content.assemble(" ", *cells[i:i + 3]).rstrip())
+        lines.append(Content.assemble(" ", *cells[i : i + 3]).rstrip())
     return lines
 
 
@@ -216,7 +244,9 @@ class Trend:
     def __init__(self, window_s: float = 240.0, step_s: float = 10.0):
         self.step_s = step_s
         self.window_s = window_s
-        self.buckets: deque[tuple[int, dict[str, float | None]]] = deque(maxlen=max(1, int(window_s / step_s)))
+        self.buckets: deque[tuple[int, dict[str, float | None]]] = deque(
+            maxlen=max(1, int(window_s / step_s))
+        )
 
     def add(self, state: CockpitState) -> None:
         bucket = int(state.now // self.step_s)
@@ -255,11 +285,17 @@ def trend_lines(state: CockpitState, trend: Trend, levels: Levels) -> list[Conte
     minutes = format_duration(cells * trend.step_s)
     lines = [_fig(f"Green trend, last {minutes}", "head")]
     last = int(state.now // trend.step_s)
-    for label, key, fmt in (("error %", "green.error_rate", ".2f"), ("p95 ms", "green.response_time_p95", ".0f")):
+    for label, key, fmt in (
+        ("error %", "green.error_rate", ".2f"),
+        ("p95 ms", "green.response_time_p95", ".0f"),
+    ):
         values = trend.series(key, last, cells)
         top = max((v for v in values if v is not None), default=None)
-        lines.append(Content.assemble(f" {label:<9}", sparkline(values, key, levels),
-                                      (f" max {number(top, fmt)}", "$text-muted")))
+        lines.append(
+            Content.assemble(
+                f" {label:<9}", sparkline(values, key, levels), (f" max {number(top, fmt)}", "$text-muted")
+            )
+        )
     return lines
 
 
@@ -292,7 +328,7 @@ def alarms(state: CockpitState, limit: int = 4) -> Content:
     more). Empty when all is well."""
     ordered = sorted_alarms(state.alarms)
     if len(ordered) > limit:
-        shown, rest = ordered[:limit - 1], ordered[limit - 1:]
+        shown, rest = ordered[: limit - 1], ordered[limit - 1 :]
     else:
         shown, rest = ordered, []
     lines: list[Content] = []

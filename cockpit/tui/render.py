@@ -58,14 +58,22 @@ def status(state: CockpitState | None, *, read_only: bool, note: str = "") -> Co
         return Content.styled(note or "waiting for the first state...", MUTED)
     phase = state.phase
     parts: list[Content | str | tuple[str, str]] = [
-        (f"{phase.name} ({state.phase_index + 1}/{len(state.phases)})" if phase else "before the first phase", "bold"),
+        (
+            f"{phase.name} ({state.phase_index + 1}/{len(state.phases)})"
+            if phase
+            else "before the first phase",
+            "bold",
+        ),
         f" · {state.green_configured:g}% green",
     ]
     holder = state.controller or {}
     if read_only:
         parts.append(("  │  read-only", WARN))
-        parts.append(f" · controller pid {holder.get('pid')} {holder.get('actor', '')}".rstrip() if holder
-                     else " · no controller running (journal only)")
+        parts.append(
+            f" · controller pid {holder.get('pid')} {holder.get('actor', '')}".rstrip()
+            if holder
+            else " · no controller running (journal only)"
+        )
     elif holder:
         parts.append(f"  │  controller pid {holder.get('pid')} {holder.get('actor', '')}".rstrip())
     if state.held_reason and state.state == "held":
@@ -80,8 +88,12 @@ def status(state: CockpitState | None, *, read_only: bool, note: str = "") -> Co
 def result_line(verb: str, outcome: str, message: str, duration_s: float | None = None) -> Content:
     """The last action this screen sent, and what it came to (stays visible after the toast is gone)."""
     took = f" in {duration(duration_s)}" if duration_s is not None else ""
-    return Content.assemble(("last: ", MUTED), (f"{verb} {outcome}", f"bold {OUTCOME_STYLE.get(outcome, ACCENT)}"),
-                            took, (": " + message) if message else "")
+    return Content.assemble(
+        ("last: ", MUTED),
+        (f"{verb} {outcome}", f"bold {OUTCOME_STYLE.get(outcome, ACCENT)}"),
+        took,
+        (": " + message) if message else "",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ timeline
@@ -97,7 +109,13 @@ def timeline(state: CockpitState) -> Content:
         if i < current:
             row.append((f"✓ {label}", OK))
         elif i == current:
-            style = BAD if state.state == "failed" else WARN if state.state in ("held", "rolling_back") else ACCENT
+            style = (
+                BAD
+                if state.state == "failed"
+                else WARN
+                if state.state in ("held", "rolling_back")
+                else ACCENT
+            )
             row.append((f" ● {label} ", f"bold reverse {style}"))
         elif i == current + 1 and state.state == "advancing":
             row.append((f"» {label}", f"bold {WARN}"))
@@ -110,13 +128,23 @@ def _phase_info(state: CockpitState) -> Content:
     phase, nxt = state.phase, state.next_phase
     spent = format_duration(state.time_in_phase)
     if phase is None:
-        where = Content.assemble((state_label(state.state), "bold"), f" · all traffic on blue · {spent} in this state")
+        where = Content.assemble(
+            (state_label(state.state), "bold"), f" · all traffic on blue · {spent} in this state"
+        )
     else:
         left = phase.soak_s - state.time_in_phase
-        soak = (Content.styled(f"soak {format_duration(phase.soak_s)} done", OK) if left <= 0
-                else Content.assemble(f"soak {format_duration(phase.soak_s)}: ", (f"{format_duration(left)} left", WARN)))
-        where = Content.assemble((f"{phase.name} ({state.phase_index + 1}/{len(state.phases)})", "bold"),
-                                 f" · {phase.green:g}% green · {spent} in phase · ", soak)
+        soak = (
+            Content.styled(f"soak {format_duration(phase.soak_s)} done", OK)
+            if left <= 0
+            else Content.assemble(
+                f"soak {format_duration(phase.soak_s)}: ", (f"{format_duration(left)} left", WARN)
+            )
+        )
+        where = Content.assemble(
+            (f"{phase.name} ({state.phase_index + 1}/{len(state.phases)})", "bold"),
+            f" · {phase.green:g}% green · {spent} in phase · ",
+            soak,
+        )
     after = f"next: {nxt.name} {nxt.green:g}%" if nxt else "no phase after this one"
     return Content.assemble(where, " · ", after)
 
@@ -145,7 +173,9 @@ def split(state: CockpitState, width: int = 0) -> Content:
     """
     cells = max(6, min(BAR_WIDTH, width - 38)) if width else BAR_WIDTH
     conf = state.green_configured
-    configured = Content.assemble(("configured ", "bold"), bar(conf, cells), f" {conf:g}% green · {100 - conf:g}% blue")
+    configured = Content.assemble(
+        ("configured ", "bold"), bar(conf, cells), f" {conf:g}% green · {100 - conf:g}% blue"
+    )
     live_value = state.green_live
     if live_value is None:
         note: tuple[str, str] = (" unknown (balancers disagree or unreadable)", WARN)
@@ -153,11 +183,16 @@ def split(state: CockpitState, width: int = 0) -> Content:
     else:
         differs = abs(live_value - conf) > 0.05
         note = ("  ≠ configured", WARN) if differs else ("  ✓ as configured", OK)
-        live = Content.assemble(("live       ", "bold"), bar(live_value, cells), f" {live_value:g}% green", note)
+        live = Content.assemble(
+            ("live       ", "bold"), bar(live_value, cells), f" {live_value:g}% green", note
+        )
     seen = state.metrics.get("traffic_distribution")
-    observed = Content.assemble(("observed   ", "bold"), bar(seen, cells),
-                                (" – no requests counted yet", MUTED) if seen is None else f" {seen:.1f}% green",
-                                ("  (access log)", MUTED) if seen is not None else "")
+    observed = Content.assemble(
+        ("observed   ", "bold"),
+        bar(seen, cells),
+        (" – no requests counted yet", MUTED) if seen is None else f" {seen:.1f}% green",
+        ("  (access log)", MUTED) if seen is not None else "",
+    )
     legend = Content.assemble(("█", OK), (" green (new)  ", MUTED), ("█", BLUE), (" blue (old)", MUTED))
     return _lines([configured, live, observed, legend])
 
@@ -175,8 +210,13 @@ def gates(state: CockpitState) -> Content:
         return _lines([head, Content.styled("from here the first step needs only the confirmation", MUTED)])
     lines: list[Content] = [head]
     left = phase.soak_s - state.time_in_phase
-    lines.append(_check(left <= 0, f"soak {format_duration(phase.soak_s)}",
-                        "done" if left <= 0 else f"{format_duration(left)} left"))
+    lines.append(
+        _check(
+            left <= 0,
+            f"soak {format_duration(phase.soak_s)}",
+            "done" if left <= 0 else f"{format_duration(left)} left",
+        )
+    )
     lines += [_check(met, gate, why) for gate, met, why in state.gates]
     if not state.gates:
         lines.append(Content.styled("  no metric gates in this phase", MUTED))
@@ -220,9 +260,14 @@ def action_lines(record: ActionRecord, now: float) -> list[Content]:
     if record.reason and record.message:
         lines.append(Content.assemble(" " * 14, ("reason: ", MUTED), record.reason))
     for step in record.steps:
-        lines.append(Content.assemble(
-            " " * 14, ("· ", MUTED), f"{step.name:<15}",
-            (f"{step.status:<10}", OUTCOME_STYLE.get(step.status, MUTED)),
-            f"{duration(step.duration_s):>7}  ", (step.detail, MUTED),
-        ))
+        lines.append(
+            Content.assemble(
+                " " * 14,
+                ("· ", MUTED),
+                f"{step.name:<15}",
+                (f"{step.status:<10}", OUTCOME_STYLE.get(step.status, MUTED)),
+                f"{duration(step.duration_s):>7}  ",
+                (step.detail, MUTED),
+            )
+        )
     return lines

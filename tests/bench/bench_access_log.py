@@ -53,8 +53,10 @@ def main() -> None:
         parse_dt = time.perf_counter() - t0
         m2.close()
 
-        shuffled = [json.dumps(dict(reversed(list(json.loads(x).items()))), separators=(",", ":"))
-                    for x in lines[:200_000]]
+        shuffled = [
+            json.dumps(dict(reversed(list(json.loads(x).items()))), separators=(",", ":"))
+            for x in lines[:200_000]
+        ]
         m3 = AccessLogMetrics(log, window_s=60)
         t0 = time.perf_counter()
         m3.ingest(shuffled)
@@ -71,7 +73,9 @@ def main() -> None:
     print(f"parse + window only (ingest):        {n / parse_dt:12,.0f} lines/s")
     print(f"json.loads fallback (other order):   {len(shuffled) / slow_dt:12,.0f} lines/s")
     print(f"bare json.loads, for comparison:     {200_000 / loads_dt:12,.0f} lines/s")
-    print(f"sample: green share {s.green_share:.2f} %, p95 {s.overall.p95_ms} ms, 5xx {s.overall.error_rate:.2f} %")
+    print(
+        f"sample: green share {s.green_share:.2f} %, p95 {s.overall.p95_ms} ms, 5xx {s.overall.error_rate:.2f} %"
+    )
 
 
 if __name__ == "__main__":

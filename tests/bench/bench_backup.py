@@ -27,9 +27,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cockpit.drivers.backup import COMPRESS_LEVEL, take_backup, verify_backup  # noqa: E402
 
 WORDS = (
-    "licitação", "pregão", "edital", "proposta", "empresa", "oportunidade", "contrato", "prazo",
-    "valor", "lote", "item", "órgão", "municipal", "estadual", "federal", "serviço", "obra",
-    "aquisição", "material", "consultoria", "engenharia", "saúde", "educação",
+    "licitação",
+    "pregão",
+    "edital",
+    "proposta",
+    "empresa",
+    "oportunidade",
+    "contrato",
+    "prazo",
+    "valor",
+    "lote",
+    "item",
+    "órgão",
+    "municipal",
+    "estadual",
+    "federal",
+    "serviço",
+    "obra",
+    "aquisição",
+    "material",
+    "consultoria",
+    "engenharia",
+    "saúde",
+    "educação",
 )
 
 WRITER = r"""
@@ -60,16 +80,23 @@ def generate(path: Path, mb: int) -> None:
     rng = random.Random(7)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("CREATE TABLE opportunities (id INTEGER PRIMARY KEY, title TEXT, body TEXT, value REAL, "
-                 "created TEXT)")
+    conn.execute(
+        "CREATE TABLE opportunities (id INTEGER PRIMARY KEY, title TEXT, body TEXT, value REAL, created TEXT)"
+    )
     conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, kind TEXT, payload TEXT)")
     conn.execute("CREATE INDEX opp_created ON opportunities(created)")
     target = mb * 1024 * 1024
     batch = 0
     while path.stat().st_size + _size(Path(f"{path}-wal")) < target:
-        rows = [(" ".join(rng.choices(WORDS, k=6)), " ".join(rng.choices(WORDS, k=40)),
-                 round(rng.uniform(1e3, 1e7), 2), f"2026-{1 + batch % 12:02d}-{1 + rng.randrange(28):02d}")
-                for _ in range(20000)]
+        rows = [
+            (
+                " ".join(rng.choices(WORDS, k=6)),
+                " ".join(rng.choices(WORDS, k=40)),
+                round(rng.uniform(1e3, 1e7), 2),
+                f"2026-{1 + batch % 12:02d}-{1 + rng.randrange(28):02d}",
+            )
+            for _ in range(20000)
+        ]
         conn.execute("BEGIN")
         conn.executemany("INSERT INTO opportunities (title, body, value, created) VALUES (?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
@@ -86,8 +113,12 @@ class Writer:
     """The app: a separate process committing at a steady rate until told to stop."""
 
     def __init__(self, db: Path, rate: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(rate)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), str(rate)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout.readline().strip() == "ready"
 
     def stop(self) -> list[tuple[float, float]]:
@@ -152,11 +183,25 @@ def main() -> None:
         verify_s = time.perf_counter()
         ok = verify_backup(path).ok
         verify_s = time.perf_counter() - verify_s
-        rows.append((f"ours (take_backup, gzip -{COMPRESS_LEVEL}), quiet", f"{mb / took:7.1f}", f"{took:6.1f}",
-                     f"{gz / 2**20:6.1f}", "-"))
+        rows.append(
+            (
+                f"ours (take_backup, gzip -{COMPRESS_LEVEL}), quiet",
+                f"{mb / took:7.1f}",
+                f"{took:6.1f}",
+                f"{gz / 2**20:6.1f}",
+                "-",
+            )
+        )
         took, gz, _ = run_ours(db, out / "quiet6", level=6)
-        rows.append(("ours (take_backup, gzip -6), quiet", f"{mb / took:7.1f}", f"{took:6.1f}", f"{gz / 2**20:6.1f}",
-                     "(the CLI's level, like for like)"))
+        rows.append(
+            (
+                "ours (take_backup, gzip -6), quiet",
+                f"{mb / took:7.1f}",
+                f"{took:6.1f}",
+                f"{gz / 2**20:6.1f}",
+                "(the CLI's level, like for like)",
+            )
+        )
 
         writer = Writer(db, args.rate)
         time.sleep(1.0)  # a baseline second of app writes before the backup starts
@@ -169,38 +214,72 @@ def main() -> None:
         samples = writer.stop()
         n, worst, p99 = window(samples, start, end)
         bn, bworst, bp99 = window(samples, 0, base_end)
-        rows.append((f"ours (take_backup, gzip -{COMPRESS_LEVEL}), app writing", f"{mb / took:7.1f}", f"{took:6.1f}", f"{gz / 2**20:6.1f}",
-                     f"max {worst * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms ({n} commits)"))
+        rows.append(
+            (
+                f"ours (take_backup, gzip -{COMPRESS_LEVEL}), app writing",
+                f"{mb / took:7.1f}",
+                f"{took:6.1f}",
+                f"{gz / 2**20:6.1f}",
+                f"max {worst * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms ({n} commits)",
+            )
+        )
 
         if have_cli:
             backup_s, gzip_s, gz = run_cli(db, out / "cli-quiet", args.cli_timeout)
             assert backup_s is not None, "sqlite3 .backup of a quiet database timed out"
             total = backup_s + gzip_s
-            rows.append(("sqlite3 .backup + gzip (-6), quiet", f"{mb / total:7.1f}", f"{total:6.1f}", f"{gz / 2**20:6.1f}",
-                         f"(.backup {backup_s:.1f} s + gzip {gzip_s:.1f} s)"))
+            rows.append(
+                (
+                    "sqlite3 .backup + gzip (-6), quiet",
+                    f"{mb / total:7.1f}",
+                    f"{total:6.1f}",
+                    f"{gz / 2**20:6.1f}",
+                    f"(.backup {backup_s:.1f} s + gzip {gzip_s:.1f} s)",
+                )
+            )
             writer = Writer(db, args.rate)
             start = time.time()
             backup_s, gzip_s, gz = run_cli(db, out / "cli-loaded", args.cli_timeout)
             end = time.time()
             cn, cworst, cp99 = window(writer.stop(), start, end)
             if backup_s is None:
-                rows.append(("sqlite3 .backup + gzip (-6), app writing", "      -", f"{args.cli_timeout:6.0f}", "     -",
-                             f"did not finish in {args.cli_timeout:.0f} s (restarts on every write); "
-                             f"app max {cworst * 1000:.1f} ms"))
+                rows.append(
+                    (
+                        "sqlite3 .backup + gzip (-6), app writing",
+                        "      -",
+                        f"{args.cli_timeout:6.0f}",
+                        "     -",
+                        f"did not finish in {args.cli_timeout:.0f} s (restarts on every write); "
+                        f"app max {cworst * 1000:.1f} ms",
+                    )
+                )
             else:
                 total = backup_s + gzip_s
-                rows.append(("sqlite3 .backup + gzip (-6), app writing", f"{mb / total:7.1f}", f"{total:6.1f}",
-                             f"{gz / 2**20:6.1f}", f"max {cworst * 1000:.1f} ms, p99 {cp99 * 1000:.1f} ms ({cn})"))
+                rows.append(
+                    (
+                        "sqlite3 .backup + gzip (-6), app writing",
+                        f"{mb / total:7.1f}",
+                        f"{total:6.1f}",
+                        f"{gz / 2**20:6.1f}",
+                        f"max {cworst * 1000:.1f} ms, p99 {cp99 * 1000:.1f} ms ({cn})",
+                    )
+                )
         else:
             print("sqlite3 CLI not on PATH: its columns are skipped")
 
         print(f"{'run':44} {'MB/s':>7} {'s':>6} {'gz MB':>6}  app writes during the backup")
         for row in rows:
             print(f"{row[0]:44} {row[1]} {row[2]} {row[3]}  {row[4]}")
-        print(f"\napp writes with no backup running: max {bworst * 1000:.1f} ms, p99 {bp99 * 1000:.1f} ms ({bn})")
-        print(f"WAL during our backup under load: {wal_before / 2**20:.1f} MB -> {wal_after / 2**20:.1f} MB "
-              f"(the held snapshot keeps checkpoints back)")
-        print(f"verify (hash + gunzip + integrity_check + counts): {verify_s:.1f} s, {'ok' if ok else 'FAILED'}")
+        print(
+            f"\napp writes with no backup running: max {bworst * 1000:.1f} ms, p99 {bp99 * 1000:.1f} ms ({bn})"
+        )
+        print(
+            f"WAL during our backup under load: {wal_before / 2**20:.1f} MB -> {wal_after / 2**20:.1f} MB "
+            f"(the held snapshot keeps checkpoints back)"
+        )
+        print(
+            f"verify (hash + gunzip + integrity_check + counts): {verify_s:.1f} s, {'ok' if ok else 'FAILED'}"
+        )
     finally:
         shutil.rmtree(out, ignore_errors=True)
         if not args.keep:

@@ -112,8 +112,14 @@ def run_ours(db: Path, jobs: int) -> tuple[float | None, str, float]:
         cpu = cpu_seconds() - cpu0
         assert count(url_for(name)) == report.rows
         readers = copy_module._readers(jobs)
-        return took, (f"load {report.load_seconds:.2f}s of {report.seconds:.2f}s total; {readers} SQLite "
-                      f"reader(s) on {os.cpu_count()} CPUs; our process CPU {cpu:.2f}s"), cpu
+        return (
+            took,
+            (
+                f"load {report.load_seconds:.2f}s of {report.seconds:.2f}s total; {readers} SQLite "
+                f"reader(s) on {os.cpu_count()} CPUs; our process CPU {cpu:.2f}s"
+            ),
+            cpu,
+        )
     finally:
         drop_db(name)
 
@@ -127,8 +133,12 @@ def run_pgloader(db: Path) -> tuple[float | None, str]:
         work = db.with_name("pgloader.db")
         shutil.copy(db, work)
         started = time.perf_counter()
-        proc = subprocess.run([exe, f"sqlite://{work}", url_for(name).replace("postgresql://", "pgsql://")],
-                              capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(
+            [exe, f"sqlite://{work}", url_for(name).replace("postgresql://", "pgsql://")],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         took = time.perf_counter() - started
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
@@ -150,9 +160,19 @@ def run_psql(csv_path: Path) -> tuple[float | None, str]:
         with psycopg.connect(url_for(name)) as conn:
             conn.execute(PG_TABLE_SQL)
         started = time.perf_counter()
-        proc = subprocess.run([exe, url_for(name), "-v", "ON_ERROR_STOP=1", "-c",
-                               f"\\copy bench FROM '{csv_path}' WITH (FORMAT csv)"],
-                              capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(
+            [
+                exe,
+                url_for(name),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                f"\\copy bench FROM '{csv_path}' WITH (FORMAT csv)",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         took = time.perf_counter() - started
         if proc.returncode != 0:
             return None, f"psql failed: {proc.stderr.strip()}"
@@ -164,7 +184,9 @@ def run_psql(csv_path: Path) -> tuple[float | None, str]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--jobs", type=int, default=4, help="a second cockpit run with this many jobs (the first uses 1)")
+    ap.add_argument(
+        "--jobs", type=int, default=4, help="a second cockpit run with this many jobs (the first uses 1)"
+    )
     ap.add_argument("--skip-pgloader", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cockpit-bench-"))
@@ -173,8 +195,10 @@ def main() -> int:
         t0 = time.perf_counter()
         generate(db, args.rows)
         export_csv(db, tmp / "bench.csv")
-        print(f"generated {args.rows} rows (+ CSV) in {time.perf_counter() - t0:.1f}s; load average "
-              f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(
+            f"generated {args.rows} rows (+ CSV) in {time.perf_counter() - t0:.1f}s; load average "
+            f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        )
         one, many = run_ours(db, 1), run_ours(db, args.jobs)
         results = {
             "cockpit copy": one[:2],
@@ -192,13 +216,17 @@ def main() -> int:
         if parse:  # psql's time is PostgreSQL's COPY parse of the same rows, which our load needs as well
             cpus = os.cpu_count() or 1
             floor = (min(one[2], many[2]) + parse) / cpus
-            print(f"CPU bound: our process {min(one[2], many[2]):.2f}s (SQLite rendering + Python) + PostgreSQL parse "
-                  f"~{parse:.2f}s (psql's time) on {cpus} CPUs -> at best {floor:.2f}s wall even if perfectly parallel")
+            print(
+                f"CPU bound: our process {min(one[2], many[2]):.2f}s (SQLite rendering + Python) + PostgreSQL parse "
+                f"~{parse:.2f}s (psql's time) on {cpus} CPUs -> at best {floor:.2f}s wall even if perfectly parallel"
+            )
         for peer, target in (("pgloader", 3.0), ("psql \\copy (CSV)", 0.9)):
             theirs = results[peer][0]
             if ours and theirs:
                 ratio = theirs / ours
-                print(f"ours / {peer}: {ratio:.2f}x (target >= {target}x) {'OK' if ratio >= target else 'MISSED'}")
+                print(
+                    f"ours / {peer}: {ratio:.2f}x (target >= {target}x) {'OK' if ratio >= target else 'MISSED'}"
+                )
             else:
                 print(f"ours / {peer}: n/a ({results[peer][1]})")
     finally:

@@ -48,8 +48,10 @@ def main() -> int:
         started = time.perf_counter()
         report = check(str(db), url_for(name), mappings, segment_rows=args.segment)
         took = time.perf_counter() - started
-        print(f"full check, segments of {args.segment}: {took:.2f}s = {report.compared / took:,.0f} rows/s; "
-              f"score {report.score:g}%, ok {report.ok}")
+        print(
+            f"full check, segments of {args.segment}: {took:.2f}s = {report.compared / took:,.0f} rows/s; "
+            f"score {report.score:g}%, ok {report.ok}"
+        )
         conn = sqlite3.connect(db)
         step = max(1, args.rows // args.touched)
         conn.execute("UPDATE bench SET amount = amount + 1 WHERE id % ? = 0", (step,))
@@ -66,8 +68,10 @@ def main() -> int:
         started = time.perf_counter()
         scoped = check(str(db), url_for(name), mappings, only=only)
         took = time.perf_counter() - started
-        print(f"rollback's check (counts + {scoped.compared:,} touched rows): {took:.2f}s; score {scoped.score:g}%, "
-              f"ok {scoped.ok}")
+        print(
+            f"rollback's check (counts + {scoped.compared:,} touched rows): {took:.2f}s; score {scoped.score:g}%, "
+            f"ok {scoped.ok}"
+        )
     finally:
         drop_db(name)
         shutil.rmtree(tmp, ignore_errors=True)

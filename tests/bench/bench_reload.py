@@ -83,8 +83,10 @@ def main() -> None:
             green.stop()
     print(f"runs: {runs} (alternating 0 % and 100 % green; probes on new connections)")
     print(f"apply(split) duration (render, nginx -t, reload, wait until landed): {stats(apply_s)}")
-    print(f"apply returned -> new split seen by a request:                     {stats(to_live_s)}"
-          f"   first probe already new: {sum(first_probe)}/{runs}")
+    print(
+        f"apply returned -> new split seen by a request:                     {stats(to_live_s)}"
+        f"   first probe already new: {sum(first_probe)}/{runs}"
+    )
     print(f"nginx's own: `nginx -s reload` command:                            {stats(signal_s)}")
     print(f"nginx's own: reload signal -> new workers, old ones shutting down: {stats(landed_s)}")
     print(f"nginx's own: `nginx -t`:                                           {stats(test_s)}")

@@ -51,12 +51,20 @@ def main() -> None:
         for i in range(args.runs):
             total, steps = asyncio.run(one_run(plan_path, "immediate"))
             totals.append(total)
-            print(f"run {i + 1}: immediate rollback {total:.3f}s  "
-                  + "  ".join(f"{n} {s} {d * 1000:.0f}ms" for n, s, d in steps), flush=True)
+            print(
+                f"run {i + 1}: immediate rollback {total:.3f}s  "
+                + "  ".join(f"{n} {s} {d * 1000:.0f}ms" for n, s, d in steps),
+                flush=True,
+            )
         total, steps = asyncio.run(one_run(plan_path, "gradual"))
-        print(f"gradual rollback from 50%: {total:.3f}s  " + "  ".join(f"{n} {s} {d * 1000:.0f}ms" for n, s, d in steps))
-        print(f"immediate rollback: median {statistics.median(totals):.3f}s, max {max(totals):.3f}s over {len(totals)} runs "
-              f"(the strategy allows 300 s)")
+        print(
+            f"gradual rollback from 50%: {total:.3f}s  "
+            + "  ".join(f"{n} {s} {d * 1000:.0f}ms" for n, s, d in steps)
+        )
+        print(
+            f"immediate rollback: median {statistics.median(totals):.3f}s, max {max(totals):.3f}s over {len(totals)} runs "
+            f"(the strategy allows 300 s)"
+        )
     finally:
         down(root / "lab", quiet=True)
 

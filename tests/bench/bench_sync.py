@@ -101,7 +101,9 @@ def steady(scratch: Scratch, seconds: float, rate: int, interval: float, batch: 
             if due > now:
                 time.sleep(due - now)
             if i % 4 == 3:  # a quarter are updates of recent rows
-                conn.execute("UPDATE orders SET status = 'paid', updated_at = ? WHERE id = ?", (str(now), i - 3))
+                conn.execute(
+                    "UPDATE orders SET status = 'paid', updated_at = ? WHERE id = ?", (str(now), i - 3)
+                )
             else:
                 conn.execute(
                     "INSERT INTO orders (id, customer, amount, status, note) VALUES (?, ?, ?, 'new', ?)",
@@ -150,7 +152,9 @@ def catch_up_blue(scratch: Scratch, backlog: int, batch: int) -> None:
         "INSERT INTO orders (id, customer, amount, status, note) VALUES (?, ?, ?, 'new', ?)",
         ((i, f"customer-{i % 997}", i * 0.5, "x" * 40) for i in range(inserts)),
     )
-    conn.executemany("UPDATE orders SET status = 'paid' WHERE id = ?", ((i,) for i in range(backlog - inserts)))
+    conn.executemany(
+        "UPDATE orders SET status = 'paid' WHERE id = ?", ((i,) for i in range(backlog - inserts))
+    )
     conn.execute("COMMIT")
     logged = conn.execute("SELECT count(*) FROM _cockpit_changes").fetchone()[0]
     conn.close()

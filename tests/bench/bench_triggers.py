@@ -48,10 +48,14 @@ def _run(conn: sqlite3.Connection, rows: int, per_tx: int, start: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=100_000)  # a round of 20,000 batched inserts was ~40 ms: noise
+    ap.add_argument(
+        "--rows", type=int, default=100_000
+    )  # a round of 20,000 batched inserts was ~40 ms: noise
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    print(f"SQLite {sqlite3.sqlite_version}; {args.rows} inserts per round, {args.rounds} rounds (best rates; the ratio is the median of the rounds' ratios)")
+    print(
+        f"SQLite {sqlite3.sqlite_version}; {args.rows} inserts per round, {args.rounds} rounds (best rates; the ratio is the median of the rounds' ratios)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         plain = _db(folder, "plain.db", False)
@@ -67,8 +71,10 @@ def main() -> None:
             ratio = statistics.median(t / p for t, p in zip(trigs, plains, strict=True))
             best_plain, best_trig = max(plains), max(trigs)
             verdict = "ok" if ratio >= 0.5 else "BELOW TARGET"
-            print(f"{label:32} without triggers {best_plain:>10,.0f}/s   with triggers {best_trig:>10,.0f}/s"
-                  f"   ratio {ratio:.2f} (target >= 0.50: {verdict})")
+            print(
+                f"{label:32} without triggers {best_plain:>10,.0f}/s   with triggers {best_trig:>10,.0f}/s"
+                f"   ratio {ratio:.2f} (target >= 0.50: {verdict})"
+            )
         logged = captured.execute("SELECT count(*) FROM _cockpit_changes").fetchone()[0]
         print(f"changes logged by the triggers: {logged:,}")
         plain.close()

@@ -232,6 +232,9 @@ async def test_old_samples_are_dropped_at_start_events_never(tmp_path: Path) -> 
     c = await open_controller(tmp_path)
     try:
         assert [v for _, v in c.journal.sample_series("cpu_usage")] == [40.0]
-        assert c.journal.events(kinds=["note"]) and c.journal.events(kinds=["controller.start"])[0].payload["samples_pruned"] == 1
+        assert (
+            c.journal.events(kinds=["note"])
+            and c.journal.events(kinds=["controller.start"])[0].payload["samples_pruned"] == 1
+        )
     finally:
         await c.close()

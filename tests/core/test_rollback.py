@@ -86,7 +86,10 @@ async def test_rollback_moves_traffic_stops_green_starts_blue_checks_and_notifie
         again = await c.advance()
         assert again.ok, again.as_dict()
         steps = {name: (status, detail) for name, status, _d, detail in again.steps}
-        assert steps["green_services"] == ("ok", "green-1 running") and steps["green_health"] == ("ok", "1/1 healthy")
+        assert steps["green_services"] == ("ok", "green-1 running") and steps["green_health"] == (
+            "ok",
+            "1/1 healthy",
+        )
     finally:
         await c.close()
         drivers.blue_services.stop(["blue-1"])

@@ -47,7 +47,9 @@ def test_seeded_rows_are_realistic_and_consistent() -> None:
     assert len(set(cnpjs)) == len(cnpjs) and all(valid_cnpj(c) for c in cnpjs)
     emails = [r[2] for r in data["users"]]
     assert len(set(emails)) == len(emails)
-    assert any("ã" in r[1] or "é" in r[1] or "ç" in r[1] for r in data["users"]), "Brazilian names with accents"
+    assert any("ã" in r[1] or "é" in r[1] or "ç" in r[1] for r in data["users"]), (
+        "Brazilian names with accents"
+    )
     for p in data["proposals"]:
         assert 1 <= p[1] <= sizes["opportunities"] and 1 <= p[2] <= sizes["companies"]
         assert p[4] > 0 and round(p[4], 2) == p[4]  # BRL with centavos
@@ -57,7 +59,9 @@ def test_seeded_rows_are_realistic_and_consistent() -> None:
 
 def test_input_checks() -> None:
     companies = TABLES["companies"]
-    ok = parse_input(companies, {"legal_name": "Silva Engenharia Ltda.", "cnpj": "11.222.333/0001-81"}, partial=False)
+    ok = parse_input(
+        companies, {"legal_name": "Silva Engenharia Ltda.", "cnpj": "11.222.333/0001-81"}, partial=False
+    )
     assert ok["cnpj"] == "11.222.333/0001-81"
     with pytest.raises(ValidationError, match="check digits"):
         parse_input(companies, {"legal_name": "X", "cnpj": "11.222.333/0001-80"}, partial=False)
@@ -76,13 +80,29 @@ def test_rows_look_the_same_from_either_engine() -> None:
     from decimal import Decimal
 
     users = TABLES["users"]
-    from_sqlite = {"id": 1, "name": "Ana", "email": "a@b.co", "cpf": None, "role": "analyst", "active": 1,
-                   "created_at": "2026-01-02 03:04:05", "updated_at": "2026-01-02 03:04:05"}
-    from_pg = {**from_sqlite, "active": True, "created_at": dt.datetime(2026, 1, 2, 3, 4, 5),
-               "updated_at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)}
+    from_sqlite = {
+        "id": 1,
+        "name": "Ana",
+        "email": "a@b.co",
+        "cpf": None,
+        "role": "analyst",
+        "active": 1,
+        "created_at": "2026-01-02 03:04:05",
+        "updated_at": "2026-01-02 03:04:05",
+    }
+    from_pg = {
+        **from_sqlite,
+        "active": True,
+        "created_at": dt.datetime(2026, 1, 2, 3, 4, 5),
+        "updated_at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+    }
     assert present(users, from_sqlite) == present(users, from_pg)
     opp = TABLES["opportunities"]
-    row = {c: None for c in opp.columns} | {"id": 2, "estimated_value": Decimal("10.50"), "published_at": dt.date(2026, 1, 2)}
+    row = {c: None for c in opp.columns} | {
+        "id": 2,
+        "estimated_value": Decimal("10.50"),
+        "published_at": dt.date(2026, 1, 2),
+    }
     shown = present(opp, row)
     assert shown["estimated_value"] == 10.5 and shown["published_at"] == "2026-01-02"
 
@@ -127,8 +147,21 @@ def test_a_stopping_service_answers_the_requests_in_flight(tmp_path: Path) -> No
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "cockpit.lab.service", "--side", "blue", "--db", str(db),
-                             "--port", str(port), "--fault-file", str(faults)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cockpit.lab.service",
+            "--side",
+            "blue",
+            "--db",
+            str(db),
+            "--port",
+            str(port),
+            "--fault-file",
+            str(faults),
+        ]
+    )
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -140,7 +173,9 @@ def test_a_stopping_service_answers_the_requests_in_flight(tmp_path: Path) -> No
 
         wait_for(up, timeout=20, what="the service")
         answers: list[int] = []
-        slow = threading.Thread(target=lambda: answers.append(httpx.get(f"{url}/api/users/1", timeout=10).status_code))
+        slow = threading.Thread(
+            target=lambda: answers.append(httpx.get(f"{url}/api/users/1", timeout=10).status_code)
+        )
         slow.start()
         # the slow request is being served (health counts itself as one)
         wait_for(lambda: httpx.get(f"{url}/health", timeout=1).json()["in_flight"] >= 2, timeout=5)

@@ -29,8 +29,14 @@ SEEDED_MAX_KEY = 10_000_000  # seeded keys are 1..N; keys made by the services a
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cockpit", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "cockpit", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 def lab_processes(root: Path) -> list[psutil.Process]:
@@ -81,15 +87,27 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
     assert plan.sync.tables == ["users", "companies", "opportunities", "proposals"]
     assert [p.green for p in plan.phases] == [5, 20, 50, 80, 100]
     assert {t.name for t in plan.rollback.triggers} == {
-        "error_rate_spike", "response_time_degradation", "data_integrity_failure", "database_connection_failure"}
+        "error_rate_spike",
+        "response_time_degradation",
+        "data_integrity_failure",
+        "database_connection_failure",
+    }
 
     # the same seeded data on both sides (the load already writes: count the seeded keys only)
     with sqlite3.connect(doc["sqlite"]) as blue, psycopg.connect(doc["postgres_url"]) as green:
         for table, n in state["seeded"].items():
-            assert blue.execute(f"SELECT count(*) FROM {table} WHERE id < ?", (SEEDED_MAX_KEY,)).fetchone()[0] == n
-            assert green.execute(f"SELECT count(*) FROM {table} WHERE id < %s", (SEEDED_MAX_KEY,)).fetchone()[0] == n
-        assert blue.execute("SELECT cnpj FROM companies WHERE id = 7").fetchone()[0] == \
-            green.execute("SELECT cnpj FROM companies WHERE id = 7").fetchone()[0]
+            assert (
+                blue.execute(f"SELECT count(*) FROM {table} WHERE id < ?", (SEEDED_MAX_KEY,)).fetchone()[0]
+                == n
+            )
+            assert (
+                green.execute(f"SELECT count(*) FROM {table} WHERE id < %s", (SEEDED_MAX_KEY,)).fetchone()[0]
+                == n
+            )
+        assert (
+            blue.execute("SELECT cnpj FROM companies WHERE id = 7").fetchone()[0]
+            == green.execute("SELECT cnpj FROM companies WHERE id = 7").fetchone()[0]
+        )
 
     # half the users to green, through the traffic driver
     NginxDriver.from_plan(plan).apply(50)
@@ -120,18 +138,29 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
         # a create answers 201 with the stored row and its key, on the user's side
         made = {}
         for side, keys in seen.items():
-            r = client.post("/api/proposals", headers={"Cookie": f"session_id={next(iter(keys))}"},
-                            json={"opportunity_id": 1, "company_id": 2, "amount": 12345.67, "status": "submitted"})
+            r = client.post(
+                "/api/proposals",
+                headers={"Cookie": f"session_id={next(iter(keys))}"},
+                json={"opportunity_id": 1, "company_id": 2, "amount": 12345.67, "status": "submitted"},
+            )
             assert r.status_code == 201, r.text
             body = r.json()
-            assert body["side"] == side and body["item"]["id"] == body["id"] and body["item"]["amount"] == 12345.67
+            assert (
+                body["side"] == side
+                and body["item"]["id"] == body["id"]
+                and body["item"]["amount"] == 12345.67
+            )
             made[side] = body["id"]
 
     # each side writes to its own database (no sync runs in this test)
     with sqlite3.connect(doc["sqlite"]) as blue, psycopg.connect(doc["postgres_url"]) as green:
-        assert blue.execute("SELECT amount FROM proposals WHERE id = ?", (made["blue"],)).fetchone() == (12345.67,)
+        assert blue.execute("SELECT amount FROM proposals WHERE id = ?", (made["blue"],)).fetchone() == (
+            12345.67,
+        )
         assert blue.execute("SELECT 1 FROM proposals WHERE id = ?", (made["green"],)).fetchone() is None
-        assert green.execute("SELECT amount FROM proposals WHERE id = %s", (made["green"],)).fetchone() == (12345.67,)
+        assert green.execute("SELECT amount FROM proposals WHERE id = %s", (made["green"],)).fetchone() == (
+            12345.67,
+        )
         assert green.execute("SELECT 1 FROM proposals WHERE id = %s", (made["blue"],)).fetchone() is None
         # and so does the load: new keys carry their side's bit
         blue_new = [k for (k,) in blue.execute("SELECT id FROM proposals WHERE id > ?", (SEEDED_MAX_KEY,))]
@@ -151,7 +180,9 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
         fig = json.loads(stats.read_text())
         errors = (fig.get("recent") or {}).get("errors_by_side") or {}
         m = metrics.poll().as_metrics()
-        return errors.get("green", 0) >= 5 and errors.get("blue", 0) == 0 and m.get("green.error_rate", 0) > 10
+        return (
+            errors.get("green", 0) >= 5 and errors.get("blue", 0) == 0 and m.get("green.error_rate", 0) > 10
+        )
 
     wait_for(green_errors_seen, timeout=30, what="green's injected errors in the load figures and access log")
     assert metrics.poll().as_metrics().get("blue.error_rate", 0) == 0
@@ -164,8 +195,11 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
     assert cli("lab", "fault", "green", "--db-down", "--root", str(lab_root)).returncode == 0
     assert {s["health"] for s in status(lab_root)["services"] if s["side"] == "green"} == {503}
     lab_metrics = LabMetrics(stats)
-    wait_for(lambda: lab_metrics.poll().get("green.db_connection_failure_rate", 0) > 20, timeout=30,
-             what="green's db failures in the lab metrics")
+    wait_for(
+        lambda: lab_metrics.poll().get("green.db_connection_failure_rate", 0) > 20,
+        timeout=30,
+        what="green's db failures in the lab metrics",
+    )
     assert lab_metrics.poll().get("blue.db_connection_failure_rate", 0) == 0
     set_fault(lab_root, "green", clear=True)
     assert {s["health"] for s in status(lab_root)["services"]} == {200}
@@ -184,7 +218,9 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
     lab_ports = list(state["ports"])
     out = cli("lab", "down", "--root", str(lab_root))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     assert lab_processes(lab_root.resolve()) == []
     assert listening(lab_ports) == []
     name = doc["postgres_url"].rsplit("/", 1)[1]
@@ -195,8 +231,25 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
 
 def test_down_cleans_up_after_the_lab_process_was_killed(lab_root: Path, pg_url: str) -> None:
     """`lab up` killed with SIGKILL halfway: `lab down` (another process) still stops what it had started."""
-    proc = subprocess.Popen([sys.executable, "-m", "cockpit", "lab", "up", "--root", str(lab_root), "--rate", "10",
-                             "--rows", "500", "--pg-url", pg_url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cockpit",
+            "lab",
+            "up",
+            "--root",
+            str(lab_root),
+            "--rate",
+            "10",
+            "--rows",
+            "500",
+            "--pg-url",
+            pg_url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         state_file = lab_root / "state.json"
 
@@ -261,8 +314,9 @@ def test_with_the_sync_running_both_sides_end_equal(lab_root: Path, pg_url: str)
 
         def writes_on_both_sides() -> bool:
             fig = json.loads(stats.read_text()) if stats.exists() else {}
-            return (fig.get("total") or {}).get("ops", {}).get("create", 0) > 40 and \
-                all(((fig.get("recent") or {}).get("by_side") or {}).get(s, 0) > 10 for s in ("blue", "green"))
+            return (fig.get("total") or {}).get("ops", {}).get("create", 0) > 40 and all(
+                ((fig.get("recent") or {}).get("by_side") or {}).get(s, 0) > 10 for s in ("blue", "green")
+            )
 
         wait_for(writes_on_both_sides, timeout=30, what="creates served by both sides")
         ProcessesDriver({"lab-load": ["true"]}, pid_dir=lab_root / "run").stop(["lab-load"])
@@ -272,25 +326,49 @@ def test_with_the_sync_running_both_sides_end_equal(lab_root: Path, pg_url: str)
     with sqlite3.connect(doc["sqlite"]) as blue, psycopg.connect(doc["postgres_url"]) as green:
         for name, table in TABLES.items():
             cols = ", ".join(f'"{c}"' for c in table.columns)
-            on_blue = {r[0]: present(table, dict(zip(table.columns, r, strict=True)))
-                       for r in blue.execute(f'SELECT {cols} FROM "{name}"')}
-            on_green = {r[0]: present(table, dict(zip(table.columns, r, strict=True)))
-                        for r in green.execute(f'SELECT {cols} FROM "{name}"')}
+            on_blue = {
+                r[0]: present(table, dict(zip(table.columns, r, strict=True)))
+                for r in blue.execute(f'SELECT {cols} FROM "{name}"')
+            }
+            on_green = {
+                r[0]: present(table, dict(zip(table.columns, r, strict=True)))
+                for r in green.execute(f'SELECT {cols} FROM "{name}"')
+            }
             assert on_blue == on_green, name
-        made_on_green = green.execute("SELECT count(*) FROM proposals WHERE id > %s AND id & 2048 = 2048",
-                                      (SEEDED_MAX_KEY,)).fetchone()[0]
+        made_on_green = green.execute(
+            "SELECT count(*) FROM proposals WHERE id > %s AND id & 2048 = 2048", (SEEDED_MAX_KEY,)
+        ).fetchone()[0]
         assert made_on_green > 0
 
 
 def test_demo_stops_everything_on_sigterm(tmp_path: Path, pg_url: str) -> None:
     root = tmp_path / "demo"
-    err_path = tmp_path / "demo.err"  # the screen draws on stderr/stdout: a file never blocks it as a pipe would
+    err_path = (
+        tmp_path / "demo.err"
+    )  # the screen draws on stderr/stdout: a file never blocks it as a pipe would
     with open(err_path, "wb") as err_file:
-        proc = subprocess.Popen([sys.executable, "-m", "cockpit", "demo", "--root", str(root), "--rate", "5",
-                                 "--rows", "500", "--pg-url", pg_url],
-                                stdin=subprocess.DEVNULL, stdout=err_file, stderr=err_file,
-                                env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"})
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cockpit",
+                "demo",
+                "--root",
+                str(root),
+                "--rate",
+                "5",
+                "--rows",
+                "500",
+                "--pg-url",
+                pg_url,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=err_file,
+            stderr=err_file,
+            env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"},
+        )
     try:
+
         def load_running() -> bool:
             try:
                 return bool((json.loads((root / "state.json").read_text()).get("load") or {}).get("pid"))

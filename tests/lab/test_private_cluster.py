@@ -49,7 +49,8 @@ def test_private_cluster_with_tls_serves_every_client_encrypted(tmp_path: Path) 
             assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == state["seeded"]["users"]
             rows = conn.execute(
                 "SELECT a.pid, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
-                "WHERE a.backend_type = 'client backend' AND a.datname = current_database()").fetchall()
+                "WHERE a.backend_type = 'client backend' AND a.datname = current_database()"
+            ).fetchall()
         assert len(rows) >= 2  # this test's connection and the green services'
         assert all(ssl for _pid, ssl in rows), rows
     finally:
@@ -60,6 +61,14 @@ def test_private_cluster_with_tls_serves_every_client_encrypted(tmp_path: Path) 
 def test_tls_with_an_existing_server_is_refused_before_anything_starts(tmp_path: Path) -> None:
     root = tmp_path / "lab"
     with pytest.raises(LabError, match="sslmode=require"):
-        up(LabOptions(root=root, rate=0, rows=200, pg_url="postgresql://postgres@127.0.0.1/postgres", quiet=True,
-                      tls=True))
+        up(
+            LabOptions(
+                root=root,
+                rate=0,
+                rows=200,
+                pg_url="postgresql://postgres@127.0.0.1/postgres",
+                quiet=True,
+                tls=True,
+            )
+        )
     assert not root.exists()

@@ -99,7 +99,9 @@ def test_batches_smaller_than_the_backlog(tmp_path, pg_url):
         conn.close()
         with psycopg.connect(pg_url) as pg:
             with pg.cursor() as cur:
-                cur.executemany("INSERT INTO items (id, name) VALUES (%s, %s)", [(i, "g") for i in range(1000, 1050)])
+                cur.executemany(
+                    "INSERT INTO items (id, name) VALUES (%s, %s)", [(i, "g") for i in range(1000, 1050)]
+                )
             pg.commit()
         out = r.run_once()
         assert out["blue_to_green"]["changes"] == 100
@@ -139,7 +141,11 @@ def test_conflicts_are_settled_by_policy_and_reported_with_both_versions(tmp_pat
         assert one["blue"]["name"] == "blue" and one["green"]["name"] == "green"
         assert two["blue"]["name"] == "blue" and two["green"] is None  # deleted on green
         assert one["policy"] == policy and one["table"] == "items"
-        expected = {"blue-wins": ("blue", "blue"), "green-wins": ("green", "green"), "newest": ("green", "blue")}
+        expected = {
+            "blue-wins": ("blue", "blue"),
+            "green-wins": ("green", "green"),
+            "newest": ("green", "blue"),
+        }
         assert (one["winner"], two["winner"]) == expected[policy]
         names = {row[0]: row[1] for row in blue_rows(db, "items")}
         assert names.get(1) == one["winner"]
@@ -170,7 +176,11 @@ def test_large_batches_go_through_copy_with_every_kind_of_value(tmp_path, pg_url
     r = runner(db, pg_url)
     r.applier().copy_threshold = 1  # every upsert through COPY + merge
     try:
-        rows = [(1, "tab\there", 1, 0.1, b"\x00\\\n"), (2, None, None, None, None), (3, "line\nbreak\\", -5, 1e300, b"")]
+        rows = [
+            (1, "tab\there", 1, 0.1, b"\x00\\\n"),
+            (2, None, None, None, None),
+            (3, "line\nbreak\\", -5, 1e300, b""),
+        ]
         conn = sqlite3.connect(db)
         conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", rows)
         conn.commit()
@@ -249,7 +259,9 @@ def test_foreign_keys_on_green_in_any_order(tmp_path, pg_url, deferrable):
     conn.close()
     defer = " DEFERRABLE INITIALLY IMMEDIATE" if deferrable else ""
     pg_exec(pg_url, "CREATE TABLE parent (id bigint PRIMARY KEY, name text)")
-    pg_exec(pg_url, f"CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint REFERENCES parent(id){defer})")
+    pg_exec(
+        pg_url, f"CREATE TABLE child (id bigint PRIMARY KEY, parent_id bigint REFERENCES parent(id){defer})"
+    )
     with psycopg.connect(pg_url) as pg:
         install_pg(pg, keys)
     r = runner(db, pg_url, tables=["child", "parent"])

@@ -16,8 +16,10 @@ from tests.sync.test_sync_support import PG_DDL, TABLES, make_blue, make_pair
 def _blue_log(db) -> list[tuple]:
     conn = sqlite3.connect(db)
     try:
-        return [(t, op, json.loads(pk)) for t, op, pk in conn.execute(
-            "SELECT tbl, op, pk FROM _cockpit_changes ORDER BY seq")]
+        return [
+            (t, op, json.loads(pk))
+            for t, op, pk in conn.execute("SELECT tbl, op, pk FROM _cockpit_changes ORDER BY seq")
+        ]
     finally:
         conn.close()
 
@@ -150,8 +152,10 @@ def test_postgres_install_uninstall_idempotent_and_app_tables_untouched(pg_url):
         for ddl in PG_DDL:
             pg.execute(ddl)
         pg.commit()
-        columns = "SELECT table_name, column_name, data_type FROM information_schema.columns" \
-                  " WHERE table_schema = 'public' ORDER BY 1, 2"
+        columns = (
+            "SELECT table_name, column_name, data_type FROM information_schema.columns"
+            " WHERE table_schema = 'public' ORDER BY 1, 2"
+        )
         before = pg.execute(columns).fetchall()
         keys = {"items": ("id",), "Pairs": ("a", "b")}
         capture.install_pg(pg, keys)
@@ -162,7 +166,12 @@ def test_postgres_install_uninstall_idempotent_and_app_tables_untouched(pg_url):
         assert pg.execute("SELECT count(*) FROM cockpit.changes").fetchone()[0] == 1
         assert pg.execute(columns).fetchall() == before
         assert sorted(capture.uninstall_pg(pg)) == [
-            "schema cockpit", "trigger Pairs", "trigger items", "truncate trigger Pairs", "truncate trigger items"]
+            "schema cockpit",
+            "trigger Pairs",
+            "trigger items",
+            "truncate trigger Pairs",
+            "truncate trigger items",
+        ]
         assert capture.uninstall_pg(pg) == []
         assert capture.pg_installed(pg) == []
         assert pg.execute("SELECT to_regnamespace('cockpit')").fetchone()[0] is None

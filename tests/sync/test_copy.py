@@ -35,7 +35,9 @@ def _columns(pg: psycopg.Connection, table: str) -> dict[str, tuple[str, str | N
 
 def _public_tables(pg_url: str) -> list[str]:
     with psycopg.connect(pg_url) as pg:
-        return [r[0] for r in pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        return [
+            r[0] for r in pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        ]
 
 
 def test_every_pitfall_is_copied_exactly(pitfalls: str, pg_url: str) -> None:
@@ -105,10 +107,13 @@ def test_values_read_back_in_postgresql_form(pitfalls: str, pg_url: str) -> None
 def test_identity_continues_after_the_highest_key_and_sqlite_sequence(pitfalls: str, pg_url: str) -> None:
     copy_database(pitfalls, pg_url)
     with psycopg.connect(pg_url) as pg:
-        (user_id,) = pg.execute('INSERT INTO "user" ("references") VALUES (%s) RETURNING id', ("n",)).fetchone()
+        (user_id,) = pg.execute(
+            'INSERT INTO "user" ("references") VALUES (%s) RETURNING id', ("n",)
+        ).fetchone()
         (order_id,) = pg.execute("INSERT INTO orders (code) VALUES ('Z') RETURNING id").fetchone()
-        row = pg.execute('SELECT active, "select", "MixedCase", score, created FROM "user" WHERE id = %s',
-                         (user_id,)).fetchone()
+        row = pg.execute(
+            'SELECT active, "select", "MixedCase", score, created FROM "user" WHERE id = %s', (user_id,)
+        ).fetchone()
     assert user_id == 10  # 9 was handed out by AUTOINCREMENT and deleted: never reused
     assert order_id == 5
     assert row[:4] == (False, "abc", 42, 1.5)
@@ -139,10 +144,12 @@ def test_orphan_foreign_keys_are_reported_and_left_not_valid(pitfalls: str, pg_u
     assert "NOT VALID" in report.summary() and "id=88" in report.summary()
     assert report.as_dict()["not_valid"][0]["orphans"] == 2
     with psycopg.connect(pg_url) as pg:
-        state = dict(pg.execute(
-            "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' "
-            "AND connamespace = 'public'::regnamespace"
-        ).fetchall())
+        state = dict(
+            pg.execute(
+                "SELECT conname, convalidated FROM pg_constraint WHERE contype = 'f' "
+                "AND connamespace = 'public'::regnamespace"
+            ).fetchall()
+        )
     assert state["orders_user_id_fkey"] is False
     assert state["Mixed Table_owner_fkey"] is True
 
@@ -204,13 +211,15 @@ def test_failure_during_the_load_drops_what_was_created(pitfalls: str, pg_url: s
 def test_other_schema_and_subset_of_tables(pitfalls: str, pg_url: str) -> None:
     report = copy_database(pitfalls, pg_url, tables=["pairs", "Mixed Table"], schema="app")
     assert sorted(t.name for t in report.tables) == ["Mixed Table", "pairs"]
-    assert any("refers to \"user\", which is not copied" in w for w in report.warnings)
+    assert any('refers to "user", which is not copied' in w for w in report.warnings)
     with psycopg.connect(pg_url) as pg:
         assert pg.execute("SELECT count(*) FROM app.pairs").fetchone()[0] == 3
     assert _public_tables(pg_url) == []
 
 
-def test_mapping_converts_values_written_on_postgresql_back_to_the_sqlite_form(pitfalls: str, pg_url: str) -> None:
+def test_mapping_converts_values_written_on_postgresql_back_to_the_sqlite_form(
+    pitfalls: str, pg_url: str
+) -> None:
     copy_database(pitfalls, pg_url)
     mapping = read_mapping(sqlite3.connect(pitfalls))
     user = mapping["user"]
@@ -218,7 +227,9 @@ def test_mapping_converts_values_written_on_postgresql_back_to_the_sqlite_form(p
         pg.execute("""INSERT INTO "user" (id, "references", flag, stamp, ms, born, data)
                       VALUES (20, 'g', false, '2024-05-05 05:05:05.250001', '2024-05-05 05:05:05',
                       '2024-05-05', '\\x0102')""")
-        row = pg.execute('SELECT active, flag, stamp, ms, born, data, created FROM "user" WHERE id = 20').fetchone()
+        row = pg.execute(
+            'SELECT active, flag, stamp, ms, born, data, created FROM "user" WHERE id = 20'
+        ).fetchone()
     names = ["active", "flag", "stamp", "ms", "born", "data", "created"]
     back = {n: user.column(n).to_sqlite(v) for n, v in zip(names, row, strict=True)}
     assert back["active"] == 0 and back["flag"] == "false"
@@ -232,9 +243,12 @@ def test_mapping_converts_values_written_on_postgresql_back_to_the_sqlite_form(p
 
 
 @pytest.mark.parametrize("readers", [1, 3])
-def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str, pg_url: str, readers: int,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(copy_module, "_readers", lambda jobs: readers)  # 3: snapshots pinned under the write lock
+def test_copy_while_the_app_writes_records_the_change_log_position(
+    pitfalls: str, pg_url: str, readers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        copy_module, "_readers", lambda jobs: readers
+    )  # 3: snapshots pinned under the write lock
     setup = sqlite3.connect(pitfalls)
     capture.install_sqlite(setup, ["orders"])
     setup.close()
@@ -245,7 +259,9 @@ def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str
         conn = sqlite3.connect(pitfalls, timeout=10)
         next_id = 1000
         while not stop.is_set() or len(written) < 200:
-            conn.execute("INSERT INTO orders (id, user_id, code) VALUES (?, NULL, ?)", (next_id, f"c{next_id}"))
+            conn.execute(
+                "INSERT INTO orders (id, user_id, code) VALUES (?, NULL, ?)", (next_id, f"c{next_id}")
+            )
             conn.commit()
             written.append(next_id)
             next_id += 1
@@ -267,8 +283,9 @@ def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str
     total = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
     with psycopg.connect(pg_url) as pg:
         copied = pg.execute("SELECT count(*) FROM orders").fetchone()[0]
-        recorded = pg.execute("SELECT position FROM cockpit.positions WHERE direction = %s",
-                              (capture.BLUE_TO_GREEN,)).fetchone()
+        recorded = pg.execute(
+            "SELECT position FROM cockpit.positions WHERE direction = %s", (capture.BLUE_TO_GREEN,)
+        ).fetchone()
     assert report.sqlite_position > 0
     assert copied + after == total, "the copy holds exactly the changes up to its position"
     assert recorded == (report.sqlite_position,)
@@ -276,8 +293,9 @@ def test_copy_while_the_app_writes_records_the_change_log_position(pitfalls: str
 
 
 @pytest.mark.parametrize("jobs", [1, 4])
-def test_large_table_in_chunks_with_any_number_of_jobs(tmp_path: Path, pg_url: str, jobs: int,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_table_in_chunks_with_any_number_of_jobs(
+    tmp_path: Path, pg_url: str, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(copy_module, "SPLIT_ROWS", 4000)  # big is read in rowid ranges by several writers
     monkeypatch.setattr(copy_module, "_readers", lambda jobs: jobs)  # as on a machine with many CPUs
     path = str(tmp_path / "big.db")
@@ -304,13 +322,16 @@ def test_values_beyond_the_sample_replan_or_refuse_without_writing(tmp_path: Pat
     path = str(tmp_path / "late.db")
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE late (id INTEGER PRIMARY KEY, amount NUMERIC, at DATETIME)")
-    conn.executemany("INSERT INTO late VALUES (?, ?, ?)",
-                     ((i, i, "2024-01-01 00:00:00") for i in range(1, 5001)))
+    conn.executemany(
+        "INSERT INTO late VALUES (?, ?, ?)", ((i, i, "2024-01-01 00:00:00") for i in range(1, 5001))
+    )
     conn.execute("UPDATE late SET amount = 2.5, at = '2024-01-01 00:00:00.500000' WHERE id = 4000")
     conn.commit()
     report = copy_database(path, pg_url)  # the sample says bigint; the full read says numeric
     with psycopg.connect(pg_url) as pg:
-        kind = pg.execute("SELECT data_type FROM information_schema.columns WHERE column_name = 'amount'").fetchone()
+        kind = pg.execute(
+            "SELECT data_type FROM information_schema.columns WHERE column_name = 'amount'"
+        ).fetchone()
     assert kind == ("numeric",) and report.rows == 5000
     assert_copied_exactly(path, pg_url)
 
@@ -326,8 +347,9 @@ def test_values_beyond_the_sample_replan_or_refuse_without_writing(tmp_path: Pat
         assert _public_tables(pg_url) == []
 
 
-def test_a_busy_write_lock_makes_the_copy_read_through_one_connection(pitfalls: str, pg_url: str,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_write_lock_makes_the_copy_read_through_one_connection(
+    pitfalls: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(copy_module, "BUSY_TIMEOUT_MS", 100)
     monkeypatch.setattr(copy_module, "_readers", lambda jobs: jobs)
     app = sqlite3.connect(pitfalls, isolation_level=None)
@@ -363,9 +385,13 @@ def test_no_tables_is_an_empty_copy(pitfalls: str, pg_url: str) -> None:
 def test_a_wide_table(tmp_path: Path, pg_url: str) -> None:
     path = str(tmp_path / "wide.db")
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE wide (id INTEGER PRIMARY KEY, " + ", ".join(f"c{i} TEXT" for i in range(130)) + ")")
-    conn.execute("INSERT INTO wide VALUES (1, " + ", ".join("?" for _ in range(130)) + ")",
-                 [f"v{i}\t" for i in range(130)])
+    conn.execute(
+        "CREATE TABLE wide (id INTEGER PRIMARY KEY, " + ", ".join(f"c{i} TEXT" for i in range(130)) + ")"
+    )
+    conn.execute(
+        "INSERT INTO wide VALUES (1, " + ", ".join("?" for _ in range(130)) + ")",
+        [f"v{i}\t" for i in range(130)],
+    )
     conn.commit()
     conn.close()
     copy_database(path, pg_url)
@@ -395,8 +421,19 @@ def test_doubles_that_sqlite_prints_wrongly_arrive_exactly(tmp_path: Path, pg_ur
     import random
 
     rng = random.Random(3)
-    values = [-3.4520983990612703e-299, -8.491953139073969e-301, 9.119244669364399e-297, 0.1 + 0.2, 1 / 3,
-              5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, -0.0, math.inf, -math.inf]
+    values = [
+        -3.4520983990612703e-299,
+        -8.491953139073969e-301,
+        9.119244669364399e-297,
+        0.1 + 0.2,
+        1 / 3,
+        5e-324,
+        2.2250738585072014e-308,
+        1.7976931348623157e308,
+        -0.0,
+        math.inf,
+        -math.inf,
+    ]
     values += [rng.random() * 10 ** rng.randint(-308, 300) * rng.choice((1, -1)) for _ in range(5000)]
     db = tmp_path / "reals.db"
     with sqlite3.connect(db) as conn:
@@ -414,12 +451,16 @@ def _old_iso_check(c: str, precision: str, sep: str) -> str:
     with the '+0 days' modifier that makes SQLite normalise impossible dates such as 2023-02-29."""
     if precision == "micro":
         head = f"substr({c}, 1, 19)"
-        return (f"length({c}) = 26 AND strftime('%Y-%m-%d{sep}%H:%M:%S', {head}, '+0 days') IS {head} COLLATE BINARY "
-                f"AND substr({c}, 20, 1) = '.' AND substr({c}, 21) GLOB '[0-9][0-9][0-9][0-9][0-9][0-9]'")
+        return (
+            f"length({c}) = 26 AND strftime('%Y-%m-%d{sep}%H:%M:%S', {head}, '+0 days') IS {head} COLLATE BINARY "
+            f"AND substr({c}, 20, 1) = '.' AND substr({c}, 21) GLOB '[0-9][0-9][0-9][0-9][0-9][0-9]'"
+        )
     return f"strftime('%Y-%m-%d{sep}%H:%M:%f', {c}, '+0 days') IS {c} COLLATE BINARY"
 
 
-@pytest.mark.parametrize(("precision", "sep"), [("milli", " "), ("milli", "T"), ("micro", " "), ("micro", "T")])
+@pytest.mark.parametrize(
+    ("precision", "sep"), [("milli", " "), ("milli", "T"), ("micro", " "), ("micro", "T")]
+)
 def test_the_fraction_date_checks_accept_exactly_what_strftime_accepted(precision: str, sep: str) -> None:
     import random
 
@@ -428,43 +469,61 @@ def test_the_fraction_date_checks_accept_exactly_what_strftime_accepted(precisio
 
     rng = random.Random(f"{precision}{sep}")
     digits = 3 if precision == "milli" else 6
-    good = [f"2024-01-01{sep}10:00:59.{'9' * digits}", f"2024-02-29{sep}23:59:59.{'0' * digits}",
-            f"0001-01-01{sep}00:00:00.{'1' * digits}", f"9999-12-31{sep}23:59:59.{'5' * digits}"]
+    good = [
+        f"2024-01-01{sep}10:00:59.{'9' * digits}",
+        f"2024-02-29{sep}23:59:59.{'0' * digits}",
+        f"0001-01-01{sep}00:00:00.{'1' * digits}",
+        f"9999-12-31{sep}23:59:59.{'5' * digits}",
+    ]
     for _ in range(300):
-        good.append(f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}{sep}"
-                    f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}."
-                    + "".join(rng.choice("0123456789") for _ in range(digits)))
+        good.append(
+            f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}{sep}"
+            f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}."
+            + "".join(rng.choice("0123456789") for _ in range(digits))
+        )
     texts = list(good)
-    texts += [f"2023-02-29{sep}10:00:00.{'1' * digits}", f"2024-01-01{sep}24:00:00.{'0' * digits}",
-              f"2024-01-01{sep}10:00:60.{'0' * digits}", f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}",
-              f"2024-01-01{sep}10:00:00.{'1' * (digits + 1)}", f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}Z",
-              f"2024-01-01{sep}10:00:00.{'1' * (digits - 2)} Z", f"2024-01-01{sep}10:00:00,{'1' * digits}",
-              f" 2024-01-01{sep}10:00:00.{'1' * (digits - 1)}", f"2024-1-01{sep}10:00:00.{'1' * (digits + 1)}",
-              f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}x", f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}\u00e9"]
+    texts += [
+        f"2023-02-29{sep}10:00:00.{'1' * digits}",
+        f"2024-01-01{sep}24:00:00.{'0' * digits}",
+        f"2024-01-01{sep}10:00:60.{'0' * digits}",
+        f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}",
+        f"2024-01-01{sep}10:00:00.{'1' * (digits + 1)}",
+        f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}Z",
+        f"2024-01-01{sep}10:00:00.{'1' * (digits - 2)} Z",
+        f"2024-01-01{sep}10:00:00,{'1' * digits}",
+        f" 2024-01-01{sep}10:00:00.{'1' * (digits - 1)}",
+        f"2024-1-01{sep}10:00:00.{'1' * (digits + 1)}",
+        f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}x",
+        f"2024-01-01{sep}10:00:00.{'1' * (digits - 1)}\u00e9",
+    ]
     texts += [t.replace(sep, "T" if sep == " " else " ", 1) for t in good[:20]]
     for text in good[:200]:  # one character changed, dropped or added, anywhere
         i = rng.randrange(len(text))
         ch = rng.choice("0123456789 -:.TZz+x")
-        texts += [text[:i] + ch + text[i + 1:], text[:i] + text[i + 1:], text[:i] + ch + text[i:]]
+        texts += [text[:i] + ch + text[i + 1 :], text[:i] + text[i + 1 :], text[:i] + ch + text[i:]]
     new = _sql_iso_check("x", V.IsoFormat(precision, sep))
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (x TEXT COLLATE NOCASE)")
     conn.executemany("INSERT INTO t VALUES (?)", [(t,) for t in texts])
-    rows = conn.execute(f"SELECT x, coalesce({new}, 0) <> 0, coalesce({_old_iso_check('x', precision, sep)}, 0) <> 0 "
-                        "FROM t").fetchall()
+    rows = conn.execute(
+        f"SELECT x, coalesce({new}, 0) <> 0, coalesce({_old_iso_check('x', precision, sep)}, 0) <> 0 FROM t"
+    ).fetchall()
     assert [r for r in rows if r[1] != r[2]] == []
     accepted = {r[0] for r in rows if r[1]}
     assert set(good) <= accepted and len(accepted) < len(set(texts))
     assert f"2023-02-29{sep}10:00:00.{'1' * digits}" not in accepted
 
 
-def test_a_date_text_beyond_the_sample_in_another_form_is_refused_without_writing(tmp_path: Path,
-                                                                                  pg_url: str) -> None:
+def test_a_date_text_beyond_the_sample_in_another_form_is_refused_without_writing(
+    tmp_path: Path, pg_url: str
+) -> None:
     path = str(tmp_path / "late_dates.db")
     conn = sqlite3.connect(path)
     conn.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, at DATETIME)")
-    conn.executemany("INSERT INTO ev VALUES (?, ?)", ((i, f"2024-01-01 10:00:{i % 60:02d}.{i % 1000:03d}")
-                                                       for i in range(1, 4001)))
+    conn.executemany(
+        "INSERT INTO ev VALUES (?, ?)",
+        ((i, f"2024-01-01 10:00:{i % 60:02d}.{i % 1000:03d}") for i in range(1, 4001)),
+    )
     conn.execute("UPDATE ev SET at = '2024-01-01 10:00:00.12' WHERE id = 3000")
     conn.execute("UPDATE ev SET at = '2024-01-01T10:00:00.120' WHERE id = 3500")
     conn.commit()
@@ -475,8 +534,9 @@ def test_a_date_text_beyond_the_sample_in_another_form_is_refused_without_writin
     assert _public_tables(pg_url) == []
 
 
-def test_a_key_build_failing_while_other_tables_load_drops_everything(pitfalls: str, pg_url: str,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_key_build_failing_while_other_tables_load_drops_everything(
+    pitfalls: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = copy_module._key_statements
     built: list[str] = []
 
@@ -497,8 +557,10 @@ def test_an_impossible_date_is_refused_naming_its_key(tmp_path: Path, pg_url: st
     db = tmp_path / "dates.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, day DATE, at DATETIME)")
-        conn.executemany("INSERT INTO ev VALUES (?, ?, ?)",
-                         [(i, f"2023-01-{i:02d}", f"2023-01-{i:02d} 10:00:00") for i in range(1, 29)])
+        conn.executemany(
+            "INSERT INTO ev VALUES (?, ?, ?)",
+            [(i, f"2023-01-{i:02d}", f"2023-01-{i:02d} 10:00:00") for i in range(1, 29)],
+        )
         conn.execute("INSERT INTO ev VALUES (29, '2023-02-29', '2023-01-29 10:00:00')")
         conn.execute("INSERT INTO ev VALUES (30, '2023-01-30', '2023-04-31 12:00:00')")
     with pytest.raises(SchemaRefused) as info:

@@ -29,9 +29,13 @@ def _blue(tmp_path: Path, rows: int = ROWS) -> Path:
     db = tmp_path / "blue.db"
     make_blue(db)
     conn = sqlite3.connect(db)
-    conn.executemany("INSERT INTO items (id, name, qty, price) VALUES (?, ?, ?, ?)",
-                     ((i, f"item {i}", i % 7, i / 4) for i in range(1, rows + 1)))
-    conn.executemany('INSERT INTO "Pairs" (a, b, "value") VALUES (?, ?, ?)', ((f"k{i}", i, "v") for i in range(50)))
+    conn.executemany(
+        "INSERT INTO items (id, name, qty, price) VALUES (?, ?, ?, ?)",
+        ((i, f"item {i}", i % 7, i / 4) for i in range(1, rows + 1)),
+    )
+    conn.executemany(
+        'INSERT INTO "Pairs" (a, b, "value") VALUES (?, ?, ?)', ((f"k{i}", i, "v") for i in range(50))
+    )
     conn.commit()
     conn.close()
     return db
@@ -51,8 +55,10 @@ def _copy_actions(plan: Plan) -> list[Any]:
 
 def _green_tables(pg_url: str) -> list[str]:
     with psycopg.connect(pg_url) as conn:
-        return sorted(r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall())
+        return sorted(
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        )
 
 
 class _Watched:
@@ -147,7 +153,9 @@ def test_cli_copy_is_queued_to_the_running_controller(plan: Plan, pg_url: str, c
         assert "queued copy" in captured.err
         assert "copy ok" in captured.out
         assert thread.controller is not None and thread.controller.copy_view().state == "done"
-        assert main(["-p", str(plan.source), "status"]) == 0  # another process reads the controller's snapshot
+        assert (
+            main(["-p", str(plan.source), "status"]) == 0
+        )  # another process reads the controller's snapshot
         assert f"initial copy done: {ROWS + 50:,}/{ROWS + 50:,} rows in 2 tables" in capsys.readouterr().out
     finally:
         thread.stop()
@@ -166,7 +174,9 @@ async def test_c_key_copies_and_the_metrics_panel_shows_it(plan: Plan, pg_url: s
             await pilot.click("#confirm")
             await until(pilot, lambda: app.last_result is not None, timeout=60, what="the copy's result")
             assert app.last_result[:2] == ("copy", "ok"), app.last_result
-            await until(pilot, lambda: "done: 60k rows" in text(app, "#metrics-text"), what="the copy on screen")
+            await until(
+                pilot, lambda: "done: 60k rows" in text(app, "#metrics-text"), what="the copy on screen"
+            )
             line = next(x for x in text(app, "#metrics-text").splitlines() if "Initial copy" in x)
             assert line.split()[:4] == ["Initial", "copy", "done:", "60k"]
     finally:
@@ -175,8 +185,12 @@ async def test_c_key_copies_and_the_metrics_panel_shows_it(plan: Plan, pg_url: s
 
 
 def test_copy_view_adds_up_its_tables() -> None:
-    view = CopyView("running", 0.0, (TableCopy("a", 50, 100, 10.0, 5.0), TableCopy("b", 10, 10, 5.0, 0.0, True)),
-                    seconds=2.0)
+    view = CopyView(
+        "running",
+        0.0,
+        (TableCopy("a", 50, 100, 10.0, 5.0), TableCopy("b", 10, 10, 5.0, 0.0, True)),
+        seconds=2.0,
+    )
     assert (view.rows_done, view.rows_total, view.rows_per_s, view.eta_s) == (60, 110, 30.0, 5.0)
     assert CopyView.from_dict(view.as_dict()) == view
     waiting = CopyView("running", 0.0, (TableCopy("a", 0, 100, 0.0, None),), seconds=0.1)

@@ -30,7 +30,9 @@ def copied_rows(pg_url: str, table: TableMap, schema: str = "public") -> list[tu
     cols = sql.SQL(", ").join(sql.Identifier(pg_truncate(c.name)) for c in table.columns)
     with psycopg.connect(pg_url) as pg:
         rows = pg.execute(
-            sql.SQL("SELECT {} FROM {}.{}").format(cols, sql.Identifier(schema), sql.Identifier(pg_truncate(table.name)))
+            sql.SQL("SELECT {} FROM {}.{}").format(
+                cols, sql.Identifier(schema), sql.Identifier(pg_truncate(table.name))
+            )
         ).fetchall()
     mem = sqlite3.connect(":memory:")
     decls = ", ".join(f"{qi(c.name)} {c.sqlite_decl}" for c in table.columns)
@@ -44,8 +46,13 @@ def copied_rows(pg_url: str, table: TableMap, schema: str = "public") -> list[tu
     return _canon(mem.execute(f"SELECT {fields} FROM t").fetchall())
 
 
-def assert_copied_exactly(sqlite_path: str, pg_url: str, casts: list | None = None, schema: str = "public",
-                          skip: dict[str, set[int]] | None = None) -> dict[str, TableMap]:
+def assert_copied_exactly(
+    sqlite_path: str,
+    pg_url: str,
+    casts: list | None = None,
+    schema: str = "public",
+    skip: dict[str, set[int]] | None = None,
+) -> dict[str, TableMap]:
     """Every table of `sqlite_path` equals its PostgreSQL copy, row by row and value by value."""
     conn = sqlite3.connect(sqlite_path)
     try:
@@ -95,14 +102,58 @@ def make_pitfalls(path: str) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(PITFALLS_SQL)
     users = [
-        (1, "tab\there", "new\nline", 1, 1, "true", "2024-01-31 10:20:30", "2024-02-29 23:59:59",
-         "2024-01-01 00:00:00.125", "1999-12-31", 0.1 + 0.2, 1.98, 0.30000000000000004, bytes(range(256)), 7),
-        (2, "back\\slash \\N and \r", "", 0, 0, "false", "1970-01-01 00:00:00", "2000-01-01 00:00:00",
-         "2000-01-01 12:00:00.000", "0001-01-01", -2.5, 2, 1, b"", "text here"),
+        (
+            1,
+            "tab\there",
+            "new\nline",
+            1,
+            1,
+            "true",
+            "2024-01-31 10:20:30",
+            "2024-02-29 23:59:59",
+            "2024-01-01 00:00:00.125",
+            "1999-12-31",
+            0.1 + 0.2,
+            1.98,
+            0.30000000000000004,
+            bytes(range(256)),
+            7,
+        ),
+        (
+            2,
+            "back\\slash \\N and \r",
+            "",
+            0,
+            0,
+            "false",
+            "1970-01-01 00:00:00",
+            "2000-01-01 00:00:00",
+            "2000-01-01 12:00:00.000",
+            "0001-01-01",
+            -2.5,
+            2,
+            1,
+            b"",
+            "text here",
+        ),
         (3, "ünïcødé ✓ 🎉", None, None, 1, None, None, None, None, None, 1e-300, None, None, None, None),
-        (5, "'quoted' \"double\"", "x", -9223372036854775808, 0, "true", "9999-12-31 23:59:59",
-         "2024-06-01 08:00:00", "2024-06-01 08:00:00.999", "2024-02-29", 1.7976931348623157e308, 99999999.99,
-         123.456, b"\x00\x01", 3.25),
+        (
+            5,
+            "'quoted' \"double\"",
+            "x",
+            -9223372036854775808,
+            0,
+            "true",
+            "9999-12-31 23:59:59",
+            "2024-06-01 08:00:00",
+            "2024-06-01 08:00:00.999",
+            "2024-02-29",
+            1.7976931348623157e308,
+            99999999.99,
+            123.456,
+            b"\x00\x01",
+            3.25,
+        ),
     ]
     conn.executemany(
         'INSERT INTO "user" (id, "references", "select", "MixedCase", active, flag, created, stamp, ms, born, '
@@ -112,7 +163,9 @@ def make_pitfalls(path: str) -> None:
     conn.execute('UPDATE "user" SET anything = NULL WHERE id IN (2, 3, 5)')
     conn.execute('INSERT INTO "user" (id, "references") VALUES (9, \'deleted soon\')')
     conn.execute('DELETE FROM "user" WHERE id = 9')  # AUTOINCREMENT: the next key is 10, not 6
-    conn.executemany('INSERT INTO "Mixed Table" VALUES (?, ?, ?)', [(1, "a", 1), (2, "b", None), (3, None, 2)])
+    conn.executemany(
+        'INSERT INTO "Mixed Table" VALUES (?, ?, ?)', [(1, "a", 1), (2, "b", None), (3, None, 2)]
+    )
     conn.executemany(
         "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
         [
@@ -122,6 +175,8 @@ def make_pitfalls(path: str) -> None:
         ],
     )
     conn.executemany("INSERT INTO pairs VALUES (?, ?, ?)", [("a", 1, "x"), ("a", 2, None), ("B", 1, "é")])
-    conn.executemany("INSERT INTO orders VALUES (?, ?, ?)", [(1, 1, "A1"), (2, 77, "A2"), (3, 88, None), (4, None, None)])
+    conn.executemany(
+        "INSERT INTO orders VALUES (?, ?, ?)", [(1, 1, "A1"), (2, 77, "A2"), (3, 88, None), (4, None, None)]
+    )
     conn.commit()
     conn.close()

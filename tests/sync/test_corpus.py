@@ -16,19 +16,33 @@ from cockpit.drivers.sync.schema import SchemaRefused
 from tests.sync.test_copy_support import assert_copied_exactly
 
 # the corpus lives beside the repository (../shared/corpus), or where COCKPIT_CORPUS says
-CORPUS = Path(os.environ.get("COCKPIT_CORPUS")
-              or Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pgloader-sqlite")
+CORPUS = Path(
+    os.environ.get("COCKPIT_CORPUS")
+    or Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pgloader-sqlite"
+)
 
 FILES = sorted(p.name for p in CORPUS.glob("*") if p.suffix in (".db", ".sqlite"))
 
 # file -> fragments that the refusal must contain (table, column, key, value)
 REFUSED = {
     "bad-utf8.db": ['table "files"', 'column "filename"', "id=2", "file\\x96name.txt"],
-    "collision.db": ['table "products"', "col_very_long_name_that_exceeds_postgresql_identifier_limit_aaax",
-                     "col_very_long_name_that_exceeds_postgresql_identifier_limit_aaay", "63-byte"],
+    "collision.db": [
+        'table "products"',
+        "col_very_long_name_that_exceeds_postgresql_identifier_limit_aaax",
+        "col_very_long_name_that_exceeds_postgresql_identifier_limit_aaay",
+        "63-byte",
+    ],
     "type-mismatch.db": ['table "products"', 'column "qty"', "id=2", "'lots-of-it'"],
-    "sqlite.db": ['table "intege"', 'column "id"', "rowid=2", "'toto'", "real 12.3",
-                  'table "stamps"', 'column "StartTime"', "rowid=1: integer 0"],
+    "sqlite.db": [
+        'table "intege"',
+        'column "id"',
+        "rowid=2",
+        "'toto'",
+        "real 12.3",
+        'table "stamps"',
+        'column "StartTime"',
+        "rowid=1: integer 0",
+    ],
 }
 
 # how a plan settles the refused files that can be settled (collision needs a rename in SQLite)
@@ -52,12 +66,16 @@ def copy_of(tmp_path: Path):
 
 def _table_count(pg_url: str) -> int:
     with psycopg.connect(pg_url) as pg:
-        return pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
+        return pg.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchone()[0]
 
 
 @pytest.mark.parametrize("sample_rows", [100, None], ids=["sampled", "examined-first"])
 @pytest.mark.parametrize("name", FILES)
-def test_corpus_file_is_copied_exactly_or_refused(name: str, sample_rows: int | None, copy_of, pg_url: str) -> None:
+def test_corpus_file_is_copied_exactly_or_refused(
+    name: str, sample_rows: int | None, copy_of, pg_url: str
+) -> None:
     path = copy_of(name)
     if name in REFUSED:
         with pytest.raises(SchemaRefused) as err:
@@ -94,12 +112,16 @@ def test_chinook_keys_indexes_and_foreign_keys_are_carried(copy_of, pg_url: str)
     copy_database(copy_of("Chinook_Sqlite_AutoIncrementPKs.sqlite"), pg_url)
     with psycopg.connect(pg_url) as pg:
         public = "connamespace = 'public'::regnamespace"
-        fks = pg.execute(f"SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND {public}").fetchone()[0]
+        fks = pg.execute(
+            f"SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND convalidated AND {public}"
+        ).fetchone()[0]
         pks = pg.execute(f"SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND {public}").fetchone()[0]
         idx = pg.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'IFK_TrackAlbumId'").fetchone()[0]
-        types = dict(pg.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'Invoice'"
-        ).fetchall())
+        types = dict(
+            pg.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'Invoice'"
+            ).fetchall()
+        )
         pg.execute('INSERT INTO "Genre" ("Name") VALUES (%s)', ("new",))
         (new_id,) = pg.execute('SELECT max("GenreId") FROM "Genre"').fetchone()
     assert fks == 11 and pks == 11 and idx == 1

@@ -71,7 +71,9 @@ def test_background_loop_keeps_both_sides_equal(tmp_path, pg_url):
         assert r.running
         blue_exec(db, "INSERT INTO items (id, name) VALUES (1, 'blue')")
         pg_exec(pg_url, """INSERT INTO "Pairs" VALUES ('g', 1, 'green')""")
-        wait_for(lambda: green_rows(pg_url, "items") == blue_rows(db, "items") != [], 10, what="blue row on green")
+        wait_for(
+            lambda: green_rows(pg_url, "items") == blue_rows(db, "items") != [], 10, what="blue row on green"
+        )
         wait_for(lambda: blue_rows(db, "Pairs") == [("g", 1, "green")], 10, what="green row on blue")
     finally:
         r.stop()
@@ -94,7 +96,9 @@ def test_postgres_going_away_loses_nothing(tmp_path, pg_url):
         blue_exec(db, "INSERT INTO items (id, name) VALUES (0, 'before')")
         wait_for(lambda: len(green_rows(pg_url, "items")) == 1, 10, what="first row on green")
         conn = sqlite3.connect(db)  # a backlog, so that the connections are cut in the middle of a catch-up
-        conn.executemany("INSERT INTO items (id, name) VALUES (?, 'backlog')", [(i,) for i in range(1000, 21000)])
+        conn.executemany(
+            "INSERT INTO items (id, name) VALUES (?, 'backlog')", [(i,) for i in range(1000, 21000)]
+        )
         conn.commit()
         conn.close()
         wait_for(lambda: r.lag()["blue_to_green"].pending < 20000, 10, what="the catch-up to start")
@@ -126,7 +130,9 @@ def test_from_plan_reads_databases_tables_and_policy(tmp_path, pg_url, monkeypat
     db = make_pair(tmp_path, pg_url)
     monkeypatch.setenv("COCKPIT_TEST_GREEN_URL", pg_url)
     plan_file = write_sync_plan(
-        tmp_path, db, "tables: [items, Pairs]\nconflict_policy: green-wins\nbatch_size: 50\ninterval: 250ms",
+        tmp_path,
+        db,
+        "tables: [items, Pairs]\nconflict_policy: green-wins\nbatch_size: 50\ninterval: 250ms",
         extra=f"journal: {{path: j{uuid.uuid4().hex[:6]}.db}}\n",
     )
     plan = load_plan(plan_file)
@@ -154,7 +160,8 @@ def test_from_plan_reads_databases_tables_and_policy(tmp_path, pg_url, monkeypat
 
 def test_from_plan_refuses_wrong_engines(tmp_path):
     plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(textwrap.dedent("""\
+    plan_file.write_text(
+        textwrap.dedent("""\
         name: t
         blue:
           database: {engine: postgresql, url: "postgresql://x/y"}
@@ -162,7 +169,8 @@ def test_from_plan_refuses_wrong_engines(tmp_path):
           database: {engine: postgresql, url: "postgresql://x/z"}
         phases:
           - {name: p, green: 100}
-        """))
+        """)
+    )
     with pytest.raises(PlanError, match="sqlite"):
         SyncRunner.from_plan(load_plan(plan_file))
 
@@ -173,7 +181,9 @@ def test_a_value_that_does_not_fit_stops_the_batch_naming_table_and_key(tmp_path
     r = runner(db, pg_url, interval=0.05, max_backoff=0.2, on_event=events)
     try:
         r.run_once()  # the mapping is read while every value fits
-        blue_exec(db, "INSERT INTO items (id, qty) VALUES (1, 'not a number')")  # SQLite takes it; PostgreSQL cannot
+        blue_exec(
+            db, "INSERT INTO items (id, qty) VALUES (1, 'not a number')"
+        )  # SQLite takes it; PostgreSQL cannot
         with pytest.raises(ApplyError, match="table 'items', key \\[1\\]"):
             r.run_once()
         assert r.lag()["blue_to_green"].pending == 1  # the change waits; nothing skipped
@@ -197,7 +207,9 @@ def test_run_without_capture_says_what_to_do(tmp_path, pg_url):
 def test_pooled_neon_host_is_flagged():
     from cockpit.drivers.sync.runner import pooler_warning
 
-    assert "direct host" in pooler_warning("postgresql://u:p@ep-cool-1-pooler.us-east-2.aws.neon.tech/db?sslmode=require")
+    assert "direct host" in pooler_warning(
+        "postgresql://u:p@ep-cool-1-pooler.us-east-2.aws.neon.tech/db?sslmode=require"
+    )
     assert pooler_warning("postgresql://u:p@ep-cool-1.us-east-2.aws.neon.tech/db?sslmode=require") is None
 
 

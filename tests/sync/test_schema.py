@@ -27,8 +27,16 @@ def _db(tmp_path: Path, ddl: str, rows: list[tuple] = (), table: str = "t") -> s
 
 @pytest.mark.parametrize(
     ("decl", "expected"),
-    [("INTEGER", "INTEGER"), ("tinyint", "INTEGER"), ("NVARCHAR(160)", "TEXT"), ("", "BLOB"),
-     ("double precision", "REAL"), ("NUMERIC(10,2)", "NUMERIC"), ("DATETIME", "NUMERIC"), ("point", "INTEGER")],
+    [
+        ("INTEGER", "INTEGER"),
+        ("tinyint", "INTEGER"),
+        ("NVARCHAR(160)", "TEXT"),
+        ("", "BLOB"),
+        ("double precision", "REAL"),
+        ("NUMERIC(10,2)", "NUMERIC"),
+        ("DATETIME", "NUMERIC"),
+        ("point", "INTEGER"),
+    ],
 )
 def test_affinity_follows_sqlite_rules(decl: str, expected: str) -> None:
     assert affinity(decl) == expected
@@ -66,7 +74,9 @@ def test_truncation_is_on_bytes_and_characters() -> None:
         ("BOOLEAN", [], "boolean"),
     ],
 )
-def test_type_is_chosen_from_declaration_and_stored_values(tmp_path: Path, decl: str, values: list, pg_type: str) -> None:
+def test_type_is_chosen_from_declaration_and_stored_values(
+    tmp_path: Path, decl: str, values: list, pg_type: str
+) -> None:
     conn = _db(tmp_path, f"CREATE TABLE t (c {decl})", [(v,) for v in values])
     col = read_mapping(conn)["t"].columns[0]
     assert col.pg_type == pg_type
@@ -76,7 +86,9 @@ def test_type_is_chosen_from_declaration_and_stored_values(tmp_path: Path, decl:
 
 
 def test_refusal_names_table_column_key_and_value(tmp_path: Path) -> None:
-    conn = _db(tmp_path, "CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)", [("a", 1), ("b", "two"), ("c", 2.5)])
+    conn = _db(
+        tmp_path, "CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)", [("a", 1), ("b", "two"), ("c", 2.5)]
+    )
     with pytest.raises(SchemaRefused) as err:
         read_mapping(conn)
     (problem,) = err.value.problems
@@ -85,8 +97,11 @@ def test_refusal_names_table_column_key_and_value(tmp_path: Path) -> None:
 
 
 def test_mixed_date_forms_are_refused(tmp_path: Path) -> None:
-    conn = _db(tmp_path, "CREATE TABLE t (d DATETIME)", [("2024-01-01 00:00:00",), ("2024-01-02 00:00",),
-                                                        ("2024-01-03 00:00:00",)])
+    conn = _db(
+        tmp_path,
+        "CREATE TABLE t (d DATETIME)",
+        [("2024-01-01 00:00:00",), ("2024-01-02 00:00",), ("2024-01-03 00:00:00",)],
+    )
     with pytest.raises(SchemaRefused, match=r"rowid=2: text '2024-01-02 00:00'"):
         read_mapping(conn)
 
@@ -109,7 +124,9 @@ def test_reals_round_trip_exactly() -> None:
         x = rng.uniform(-1e6, 1e6) * 10 ** rng.randint(-200, 200)
         assert float(V.copy_text(x)) == x
         back = V.numeric_to_sqlite(V.numeric_to_pg(x))
-        assert back == x if isinstance(back, float) else float(back) == x  # integral: as NUMERIC affinity stores it
+        assert (
+            back == x if isinstance(back, float) else float(back) == x
+        )  # integral: as NUMERIC affinity stores it
 
 
 def test_numbers_as_dates_round_trip() -> None:
@@ -138,14 +155,29 @@ def test_iso_render_is_the_stored_form_for_any_datetime() -> None:
     stored, with at least the digits the value needs (written out by hand here, independently of the code)."""
     rng = random.Random(7)
     for _ in range(3000):
-        value = dt.datetime(rng.randint(1, 9999), rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
-                            rng.randint(0, 59), rng.randint(0, 59),
-                            rng.choice([0, 0, rng.randint(0, 999) * 1000, rng.randint(0, 999_999)]))
+        value = dt.datetime(
+            rng.randint(1, 9999),
+            rng.randint(1, 12),
+            rng.randint(1, 28),
+            rng.randint(0, 23),
+            rng.randint(0, 59),
+            rng.randint(0, 59),
+            rng.choice([0, 0, rng.randint(0, 999) * 1000, rng.randint(0, 999_999)]),
+        )
         precision, sep, suffix = rng.choice(V.PRECISIONS), rng.choice("T "), rng.choice(["", "Z"])
         text = V.IsoFormat(precision, sep, suffix).render(value.replace(tzinfo=dt.UTC) if suffix else value)
         digits = f"{value.microsecond:06d}"
-        need = ("micro" if value.microsecond % 1000 else "milli" if value.microsecond else "second" if value.second
-                else "minute" if value.hour or value.minute else "date")
+        need = (
+            "micro"
+            if value.microsecond % 1000
+            else "milli"
+            if value.microsecond
+            else "second"
+            if value.second
+            else "minute"
+            if value.hour or value.minute
+            else "date"
+        )
         shown = max(precision, need, key=V.PRECISIONS.index)
         expected = f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
         if shown != "date":
@@ -173,8 +205,11 @@ def test_to_pg_rejects_a_later_value_of_another_kind(tmp_path: Path) -> None:
 
 
 def test_nocase_columns_are_compared_exactly(tmp_path: Path) -> None:
-    conn = _db(tmp_path, "CREATE TABLE t (b BOOLEAN COLLATE NOCASE, d DATETIME COLLATE NOCASE)",
-               [("true", "2024-01-01T10:00:00"), ("TRUE", "2024-01-01t10:00:00"), ("false", None)])
+    conn = _db(
+        tmp_path,
+        "CREATE TABLE t (b BOOLEAN COLLATE NOCASE, d DATETIME COLLATE NOCASE)",
+        [("true", "2024-01-01T10:00:00"), ("TRUE", "2024-01-01t10:00:00"), ("false", None)],
+    )
     with pytest.raises(SchemaRefused) as err:
         read_mapping(conn)
     text = str(err.value)

@@ -32,7 +32,9 @@ def _seeded_blue(tmp_path: Path) -> Path:
     db = tmp_path / "app.db"
     make_blue(db)
     conn = sqlite3.connect(db)
-    conn.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?)", [(i, f"n{i}", i, i / 4, None) for i in range(50)])
+    conn.executemany(
+        "INSERT INTO items VALUES (?, ?, ?, ?, ?)", [(i, f"n{i}", i, i / 4, None) for i in range(50)]
+    )
     conn.execute("""INSERT INTO "Pairs" VALUES ('a', 1, 'x')""")
     conn.commit()
     conn.close()
@@ -65,8 +67,10 @@ def test_copy_then_run_once_then_status(tmp_path, pg_url, capsys):
     assert_same(db, pg_url)
     assert main(["sync", "status", "--from", str(db), "--to", pg_url, "--json"]) == 0
     status = _json(capsys)
-    assert status["lag"] == {"blue_to_green": {"age_s": 0.0, "pending": 0},
-                             "green_to_blue": {"age_s": 0.0, "pending": 0}}
+    assert status["lag"] == {
+        "blue_to_green": {"age_s": 0.0, "pending": 0},
+        "green_to_blue": {"age_s": 0.0, "pending": 0},
+    }
 
 
 def test_copy_refused_leaves_blue_as_it_was(tmp_path, pg_url, capsys):
@@ -75,7 +79,9 @@ def test_copy_refused_leaves_blue_as_it_was(tmp_path, pg_url, capsys):
     assert main(["sync", "copy", "--from", str(db), "--to", pg_url]) == 1
     assert "refused" in capsys.readouterr().err
     conn = sqlite3.connect(db)
-    leftovers = conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '\\_cockpit%' ESCAPE '\\'").fetchall()
+    leftovers = conn.execute(
+        "SELECT name FROM sqlite_master WHERE name LIKE '\\_cockpit%' ESCAPE '\\'"
+    ).fetchall()
     conn.close()
     assert leftovers == []
 
@@ -129,7 +135,11 @@ def test_run_loop_from_a_plan_stops_cleanly_on_sigterm(tmp_path, pg_url):
     env = {**os.environ, "COCKPIT_TEST_GREEN_URL": pg_url, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "cockpit", "-p", str(plan), "sync", "run", "--json"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         blue_exec(db, "INSERT INTO items (id, name) VALUES (1, 'from blue')")

@@ -54,7 +54,11 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path, pg_url):
         green_workload(pg_url, 25, seed=2000 + run)
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(db), pg_url, str(rnd.choice([1, 2, 3, 5]))],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
             assert child.stdout.readline().strip() == "ready", child.stderr.read()
@@ -85,4 +89,9 @@ def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path, pg_url):
     with psycopg.connect(pg_url) as pg:
         total, distinct = pg.execute("SELECT count(*), count(DISTINCT id) FROM items").fetchone()
         assert total == distinct
-        assert pg.execute("SELECT count(*) FROM cockpit.changes WHERE tbl NOT IN ('items', 'Pairs')").fetchone()[0] == 0
+        assert (
+            pg.execute("SELECT count(*) FROM cockpit.changes WHERE tbl NOT IN ('items', 'Pairs')").fetchone()[
+                0
+            ]
+            == 0
+        )

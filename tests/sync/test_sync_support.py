@@ -85,8 +85,9 @@ def _norm(row: Sequence[Any]) -> tuple[Any, ...]:
 def assert_same(db: Path, pg_url: str, tables: Sequence[str] = TABLES) -> None:
     for table in tables:
         blue, green = blue_rows(db, table), green_rows(pg_url, table)
-        assert blue == green, f"{table}: blue {len(blue)} rows, green {len(green)} rows; first differences: " + str(
-            [(b, g) for b, g in zip(blue, green, strict=False) if b != g][:3]
+        assert blue == green, (
+            f"{table}: blue {len(blue)} rows, green {len(green)} rows; first differences: "
+            + str([(b, g) for b, g in zip(blue, green, strict=False) if b != g][:3])
         )
 
 

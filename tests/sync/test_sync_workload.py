@@ -41,7 +41,7 @@ def blue_workload(db, ops: int, seed: int) -> int:
                     """INSERT INTO "Pairs" VALUES (?, ?, ?) ON CONFLICT (a, b) DO UPDATE SET "value" = excluded."value\"""",
                     (f"k{k % 5}", k % 7, f"b{done}"),
                 )
-                conn.execute("DELETE FROM \"Pairs\" WHERE a = ? AND b = ?", (f"k{(k + 1) % 5}", (k + 3) % 7))
+                conn.execute('DELETE FROM "Pairs" WHERE a = ? AND b = ?', (f"k{(k + 1) % 5}", (k + 3) % 7))
                 conn.execute("COMMIT")
             done += 1
         except sqlite3.IntegrityError:
@@ -63,7 +63,13 @@ def green_workload(pg_url: str, ops: int, seed: int) -> int:
                     pg.execute(
                         "INSERT INTO items (id, name, qty, price, data) VALUES (%s, %s, %s, %s, %s)"
                         " ON CONFLICT (id) DO UPDATE SET name = excluded.name, qty = excluded.qty",
-                        (k, f"g{rnd.random():.6f}", rnd.randrange(1000), rnd.random() * 100, rnd.randbytes(4)),
+                        (
+                            k,
+                            f"g{rnd.random():.6f}",
+                            rnd.randrange(1000),
+                            rnd.random() * 100,
+                            rnd.randbytes(4),
+                        ),
                     )
                 elif choice < 0.6:
                     pg.execute("UPDATE items SET qty = qty + 1, name = %s WHERE id = %s", (f"gu{done}", k))
@@ -78,7 +84,10 @@ def green_workload(pg_url: str, ops: int, seed: int) -> int:
                             """ SET "value" = excluded."value\"""",
                             (f"k{k % 5}", k % 7, f"g{done}"),
                         )
-                        pg.execute("""DELETE FROM "Pairs" WHERE a = %s AND b = %s""", (f"k{(k + 2) % 5}", (k + 1) % 7))
+                        pg.execute(
+                            """DELETE FROM "Pairs" WHERE a = %s AND b = %s""",
+                            (f"k{(k + 2) % 5}", (k + 1) % 7),
+                        )
                 done += 1
             except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
                 pass

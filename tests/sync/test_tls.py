@@ -130,7 +130,9 @@ def pair(tmp_path: Path, green: str) -> Iterator[tuple[Path, str, SyncRunner]]:
 
 def test_the_ssl_check_tells_an_encrypted_connection_from_a_plain_one(green: str) -> None:
     with connect_pg(_url(green, sslmode="disable", application_name="plain")):
-        assert _ssl_of(green, "plain") == [False]  # the check can fail: the server also takes plain connections
+        assert _ssl_of(green, "plain") == [
+            False
+        ]  # the check can fail: the server also takes plain connections
     with connect_pg(_require(green)) as conn:  # opened the way the runner opens its connection
         assert _ssl_of(green) == [True]
         version = conn.execute("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
@@ -161,15 +163,20 @@ def test_runner_moves_changes_both_ways_over_tls(pair: tuple[Path, str, SyncRunn
     pg_exec(url, """INSERT INTO "Pairs" VALUES ('g', 1, 'from green')""")
     pg_exec(url, """UPDATE "Pairs" SET "value" = 'changed on green' WHERE a = 'a' AND b = 3""")
     pg_exec(url, """DELETE FROM "Pairs" WHERE a = 'a' AND b = 4""")
-    wait_for(lambda: r.lag()["blue_to_green"].pending == 0 and r.lag()["green_to_blue"].pending == 0, 15,
-             what="both directions caught up")
+    wait_for(
+        lambda: r.lag()["blue_to_green"].pending == 0 and r.lag()["green_to_blue"].pending == 0,
+        15,
+        what="both directions caught up",
+    )
     wait_for(lambda: len(_ssl_of(url)) >= 2, 5, what="the runner's pass and lag connections")
     assert all(_ssl_of(url)), "a connection of the runner is not encrypted"
     r.stop()
     assert _ssl_of(url) == []  # stopping closed them
     assert_same(db, url)
     assert (1000, "from blue", None, None, None) in green_rows(url, "items")
-    assert [row for row in green_rows(url, "items") if row[0] in (5, 6)] == [(5, "nome 5 ç", -1, 5 / 8, b"\x05" * 3)]
+    assert [row for row in green_rows(url, "items") if row[0] in (5, 6)] == [
+        (5, "nome 5 ç", -1, 5 / 8, b"\x05" * 3)
+    ]
     assert ("g", 1, "from green") in blue_rows(db, "Pairs")
     assert ("a", 3, "changed on green") in blue_rows(db, "Pairs")
     assert not [row for row in blue_rows(db, "Pairs") if row[:2] == ("a", 4)]
@@ -217,7 +224,9 @@ def test_verify_full_with_the_cluster_ca(cluster: ClusterInfo, pair: tuple[Path,
 def test_a_wrong_ca_is_refused_with_a_clear_message(
     tmp_path: Path, green: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    other_ca, _, _ = make_certificates(tmp_path / "other-ca")  # a valid CA, but not the one that signed the server
+    other_ca, _, _ = make_certificates(
+        tmp_path / "other-ca"
+    )  # a valid CA, but not the one that signed the server
     wrong = _url(green, sslmode="verify-full", sslrootcert=str(other_ca))
     db = _seeded_blue(tmp_path)
 

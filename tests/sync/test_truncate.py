@@ -59,10 +59,18 @@ def test_sqlite_delete_without_where_is_captured_row_by_row(tmp_path, pg_url):
         conn = sqlite3.connect(db, isolation_level=None)
         first = conn.execute("SELECT max(seq) FROM _cockpit_changes").fetchone()[0]
         assert conn.execute("DELETE FROM items").rowcount == 3
-        logged = [(t, op, json.loads(pk)) for t, op, pk in conn.execute(
-            "SELECT tbl, op, pk FROM _cockpit_changes WHERE seq > ? ORDER BY seq", (first,))]
+        logged = [
+            (t, op, json.loads(pk))
+            for t, op, pk in conn.execute(
+                "SELECT tbl, op, pk FROM _cockpit_changes WHERE seq > ? ORDER BY seq", (first,)
+            )
+        ]
         conn.close()
-        assert sorted(logged, key=lambda e: e[2]) == [("items", "D", [1]), ("items", "D", [2]), ("items", "D", [3])]
+        assert sorted(logged, key=lambda e: e[2]) == [
+            ("items", "D", [1]),
+            ("items", "D", [2]),
+            ("items", "D", [3]),
+        ]
         r.run_once()
         assert green_rows(pg_url, "items") == []
         assert green_rows(pg_url, "Pairs") == [("x", 1, "kept")]
@@ -84,7 +92,10 @@ def test_truncate_on_green_empties_the_table_on_blue_and_nothing_else(tmp_path, 
         _clear_green_log(pg_url)
         pg_exec(pg_url, "TRUNCATE items")
         assert sorted(_green_log(pg_url), key=lambda e: e[2]) == [
-            ("items", "D", [1]), ("items", "D", [2]), ("items", "D", [3])]
+            ("items", "D", [1]),
+            ("items", "D", [2]),
+            ("items", "D", [3]),
+        ]
         out = r.run_once()
         assert out["green_to_blue"]["deletes"] == 3
         assert blue_rows(db, "items") == []
@@ -204,9 +215,12 @@ def test_truncate_sees_a_row_committed_while_it_waited_for_its_lock(tmp_path, pg
         writer.execute("INSERT INTO items (id, name) VALUES (4, 'late')")
         thread = threading.Thread(target=truncate)
         thread.start()
-        wait_for(lambda: watch.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE query = 'TRUNCATE items' AND wait_event_type = 'Lock'"
-        ).fetchone(), what="TRUNCATE waiting for the writer's lock")
+        wait_for(
+            lambda: watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE query = 'TRUNCATE items' AND wait_event_type = 'Lock'"
+            ).fetchone(),
+            what="TRUNCATE waiting for the writer's lock",
+        )
         writer.commit()
         thread.join(timeout=10)
     assert not thread.is_alive() and not failures
@@ -216,12 +230,17 @@ def test_truncate_sees_a_row_committed_while_it_waited_for_its_lock(tmp_path, pg
 
 def test_truncate_logs_keys_exactly_as_a_row_delete_does(pg_url):
     """One key format in the change log whatever removed the row (the applier casts these keys back)."""
-    pg_exec(pg_url, "CREATE TABLE odd (at timestamptz, amount numeric(12, 2), ref uuid, \"Name\" text, n bigint,"
-                    " PRIMARY KEY (at, amount, ref, \"Name\"))")
+    pg_exec(
+        pg_url,
+        'CREATE TABLE odd (at timestamptz, amount numeric(12, 2), ref uuid, "Name" text, n bigint,'
+        ' PRIMARY KEY (at, amount, ref, "Name"))',
+    )
     with psycopg.connect(pg_url) as pg:
         capture.install_pg(pg, {"odd": ("at", "amount", "ref", "Name")})
-    row = ("INSERT INTO odd VALUES ('2024-02-29 12:34:56.789+03', 1234.5,"
-           " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'it''s \"x\"', 1)")
+    row = (
+        "INSERT INTO odd VALUES ('2024-02-29 12:34:56.789+03', 1234.5,"
+        " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'it''s \"x\"', 1)"
+    )
     pg_exec(pg_url, row)
     pg_exec(pg_url, "DELETE FROM odd")
     pg_exec(pg_url, row)
@@ -260,7 +279,12 @@ def test_install_is_idempotent_and_uninstall_removes_the_truncate_trigger(pg_url
         assert pg.execute("SELECT count(*) FROM cockpit.changes").fetchone()[0] == 2  # logged once
         dropped = capture.uninstall_pg(pg)
         assert sorted(dropped) == [
-            "schema cockpit", "trigger Pairs", "trigger items", "truncate trigger Pairs", "truncate trigger items"]
+            "schema cockpit",
+            "trigger Pairs",
+            "trigger items",
+            "truncate trigger Pairs",
+            "truncate trigger items",
+        ]
         assert _truncate_triggers(pg) == []
         assert capture.uninstall_pg(pg) == []
         pg.execute("INSERT INTO items (id) VALUES (3)")

@@ -119,8 +119,13 @@ def site(tmp_path: Path, backends: tuple[Backend, Backend]) -> Iterator[Site]:
     s.nginx.stop()
 
 
-def fetch_sides(url: str, keys: list[str], threads: int = 4, headers: dict[str, str] | None = None,
-                cookie: str = "session_id") -> list[tuple[str, str, int]]:
+def fetch_sides(
+    url: str,
+    keys: list[str],
+    threads: int = 4,
+    headers: dict[str, str] | None = None,
+    cookie: str = "session_id",
+) -> list[tuple[str, str, int]]:
     """GET / once per key (as the sticky cookie) over keep-alive connections; (header side, body side, status)."""
     host, port = url.removeprefix("http://").split(":")
     out: list[tuple[str, str, int]] = [("", "", 0)] * len(keys)

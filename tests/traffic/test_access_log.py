@@ -22,8 +22,10 @@ from tests.traffic.conftest import Backend, Site, fetch_sides, make_site
 
 
 def line(t: float, status: int = 200, rt: float = 0.010, side: str = "blue") -> str:
-    return (f'{{"t":{t:.3f},"s":{status},"rt":{rt:.3f},"side":"{side}","ua":"127.0.0.1:1",'
-            f'"us":"{status}","urt":"{rt:.3f}","k":"0a1b2c"}}\n')
+    return (
+        f'{{"t":{t:.3f},"s":{status},"rt":{rt:.3f},"side":"{side}","ua":"127.0.0.1:1",'
+        f'"us":"{status}","urt":"{rt:.3f}","k":"0a1b2c"}}\n'
+    )
 
 
 def append(path: Path, text: str) -> None:
@@ -104,8 +106,17 @@ def test_malformed_lines_are_counted_and_skipped(tmp_path: Path) -> None:
     log.touch()
     m = AccessLogMetrics(log)
     now = time.time()
-    append(log, line(now) + "garbage\n" + '{"t":1}\n' + '{"t":1,"s":200,"rt":0.1,"side":"purple"}\n'
-           + line(now + 3600) + "\n" + f'{{"side":"green","rt":"0.020","s":"502","t":{now:.3f}}}\n' + line(now, side="green"))
+    append(
+        log,
+        line(now)
+        + "garbage\n"
+        + '{"t":1}\n'
+        + '{"t":1,"s":200,"rt":0.1,"side":"purple"}\n'
+        + line(now + 3600)
+        + "\n"
+        + f'{{"side":"green","rt":"0.020","s":"502","t":{now:.3f}}}\n'
+        + line(now, side="green"),
+    )
     s = m.poll(now)
     assert s.malformed == 4  # three bad lines and one stamped an hour ahead
     assert s.overall.count == 3 and s.green.count == 2 and s.green.error_rate == 50.0
@@ -118,8 +129,10 @@ def test_window_slides_and_memory_stays_bounded(tmp_path: Path) -> None:
     log.touch()
     m = AccessLogMetrics(log, window_s=10)
     start = 1_000_000
-    m.ingest(line(start + i / 100, rt=0.001 * (i % 50), side="green" if i % 4 == 0 else "blue").rstrip("\n")
-             for i in range(100 * 1000))  # 1,000 seconds of log at 100 lines/s
+    m.ingest(
+        line(start + i / 100, rt=0.001 * (i % 50), side="green" if i % 4 == 0 else "blue").rstrip("\n")
+        for i in range(100 * 1000)
+    )  # 1,000 seconds of log at 100 lines/s
     assert len(m._seconds) <= 12
     s = m.sample(now=start + 1000)
     assert 990 <= s.overall.count <= 1010 and s.green_share == pytest.approx(25.0, abs=1)
@@ -172,14 +185,26 @@ def test_metrics_match_what_the_backends_served(faulty_site: Site) -> None:
         assert stats.error_rate == pytest.approx(100.0 * backend.served_5xx / backend.served, abs=0.5)
         served = sorted(backend.durations_ms)
         p95 = served[int(0.95 * len(served)) - 1]
-        print(f"\n{backend.side}: log p95={stats.p95_ms:.1f} ms, served p95={p95:.1f} ms, "
-              f"log 5xx={stats.error_rate:.2f} %, served 5xx={100.0 * backend.served_5xx / backend.served:.2f} %")
+        print(
+            f"\n{backend.side}: log p95={stats.p95_ms:.1f} ms, served p95={p95:.1f} ms, "
+            f"log 5xx={stats.error_rate:.2f} %, served 5xx={100.0 * backend.served_5xx / backend.served:.2f} %"
+        )
         assert stats.p95_ms == pytest.approx(p95, rel=0.10), (stats, p95)
     assert s.green_share == pytest.approx(100.0 * site.green.served / n, abs=0.01)
     metrics = s.as_metrics()
-    for key in ("blue.rps", "green.rps", "blue.error_rate", "green.error_rate", "blue.response_time_p95",
-                "green.response_time_p50", "green.response_time_p99", "error_rate", "response_time_p95",
-                "throughput", "traffic_distribution"):
+    for key in (
+        "blue.rps",
+        "green.rps",
+        "blue.error_rate",
+        "green.error_rate",
+        "blue.response_time_p95",
+        "green.response_time_p50",
+        "green.response_time_p99",
+        "error_rate",
+        "response_time_p95",
+        "throughput",
+        "traffic_distribution",
+    ):
         assert key in metrics, key
     m.close()
 

@@ -20,14 +20,17 @@ def driver(tmp_path: Path, sticky: Sticky | None = None, **kw: object) -> NginxD
     return NginxDriver([b], UP_B, UP_G, sticky or Sticky(), Beta(), **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("pct", "lines"), [
-    (0, ["* blue;"]),
-    (100, ["* green;"]),
-    (5, ["5.0% green;", "* blue;"]),
-    (0.1, ["0.1% green;", "* blue;"]),
-    (99.9, ["99.9% green;", "* blue;"]),
-    (33.34, ["33.3% green;", "* blue;"]),
-])
+@pytest.mark.parametrize(
+    ("pct", "lines"),
+    [
+        (0, ["* blue;"]),
+        (100, ["* green;"]),
+        (5, ["5.0% green;", "* blue;"]),
+        (0.1, ["0.1% green;", "* blue;"]),
+        (99.9, ["99.9% green;", "* blue;"]),
+        (33.34, ["33.3% green;", "* blue;"]),
+    ],
+)
 def test_split_clients_edges(tmp_path: Path, pct: float, lines: list[str]) -> None:
     d = driver(tmp_path)
     text = d.render(d.balancers[0], pct)
@@ -55,14 +58,19 @@ events {{}}
 http {{ include {tmp_path}/split.conf; server {{ listen 127.0.0.1:1; location / {{
   include {tmp_path}/split.conf.location; }} }} }}
 """)
-        proc = subprocess.run(["nginx", "-t", "-p", f"{tmp_path}/", "-c", str(conf), "-e", f"{tmp_path}/e.log"],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["nginx", "-t", "-p", f"{tmp_path}/", "-c", str(conf), "-e", f"{tmp_path}/e.log"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert proc.returncode == 0, (pct, proc.stderr)
 
 
 def test_sticky_sources(tmp_path: Path) -> None:
     assert "map $cookie_sid $cockpit_key" in driver(tmp_path, Sticky("cookie", "sid")).render(
-        driver(tmp_path).balancers[0], 5)
+        driver(tmp_path).balancers[0], 5
+    )
     d = driver(tmp_path, Sticky("header", "X-User-Id"))
     assert "map $http_x_user_id $cockpit_key" in d.render(d.balancers[0], 5)
     d = driver(tmp_path, Sticky("address", ""))

@@ -103,7 +103,9 @@ def test_failing_test_command_puts_previous_file_back(site: Site) -> None:
     site.driver.apply(10)
     include = Path(site.driver.balancers[0].include)
     before = include.read_bytes()
-    b = dataclasses.replace(site.driver.balancers[0], test_command=[*site.nginx.test_argv(), "-c", "/nonexistent"])
+    b = dataclasses.replace(
+        site.driver.balancers[0], test_command=[*site.nginx.test_argv(), "-c", "/nonexistent"]
+    )
     failing = NginxDriver([b], [site.blue.address], [site.green.address], Sticky(), Beta())
     with pytest.raises(TrafficError, match="nonexistent"):
         failing.apply(60)
@@ -131,7 +133,9 @@ def test_several_balancers_fail_together(tmp_path: Path, site: Site) -> None:
         assert [s.green_percent for s in both.apply(15)] == [15.0, 15.0]
         assert live_percent(both.live()) == 15.0
         # the second balancer's test fails: the first is put back to 15 % (file and reload)
-        bad_b2 = dataclasses.replace(b2, test_command=[*second.test_argv(), "-c", str(root2 / "missing.conf")])
+        bad_b2 = dataclasses.replace(
+            b2, test_command=[*second.test_argv(), "-c", str(root2 / "missing.conf")]
+        )
         bad = NginxDriver([b1, bad_b2], [site.blue.address], [site.green.address], Sticky(), Beta())
         workers = site.nginx.worker_pids()
         with pytest.raises(TrafficError) as err:

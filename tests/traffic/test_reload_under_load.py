@@ -17,7 +17,9 @@ SPLITS = [5, 20, 50, 80, 100, 0, 12.5, 33.3, 66.7, 99.9, 0.1, 50, 25, 75, 10, 90
 class Load:
     served: int = 0
     fivexx: int = 0
-    closed_by_reload: int = 0  # a request on a connection nginx closed, that succeeded on the client's one retry
+    closed_by_reload: int = (
+        0  # a request on a connection nginx closed, that succeeded on the client's one retry
+    )
     close_kinds: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -72,8 +74,10 @@ def test_twenty_split_changes_under_load_lose_nothing(site: Site) -> None:
         stop.set()
         for c in clients:
             c.join()
-    print(f"\nserved={load.served} 5xx={load.fivexx} idle keep-alive closes retried={load.closed_by_reload} "
-          f"{load.close_kinds}")
+    print(
+        f"\nserved={load.served} 5xx={load.fivexx} idle keep-alive closes retried={load.closed_by_reload} "
+        f"{load.close_kinds}"
+    )
     assert load.failures == []
     assert load.fivexx == 0
     assert load.served > 20 * 40

@@ -61,7 +61,9 @@ class GatedTraffic(FileTrafficDriver):
 @pytest.fixture
 def controller_thread(plan: Plan) -> Iterator[ControllerThread]:
     """A real controller on its own loop and thread, on the plan's file traffic driver (the app starts it)."""
-    thread = ControllerThread(plan, drivers=Drivers(traffic=FileTrafficDriver(split_file(plan))), run_sync=False)
+    thread = ControllerThread(
+        plan, drivers=Drivers(traffic=FileTrafficDriver(split_file(plan))), run_sync=False
+    )
     yield thread
     thread.stop()
 

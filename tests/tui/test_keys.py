@@ -12,7 +12,11 @@ SIZE = (120, 40)
 
 
 async def _ready(pilot, app: CockpitApp) -> None:
-    await until(pilot, lambda: app.state is not None and app.state.state == "ready", what="the controller's first state")
+    await until(
+        pilot,
+        lambda: app.state is not None and app.state.state == "ready",
+        what="the controller's first state",
+    )
 
 
 async def _open(pilot, app: CockpitApp, key: str, screen: type) -> None:
@@ -24,8 +28,11 @@ async def _advance(pilot, app: CockpitApp) -> None:
     index = app.state.phase_index
     await _open(pilot, app, "a", AdvanceModal)
     await pilot.click("#confirm")
-    await until(pilot, lambda: app.state.phase_index == index + 1 and app.state.running_action is None,
-                what="the advance to end")
+    await until(
+        pilot,
+        lambda: app.state.phase_index == index + 1 and app.state.running_action is None,
+        what="the advance to end",
+    )
 
 
 async def test_advance_accepted_moves_to_validation_and_writes_5_percent(plan, controller_thread):
@@ -42,7 +49,9 @@ async def test_advance_accepted_moves_to_validation_and_writes_5_percent(plan, c
         assert app.last_result[:2] == ("advance", "ok")
         assert "advance ok" in text(app, "#result")
         assert "validation (1/5)" in text(app, "#timeline")
-        await until(pilot, lambda: "advance" in text(app, "#actions-text"), what="the journaled action on screen")
+        await until(
+            pilot, lambda: "advance" in text(app, "#actions-text"), what="the journaled action on screen"
+        )
         assert "traffic" in text(app, "#actions-text")  # its steps with their timings
     [action] = journal_actions(plan)
     assert (action.verb, action.outcome) == ("advance", "ok")
@@ -75,11 +84,15 @@ async def test_hold_then_resume(plan, controller_thread):
         await pilot.press("h")
         await until(pilot, lambda: app.state.state == "held", what="held")
         assert app.state.held_reason == "held from the cockpit"
-        await until(pilot, lambda: "held: held from the cockpit" in text(app, "#status-text"), what="held reason")
+        await until(
+            pilot, lambda: "held: held from the cockpit" in text(app, "#status-text"), what="held reason"
+        )
         assert str(app.query_one("#badge").content).strip() == "HELD"
         await pilot.press("r")
         await until(pilot, lambda: app.state.state == "ready", what="resumed")
-        await until(pilot, lambda: app.last_result and app.last_result[0] == "resume", what="the resume result")
+        await until(
+            pilot, lambda: app.last_result and app.last_result[0] == "resume", what="the resume result"
+        )
         assert app.last_result[1] == "ok"
     assert [(a.verb, a.outcome) for a in journal_actions(plan)] == [("hold", "ok"), ("resume", "ok")]
 

@@ -25,11 +25,23 @@ THRESHOLDS = {
 }
 LEVELS = m.Levels(THRESHOLDS, [Trigger("spike", "green.error_rate", 10, ">")])
 FULL = {
-    "blue.rps": 80.0, "green.rps": 20.0, "blue.error_rate": 0.5, "green.error_rate": 2.0,
-    "blue.response_time_p95": 40.0, "green.response_time_p95": 2500.0, "traffic_distribution": 20.0,
-    "throughput": 100.0, "cpu_usage": 10.0, "memory_usage": 20.0, "disk_usage": 30.0, "green.db_up": 1.0,
-    "green.query_execution_time": 5.0, "connection_pool_usage": 5.0, "cache_hit_ratio": 99.0,
-    "green.db_connection_failure_rate": 0.0, "data_integrity_score": 100.0,
+    "blue.rps": 80.0,
+    "green.rps": 20.0,
+    "blue.error_rate": 0.5,
+    "green.error_rate": 2.0,
+    "blue.response_time_p95": 40.0,
+    "green.response_time_p95": 2500.0,
+    "traffic_distribution": 20.0,
+    "throughput": 100.0,
+    "cpu_usage": 10.0,
+    "memory_usage": 20.0,
+    "disk_usage": 30.0,
+    "green.db_up": 1.0,
+    "green.query_execution_time": 5.0,
+    "connection_pool_usage": 5.0,
+    "cache_hit_ratio": 99.0,
+    "green.db_connection_failure_rate": 0.0,
+    "data_integrity_score": 100.0,
 }
 
 
@@ -41,7 +53,11 @@ def _style_of(content, needle: str) -> str:
     """The style of the span covering the first occurrence of `needle` in the content."""
     start = content.plain.index(needle)
     for span in content.spans:
-        if span.start <= start < span.end and isinstance(span.style, str) and span.style.startswith(".metric--"):
+        if (
+            span.start <= start < span.end
+            and isinstance(span.style, str)
+            and span.style.startswith(".metric--")
+        ):
             return span.style
     return ""
 
@@ -50,17 +66,20 @@ def _line(content, label: str) -> str:
     return next(line for line in content.plain.splitlines() if line.strip().startswith(label))
 
 
-@pytest.mark.parametrize(("key", "value", "level"), [
-    ("green.error_rate", None, "missing"),
-    ("green.error_rate", 0.2, "ok"),
-    ("blue.error_rate", 1.0, "warning"),
-    ("error_rate", 5.0, "critical"),
-    ("green.error_rate", 12.0, "critical"),  # the trigger's condition holds (and the threshold too)
-    ("throughput", 99.0, "warning"),  # under the minimum
-    ("throughput", 100.0, "ok"),
-    ("memory_usage", 99.0, "plain"),  # no threshold in the plan: no colour
-    ("red.error_rate", 50.0, "plain"),  # only blue. and green. inherit a threshold
-])
+@pytest.mark.parametrize(
+    ("key", "value", "level"),
+    [
+        ("green.error_rate", None, "missing"),
+        ("green.error_rate", 0.2, "ok"),
+        ("blue.error_rate", 1.0, "warning"),
+        ("error_rate", 5.0, "critical"),
+        ("green.error_rate", 12.0, "critical"),  # the trigger's condition holds (and the threshold too)
+        ("throughput", 99.0, "warning"),  # under the minimum
+        ("throughput", 100.0, "ok"),
+        ("memory_usage", 99.0, "plain"),  # no threshold in the plan: no colour
+        ("red.error_rate", 50.0, "plain"),  # only blue. and green. inherit a threshold
+    ],
+)
 def test_levels_follow_the_plan(key, value, level):
     assert LEVELS.level(key, value) == level
 
@@ -117,7 +136,13 @@ def test_alarms_worst_first_and_nothing_when_all_is_well(plan):
     alarms = (
         Alarm("throughput", "warning", 50.0, 100.0, "throughput 50req/s < minimum 100req/s"),
         Alarm("cpu_usage", "critical", 97.0, 95.0, "cpu_usage 97% >= critical 95%"),
-        Alarm("green.error_rate", "trigger", 12.0, 10.0, "spike: green.error_rate > 10, rollback (immediate) in 12s"),
+        Alarm(
+            "green.error_rate",
+            "trigger",
+            12.0,
+            10.0,
+            "spike: green.error_rate > 10, rollback (immediate) in 12s",
+        ),
     )
     lines = m.alarms(_state(plan, alarms=alarms)).plain.splitlines()
     assert [line.split()[0] for line in lines] == ["ROLLBACK", "CRITICAL", "warning"]
@@ -158,11 +183,15 @@ class Source:
 
 
 async def test_metrics_redraw_on_change_only(plan):
-    source = Source(_state(plan, metrics=FULL, lag={"blue_to_green": Lag(0.5, 0), "green_to_blue": Lag(0.0, 0)}))
+    source = Source(
+        _state(plan, metrics=FULL, lag={"blue_to_green": Lag(0.5, 0), "green_to_blue": Lag(0.0, 0)})
+    )
     app = CockpitApp(plan, state_source=source, poll_interval=0.02)
     async with app.run_test(size=(120, 40)) as pilot:
         panel = app.query_one("#metrics-text")
-        await until(pilot, lambda: "80.0" in text(app, "#metrics-text") and app.states_seen >= 3, what="the metrics")
+        await until(
+            pilot, lambda: "80.0" in text(app, "#metrics-text") and app.states_seen >= 3, what="the metrics"
+        )
         await pilot.pause()
         before, seen = panel.renders, app.states_seen
         # new snapshots with the same figures: taken in, not redrawn
@@ -170,8 +199,11 @@ async def test_metrics_redraw_on_change_only(plan):
         await until(pilot, lambda: app.states_seen >= seen + 3, what="unchanged snapshots taken in")
         assert panel.renders == before
         # new figures: redrawn once, and shown
-        source.state = dataclasses.replace(source.state, metrics={**FULL, "blue.rps": 81.5},
-                                           lag={"blue_to_green": Lag(400.0, 7), "green_to_blue": Lag(0.0, 0)})
+        source.state = dataclasses.replace(
+            source.state,
+            metrics={**FULL, "blue.rps": 81.5},
+            lag={"blue_to_green": Lag(400.0, 7), "green_to_blue": Lag(0.0, 0)},
+        )
         await until(pilot, lambda: "81.5" in text(app, "#metrics-text"), what="the new req/s")
         seen = app.states_seen
         await until(pilot, lambda: app.states_seen >= seen + 3, what="more snapshots")
@@ -192,11 +224,19 @@ async def test_missing_figures_and_alarms_on_the_screen(plan):
         assert "cpu –" in text(app, "#metrics-text")
         alarms = app.query_one("#alarms", AlarmsPanel)
         assert not alarms.display  # all is well: no alarm panel
-        trigger = Alarm("green.error_rate", "trigger", 12.0, 10.0,
-                        "spike: green.error_rate > 10, rollback (immediate) in 12s")
+        trigger = Alarm(
+            "green.error_rate",
+            "trigger",
+            12.0,
+            10.0,
+            "spike: green.error_rate > 10, rollback (immediate) in 12s",
+        )
         source.state = dataclasses.replace(source.state, alarms=(trigger,))
-        await until(pilot, lambda: alarms.display and "rollback (immediate) in 12s" in text(app, "#alarms"),
-                    what="the trigger countdown")
+        await until(
+            pilot,
+            lambda: alarms.display and "rollback (immediate) in 12s" in text(app, "#alarms"),
+            what="the trigger countdown",
+        )
         assert alarms.border_title == "Alarms (1)" and alarms.has_class("-critical")
         source.state = dataclasses.replace(source.state, alarms=())
         await until(pilot, lambda: not alarms.display, what="the alarm panel to go")

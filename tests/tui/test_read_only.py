@@ -16,7 +16,9 @@ from tests.tui.conftest import journal_actions, split_file, text, until
 
 
 def _other_controller(plan) -> ControllerThread:
-    thread = ControllerThread(plan, drivers=Drivers(traffic=FileTrafficDriver(split_file(plan))), run_sync=False)
+    thread = ControllerThread(
+        plan, drivers=Drivers(traffic=FileTrafficDriver(split_file(plan))), run_sync=False
+    )
     thread.start()
     return thread
 
@@ -28,7 +30,9 @@ async def test_read_only_shows_another_controllers_journal_and_refuses_actions(p
         assert (await other.call(lambda c: c.hold("watching the error rate"))).ok
         app = CockpitApp(plan, read_only=True)
         async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.state is not None and app.state.state == "held", what="the journal's state")
+            await until(
+                pilot, lambda: app.state is not None and app.state.state == "held", what="the journal's state"
+            )
             assert app.state.phase_index == 0 and app.state.green_live == 5.0
             await until(pilot, lambda: "read-only" in text(app, "#status-text"), what="the read-only status")
             status = text(app, "#status-text")
@@ -46,7 +50,9 @@ async def test_read_only_shows_another_controllers_journal_and_refuses_actions(p
             assert "refused" in text(app, "#result")
             # the other controller acts: the read-only screen follows
             assert (await other.call(lambda c: c.resume())).ok
-            await until(pilot, lambda: app.state.state == "active", what="the resume seen through the journal")
+            await until(
+                pilot, lambda: app.state.state == "active", what="the resume seen through the journal"
+            )
         assert len(journal_actions(plan)) == before + 1  # only the other controller's resume
     finally:
         other.stop()
@@ -61,7 +67,9 @@ async def test_read_only_without_a_controller_reads_the_world(plan):
     app = CockpitApp(plan, read_only=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.state is not None, what="the journal's state")
-        assert app.state.state == "active" and app.state.green_live == 5.0  # from the split file, not from memory
+        assert (
+            app.state.state == "active" and app.state.green_live == 5.0
+        )  # from the split file, not from memory
         await until(pilot, lambda: "no controller running" in text(app, "#status-text"), what="no controller")
         await pilot.press("a")
         await until(pilot, lambda: app.last_result is not None, what="the refusal")

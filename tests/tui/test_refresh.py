@@ -20,11 +20,17 @@ async def test_refresh_while_an_action_runs(plan, make_thread):
             await until(pilot, traffic.entered.is_set, what="the advance to reach the traffic step")
             # the action is blocked inside the driver; the screen shows it running and keeps taking snapshots
             await until(pilot, lambda: app.state.running_action == "advance", what="the running action")
-            await until(pilot, lambda: "advance running" in text(app, "#status-text"), what="running in the status")
-            await until(pilot, lambda: "running" in text(app, "#actions-text"), what="running in the journal panel")
+            await until(
+                pilot, lambda: "advance running" in text(app, "#status-text"), what="running in the status"
+            )
+            await until(
+                pilot, lambda: "running" in text(app, "#actions-text"), what="running in the journal panel"
+            )
             assert str(app.query_one("#badge").content).strip() == "ADVANCING"
             seen = app.states_seen
-            await until(pilot, lambda: app.states_seen >= seen + 3, what="new snapshots while the action runs")
+            await until(
+                pilot, lambda: app.states_seen >= seen + 3, what="new snapshots while the action runs"
+            )
             # and the keys still answer
             await pilot.press("question_mark")
             await until(pilot, lambda: isinstance(app.screen, HelpModal), what="help while the action runs")
@@ -34,7 +40,9 @@ async def test_refresh_while_an_action_runs(plan, make_thread):
             traffic.gate.set()
             await until(pilot, lambda: app.last_result is not None, what="the result")
             assert app.last_result[:2] == ("advance", "ok")
-            await until(pilot, lambda: app.state.state == "active" and app.state.running_action is None, what="active")
+            await until(
+                pilot, lambda: app.state.state == "active" and app.state.running_action is None, what="active"
+            )
             assert "advance ok" in text(app, "#result")
     finally:
         traffic.gate.set()
@@ -56,8 +64,11 @@ async def test_rollback_preempts_an_advance_sent_from_the_screen(plan, make_thre
             await pilot.click("#confirm")
             await until(pilot, lambda: app.state.running_action == "rollback", what="the rollback to start")
             traffic.gate.set()
-            await until(pilot, lambda: app.state.state == "rolled_back" and app.state.running_action is None,
-                        what="rolled back")
+            await until(
+                pilot,
+                lambda: app.state.state == "rolled_back" and app.state.running_action is None,
+                what="rolled back",
+            )
             outcomes = {a.verb: a.outcome for a in app.state.actions}
             assert outcomes == {"advance": "preempted", "rollback": "ok"}
     finally:

@@ -25,7 +25,12 @@ def test_durations():
 def test_timeline_marks_done_current_and_next(plan):
     state = build_state(plan, Machine("active", 1, 1000.0), now=1000.0 + 90)
     shown = render.timeline(state).plain
-    assert "✓ ready" in shown and "✓ validation 5%" in shown and "● limited 20%" in shown and "○ ab-test 50%" in shown
+    assert (
+        "✓ ready" in shown
+        and "✓ validation 5%" in shown
+        and "● limited 20%" in shown
+        and "○ ab-test 50%" in shown
+    )
     assert "1m30s in phase" in shown and "next: ab-test 50%" in shown
 
 
@@ -37,22 +42,33 @@ def test_live_split_differs_and_unknown(plan):
 
 
 def test_gates_list_soak_and_metric_gates(plan):
-    state = build_state(plan, Machine("active", 0, 0.0), gates=(("sync_lag < 60", False, "no data yet"),), now=5.0)
+    state = build_state(
+        plan, Machine("active", 0, 0.0), gates=(("sync_lag < 60", False, "no data yet"),), now=5.0
+    )
     shown = render.gates(state).plain
     assert "next advance: limited 20%" in shown and "✗ sync_lag < 60  no data yet" in shown
     assert not render.gates_met(state)
 
 
 def test_running_action_shows_elapsed_and_steps(plan):
-    record = ActionRecord("x", "rollback", "ana@h", "why", 100.0, {"mode": "immediate"},
-                          (Step("traffic", "ok", 0.25, "all traffic to blue"),))
+    record = ActionRecord(
+        "x",
+        "rollback",
+        "ana@h",
+        "why",
+        100.0,
+        {"mode": "immediate"},
+        (Step("traffic", "ok", 0.25, "all traffic to blue"),),
+    )
     state = build_state(plan, Machine("rolling_back", 0, 100.0), actions=(record,), now=103.0)
     shown = render.actions(state).plain
     assert "rollback" in shown and "running" in shown and "3.0s" in shown and "all traffic to blue" in shown
 
 
 def test_split_shows_the_observed_share_or_a_dash(plan):
-    state = build_state(plan, Machine("active", 0, 0.0), green_live=5.0, metrics={"traffic_distribution": 4.83}, now=1.0)
+    state = build_state(
+        plan, Machine("active", 0, 0.0), green_live=5.0, metrics={"traffic_distribution": 4.83}, now=1.0
+    )
     assert "observed" in render.split(state).plain and "4.8% green" in render.split(state).plain
     state = build_state(plan, Machine("active", 0, 0.0), green_live=5.0, now=1.0)
     observed = next(line for line in render.split(state).plain.splitlines() if line.startswith("observed"))

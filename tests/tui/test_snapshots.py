@@ -74,42 +74,115 @@ def snap_plan(tmp_path: Path) -> Plan:
 # 20% on green, whose error rate spiked (a rollback trigger counts down) and p95 creeps up; cpu past its warning;
 # green→blue sync behind its warning; no cache figure yet (shown as "–")
 METRICS = {
-    "blue.rps": 76.9, "green.rps": 19.3, "blue.error_rate": 0.04, "green.error_rate": 12.5,
-    "blue.response_time_p95": 48.0, "green.response_time_p95": 612.0, "traffic_distribution": 20.1,
-    "throughput": 96.2, "cpu_usage": 81.5, "memory_usage": 41.0, "disk_usage": 22.5, "green.db_up": 1.0,
-    "green.query_execution_time": 12.34, "connection_pool_usage": 35.0, "green.db_connection_failure_rate": 0.0,
+    "blue.rps": 76.9,
+    "green.rps": 19.3,
+    "blue.error_rate": 0.04,
+    "green.error_rate": 12.5,
+    "blue.response_time_p95": 48.0,
+    "green.response_time_p95": 612.0,
+    "traffic_distribution": 20.1,
+    "throughput": 96.2,
+    "cpu_usage": 81.5,
+    "memory_usage": 41.0,
+    "disk_usage": 22.5,
+    "green.db_up": 1.0,
+    "green.query_execution_time": 12.34,
+    "connection_pool_usage": 35.0,
+    "green.db_connection_failure_rate": 0.0,
     "data_integrity_score": 100.0,
 }
 
 
 def _state(plan: Plan) -> CockpitState:
     actions = (
-        ActionRecord("a1", "advance", "ana@ops-1", "", NOW - 7500, {"to": None, "force": False},
-                     (Step("gates", "ok", 0.001, "all met"), Step("traffic", "ok", 0.412, "lb1 5%"),
-                      Step("verify", "ok", 0.020, "5% green live")),
-                     "ok", NOW - 7499.5, "now in phase validation (5% green)"),
-        ActionRecord("a2", "advance", "ana@ops-1", "", NOW - 600, {"to": None, "force": False},
-                     (Step("gates", "failed", 0.002, "soak: 5h50m of 6h in validation"),),
-                     "refused", NOW - 599.9, "gates not met: soak: 5h50m of 6h in validation"),
-        ActionRecord("a3", "advance", "ana@ops-1", "", NOW - 300, {"to": None, "force": False},
-                     (Step("gates", "ok", 0.001, "all met"), Step("traffic", "ok", 0.380, "lb1 20%"),
-                      Step("verify", "ok", 0.018, "20% green live")),
-                     "ok", NOW - 299.6, "now in phase limited (20% green)"),
-        ActionRecord("a4", "hold", "rui@ops-2", "p95 creeping up", NOW - 60, {}, (), "ok", NOW - 60,
-                     "held: p95 creeping up"),
+        ActionRecord(
+            "a1",
+            "advance",
+            "ana@ops-1",
+            "",
+            NOW - 7500,
+            {"to": None, "force": False},
+            (
+                Step("gates", "ok", 0.001, "all met"),
+                Step("traffic", "ok", 0.412, "lb1 5%"),
+                Step("verify", "ok", 0.020, "5% green live"),
+            ),
+            "ok",
+            NOW - 7499.5,
+            "now in phase validation (5% green)",
+        ),
+        ActionRecord(
+            "a2",
+            "advance",
+            "ana@ops-1",
+            "",
+            NOW - 600,
+            {"to": None, "force": False},
+            (Step("gates", "failed", 0.002, "soak: 5h50m of 6h in validation"),),
+            "refused",
+            NOW - 599.9,
+            "gates not met: soak: 5h50m of 6h in validation",
+        ),
+        ActionRecord(
+            "a3",
+            "advance",
+            "ana@ops-1",
+            "",
+            NOW - 300,
+            {"to": None, "force": False},
+            (
+                Step("gates", "ok", 0.001, "all met"),
+                Step("traffic", "ok", 0.380, "lb1 20%"),
+                Step("verify", "ok", 0.018, "20% green live"),
+            ),
+            "ok",
+            NOW - 299.6,
+            "now in phase limited (20% green)",
+        ),
+        ActionRecord(
+            "a4",
+            "hold",
+            "rui@ops-2",
+            "p95 creeping up",
+            NOW - 60,
+            {},
+            (),
+            "ok",
+            NOW - 60,
+            "held: p95 creeping up",
+        ),
     )
     return build_state(
-        plan, Machine("held", 1, NOW - 300, "p95 creeping up"), actions=actions, green_live=20.0,
-        gates=(("green.error_rate < 1", False, "now 12.5"), ("green.response_time_p95 < 500", False, "now 612"),
-               ("sync_lag < 60", False, "now 75")),
-        controller={"pid": 4242, "actor": "ana@ops-1"}, now=NOW, metrics=METRICS,
+        plan,
+        Machine("held", 1, NOW - 300, "p95 creeping up"),
+        actions=actions,
+        green_live=20.0,
+        gates=(
+            ("green.error_rate < 1", False, "now 12.5"),
+            ("green.response_time_p95 < 500", False, "now 612"),
+            ("sync_lag < 60", False, "now 75"),
+        ),
+        controller={"pid": 4242, "actor": "ana@ops-1"},
+        now=NOW,
+        metrics=METRICS,
         lag={"blue_to_green": Lag(1.4, 0), "green_to_blue": Lag(75.0, 12)},
         alarms=(
             Alarm("throughput", "warning", 96.2, 100.0, "throughput 96.2req/s < minimum 100req/s"),
             Alarm("green.error_rate", "critical", 12.5, 5.0, "green.error_rate 12.5% >= critical 5%"),
-            Alarm("green.response_time_p95", "warning", 612.0, 500.0, "green.response_time_p95 612ms >= warning 500ms"),
-            Alarm("green.error_rate", "trigger", 12.5, 10.0,
-                  "error_rate_spike: green.error_rate > 10, rollback (immediate) in 42s"),
+            Alarm(
+                "green.response_time_p95",
+                "warning",
+                612.0,
+                500.0,
+                "green.response_time_p95 612ms >= warning 500ms",
+            ),
+            Alarm(
+                "green.error_rate",
+                "trigger",
+                12.5,
+                10.0,
+                "error_rate_spike: green.error_rate > 10, rollback (immediate) in 42s",
+            ),
         ),
     )
 
@@ -119,15 +192,24 @@ def _app(plan: Plan) -> CockpitApp:
     app = CockpitApp(plan, state_source=lambda: state)
     # the trend the screen would have kept over the last minutes: calm, then green's error rate and p95 climbing
     for i in range(24):
-        err, p95 = (0.1 + 0.02 * (i % 3), 140.0 + 5 * (i % 4)) if i < 14 else (0.6 * (i - 13), 140.0 + 45 * (i - 13))
-        app.trend.add(dataclasses.replace(state, now=NOW - 10 * (24 - i),
-                                          metrics={"green.error_rate": err, "green.response_time_p95": p95}))
+        err, p95 = (
+            (0.1 + 0.02 * (i % 3), 140.0 + 5 * (i % 4)) if i < 14 else (0.6 * (i - 13), 140.0 + 45 * (i - 13))
+        )
+        app.trend.add(
+            dataclasses.replace(
+                state,
+                now=NOW - 10 * (24 - i),
+                metrics={"green.error_rate": err, "green.response_time_p95": p95},
+            )
+        )
     return app
 
 
 def _drawn(app) -> bool:
     """The state is in and every panel drew it (the sized ones draw once laid out)."""
-    return app.state is not None and all(app.query_one(p).renders for p in ("#split", "#alarms", "#metrics-text"))
+    return app.state is not None and all(
+        app.query_one(p).renders for p in ("#split", "#alarms", "#metrics-text")
+    )
 
 
 async def _shown(pilot) -> None:

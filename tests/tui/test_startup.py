@@ -13,14 +13,20 @@ from tests.tui.conftest import split_file, text, until
 
 
 async def test_second_cockpit_falls_back_to_read_only(plan, make_thread):
-    first = ControllerThread(plan, drivers=Drivers(traffic=FileTrafficDriver(split_file(plan))), run_sync=False)
+    first = ControllerThread(
+        plan, drivers=Drivers(traffic=FileTrafficDriver(split_file(plan))), run_sync=False
+    )
     first.start()
     try:
-        app = CockpitApp(plan, controller_thread=make_thread(Drivers(traffic=FileTrafficDriver(split_file(plan)))))
+        app = CockpitApp(
+            plan, controller_thread=make_thread(Drivers(traffic=FileTrafficDriver(split_file(plan))))
+        )
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: app.read_only, what="the fallback to read-only")
             await until(pilot, lambda: app.state is not None, what="the journal's state")
-            await until(pilot, lambda: "read-only" in text(app, "#status-text"), what="read-only in the status")
+            await until(
+                pilot, lambda: "read-only" in text(app, "#status-text"), what="read-only in the status"
+            )
             await pilot.press("h")
             await until(pilot, lambda: app.last_result is not None, what="the refusal")
             assert app.last_result[:2] == ("hold", "refused")

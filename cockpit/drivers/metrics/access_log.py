@@ -62,8 +62,14 @@ class _Handle:
 class AccessLogTail:
     """Complete new lines of a log file, rotation-safe. Not thread-safe: one reader calls `read_lines`."""
 
-    def __init__(self, path: str | os.PathLike[str], *, from_end: bool = True, drain_grace_s: float = 2.0,
-                 copy_suffixes: Sequence[str] = (".1",)):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        from_end: bool = True,
+        drain_grace_s: float = 2.0,
+        copy_suffixes: Sequence[str] = (".1",),
+    ):
         self.path = Path(path)
         self.drain_grace_s = drain_grace_s
         self.copy_suffixes = tuple(copy_suffixes)
@@ -291,8 +297,13 @@ class _Second:
 class AccessLogMetrics:
     """Per-side sliding-window figures from one or more access logs (one per balancer)."""
 
-    def __init__(self, path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], window_s: float = 60.0,
-                 *, from_end: bool = True):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        window_s: float = 60.0,
+        *,
+        from_end: bool = True,
+    ):
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
         self.window_s = float(window_s)
         if self.window_s <= 0:

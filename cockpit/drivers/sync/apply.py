@@ -187,7 +187,9 @@ class _Table:
         marks = ", ".join("?" for _ in self.columns)
         rest = [c for c in self.columns if c not in self.pk]
         action = (
-            "DO UPDATE SET " + ", ".join(f"{qi(c)} = excluded.{qi(c)}" for c in rest) if rest else "DO NOTHING"
+            "DO UPDATE SET " + ", ".join(f"{qi(c)} = excluded.{qi(c)}" for c in rest)
+            if rest
+            else "DO NOTHING"
         )
         keys = ", ".join(qi(c) for c in self.pk)
         return f"INSERT INTO {qi(self.name)} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) {action}"
@@ -201,9 +203,7 @@ class _Table:
         return sql.SQL("(pk->>{})::{}").format(sql.Literal(i), sql.SQL(self.pg_types[self.pk[i]]))
 
     def _unnest_keys(self) -> sql.Composable:
-        arrays = sql.SQL(", ").join(
-            sql.SQL("%s::{}[]").format(sql.SQL(self.pg_types[c])) for c in self.pk
-        )
+        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(self.pg_types[c])) for c in self.pk)
         return sql.SQL("SELECT * FROM unnest({})").format(arrays)
 
     def _pk_tuple(self, prefix: str = "") -> sql.Composable:
@@ -211,12 +211,11 @@ class _Table:
         return sql.SQL("({})").format(sql.SQL(", ").join(p + sql.Identifier(c) for c in self.pk))
 
     def pg_changed_rows(self) -> sql.Composable:
-        keys = sql.SQL(", ").join(
-            self._key_cast(i) + sql.SQL(f" AS k{i}") for i in range(len(self.pk))
-        )
+        keys = sql.SQL(", ").join(self._key_cast(i) + sql.SQL(f" AS k{i}") for i in range(len(self.pk)))
         group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
         join = sql.SQL(" AND ").join(
-            sql.SQL("t.{} = k.{}").format(sql.Identifier(c), sql.Identifier(f"k{i}")) for i, c in enumerate(self.pk)
+            sql.SQL("t.{} = k.{}").format(sql.Identifier(c), sql.Identifier(f"k{i}"))
+            for i, c in enumerate(self.pk)
         )
         cols = sql.SQL(", ").join(sql.SQL("t.") + sql.Identifier(c) for c in self.columns)
         knames = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(self.pk)))
@@ -226,8 +225,14 @@ class _Table:
             "       FROM {schema}.changes WHERE tbl = %s AND seq = ANY(%s) GROUP BY {group}) AS k"
             " LEFT JOIN {table} AS t ON {join} ORDER BY k.s"
         ).format(
-            knames=knames, first=sql.Identifier(self.pk[0]), cols=cols, keys=keys, group=group,
-            schema=sql.Identifier(PG_SCHEMA), table=sql.Identifier(self.name), join=join,
+            knames=knames,
+            first=sql.Identifier(self.pk[0]),
+            cols=cols,
+            keys=keys,
+            group=group,
+            schema=sql.Identifier(PG_SCHEMA),
+            table=sql.Identifier(self.name),
+            join=join,
         )
 
     def pg_lock(self) -> sql.Composable:
@@ -281,7 +286,12 @@ class _Table:
     def pg_merge_stage(self, stage: str) -> sql.Composable:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT {} {}").format(
-            sql.Identifier(self.name), cols, cols, sql.Identifier(stage), self._pk_tuple(), self._conflict_action()
+            sql.Identifier(self.name),
+            cols,
+            cols,
+            sql.Identifier(stage),
+            self._pk_tuple(),
+            self._conflict_action(),
         )
 
     def pg_bump_sequence(self) -> sql.Composable:
@@ -468,7 +478,8 @@ class Applier:
             )
             # the row lock also keeps a second applier from applying the same batch
             row = pg.execute(
-                f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s FOR UPDATE", (BLUE_TO_GREEN,)
+                f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s FOR UPDATE",
+                (BLUE_TO_GREEN,),
             ).fetchone()
             start = int(row[0]) if row else 0
             batch, green_pos = self._read_blue(blue, start, batch_size)
@@ -484,7 +495,8 @@ class Applier:
             result.changes = count
             result.position = upper
             planned = {
-                name: self._plan_pg(pg, self.tables[name], rows, green_pos, result) for name, rows in per_table.items()
+                name: self._plan_pg(pg, self.tables[name], rows, green_pos, result)
+                for name, rows in per_table.items()
             }
             # foreign keys: deferred where PostgreSQL allows it; otherwise children's deletes before their parents',
             # parents' upserts before their children's
@@ -645,9 +657,12 @@ class Applier:
             blue_position = int(row[0]) if row else 0
         batch = self._read_green(pg, start, batch_size)
         result.position = start
-        if batch is None and not blue.execute(
-            f"SELECT EXISTS (SELECT 1 FROM {SQLITE_LOG} WHERE seq < ?)", (blue_position,)
-        ).fetchone()[0]:
+        if (
+            batch is None
+            and not blue.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {SQLITE_LOG} WHERE seq < ?)", (blue_position,)
+            ).fetchone()[0]
+        ):
             return result  # nothing to apply, nothing to prune: no write lock taken
         blue.execute("BEGIN IMMEDIATE")
         try:
@@ -714,7 +729,8 @@ class Applier:
         n = len(t.pk)
         pending: dict[tuple[Any, ...], float] = {}
         for pk_json, ts in blue.execute(
-            f"SELECT pk, max(ts) FROM {SQLITE_LOG} WHERE seq > ? AND tbl = ? GROUP BY pk", (blue_position, t.name)
+            f"SELECT pk, max(ts) FROM {SQLITE_LOG} WHERE seq > ? AND tbl = ? GROUP BY pk",
+            (blue_position, t.name),
         ):
             pending[tuple(json.loads(pk_json))] = float(ts)
         deletes: list[tuple[Any, ...]] = []

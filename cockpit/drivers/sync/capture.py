@@ -46,7 +46,9 @@ SQLITE_LOG = "_cockpit_changes"
 SQLITE_CONTEXT = "_cockpit_context"
 SQLITE_STATE = "_cockpit_state"
 SQLITE_PREFIX = "_cockpit_"
-SQLITE_TOUCHED = "_cockpit_touched"  # every key the sync has carried either way (the rollback checks these rows)
+SQLITE_TOUCHED = (
+    "_cockpit_touched"  # every key the sync has carried either way (the rollback checks these rows)
+)
 PG_SCHEMA = "cockpit"
 PG_TRIGGER = "_cockpit_capture"
 PG_TRUNCATE_TRIGGER = "_cockpit_truncate"
@@ -126,8 +128,10 @@ def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
         " origin TEXT NOT NULL DEFAULT 'blue')"
     )
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_CONTEXT} (applier TEXT)")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_TOUCHED} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
-                 "PRIMARY KEY (tbl, pk)) WITHOUT ROWID")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {SQLITE_TOUCHED} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
+        "PRIMARY KEY (tbl, pk)) WITHOUT ROWID"
+    )
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_STATE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
@@ -155,7 +159,9 @@ def _sqlite_trigger_sql(table: str, pk: tuple[str, ...]) -> list[str]:
     ]
 
 
-def install_sqlite(conn: sqlite3.Connection, tables: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
+def install_sqlite(
+    conn: sqlite3.Connection, tables: Iterable[str] | None = None
+) -> dict[str, tuple[str, ...]]:
     """Create the change log and the capture triggers (idempotent: triggers are replaced). Returns the keys.
 
     Switches the database to WAL (the applier reads while the app writes). Runs in one write transaction.
@@ -212,7 +218,9 @@ def sqlite_installed(conn: sqlite3.Connection) -> list[str]:
 
 
 def _sqlite_has_log(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)).fetchone()
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)
+    ).fetchone()
     return row is not None
 
 
@@ -231,8 +239,10 @@ def sqlite_position(conn: sqlite3.Connection) -> int:
 def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
     """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place); their keys
     stay in the touched set."""
-    conn.execute(f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, pk FROM {SQLITE_LOG} WHERE seq < ?",
-                 (applied,))
+    conn.execute(
+        f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, pk FROM {SQLITE_LOG} WHERE seq < ?",
+        (applied,),
+    )
     conn.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq < ?", (applied,))
 
 
@@ -241,14 +251,18 @@ def touch_sqlite(conn: sqlite3.Connection, table: str, keys: Sequence[Sequence[A
     does it, not a trigger: a trigger's WHEN on every app write halved the inserts/s of batched writes."""
     if keys:
         marks = ", ".join("?" for _ in keys[0])
-        conn.executemany(f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) VALUES (?, json_array({marks}))",
-                         [(table, *key) for key in keys])
+        conn.executemany(
+            f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) VALUES (?, json_array({marks}))",
+            [(table, *key) for key in keys],
+        )
 
 
 def touched_keys(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
     """Per table, the keys of every row the sync has carried or still has to carry, either way, since capture
     was installed (blue's forms). The rollback's integrity step compares these rows, not the whole database."""
-    rows = conn.execute(f"SELECT tbl, pk FROM {SQLITE_TOUCHED} UNION SELECT tbl, pk FROM {SQLITE_LOG}").fetchall()
+    rows = conn.execute(
+        f"SELECT tbl, pk FROM {SQLITE_TOUCHED} UNION SELECT tbl, pk FROM {SQLITE_LOG}"
+    ).fetchall()
     out: dict[str, set[tuple[Any, ...]]] = {}
     for table, pk in rows:
         out.setdefault(table, set()).add(tuple(json.loads(pk)))
@@ -385,13 +399,18 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
     missing = [t for t in keys if not _pg_has(conn, qi(t))]
     if missing:
         conn.rollback()
-        raise CaptureError("tables missing on PostgreSQL (run `cockpit sync copy` first): " + ", ".join(missing))
+        raise CaptureError(
+            "tables missing on PostgreSQL (run `cockpit sync copy` first): " + ", ".join(missing)
+        )
     with conn.transaction():
         pg_bookkeeping(conn)
         for table, pk in keys.items():
             for name in PG_TRIGGERS:
-                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(name),
-                                                                              sql.Identifier(table)))
+                conn.execute(
+                    sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                        sql.Identifier(name), sql.Identifier(table)
+                    )
+                )
             args = sql.SQL(", ").join(sql.Literal(c) for c in pk)
             conn.execute(
                 sql.SQL(
@@ -405,7 +424,12 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
                     "CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT"
                     f" WHEN ({PG_NOT_APPLYING})"
                     " EXECUTE FUNCTION {}.capture_truncate({})"
-                ).format(sql.Identifier(PG_TRUNCATE_TRIGGER), sql.Identifier(table), sql.Identifier(PG_SCHEMA), args)
+                ).format(
+                    sql.Identifier(PG_TRUNCATE_TRIGGER),
+                    sql.Identifier(table),
+                    sql.Identifier(PG_SCHEMA),
+                    args,
+                )
             )
     if not conn.autocommit:
         conn.commit()
@@ -436,8 +460,11 @@ def uninstall_pg(conn: psycopg.Connection) -> list[str]:
             (list(PG_TRIGGERS),),
         ).fetchall()
         for name, schema, table in rows:
-            conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}.{}").format(
-                sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table)))
+            conn.execute(
+                sql.SQL("DROP TRIGGER IF EXISTS {} ON {}.{}").format(
+                    sql.Identifier(name), sql.Identifier(schema), sql.Identifier(table)
+                )
+            )
             dropped.append(f"{labels[name]} {table}")
         if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (PG_SCHEMA,)).fetchone():
             conn.execute(f"DROP SCHEMA {PG_SCHEMA} CASCADE")

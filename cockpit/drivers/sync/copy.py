@@ -130,7 +130,9 @@ class CopyReport:
         ]
         width = max((len(t.name) for t in self.tables), default=5)
         for t in sorted(self.tables, key=lambda t: t.name):
-            lines.append(f"  {t.name:<{width}}  {t.rows:>10} rows  {t.seconds:7.2f}s  {t.rows_per_s:>12,.0f} rows/s")
+            lines.append(
+                f"  {t.name:<{width}}  {t.rows:>10} rows  {t.seconds:7.2f}s  {t.rows_per_s:>12,.0f} rows/s"
+            )
         for fk in self.not_valid:
             lines.append(
                 f"  foreign key {fk.constraint} on {fk.table} -> {fk.references} left NOT VALID: {fk.orphans} "
@@ -148,8 +150,9 @@ def _connect(sqlite_path: str) -> sqlite3.Connection:
     """An existing database only (never creates a file), autocommit mode, with the busy timeout."""
     uri = Path(sqlite_path).resolve().as_uri() + "?mode=rw"
     try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
@@ -168,9 +171,13 @@ def open_source(sqlite_path: str) -> tuple[sqlite3.Connection, list[str]]:
         except sqlite3.Error as exc:
             mode = f"{mode} ({exc})"
         if str(mode).lower() == "wal":
-            notes.append("the SQLite database was switched to WAL mode (writers are not blocked by the copy's read)")
+            notes.append(
+                "the SQLite database was switched to WAL mode (writers are not blocked by the copy's read)"
+            )
         else:
-            notes.append(f"the SQLite database could not be put in WAL mode ({mode}): writers wait while the copy reads")
+            notes.append(
+                f"the SQLite database could not be put in WAL mode ({mode}): writers wait while the copy reads"
+            )
     return conn, notes
 
 
@@ -248,7 +255,9 @@ class _Guards:
             raise
 
     def reject(self, i: int, value: Any) -> str:
-        self.rejected.append(f"{self.columns[i][0]}.{self.columns[i][1]}: {value!r} is outside the chosen type")
+        self.rejected.append(
+            f"{self.columns[i][0]}.{self.columns[i][1]}: {value!r} is outside the chosen type"
+        )
         raise ValueError("value outside the chosen type")
 
     def select_sql(self, table: SourceTable, ranged: bool) -> str:
@@ -261,16 +270,21 @@ class _Guards:
         for col in table.columns:
             c = qi(col.map.name)
             i = self.index[(table.name, col.map.name)]
-            fields.append(col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})")
-                          .replace("{bad}", f"cockpit_copy_reject({i}, {c})"))
+            fields.append(
+                col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})").replace(
+                    "{bad}", f"cockpit_copy_reject({i}, {c})"
+                )
+            )
         if len(fields) < 100:  # one printf() allocates once; a chain of || copies the line at every step
             line = "printf('" + "\t".join(["%s"] * len(fields)) + "\n', " + ", ".join(fields) + ")"
         else:  # SQLite functions take at most 127 arguments
             line = " || char(9) || ".join(fields) + " || char(10)"
         if not ranged:
             return f"SELECT {line} FROM {qi(table.name)}"
-        return (f"SELECT group_concat(line, ''), max(rid), count(*) FROM (SELECT rowid AS rid, {line} AS line "
-                f"FROM {qi(table.name)} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?)")
+        return (
+            f"SELECT group_concat(line, ''), max(rid), count(*) FROM (SELECT rowid AS rid, {line} AS line "
+            f"FROM {qi(table.name)} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?)"
+        )
 
 
 @dataclass
@@ -285,8 +299,11 @@ class _Unit:
 def _units(source: Source, conn: sqlite3.Connection, parts: int) -> list[_Unit]:
     units: list[_Unit] = []
     for st in sorted(source.tables.values(), key=lambda t: -t.rows):
-        lo, hi = conn.execute(f"SELECT min(rowid), max(rowid) FROM {qi(st.name)}").fetchone() if st.rowid else (
-            None, None)
+        lo, hi = (
+            conn.execute(f"SELECT min(rowid), max(rowid) FROM {qi(st.name)}").fetchone()
+            if st.rowid
+            else (None, None)
+        )
         if lo is None:
             units.append(_Unit(st))  # WITHOUT ROWID, or empty
             continue
@@ -342,8 +359,10 @@ def _key_with_table(st: SourceTable) -> bool:
 
 
 def _primary_key(st: SourceTable, table: sa.Table) -> sa.PrimaryKeyConstraint:
-    return sa.PrimaryKeyConstraint(*[table.c[pg_truncate(k)] for k in st.primary_key],
-                                   name=pg_truncate(st.pk_name) if st.pk_name else None)
+    return sa.PrimaryKeyConstraint(
+        *[table.c[pg_truncate(k)] for k in st.primary_key],
+        name=pg_truncate(st.pk_name) if st.pk_name else None,
+    )
 
 
 def _ddl(element: Any) -> str:
@@ -371,20 +390,26 @@ def _key_statements(st: SourceTable, table: sa.Table, warnings: list[str]) -> li
     return out
 
 
-def _fk_constraints(source: Source, ddl: _Ddl, warnings: list[str]) -> list[tuple[str, sa.ForeignKeyConstraint]]:
+def _fk_constraints(
+    source: Source, ddl: _Ddl, warnings: list[str]
+) -> list[tuple[str, sa.ForeignKeyConstraint]]:
     out = []
     used: dict[str, set[str]] = {}
     for st in source.tables.values():
         for fk in st.foreign_keys:
             target = ddl.tables.get(fk.ref_table)
             if target is None:
-                warnings.append(f'foreign key of "{st.name}" ({", ".join(fk.columns)}) refers to "{fk.ref_table}", '
-                                "which is not copied; not carried")
+                warnings.append(
+                    f'foreign key of "{st.name}" ({", ".join(fk.columns)}) refers to "{fk.ref_table}", '
+                    "which is not copied; not carried"
+                )
                 continue
             ref_cols = fk.ref_columns
             if not ref_cols or len(ref_cols) != len(fk.columns):
-                warnings.append(f'foreign key of "{st.name}" ({", ".join(fk.columns)}) has no usable referenced '
-                                f'columns in "{fk.ref_table}"; not carried')
+                warnings.append(
+                    f'foreign key of "{st.name}" ({", ".join(fk.columns)}) has no usable referenced '
+                    f'columns in "{fk.ref_table}"; not carried'
+                )
                 continue
             table = ddl.tables[st.name]
             name = pg_truncate(fk.name or f"{st.name}_{'_'.join(fk.columns)}_fkey")
@@ -475,8 +500,9 @@ class _QueuedWriter(QueuedLibpqWriter):
         self._queue = queue.Queue(maxsize=QUEUE_BLOCKS)  # ~128 KiB blocks: bounded memory per writer
 
 
-def _chunks(reader: sqlite3.Connection, selects: dict[tuple[str, bool], str], unit: _Unit,
-            chunk_rows: int) -> Iterator[tuple[bytes, int]]:
+def _chunks(
+    reader: sqlite3.Connection, selects: dict[tuple[str, bool], str], unit: _Unit, chunk_rows: int
+) -> Iterator[tuple[bytes, int]]:
     if unit.lo is None:
         cur = reader.execute(selects[(unit.table.name, False)])
         try:
@@ -496,9 +522,17 @@ def _chunks(reader: sqlite3.Connection, selects: dict[tuple[str, bool], str], un
         first = top + 1
 
 
-def _writer(pg_url: str, schema: str, reader: sqlite3.Connection, todo: queue.Queue,
-            selects: dict[tuple[str, bool], str], chunk_rows: int, abort: threading.Event, track: _Tracker,
-            loaded: Callable[[str], None]) -> None:
+def _writer(
+    pg_url: str,
+    schema: str,
+    reader: sqlite3.Connection,
+    todo: queue.Queue,
+    selects: dict[tuple[str, bool], str],
+    chunk_rows: int,
+    abort: threading.Event,
+    track: _Tracker,
+    loaded: Callable[[str], None],
+) -> None:
     """One writer thread: its own SQLite reader (same snapshot as the others) and its own PostgreSQL session.
 
     `loaded(table)` is called once the last unit of a table is committed.
@@ -533,8 +567,13 @@ def _run_keys(pg_url: str, statements: list[str]) -> None:
         conn.commit()
 
 
-def _validate(conn: psycopg.Connection, schema: str, source: Source, fks: list[tuple[str, sa.ForeignKeyConstraint]],
-              report: CopyReport) -> None:
+def _validate(
+    conn: psycopg.Connection,
+    schema: str,
+    source: Source,
+    fks: list[tuple[str, sa.ForeignKeyConstraint]],
+    report: CopyReport,
+) -> None:
     rows = conn.execute(
         "SELECT con.conname, cl.relname FROM pg_constraint con JOIN pg_class cl ON cl.oid = con.conrelid "
         "JOIN pg_namespace n ON n.oid = con.connamespace WHERE n.nspname = %s AND con.contype = 'f' "
@@ -551,32 +590,43 @@ def _validate(conn: psycopg.Connection, schema: str, source: Source, fks: list[t
             continue  # already valid (PostgreSQL validates at once when the child table is empty)
         try:
             with conn.transaction():
-                conn.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                    _table_ident(schema, table_name), sql.Identifier(conname)))
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                        _table_ident(schema, table_name), sql.Identifier(conname)
+                    )
+                )
         except psycopg.Error:
             report.not_valid.append(_orphans(conn, schema, st, cons, conname))
 
 
-def _orphans(conn: psycopg.Connection, schema: str, st: SourceTable, cons: sa.ForeignKeyConstraint,
-             conname: str) -> ForeignKeyIssue:
+def _orphans(
+    conn: psycopg.Connection, schema: str, st: SourceTable, cons: sa.ForeignKeyConstraint, conname: str
+) -> ForeignKeyIssue:
     child = [sql.Identifier(c.name) for c in cons.columns]
     parent = [sql.Identifier(e.column.name) for e in cons.elements]
     ref_table = cons.elements[0].column.table.name
     key = [sql.Identifier(pg_truncate(k)) for k in st.primary_key] or child
     cond = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(c) for c in child)
-    match = sql.SQL(" AND ").join(sql.SQL("p.{} = c.{}").format(p, c) for p, c in zip(parent, child, strict=True))
+    match = sql.SQL(" AND ").join(
+        sql.SQL("p.{} = c.{}").format(p, c) for p, c in zip(parent, child, strict=True)
+    )
     base = sql.SQL("FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
-        _table_ident(schema, st.name), cond, _table_ident(schema, ref_table), match)
+        _table_ident(schema, st.name), cond, _table_ident(schema, ref_table), match
+    )
     (count,) = conn.execute(sql.SQL("SELECT count(*) ") + base).fetchone()
-    sel = sql.SQL("SELECT {}, {} ").format(sql.SQL(", ").join(sql.SQL("c.{}").format(k) for k in key),
-                                           sql.SQL(", ").join(sql.SQL("c.{}").format(c) for c in child))
+    sel = sql.SQL("SELECT {}, {} ").format(
+        sql.SQL(", ").join(sql.SQL("c.{}").format(k) for k in key),
+        sql.SQL(", ").join(sql.SQL("c.{}").format(c) for c in child),
+    )
     examples = []
     keynames = st.primary_key or tuple(c.name for c in cons.columns)
     for row in conn.execute(sel + base + sql.SQL(f" LIMIT {MAX_ORPHANS}")).fetchall():
-        k, v = row[: len(key)], row[len(key):]
+        k, v = row[: len(key)], row[len(key) :]
         examples.append(
-            "key " + ", ".join(f"{n}={x!r}" for n, x in zip(keynames, k, strict=False))
-            + " -> missing " + ", ".join(f"{e.column.name}={x!r}" for e, x in zip(cons.elements, v, strict=True))
+            "key "
+            + ", ".join(f"{n}={x!r}" for n, x in zip(keynames, k, strict=False))
+            + " -> missing "
+            + ", ".join(f"{e.column.name}={x!r}" for e, x in zip(cons.elements, v, strict=True))
         )
     return ForeignKeyIssue(st.name, conname, ref_table, count, examples)
 
@@ -640,7 +690,9 @@ def copy_database(
             source = read_source(conn, tables, casts)
         if source.problems:
             raise SchemaRefused(source.problems)
-        report = CopyReport(str(sqlite_path), redact(pg_url), schema, position, warnings=notes + source.warnings)
+        report = CopyReport(
+            str(sqlite_path), redact(pg_url), schema, position, warnings=notes + source.warnings
+        )
         try:
             _copy(readers, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
         except _Retry as retry:
@@ -664,15 +716,25 @@ def copy_database(
     return report
 
 
-def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, jobs: int, chunk_rows: int,
-          progress: Callable[[CopyProgress], None] | None, report: CopyReport) -> None:
+def _copy(
+    readers: list[sqlite3.Connection],
+    source: Source,
+    pg_url: str,
+    schema: str,
+    jobs: int,
+    chunk_rows: int,
+    progress: Callable[[CopyProgress], None] | None,
+    report: CopyReport,
+) -> None:
     names = list(source.tables)
     ddl = _build_tables(source, schema)
     with psycopg.connect(pg_url) as pg:
         there = _existing(pg, schema, names)
         if there:
-            raise CopyError(f"table(s) already in schema {schema!r} of the target: {', '.join(there)}; "
-                            "the copy writes into new tables only (drop them or choose another schema)")
+            raise CopyError(
+                f"table(s) already in schema {schema!r} of the target: {', '.join(there)}; "
+                "the copy writes into new tables only (drop them or choose another schema)"
+            )
         made_schema = not pg.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
         try:
             with pg.transaction():
@@ -683,7 +745,9 @@ def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
         except psycopg.Error as exc:
             raise CopyError(f"creating the tables failed: {exc}") from exc
     try:
-        key_sql = {name: _key_statements(source.tables[name], ddl.tables[name], report.warnings) for name in names}
+        key_sql = {
+            name: _key_statements(source.tables[name], ddl.tables[name], report.warnings) for name in names
+        }
         fks = _fk_constraints(source, ddl, report.warnings)
         _load_and_key(readers, source, pg_url, schema, jobs, chunk_rows, progress, report, key_sql)
         with psycopg.connect(pg_url, autocommit=True) as pg:
@@ -702,9 +766,17 @@ def _copy(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
         raise
 
 
-def _load_and_key(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, jobs: int,
-                  chunk_rows: int, progress: Callable[[CopyProgress], None] | None, report: CopyReport,
-                  key_sql: dict[str, list[str]]) -> None:
+def _load_and_key(
+    readers: list[sqlite3.Connection],
+    source: Source,
+    pg_url: str,
+    schema: str,
+    jobs: int,
+    chunk_rows: int,
+    progress: Callable[[CopyProgress], None] | None,
+    report: CopyReport,
+    key_sql: dict[str, list[str]],
+) -> None:
     """The load, with each table's keys and indexes built as soon as its data is in, while other tables load.
 
     A failed key build is raised once the load is over; a failed load cancels the key builds not yet started and
@@ -735,16 +807,26 @@ def _record_position(pg: psycopg.Connection, report: CopyReport) -> None:
     record_copy_position(pg, report.sqlite_position)
 
 
-def _load(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema: str, chunk_rows: int,
-          progress: Callable[[CopyProgress], None] | None, report: CopyReport,
-          loaded: Callable[[str], None] = lambda table: None) -> None:
+def _load(
+    readers: list[sqlite3.Connection],
+    source: Source,
+    pg_url: str,
+    schema: str,
+    chunk_rows: int,
+    progress: Callable[[CopyProgress], None] | None,
+    report: CopyReport,
+    loaded: Callable[[str], None] = lambda table: None,
+) -> None:
     """COPY every table; `readers` are SQLite connections on one snapshot, one per writer thread.
 
     `loaded(table)` is called (from a writer thread) as soon as a table's data is all committed.
     """
     guards = _Guards(source)
-    selects = {(name, ranged): guards.select_sql(st, ranged)
-               for name, st in source.tables.items() for ranged in (False, True)}
+    selects = {
+        (name, ranged): guards.select_sql(st, ranged)
+        for name, st in source.tables.items()
+        for ranged in (False, True)
+    }
     for r in readers:
         guards.install(r)
         r.text_factory = bytes
@@ -758,8 +840,10 @@ def _load(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
     errors: list[BaseException] = []
     try:
         with ThreadPoolExecutor(max_workers=len(readers), thread_name_prefix="cockpit-copy") as pool:
-            futures = [pool.submit(_writer, pg_url, schema, r, todo, selects, chunk_rows, abort, track, loaded)
-                       for r in readers]
+            futures = [
+                pool.submit(_writer, pg_url, schema, r, todo, selects, chunk_rows, abort, track, loaded)
+                for r in readers
+            ]
             for fut in futures:
                 try:
                     fut.result()
@@ -776,7 +860,9 @@ def _load(readers: list[sqlite3.Connection], source: Source, pg_url: str, schema
             raise _Retry(f"a value does not fit the chosen type ({why})") from first
         raise first
     report.tables.extend(
-        TableReport(n, track.done.get(n, 0), track.ended.get(n, load_started) - track.started.get(n, load_started))
+        TableReport(
+            n, track.done.get(n, 0), track.ended.get(n, load_started) - track.started.get(n, load_started)
+        )
         for n in source.tables
     )
     report.load_seconds = time.monotonic() - load_started

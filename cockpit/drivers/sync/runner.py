@@ -54,7 +54,6 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-
 def connect_sqlite(path: str | Path) -> sqlite3.Connection:
     """A SQLite connection as the sync uses it: autocommit (explicit BEGIN), a generous busy timeout."""
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -78,8 +77,10 @@ def pooler_warning(url: str) -> str | None:
     except ValueError:
         return None
     if "-pooler" in host:
-        return (f"{host} is a pooled endpoint: the copy and the sync should use the direct host "
-                f"({host.replace('-pooler', '')})")
+        return (
+            f"{host} is a pooled endpoint: the copy and the sync should use the direct host "
+            f"({host.replace('-pooler', '')})"
+        )
     return None
 
 
@@ -255,7 +256,11 @@ class SyncRunner:
             self.install_blue()
             try:
                 report = copy_database(
-                    str(self.sqlite_path), self.pg_url, tables=names, jobs=jobs, casts=self.casts or None,
+                    str(self.sqlite_path),
+                    self.pg_url,
+                    tables=names,
+                    jobs=jobs,
+                    casts=self.casts or None,
                     progress=progress,
                 )
             except BaseException:
@@ -337,7 +342,9 @@ class SyncRunner:
     def _check_capture(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> None:
         """Refuse to run, with a clear message, while the change logs are missing on either side."""
         missing = []
-        if not blue.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)).fetchone():
+        if not blue.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)
+        ).fetchone():
             missing.append("blue (SQLite)")
         has_pg = pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is not None
         pg.rollback()
@@ -379,8 +386,11 @@ class SyncRunner:
                 if self._lag_pg is None or self._lag_pg.closed or self._lag_pg.broken:
                     self._lag_pg = None
                     self._lag_pg = psycopg.connect(
-                        self.pg_url, autocommit=True, connect_timeout=max(1, int(min(self.connect_timeout, 5))),
-                        prepare_threshold=None, **KEEPALIVES,
+                        self.pg_url,
+                        autocommit=True,
+                        connect_timeout=max(1, int(min(self.connect_timeout, 5))),
+                        prepare_threshold=None,
+                        **KEEPALIVES,
                     )
                 pg = self._lag_pg
                 self._last_blue_position = read_blue_position(pg)
@@ -527,9 +537,13 @@ class SyncRunner:
 
 
 def _blue_lag(blue: sqlite3.Connection, position: int) -> Lag:
-    if not blue.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)).fetchone():
+    if not blue.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)
+    ).fetchone():
         return Lag(0.0, 0)
-    count, oldest = blue.execute(f"SELECT count(*), min(ts) FROM {SQLITE_LOG} WHERE seq > ?", (position,)).fetchone()
+    count, oldest = blue.execute(
+        f"SELECT count(*), min(ts) FROM {SQLITE_LOG} WHERE seq > ?", (position,)
+    ).fetchone()
     if not count:
         return Lag(0.0, 0)
     return Lag(max(0.0, time.time() - float(oldest)), int(count))

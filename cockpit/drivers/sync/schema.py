@@ -140,7 +140,9 @@ class SourceTable:
     rows: int
     primary_key: tuple[str, ...]
     pk_name: str | None = None
-    uniques: list[SourceIndex] = field(default_factory=list)  # constraints (incl. a NULL-holding "primary key")
+    uniques: list[SourceIndex] = field(
+        default_factory=list
+    )  # constraints (incl. a NULL-holding "primary key")
     indexes: list[SourceIndex] = field(default_factory=list)
     foreign_keys: list[SourceForeignKey] = field(default_factory=list)
     rowid: bool = True
@@ -240,8 +242,10 @@ _NULL = "'\\N'"
 def _sql_text(c: str) -> str:
     """Escaped for COPY; a NUL character is rejected (printf() would silently cut the text there)."""
     chain = f"replace(replace(replace(replace({c},'\\','\\\\'),char(9),'\\t'),char(10),'\\n'),char(13),'\\r')"
-    return (f"CASE WHEN instr({c},'\\') OR instr({c},char(9)) OR instr({c},char(10)) OR instr({c},char(13)) "
-            f"OR instr({c},char(0)) THEN CASE WHEN instr({c},char(0)) THEN {{bad}} ELSE {chain} END ELSE {c} END")
+    return (
+        f"CASE WHEN instr({c},'\\') OR instr({c},char(9)) OR instr({c},char(10)) OR instr({c},char(13)) "
+        f"OR instr({c},char(0)) THEN CASE WHEN instr({c},char(0)) THEN {{bad}} ELSE {chain} END ELSE {c} END"
+    )
 
 
 def _sql_real(c: str) -> str:
@@ -261,7 +265,9 @@ def _sql_iso_check(c: str, fmt: V.IsoFormat) -> str:
     b = f"substr({c}, 1, length({c}) - {k})" if k else c
     sep = fmt.sep
 
-    def shape(x: str, digits: int) -> str:  # 19 characters with `sep` at the 11th, '.', `digits` digits (anchored)
+    def shape(
+        x: str, digits: int
+    ) -> str:  # 19 characters with `sep` at the 11th, '.', `digits` digits (anchored)
         return f"{x} GLOB '{'?' * 10}{sep}{'?' * 8}.{'[0-9]' * digits}'"
 
     def form(precision: str, x: str) -> str:
@@ -278,15 +284,20 @@ def _sql_iso_check(c: str, fmt: V.IsoFormat) -> str:
         if precision == "milli" and sep == " ":
             return f"{shape(x, 3)} AND datetime({x}, '+0 days') IS {head} COLLATE BINARY"
         if precision == "micro":
-            head_ok = (f"datetime({head}, '+0 days') IS {head}" if sep == " " else
-                       f"strftime('%Y-%m-%d{sep}%H:%M:%S', {head}, '+0 days') IS {head}")
+            head_ok = (
+                f"datetime({head}, '+0 days') IS {head}"
+                if sep == " "
+                else f"strftime('%Y-%m-%d{sep}%H:%M:%S', {head}, '+0 days') IS {head}"
+            )
             return f"{shape(x, 6)} AND {head_ok} COLLATE BINARY"
         pattern = {"minute": "%H:%M", "second": "%H:%M:%S", "milli": "%H:%M:%f"}[precision]
         return f"strftime('%Y-%m-%d{sep}{pattern}', {x}, '+0 days') IS {x} COLLATE BINARY"
 
     if fmt.precision == "auto6":
-        check = (f"CASE length({b}) WHEN 19 THEN {form('second', b)} "
-                 f"WHEN 26 THEN {form('micro', b)} AND substr({b}, 21) <> '000000' ELSE 0 END")
+        check = (
+            f"CASE length({b}) WHEN 19 THEN {form('second', b)} "
+            f"WHEN 26 THEN {form('micro', b)} AND substr({b}, 21) <> '000000' ELSE 0 END"
+        )
     else:
         check = form(fmt.precision, b)
     if k:
@@ -294,8 +305,14 @@ def _sql_iso_check(c: str, fmt: V.IsoFormat) -> str:
     return check
 
 
-def _sql_copy(kind: str, c: str, bool_pair: tuple[Any, Any] | None = None, fmt: V.IsoFormat | None = None,
-              p: int | None = None, s: int | None = None) -> str:
+def _sql_copy(
+    kind: str,
+    c: str,
+    bool_pair: tuple[Any, Any] | None = None,
+    fmt: V.IsoFormat | None = None,
+    p: int | None = None,
+    s: int | None = None,
+) -> str:
     """The COPY text field of one column, rendered by SQLite, with a guard for every value.
 
     `{fn}` is replaced by the Python fallback call (exact `to_pg` + COPY text), `{bad}` by the call that rejects
@@ -308,13 +325,17 @@ def _sql_copy(kind: str, c: str, bool_pair: tuple[Any, Any] | None = None, fmt: 
         return f"CASE typeof({c}) WHEN 'real' THEN {_sql_real(c)} {null} ELSE {{bad}} END"
     if kind == "numeric":
         if p is None:
-            return (f"CASE typeof({c}) WHEN 'integer' THEN CAST({c} AS TEXT) WHEN 'real' THEN {{fn}} "
-                    f"{null} ELSE {{bad}} END")
+            return (
+                f"CASE typeof({c}) WHEN 'integer' THEN CAST({c} AS TEXT) WHEN 'real' THEN {{fn}} "
+                f"{null} ELSE {{bad}} END"
+            )
         lim = f"1e{p - s}"
-        return (f"CASE WHEN {c} IS NULL THEN {_NULL} "
-                f"WHEN typeof({c}) = 'integer' AND {c} > -{lim} AND {c} < {lim} THEN CAST({c} AS TEXT) "
-                f"WHEN typeof({c}) = 'real' AND {c} > -{lim} AND {c} < {lim} AND round({c}, {s}) = {c} "
-                f"THEN {{fn}} ELSE {{bad}} END")
+        return (
+            f"CASE WHEN {c} IS NULL THEN {_NULL} "
+            f"WHEN typeof({c}) = 'integer' AND {c} > -{lim} AND {c} < {lim} THEN CAST({c} AS TEXT) "
+            f"WHEN typeof({c}) = 'real' AND {c} > -{lim} AND {c} < {lim} AND round({c}, {s}) = {c} "
+            f"THEN {{fn}} ELSE {{bad}} END"
+        )
     if kind == "text":
         return f"CASE typeof({c}) WHEN 'text' THEN {_sql_text(c)} {null} ELSE {{bad}} END"
     if kind == "bytes":
@@ -323,13 +344,17 @@ def _sql_copy(kind: str, c: str, bool_pair: tuple[Any, Any] | None = None, fmt: 
         assert bool_pair is not None
         t, f = (ql(v) if isinstance(v, str) else str(v) for v in bool_pair)
         want = "text" if isinstance(bool_pair[0], str) else "integer"
-        return (f"CASE WHEN {c} IS NULL THEN {_NULL} WHEN typeof({c}) <> '{want}' THEN {{bad}} "
-                f"WHEN {c} = {t} COLLATE BINARY THEN 't' WHEN {c} = {f} COLLATE BINARY THEN 'f' ELSE {{bad}} END")
+        return (
+            f"CASE WHEN {c} IS NULL THEN {_NULL} WHEN typeof({c}) <> '{want}' THEN {{bad}} "
+            f"WHEN {c} = {t} COLLATE BINARY THEN 't' WHEN {c} = {f} COLLATE BINARY THEN 'f' ELSE {{bad}} END"
+        )
     if kind == "iso":
         assert fmt is not None
         # typeof() first: one branch per row (measured cheaper than `IS NULL` then `typeof() = 'text' AND ...`)
-        return (f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {_sql_iso_check(c, fmt)} THEN {c} ELSE {{bad}} END "
-                f"{null} ELSE {{bad}} END")
+        return (
+            f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {_sql_iso_check(c, fmt)} THEN {c} ELSE {{bad}} END "
+            f"{null} ELSE {{bad}} END"
+        )
     return f"CASE WHEN {c} IS NULL THEN {_NULL} ELSE {{fn}} END"
 
 
@@ -365,7 +390,9 @@ class _Reader:
     def keycols(self, table: SourceTable) -> tuple[str, ...]:
         return table.primary_key or (("rowid",) if table.rowid else ())
 
-    def offenders(self, table: SourceTable, column: str, where: str, reason: str, args: Iterable[Any] = ()) -> None:
+    def offenders(
+        self, table: SourceTable, column: str, where: str, reason: str, args: Iterable[Any] = ()
+    ) -> None:
         """Add one problem naming up to MAX_EXAMPLES offending rows (key and value)."""
         if self.sample is not None:  # the caller reads everything again to name the rows
             self.problems.append(f'table "{table.name}", column "{column}": {reason} (seen in a sample)')
@@ -376,17 +403,21 @@ class _Reader:
         val = f"CASE WHEN typeof({c}) IN ('text','blob') THEN CAST({c} AS BLOB) ELSE {c} END"
         args = tuple(args)
         rows = self.q(
-            f"SELECT {keysql}, {val}, typeof({c}) FROM {qi(table.name)} WHERE {where} LIMIT {MAX_EXAMPLES}", args
+            f"SELECT {keysql}, {val}, typeof({c}) FROM {qi(table.name)} WHERE {where} LIMIT {MAX_EXAMPLES}",
+            args,
         )
         (total,) = self.q(f"SELECT count(*) FROM {qi(table.name)} WHERE {where}", args)[0]
         nk = max(len(keycols), 1)
         self.problem(table, column, reason, [(r[:nk], r[nk], r[nk + 1]) for r in rows], total)
 
-    def problem(self, table: SourceTable, column: str, reason: str, rows: list[tuple[tuple, Any, str]],
-                total: int) -> None:
+    def problem(
+        self, table: SourceTable, column: str, reason: str, rows: list[tuple[tuple, Any, str]], total: int
+    ) -> None:
         shown = [f"{self.key_desc(table, key)}: {typ} {_show(value, typ)}" for key, value, typ in rows]
         more = f" (and {total - len(rows)} more)" if total > len(rows) else ""
-        self.problems.append(f'table "{table.name}", column "{column}": {reason} — ' + "; ".join(shown) + more)
+        self.problems.append(
+            f'table "{table.name}", column "{column}": {reason} — ' + "; ".join(shown) + more
+        )
 
     # -- per table
 
@@ -406,7 +437,9 @@ class _Reader:
             (rows,) = self.q(f"SELECT count(*) FROM {qi(name)}")[0]
         else:  # an estimate for progress (count(*) would read the whole table)
             (rows,) = self.q(f"SELECT coalesce(max(rowid) - min(rowid) + 1, 0) FROM {qi(name)}")[0]
-        table = SourceTable(name=name, columns=[], rows=rows, primary_key=pk, pk_name=pk_info.get("name"), rowid=rowid)
+        table = SourceTable(
+            name=name, columns=[], rows=rows, primary_key=pk, pk_name=pk_info.get("name"), rowid=rowid
+        )
 
         info = [r for r in info if r[6] != 1]  # hidden columns of virtual tables
         stats = self.stats(table, [r[1] for r in info])
@@ -434,7 +467,9 @@ class _Reader:
         for uc in insp.get_unique_constraints(name):
             cols = tuple(uc["column_names"])
             if cols and cols != table.primary_key:
-                table.uniques.append(SourceIndex(uc.get("name") or f"{name}_{'_'.join(cols)}_key", cols, True))
+                table.uniques.append(
+                    SourceIndex(uc.get("name") or f"{name}_{'_'.join(cols)}_key", cols, True)
+                )
         for ix in insp.get_indexes(name):
             cols = tuple(ix.get("column_names") or ())
             opts = ix.get("dialect_options") or {}
@@ -492,17 +527,19 @@ class _Reader:
             )
             args.append(_NON_ASCII_GLOB)
         row = self.q(f"SELECT {', '.join(parts)} FROM {self.src(table.name)}", args)[0]
-        return [row[i * 7:(i + 1) * 7] for i in range(len(columns))]
+        return [row[i * 7 : (i + 1) * 7] for i in range(len(columns))]
 
-    def read_column(self, table: SourceTable, col: str, decl: str, nullable: bool, dflt: str | None,
-                    row: tuple) -> SourceColumn | None:
+    def read_column(
+        self, table: SourceTable, col: str, decl: str, nullable: bool, dflt: str | None, row: tuple
+    ) -> SourceColumn | None:
         c = qi(col)
         counts = {"integer": row[0] or 0, "real": row[1] or 0, "text": row[2] or 0, "blob": row[3] or 0}
         present = {k for k, n in counts.items() if n}
         lo, hi, bad_text = row[4], row[5], row[6] or 0
         if bad_text:
             self.offenders(
-                table, col,
+                table,
+                col,
                 f"typeof({c})='text' AND NOT cockpit_text_ok(CAST({c} AS BLOB))",
                 "text that is not valid UTF-8 or holds a NUL character",
             )
@@ -516,13 +553,26 @@ class _Reader:
             sc.default_sql = self.default(table, sc, dflt)
         return sc
 
-    def _column(self, col: str, decl: str, nullable: bool, kind: str, pg_type: str, sa_type: Any,
-                conv: tuple[V.Converter, V.Converter], bool_pair: tuple[Any, Any] | None = None,
-                fmt: V.IsoFormat | None = None, p: int | None = None, s: int | None = None) -> SourceColumn:
+    def _column(
+        self,
+        col: str,
+        decl: str,
+        nullable: bool,
+        kind: str,
+        pg_type: str,
+        sa_type: Any,
+        conv: tuple[V.Converter, V.Converter],
+        bool_pair: tuple[Any, Any] | None = None,
+        fmt: V.IsoFormat | None = None,
+        p: int | None = None,
+        s: int | None = None,
+    ) -> SourceColumn:
         cm = ColumnMap(col, decl, pg_type, nullable, conv[0], conv[1])
         return SourceColumn(cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s), fmt=fmt)
 
-    def simple(self, col: str, decl: str, nullable: bool, kind: str, p: int | None = None, s: int | None = None) -> SourceColumn:
+    def simple(
+        self, col: str, decl: str, nullable: bool, kind: str, p: int | None = None, s: int | None = None
+    ) -> SourceColumn:
         pg, sa_type = {
             "int": ("bigint", sa.BigInteger()),
             "float": ("double precision", postgresql.DOUBLE_PRECISION()),
@@ -534,8 +584,17 @@ class _Reader:
             pg, sa_type = f"numeric({p},{s})", sa.Numeric(p, s)
         return self._column(col, decl, nullable, kind, pg, sa_type, V.SIMPLE[kind], p=p, s=s)
 
-    def infer(self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str],
-              counts: dict[str, int], lo: Any, hi: Any) -> SourceColumn | None:
+    def infer(
+        self,
+        table: SourceTable,
+        col: str,
+        decl: str,
+        nullable: bool,
+        present: set[str],
+        counts: dict[str, int],
+        lo: Any,
+        hi: Any,
+    ) -> SourceColumn | None:
         dk = declared_kind(decl)
         c = qi(col)
 
@@ -543,8 +602,13 @@ class _Reader:
             bad = sorted(present - wanted)
             where = " OR ".join(f"typeof({c})='{k}'" for k in bad)
             others = ", ".join(sorted(present & wanted)) or "none"
-            self.offenders(table, col, where, f"value(s) that do not fit {what} (declared {decl or 'no type'!r}; "
-                           f"the other values are {others}); add a cast for this column to the plan")
+            self.offenders(
+                table,
+                col,
+                where,
+                f"value(s) that do not fit {what} (declared {decl or 'no type'!r}; "
+                f"the other values are {others}); add a cast for this column to the plan",
+            )
 
         def majority() -> str:
             return max(sorted(present), key=lambda k: (counts[k], k == "text"))
@@ -554,7 +618,9 @@ class _Reader:
         if dk in ("date", "datetime"):
             if not present:
                 fmt = V.IsoFormat("date", as_date=True) if dk == "date" else V.IsoFormat("second")
-                return self._column(col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt), fmt=fmt)
+                return self._column(
+                    col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt), fmt=fmt
+                )
             if present == {"text"}:
                 return self.iso(table, col, decl, nullable, dk)
             if present <= {"integer", "real"}:
@@ -586,7 +652,12 @@ class _Reader:
             return None
         # no declared type / BLOB, or another NUMERIC-affinity name: the stored class decides
         if not present:
-            return self.simple(col, decl, nullable, "bytes" if "BLOB" in decl.upper() else "text" if dk == "none" else "numeric")
+            return self.simple(
+                col,
+                decl,
+                nullable,
+                "bytes" if "BLOB" in decl.upper() else "text" if dk == "none" else "numeric",
+            )
         if present == {"integer", "real"} and dk == "other":
             return self.simple(col, decl, nullable, "numeric")
         if len(present) == 1:
@@ -595,24 +666,40 @@ class _Reader:
         mismatch({majority()}, "one PostgreSQL type")
         return None
 
-    def boolean(self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str]) -> SourceColumn | None:
+    def boolean(
+        self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str]
+    ) -> SourceColumn | None:
         c = qi(col)
         pairs: list[tuple[Any, Any]] = [(1, 0)] + [
-            (a, b) for a, b in (("true", "false"), ("t", "f"), ("yes", "no"), ("y", "n"), ("on", "off"))
+            (a, b)
+            for a, b in (("true", "false"), ("t", "f"), ("yes", "no"), ("y", "n"), ("on", "off"))
             for a, b in ((a, b), (a.upper(), b.upper()), (a.capitalize(), b.capitalize()))
         ]
         distinct = self.q(
-            f"SELECT DISTINCT {c} COLLATE BINARY FROM {self.src(table.name)} WHERE {c} IS NOT NULL LIMIT 64")
+            f"SELECT DISTINCT {c} COLLATE BINARY FROM {self.src(table.name)} WHERE {c} IS NOT NULL LIMIT 64"
+        )
         seen = {v for (v,) in distinct}
         for true, false in pairs:
             if all(type(v) is type(true) and v in (true, false) for v in seen):
-                return self._column(col, decl, nullable, "bool", "boolean", sa.Boolean(),
-                                    V.bool_converters(true, false), (true, false))
+                return self._column(
+                    col,
+                    decl,
+                    nullable,
+                    "bool",
+                    "boolean",
+                    sa.Boolean(),
+                    V.bool_converters(true, false),
+                    (true, false),
+                )
         allowed = f"typeof({c})='integer' AND {c} IN (0, 1)"
         if "integer" not in present:
             allowed = "0"
-        self.offenders(table, col, f"{c} IS NOT NULL AND NOT ({allowed})",
-                       "value(s) that are not a boolean (0/1, or one true/false spelling)")
+        self.offenders(
+            table,
+            col,
+            f"{c} IS NOT NULL AND NOT ({allowed})",
+            "value(s) that are not a boolean (0/1, or one true/false spelling)",
+        )
         return None
 
     def iso(self, table: SourceTable, col: str, decl: str, nullable: bool, dk: str) -> SourceColumn | None:
@@ -621,8 +708,10 @@ class _Reader:
             # the form seen in the first rows, checked on every row with one cheap expression
             guess = _Reader(self.conn, None, SAMPLE_ROWS).iso(table, col, decl, nullable, dk)
             if guess is not None and guess.fmt is not None:
-                (off,) = self.q(f"SELECT count(*) FROM {qi(table.name)} WHERE typeof({c}) = 'text' "
-                                f"AND NOT ({_sql_iso_check(c, guess.fmt)})")[0]
+                (off,) = self.q(
+                    f"SELECT count(*) FROM {qi(table.name)} WHERE typeof({c}) = 'text' "
+                    f"AND NOT ({_sql_iso_check(c, guess.fmt)})"
+                )[0]
                 if not off:
                     return guess
         shape, sep, sfx = _iso_shape_sql(c)
@@ -635,7 +724,12 @@ class _Reader:
         seps = {g[1] for g in good if g[1]}
         sfxs = {g[2] for g in good}
         precision = None
-        if "bad" not in shapes and len(seps) <= 1 and len(sfxs) == 1 and not ("date" in shapes and sfxs != {""}):
+        if (
+            "bad" not in shapes
+            and len(seps) <= 1
+            and len(sfxs) == 1
+            and not ("date" in shapes and sfxs != {""})
+        ):
             if shapes <= {"micro", "micro0"}:
                 precision = "micro"
             elif shapes == {"second", "micro"}:
@@ -646,23 +740,34 @@ class _Reader:
             if good:
                 main = good[0]
                 where = f"typeof({c})='text' AND NOT ({shape} IS ? AND {sep} IS ? AND {sfx} IS ?)"
-                reason = (f"date text not in the column's main form ({_describe_shape(main)}); one PostgreSQL "
-                          "type would not give each text back as it was")
+                reason = (
+                    f"date text not in the column's main form ({_describe_shape(main)}); one PostgreSQL "
+                    "type would not give each text back as it was"
+                )
                 self.offenders(table, col, where, reason, main[:3])
             else:
                 self.offenders(table, col, f"typeof({c})='text'", "text that is not an ISO date or timestamp")
             return None
-        fmt = V.IsoFormat(precision, next(iter(seps)) if seps else " ", next(iter(sfxs)),
-                          as_date=(precision == "date" and dk == "date"))
-        return self._column(col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt), fmt=fmt)
+        fmt = V.IsoFormat(
+            precision,
+            next(iter(seps)) if seps else " ",
+            next(iter(sfxs)),
+            as_date=(precision == "date" and dk == "date"),
+        )
+        return self._column(
+            col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt), fmt=fmt
+        )
 
-    def numeric_dates(self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str],
-                      lo: Any, hi: Any) -> SourceColumn | None:
+    def numeric_dates(
+        self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str], lo: Any, hi: Any
+    ) -> SourceColumn | None:
         c = qi(col)
         if self.sample is not None:  # the kind depends on the range of every value
-            rows = self.q(f"SELECT min(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
-                          f"max(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
-                          f"count(CASE WHEN typeof({c}) = 'real' THEN 1 END) FROM {qi(table.name)}")
+            rows = self.q(
+                f"SELECT min(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
+                f"max(CASE WHEN typeof({c}) IN ('integer','real') THEN {c} END), "
+                f"count(CASE WHEN typeof({c}) = 'real' THEN 1 END) FROM {qi(table.name)}"
+            )
             lo, hi = rows[0][0], rows[0][1]
             if rows[0][2]:
                 present = present | {"real"}
@@ -674,7 +779,8 @@ class _Reader:
             kind = "epoch_s"
         conv = V.number_converters(kind)
         lossy = [
-            v for (v,) in self.q(
+            v
+            for (v,) in self.q(
                 f"SELECT DISTINCT {c} FROM {qi(table.name)} WHERE typeof({c}) IN ('real', 'integer') "
                 + ("" if kind == "julian" or "real" in present else f"AND {c} IN (?, ?)"),
                 () if kind == "julian" or "real" in present else (lo, hi),
@@ -703,13 +809,20 @@ class _Reader:
                 return False
         return True
 
-    def cast_column(self, table: SourceTable, col: str, decl: str, nullable: bool, cast: Cast) -> SourceColumn | None:
+    def cast_column(
+        self, table: SourceTable, col: str, decl: str, nullable: bool, cast: Cast
+    ) -> SourceColumn | None:
         to = cast.to.strip().lower()
         kinds: dict[str, tuple[str, Any, V.Converter, V.Converter]] = {
             "text": ("text", sa.Text(), V.any_to_text, _identity_text),
             "bigint": ("bigint", sa.BigInteger(), V.any_to_int, V.identity),
             "integer": ("bigint", sa.BigInteger(), V.any_to_int, V.identity),
-            "double precision": ("double precision", postgresql.DOUBLE_PRECISION(), V.any_to_float, V.identity),
+            "double precision": (
+                "double precision",
+                postgresql.DOUBLE_PRECISION(),
+                V.any_to_float,
+                V.identity,
+            ),
             "numeric": ("numeric", sa.Numeric(), V.any_to_numeric, V.numeric_to_sqlite),
             "bytea": ("bytea", postgresql.BYTEA(), _any_to_bytes, lambda v: None if v is None else bytes(v)),
         }
@@ -725,22 +838,35 @@ class _Reader:
         nk = max(len(keycols), 1)
         failing = [
             (row[:nk], row[nk], row[nk + 1])
-            for row in self.q(f"SELECT {keysql}, {c}, typeof({c}) FROM {qi(table.name)} WHERE {c} IS NOT NULL")
+            for row in self.q(
+                f"SELECT {keysql}, {c}, typeof({c}) FROM {qi(table.name)} WHERE {c} IS NOT NULL"
+            )
             if not _converts(to_pg, row[nk])
         ]
         if failing and cast.on_error == "refuse":
-            self.problem(table, col, f"value(s) that the plan's cast to {cast.to} cannot convert",
-                         failing[:MAX_EXAMPLES], len(failing))
+            self.problem(
+                table,
+                col,
+                f"value(s) that the plan's cast to {cast.to} cannot convert",
+                failing[:MAX_EXAMPLES],
+                len(failing),
+            )
             return None
         if failing and cast.on_error == "text" and to != "text":
             pg_type, sa_type, to_pg, to_sqlite = kinds["text"]
-            self.warnings.append(f'table "{table.name}", column "{col}": cast to {cast.to} failed for '
-                                 f"{len(failing)} value(s); carried as text as the plan allows")
+            self.warnings.append(
+                f'table "{table.name}", column "{col}": cast to {cast.to} failed for '
+                f"{len(failing)} value(s); carried as text as the plan allows"
+            )
         elif failing:
-            self.warnings.append(f'table "{table.name}", column "{col}": {len(failing)} value(s) do not convert '
-                                 f"to {cast.to}; written as NULL as the plan asks")
+            self.warnings.append(
+                f'table "{table.name}", column "{col}": {len(failing)} value(s) do not convert '
+                f"to {cast.to}; written as NULL as the plan asks"
+            )
         to_pg = V.cast_to_pg(to, cast.on_error, to_pg)
-        cm = ColumnMap(col, decl, pg_type, nullable or bool(failing and cast.on_error == "null"), to_pg, to_sqlite)
+        cm = ColumnMap(
+            col, decl, pg_type, nullable or bool(failing and cast.on_error == "null"), to_pg, to_sqlite
+        )
         return SourceColumn(cm, "cast", sa_type, _sql_copy("cast", c))
 
     # -- defaults
@@ -751,8 +877,10 @@ class _Reader:
         if "now" in low or low.startswith("current_") or low in ("unixepoch", "unixepoch()"):
             expr = _time_default(low, sc.map.pg_type, sc.kind)
             if expr is None:
-                self.warnings.append(f'table "{table.name}", column "{sc.map.name}": default {text} has no '
-                                     f"PostgreSQL equivalent for {sc.map.pg_type}; not carried")
+                self.warnings.append(
+                    f'table "{table.name}", column "{sc.map.name}": default {text} has no '
+                    f"PostgreSQL equivalent for {sc.map.pg_type}; not carried"
+                )
             return expr
         mem = sqlite3.connect(":memory:")
         try:
@@ -760,8 +888,10 @@ class _Reader:
             mem.execute("INSERT INTO d (x) VALUES (1)")
             (value,) = mem.execute("SELECT c FROM d").fetchone()
         except sqlite3.Error as exc:
-            self.warnings.append(f'table "{table.name}", column "{sc.map.name}": default {text} not understood '
-                                 f"({exc}); not carried")
+            self.warnings.append(
+                f'table "{table.name}", column "{sc.map.name}": default {text} not understood '
+                f"({exc}); not carried"
+            )
             return None
         finally:
             mem.close()
@@ -771,11 +901,16 @@ class _Reader:
             pg_value = sc.map.to_pg(value)
             if pg_value is None:
                 raise ValueError("converts to NULL")
-            return str(sa.literal(pg_value, sc.sa_type).compile(
-                dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+            return str(
+                sa.literal(pg_value, sc.sa_type).compile(
+                    dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - any failure to render: warn and drop the default
-            self.warnings.append(f'table "{table.name}", column "{sc.map.name}": default {text} does not fit '
-                                 f"{sc.map.pg_type} ({exc}); not carried")
+            self.warnings.append(
+                f'table "{table.name}", column "{sc.map.name}": default {text} does not fit '
+                f"{sc.map.pg_type} ({exc}); not carried"
+            )
             return None
 
 
@@ -820,8 +955,10 @@ def _ts_type(fmt: V.IsoFormat) -> Any:
 
 def _iso_shape_sql(c: str) -> tuple[str, str, str]:
     """SQLite expressions classifying a date text: its shape (or 'bad'), date/time separator, zone suffix."""
-    sfx = (f"(CASE WHEN {c} GLOB '*Z' AND length({c}) > 10 THEN 'Z' "
-           f"WHEN {c} GLOB '*[+-][0-9][0-9]:[0-9][0-9]' AND length({c}) > 16 THEN substr({c}, -6) ELSE '' END)")
+    sfx = (
+        f"(CASE WHEN {c} GLOB '*Z' AND length({c}) > 10 THEN 'Z' "
+        f"WHEN {c} GLOB '*[+-][0-9][0-9]:[0-9][0-9]' AND length({c}) > 16 THEN substr({c}, -6) ELSE '' END)"
+    )
     b = f"substr({c}, 1, length({c}) - length({sfx}))"
     n = f"replace({b}, 'T', ' ')"
     shape = (
@@ -897,8 +1034,12 @@ def _time_default(low: str, pg_type: str, kind: str) -> str | None:
     if pg_type == "date" and what in ("date", "second", "milli"):
         return f"({now})::date"
     if pg_type == "text":
-        fmt = {"second": "YYYY-MM-DD HH24:MI:SS", "milli": "YYYY-MM-DD HH24:MI:SS.MS", "date": "YYYY-MM-DD",
-               "time": "HH24:MI:SS"}.get(what)
+        fmt = {
+            "second": "YYYY-MM-DD HH24:MI:SS",
+            "milli": "YYYY-MM-DD HH24:MI:SS.MS",
+            "date": "YYYY-MM-DD",
+            "time": "HH24:MI:SS",
+        }.get(what)
         return f"to_char({now}, '{fmt}')" if fmt else None
     if what == "epoch" and pg_type in ("bigint", "numeric", "double precision"):
         return "floor(extract(epoch from now()))::bigint"
@@ -916,9 +1057,13 @@ def _inspector_engine(conn: sqlite3.Connection) -> sa.Engine:
     if path:
         uri = Path(path).as_uri() + "?mode=ro"
         return sa.create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False), poolclass=StaticPool
+            "sqlite://",
+            creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+            poolclass=StaticPool,
         )
-    return sa.create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool, pool_reset_on_return=None)
+    return sa.create_engine(
+        "sqlite://", creator=lambda: conn, poolclass=StaticPool, pool_reset_on_return=None
+    )
 
 
 def user_tables(conn: sqlite3.Connection) -> list[str]:
@@ -926,8 +1071,12 @@ def user_tables(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows if not _is_internal(r[0])]
 
 
-def read_source(conn: sqlite3.Connection, tables: list[str] | None = None, casts: list[Cast] | None = None,
-                sample: int | None = None) -> Source:
+def read_source(
+    conn: sqlite3.Connection,
+    tables: list[str] | None = None,
+    casts: list[Cast] | None = None,
+    sample: int | None = None,
+) -> Source:
     """Everything the copy needs, with problems and warnings collected (nothing raised for data problems).
 
     Runs its queries on `conn`: inside a read transaction, the result describes exactly that snapshot. The
@@ -990,8 +1139,9 @@ def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:
             )
 
 
-def read_mapping(sqlite_conn: sqlite3.Connection, tables: list[str] | None = None,
-                 casts: list[Cast] | None = None) -> dict[str, TableMap]:
+def read_mapping(
+    sqlite_conn: sqlite3.Connection, tables: list[str] | None = None, casts: list[Cast] | None = None
+) -> dict[str, TableMap]:
     """Per table, how each column is carried between SQLite and PostgreSQL; raises `SchemaRefused`."""
     source = read_source(sqlite_conn, tables, casts)
     if source.problems:

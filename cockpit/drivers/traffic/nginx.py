@@ -173,14 +173,18 @@ class NginxDriver(TrafficDriver):
         self._key_source = _key_variable(self.sticky)
         self._beta_variable = "$http_" + _header_var(self.beta.header, "beta header")
         if not self.beta.value or any(c in self.beta.value for c in '"\\;{}$\n\r'):
-            raise TrafficError(f"beta value {self.beta.value!r} must be non-empty, without quotes, ';', braces or '$'")
+            raise TrafficError(
+                f"beta value {self.beta.value!r} must be non-empty, without quotes, ';', braces or '$'"
+            )
         self.keepalive_min_timeout = keepalive_min_timeout
         self.reload_timeout = reload_timeout
         self._lock = threading.Lock()
         for b in self.balancers:
             for p in (b.include, b.access_log):
                 if p and any(c in p for c in '"$;{}\n\r'):
-                    raise TrafficError(f"balancer {b.name}: path {p!r} must not hold quotes, '$', ';' or braces")
+                    raise TrafficError(
+                        f"balancer {b.name}: path {p!r} must not hold quotes, '$', ';' or braces"
+                    )
 
     @classmethod
     def from_plan(cls, plan: Plan) -> NginxDriver:
@@ -193,7 +197,9 @@ class NginxDriver(TrafficDriver):
             )
             for b in plan.traffic.balancers
         ]
-        return cls(balancers, plan.blue.upstreams, plan.green.upstreams, plan.traffic.sticky, plan.traffic.beta)
+        return cls(
+            balancers, plan.blue.upstreams, plan.green.upstreams, plan.traffic.sticky, plan.traffic.beta
+        )
 
     # ------------------------------------------------------------------------------------------- rendering
     def render(self, balancer: Balancer, green_percent: float) -> str:
@@ -212,9 +218,11 @@ class NginxDriver(TrafficDriver):
             lines.append("map $remote_addr $cockpit_key {\n    default $remote_addr;\n}\n")
         else:
             lines.append(
-                f"map {self._key_source} $cockpit_key {{\n    \"\" $remote_addr;\n    default {self._key_source};\n}}\n"
+                f'map {self._key_source} $cockpit_key {{\n    "" $remote_addr;\n    default {self._key_source};\n}}\n'
             )
-        lines.append(f"# green share: {pct:.1f} %; green first so a larger share only moves users blue -> green")
+        lines.append(
+            f"# green share: {pct:.1f} %; green first so a larger share only moves users blue -> green"
+        )
         lines.append('split_clients "${cockpit_key}" $cockpit_split {')
         if pct <= 0.0:
             lines.append("    * blue;")
@@ -225,7 +233,9 @@ class NginxDriver(TrafficDriver):
             lines.append("    * blue;")
         lines.append("}\n")
         lines.append(f"# beta users ({self.beta.header}: {self.beta.value}) always reach green")
-        lines.append(f'map {self._beta_variable} $cockpit_beta {{\n    default 0;\n    "{self.beta.value}" 1;\n}}\n')
+        lines.append(
+            f'map {self._beta_variable} $cockpit_beta {{\n    default 0;\n    "{self.beta.value}" 1;\n}}\n'
+        )
         lines.append("map $cockpit_beta $cockpit_side {\n    1 green;\n    default $cockpit_split;\n}\n")
         lines.append(
             f"map $cockpit_side $cockpit_upstream {{\n    green {UPSTREAM_GREEN};\n    default {UPSTREAM_BLUE};\n}}\n"
@@ -242,9 +252,9 @@ class NginxDriver(TrafficDriver):
         lines.append("")
         lines.append(
             f"log_format {LOG_FORMAT_NAME} escape=json "
-            "'{\"t\":$msec,\"s\":$status,\"rt\":$request_time,\"side\":\"$cockpit_side\",'\n"
-            "    '\"ua\":\"$upstream_addr\",\"us\":\"$upstream_status\",\"urt\":\"$upstream_response_time\",'\n"
-            f"    '\"k\":\"{key_hash}\"}}';"
+            '\'{"t":$msec,"s":$status,"rt":$request_time,"side":"$cockpit_side",\'\n'
+            '    \'"ua":"$upstream_addr","us":"$upstream_status","urt":"$upstream_response_time",\'\n'
+            f'    \'"k":"{key_hash}"}}\';'
         )
         return "\n".join(lines) + "\n"
 
@@ -441,7 +451,9 @@ def _header_var(header: str, what: str) -> str:
 def _key_variable(sticky: Sticky) -> str:
     if sticky.kind == "cookie":
         if not _NAME_TOKEN.match(sticky.name or ""):
-            raise TrafficError(f"sticky cookie {sticky.name!r}: nginx reads cookies named with letters, digits, '_'")
+            raise TrafficError(
+                f"sticky cookie {sticky.name!r}: nginx reads cookies named with letters, digits, '_'"
+            )
         return f"$cookie_{sticky.name}"
     if sticky.kind == "header":
         return "$http_" + _header_var(sticky.name, "sticky header")
@@ -485,7 +497,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _run(argv: Sequence[str]) -> tuple[bool, str]:
     """Run a command (argv list, no shell); (ok, its own stderr and stdout)."""
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
+        )
     except FileNotFoundError:
         return False, f"command not found: {argv[0]}"
     except PermissionError as exc:

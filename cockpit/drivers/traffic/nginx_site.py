@@ -170,7 +170,9 @@ http {{
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                raise NginxSiteError(f"nginx did not listen on 127.0.0.1:{self.listen_port}: {self._error_tail()}")
+                raise NginxSiteError(
+                    f"nginx did not listen on 127.0.0.1:{self.listen_port}: {self._error_tail()}"
+                )
             time.sleep(0.01)
 
     def pid(self) -> int | None:
