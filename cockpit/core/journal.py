@@ -332,7 +332,8 @@ class Journal:
 
     def _query_one(self, sql: str, params: Iterable[Any]) -> tuple[Any, ...] | None:
         with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchone()
+            row: tuple[Any, ...] | None = self._conn.execute(sql, tuple(params)).fetchone()
+            return row
 
 
 def _event(r: tuple[Any, ...]) -> Event:

@@ -355,7 +355,9 @@ class _Walker:
             return _FAIL
         plain = node.tag == "tag:yaml.org,2002:str" and node.style is None
         if plain and raw != node.value:  # interpolated: re-read the result as YAML would
-            resolved_tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, raw, (True, False))
+            resolved_tag = yaml.resolver.Resolver().resolve(  # type: ignore[no-untyped-call]
+                yaml.ScalarNode, raw, (True, False)
+            )
         else:
             resolved_tag = node.tag
         try:
@@ -602,7 +604,8 @@ def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if k.value == key:
-                return v
+                child: yaml.Node = v
+                return child
     return None
 
 
@@ -628,9 +631,10 @@ def load_plan(path: str | os.PathLike[str], env: typing.Mapping[str, str] | None
         raise PlanError(
             [f"{filename}:1:1: the plan is empty; expected a mapping with keys {', '.join(_yaml_keys(Plan))}"]
         )
-    plan = w.record(root, Plan, "")
+    plan: Plan = w.record(root, Plan, "")
     if plan is _FAIL:
         raise PlanError(w.errors)
+    assert isinstance(root, yaml.MappingNode)  # record() refused anything else
     plan = dataclasses.replace(plan, source=str(Path(filename).resolve()))
     _check_semantics(plan, root, w)
     if w.errors:
@@ -655,4 +659,5 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             return int(v)
         return v
 
-    return conv(plan)
+    doc: dict[str, Any] = conv(plan)
+    return doc

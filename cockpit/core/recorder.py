@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cockpit.core.journal import Journal
+from cockpit.core.vocabulary import SUCCESS, Outcome
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Result:
 
     action_id: str
     verb: str
-    outcome: str  # ok | refused | failed | preempted | reconciled | partial
+    outcome: Outcome
     message: str = ""
     duration_s: float = 0.0
     steps: tuple[tuple[str, str, float, str], ...] = ()
@@ -26,7 +27,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in ("ok", "reconciled")
+        return self.outcome in SUCCESS
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -97,7 +98,7 @@ class Recorder:
         finally:
             self.current_step = None
 
-    def outcome(self, outcome: str, message: str = "", extra: dict[str, Any] | None = None) -> Result:
+    def outcome(self, outcome: Outcome, message: str = "", extra: dict[str, Any] | None = None) -> Result:
         duration = time.monotonic() - self.started
         payload = {
             "verb": self.verb,

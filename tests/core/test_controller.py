@@ -210,7 +210,7 @@ async def test_old_samples_are_dropped_hourly_while_the_controller_runs(tmp_path
     try:
         now = [time.time()]
         c.clock = lambda: now[0]
-        c._next_prune = now[0] + 3600  # as start() left it, on this clock
+        c.monitor.next_prune = now[0] + 3600  # as start() left it, on this clock
         c.journal.samples({"cpu_usage": 50.0}, ts=now[0] - 7 * 86400 + 60)  # 7 days old in a minute
         await c.refresh()
         assert 50.0 in [v for _, v in c.journal.sample_series("cpu_usage")]
