@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cockpit.core.errors import EXIT_USAGE
 from cockpit.core.redact import redact
 from cockpit.lab.errors import LabError
 from cockpit.lab.faults import parse_latency, parse_percent
@@ -90,7 +91,7 @@ def register(subparsers: Any) -> None:
 
 def _usage(p: argparse.ArgumentParser) -> int:
     p.print_help()
-    return 2
+    return EXIT_USAGE
 
 
 def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
@@ -108,17 +109,8 @@ def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
     )
 
 
-def _fail(exc: Exception) -> int:
-    print(f"cockpit lab: {redact(str(exc))}", file=sys.stderr)
-    return 1
-
-
 def _up(args: argparse.Namespace) -> int:
-    try:
-        opts = _options(args, quiet=args.json)
-        up(opts)
-    except LabError as exc:
-        return _fail(exc)
+    up(_options(args, quiet=args.json))
     if args.json:
         print(json.dumps(redact(status(args.root)), indent=1))
     else:
@@ -139,10 +131,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    try:
-        doc = status(args.root)
-    except LabError as exc:
-        return _fail(exc)
+    doc = status(args.root)
     if args.json:
         print(json.dumps(redact(doc), indent=1))
     else:
@@ -151,22 +140,17 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
+    if not (args.errors or args.latency or args.db_down or args.db_up or args.clear):
+        raise LabError("say which fault: --errors 10%, --latency 800ms, --db-down, --db-up or --clear")
+    if args.db_down and args.db_up:
+        raise LabError("--db-down and --db-up contradict each other")
     try:
-        if not (args.errors or args.latency or args.db_down or args.db_up or args.clear):
-            raise LabError("say which fault: --errors 10%, --latency 800ms, --db-down, --db-up or --clear")
-        if args.db_down and args.db_up:
-            raise LabError("--db-down and --db-up contradict each other")
-        try:
-            errors = parse_percent(args.errors) if args.errors else None
-            latency = parse_latency(args.latency) if args.latency else None
-        except ValueError as exc:
-            raise LabError(str(exc)) from exc
-        db = True if args.db_down else False if args.db_up else None
-        faults = set_fault(
-            args.root, args.side, errors=errors, latency_ms=latency, db_down=db, clear=args.clear
-        )
-    except LabError as exc:
-        return _fail(exc)
+        errors = parse_percent(args.errors) if args.errors else None
+        latency = parse_latency(args.latency) if args.latency else None
+    except ValueError as exc:
+        raise LabError(str(exc)) from exc
+    db = True if args.db_down else False if args.db_up else None
+    faults = set_fault(args.root, args.side, errors=errors, latency_ms=latency, db_down=db, clear=args.clear)
     print(f"{args.side}: faults {faults.describe()}")
     return 0
 
@@ -263,10 +247,7 @@ def format_status(doc: dict[str, Any]) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     """Lab up, initial copy, load flowing, the cockpit on the lab plan; everything stops on quit or signal."""
-    try:
-        opts = _options(args)
-    except LabError as exc:
-        return _fail(exc)
+    opts = _options(args)
 
     def on_term(signum: int, frame: Any) -> None:
         # as a Ctrl-C: the screen's event loop (asyncio) turns SIGINT into a clean shutdown of the app, and
@@ -278,10 +259,7 @@ def _demo(args: argparse.Namespace) -> int:
     sync_runner = None
     started = False  # a lab this demo did not start (already up: refused) is not taken down
     try:
-        try:
-            up(opts)
-        except LabError as exc:
-            return _fail(exc)
+        up(opts)
         started = True
         plan_path = str(Path(opts.root).resolve() / "plan.yaml")
         try:

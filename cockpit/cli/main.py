@@ -21,18 +21,13 @@ import yaml
 from cockpit.control.factory import build_traffic
 from cockpit.control.session import controller_session, journal_for
 from cockpit.control.view import read_state
+from cockpit.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CockpitError, UsageError
 from cockpit.core.journal import Journal, current_actor, format_event
 from cockpit.core.lock import ControllerLock, LockHeld
-from cockpit.core.plan import Plan, PlanError, load_plan, plan_to_dict
+from cockpit.core.plan import Plan, load_plan, plan_to_dict
 from cockpit.core.recorder import Result
 from cockpit.core.redact import redact, redact_text
 from cockpit.core.state import CockpitState
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,16 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except PlanError as exc:
-        for line in exc.errors:
+    except CockpitError as exc:  # the one place the command line maps an error to its exit code
+        for line in exc.report(_prog(args)):
             print(line, file=sys.stderr)
-        print(f"plan refused: {len(exc.errors)} error(s)", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"cockpit: {redact_text(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """The command as typed, for messages: `cockpit`, `cockpit sync run`, `cockpit backup verify`..."""
+    words = [args.command, getattr(args, f"{args.command}_command", None)] if args.command else []
+    return " ".join(["cockpit", *(w for w in words if w)])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -437,9 +434,8 @@ def _backup_verify(args: argparse.Namespace) -> int:
     plan = require_plan(args)
     try:
         report = verify_backup(_backup_path(plan, args.path))
-    except BackupError as exc:
-        print(f"cockpit backup verify: {redact_text(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+    except BackupError as exc:  # not a backup at all: the path given is wrong
+        raise UsageError(str(exc)) from exc
     print(
         json.dumps(redact(report.as_dict()), indent=2, default=str)
         if args.json
@@ -449,14 +445,10 @@ def _backup_verify(args: argparse.Namespace) -> int:
 
 
 def _backup_restore(args: argparse.Namespace) -> int:
-    from cockpit.drivers.backup import BackupError, restore_backup
+    from cockpit.drivers.backup import restore_backup
 
     plan = require_plan(args)
-    try:
-        target = restore_backup(_backup_path(plan, args.path), args.target)
-    except BackupError as exc:
-        print(f"cockpit backup restore: {redact_text(str(exc))}", file=sys.stderr)
-        return EXIT_FAILED
+    target = restore_backup(_backup_path(plan, args.path), args.target)
     print(f"restored into {target} (mode 0600; give it to the app's user before use)")
     return EXIT_OK
 
@@ -513,8 +505,8 @@ def _integrity(args: argparse.Namespace) -> int:
     try:
         mapping = read_mapping(conn, tables=tables, casts=casts)
     except SchemaRefused as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return EXIT_FAILED
+        print(redact_text("\n".join(exc.problems)), file=sys.stderr)
+        return exc.exit_code
     finally:
         conn.close()
     try:
@@ -532,11 +524,7 @@ def _integrity(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ run / tui
 def _run(args: argparse.Namespace) -> int:
     plan = require_plan(args)
-    try:
-        return asyncio.run(_headless(plan, not args.no_sync, args.json))
-    except LockHeld as exc:
-        print(f"cockpit: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return asyncio.run(_headless(plan, not args.no_sync, args.json))
 
 
 async def _headless(plan: Plan, run_sync: bool, as_json: bool) -> int:

@@ -33,12 +33,11 @@ from typing import Any
 
 import psycopg
 
+from cockpit.core.errors import EXIT_FAILED, EXIT_OK, CockpitError, UsageError
 from cockpit.core.redact import redact, redact_text
-from cockpit.drivers.sync.apply import POLICIES, ApplyError, EventSink
-from cockpit.drivers.sync.capture import CaptureError, sqlite_installed, sqlite_tables
+from cockpit.drivers.sync.apply import POLICIES, EventSink
+from cockpit.drivers.sync.capture import sqlite_installed, sqlite_tables
 from cockpit.drivers.sync.runner import DIRECTIONS, SyncRunner, connect_sqlite, journal_sink, pooler_warning
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass
@@ -55,7 +54,7 @@ class _Target:
     plan: Any = None  # the Plan, when the target came from one
 
 
-class _Usage(Exception):
+class _Usage(UsageError):
     pass
 
 
@@ -192,20 +191,16 @@ def _event_sink(t: _Target, as_json: bool) -> EventSink:
 
 
 def _guard(handler: Any) -> Any:
-    """Map the failures every command shares onto exit codes and clear messages."""
+    """Turn the failures every command shares that are not the cockpit's own into CockpitErrors (the CLI maps
+    those onto exit codes and messages)."""
 
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return int(handler(args))
-        except _Usage as exc:
-            print(f"cockpit sync: {redact_text(str(exc))}", file=sys.stderr)
-            return EXIT_USAGE
-        except (CaptureError, ApplyError, FileNotFoundError) as exc:
-            print(f"cockpit sync: {redact_text(str(exc))}", file=sys.stderr)
-            return EXIT_USAGE
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from exc
         except psycopg.OperationalError as exc:
-            print(f"cockpit sync: PostgreSQL unreachable: {redact_text(str(exc).strip())}", file=sys.stderr)
-            return EXIT_FAILED
+            raise CockpitError(f"PostgreSQL unreachable: {str(exc).strip()}") from exc
 
     wrapped.__name__ = handler.__name__
     return wrapped

@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cockpit.core.errors import CockpitError
 
-class LockHeld(RuntimeError):
+
+class LockHeld(CockpitError, RuntimeError):
     def __init__(self, holder: dict[str, Any] | None):
         self.holder = holder or {}
         who = self.holder.get("actor", "another process")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.plan import Plan
 from cockpit.core.vocabulary import MOVING, State
 
@@ -47,7 +48,7 @@ class Machine:
         )
 
 
-class Refused(Exception):
+class Refused(CockpitError):
     """The move is not allowed now; the message says why and what to do."""
 
 

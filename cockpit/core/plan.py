@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from cockpit.core.errors import EXIT_USAGE, CockpitError
 from cockpit.core.redact import register_secret
 
 # --------------------------------------------------------------------------------------------------- the model
@@ -259,12 +260,17 @@ class Plan:
 # ------------------------------------------------------------------------------------------------- the loader
 
 
-class PlanError(Exception):
+class PlanError(CockpitError):
     """A plan that cannot be used. `errors` holds every `file:line:column: message`."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, errors: list[str]):
         self.errors = errors
         super().__init__("\n".join(errors))
+
+    def report(self, prog: str) -> list[str]:
+        return [*self.errors, f"plan refused: {len(self.errors)} error(s)"]
 
 
 # YAML keys that are Python keywords or read better with a dash

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.journal import Journal
 from cockpit.core.vocabulary import SUCCESS, Outcome
 
@@ -45,7 +46,7 @@ class Result:
         }
 
 
-class StepFailed(Exception):
+class StepFailed(CockpitError):
     """Raised inside a step to mark it failed with a message (the recorder journals it)."""
 
 

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from cockpit import __version__
+from cockpit.core.errors import CockpitError
 
 FORMAT = "cockpit-backup/1"
 DB_FILE = "blue.db.gz"
@@ -78,11 +79,11 @@ _PARTIAL = re.compile(r"^\.partial-(?P<pid>\d+)-(?P<rand>[0-9a-f]{8})-(?P<host>.
 Progress = Callable[[str, int, int], None]
 
 
-class BackupError(Exception):
+class BackupError(CockpitError):
     """A backup, verify or restore that cannot be done; the message says what and why. Nothing was left behind."""
 
 
-class _TooManyRestarts(Exception):
+class _TooManyRestarts(CockpitError):
     pass
 
 
@@ -829,7 +830,7 @@ def _compare_tables(expected: dict[str, int], found: dict[str, int], result: Ver
         )
 
 
-class _Corrupt(Exception):
+class _Corrupt(CockpitError):
     """The compressed file cannot be read to its end (bad gzip data, bad CRC, truncated)."""
 
 

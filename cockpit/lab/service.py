@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cockpit.core.errors import CockpitError
 from cockpit.lab.domain import TABLES, ValidationError, parse_input, present
 from cockpit.lab.faults import FaultReader
 from cockpit.lab.store import Conflict, PostgresStore, SqliteStore, Store, Unavailable
 
 
-class HttpError(Exception):
+class HttpError(CockpitError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 from psycopg import sql
 
+from cockpit.core.errors import EXIT_USAGE, CockpitError
 from cockpit.drivers.sync.capture import (
     BLUE_TO_GREEN,
     PG_SCHEMA,
@@ -50,8 +51,10 @@ EventSink = Callable[[str, dict[str, Any]], None]
 STATEMENT_TIMEOUT = "15s"
 
 
-class ApplyError(Exception):
+class ApplyError(CockpitError):
     """The two sides cannot be synced as they are (a table or column missing on PostgreSQL)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cockpit.core.errors import EXIT_USAGE, CockpitError
+
 SQLITE_LOG = "_cockpit_changes"
 SQLITE_CONTEXT = "_cockpit_context"
 SQLITE_STATE = "_cockpit_state"
@@ -64,8 +66,10 @@ SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 GreenPosition = tuple[int, int]  # (txid, seq) of the last PostgreSQL change applied to SQLite
 
 
-class CaptureError(Exception):
+class CaptureError(CockpitError):
     """Capture cannot be installed as asked (a table without a primary key, a table that does not exist)."""
+
+    exit_code = EXIT_USAGE
 
 
 def qi(name: str) -> str:

@@ -48,6 +48,7 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTable
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.plan import Cast
 from cockpit.core.redact import redact
 from cockpit.core.state import TableCopy
@@ -66,7 +67,7 @@ MAX_ORPHANS = 5
 _PG = postgresql.dialect()
 
 
-class CopyError(Exception):
+class CopyError(CockpitError):
     """The copy could not be done; whatever it had created in PostgreSQL was dropped again."""
 
 

@@ -54,6 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import StaticPool
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.plan import Cast
 from cockpit.drivers.sync import values as V
 from cockpit.drivers.sync.capture import qi, ql
@@ -89,7 +90,7 @@ class TableMap:
         raise KeyError(name)
 
 
-class SchemaRefused(Exception):
+class SchemaRefused(CockpitError):
     """The source cannot be carried exactly; `problems` names table, column, key and value for each."""
 
     def __init__(self, problems: list[str]):
