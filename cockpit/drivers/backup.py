@@ -470,12 +470,14 @@ def _online_copy(
             src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
         (page_size,) = src.execute("PRAGMA page_size").fetchone()
-        state = {"last": None, "restarts": 0}
+        last: int | None = None  # pages left at the previous step: more now means the copy restarted
+        restarts = 0
 
         def step(_status: int, remaining: int, total: int) -> None:
-            if state["last"] is not None and remaining > state["last"]:
-                state["restarts"] += 1
-                if state["restarts"] > max_restarts:
+            nonlocal last, restarts
+            if last is not None and remaining > last:
+                restarts += 1
+                if restarts > max_restarts:
                     advice = (
                         "retry"
                         if wal
@@ -488,7 +490,7 @@ def _online_copy(
                         f"the SQLite database {source} kept changing during the copy ({mode} journal mode: a "
                         f"write between two steps restarts it; {max_restarts} restarts allowed): {advice}"
                     )
-            state["last"] = remaining
+            last = remaining
             report("copy", (total - remaining) * page_size, total * page_size)
 
         try:
@@ -496,7 +498,7 @@ def _online_copy(
         finally:
             if wal:
                 src.execute("COMMIT")
-    return mode, state["restarts"]
+    return mode, restarts
 
 
 def _open_copy(path: Path) -> sqlite3.Connection:
@@ -565,7 +567,7 @@ def _compress(
             filename="blue.db",
             mode="wb",
             fileobj=out,
-            compresslevel=level,  # type: ignore[arg-type]
+            compresslevel=level,
             mtime=int(now.timestamp()),
         ) as gz:
             report("compress", 0, total)
@@ -750,7 +752,11 @@ def _check_files(folder: Path, manifest: Manifest, result: VerifyReport, report:
         if not path.is_file():
             result.problems.append(Problem(stored.name, "file", f"{stored.size} bytes", "missing"))
             continue
-        size, sha = _hash_file(path, lambda n, d=done: report("hash", d + n, total))
+
+        def hashed(n: int, d: int = done) -> None:
+            report("hash", d + n, total)
+
+        size, sha = _hash_file(path, hashed)
         done += stored.size
         if size != stored.size:
             result.problems.append(Problem(stored.name, "size", f"{stored.size} bytes", f"{size} bytes"))

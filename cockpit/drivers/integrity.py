@@ -189,13 +189,13 @@ class _Table:
             else sql.Identifier(pg_truncate(k))
             for k, t in zip(self.pk, text_key, strict=True)
         )
-        self.to_blue: list[Callable[[Any], Any]] = [c.to_sqlite or identity for c in tm.columns]
+        self.to_blue: list[Callable[[Any], Any]] = [c.to_sqlite for c in tm.columns]
         # only the columns whose forms differ are converted (most are the same on both sides)
         self.convert = [(i, f) for i, f in enumerate(self.to_blue) if f is not identity]
 
     def counts(self) -> tuple[int, int]:
         b = self.blue.execute(f"SELECT count(*) FROM {self.s_table}").fetchone()[0]
-        g = self.green.execute(sql.SQL("SELECT count(*) FROM {}").format(self.g_table)).fetchone()[0]
+        g = self.green.execute(sql.SQL("SELECT count(*) FROM {}").format(self.g_table)).fetchone()[0]  # type: ignore[index]
         return int(b), int(g)
 
     def key_of(self, row: Sequence[Any]) -> tuple[Any, ...]:
@@ -309,7 +309,7 @@ def check(
     schema: str = "public",
     segment_rows: int = 1000,
     settle: Callable[[], object] | None = None,
-    connect_timeout: float = 10.0,
+    connect_timeout: int = 10,
     only: Mapping[str, Iterable[tuple[Any, ...]]] | None = None,
 ) -> IntegrityReport:
     """Compare every table of `mappings` on both sides. Blocking; bounded by the data size.
@@ -417,8 +417,8 @@ def _compare_table(t: _Table, segment_rows: int) -> tuple[list[RowDiff], int, in
         compared += len(set(green_map) - set(blue_map))
     # green rows outside blue's key range: before the first key, after the last (or all, when blue is empty)
     extra = (
-        t.green_rows(None, None) if last is None else t.green_after(last) + t.green_after(first, before=True)
-    )  # type: ignore[arg-type]
+        t.green_rows(None, None) if last is None else t.green_after(last) + t.green_after(first, before=True)  # type: ignore[arg-type]
+    )
     if extra:
         segments += 1
         bad += 1

@@ -685,13 +685,7 @@ def set_fault(
         raise LabError(f"no lab in {root} (cockpit lab up first)")
     path = root / "faults" / f"{side}.json"
     current = Faults() if clear else read_faults(path)
-    changed = dataclasses.replace(
-        current,
-        **{
-            k: v
-            for k, v in (("errors", errors), ("latency_ms", latency_ms), ("db_down", db_down))
-            if v is not None
-        },
-    )
+    given: dict[str, Any] = {"errors": errors, "latency_ms": latency_ms, "db_down": db_down}
+    changed = dataclasses.replace(current, **{k: v for k, v in given.items() if v is not None})
     write_faults(path, changed)
     return changed

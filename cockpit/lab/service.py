@@ -83,8 +83,10 @@ class App:
                 items = [present(table, r) for r in self.store.list(table, limit, offset, descending)]
                 return 200, {"items": items, "limit": limit, "offset": offset}, {}
             if method == "POST":
-                row = present(table, self.store.create(table, parse_input(table, _json(body), partial=False)))
-                return 201, {"id": row["id"], "item": row}, {"Location": f"/api/{table.name}/{row['id']}"}
+                made = present(
+                    table, self.store.create(table, parse_input(table, _json(body), partial=False))
+                )
+                return 201, {"id": made["id"], "item": made}, {"Location": f"/api/{table.name}/{made['id']}"}
             raise HttpError(405, f"{method} is not allowed on /api/{table.name}")
         if len(parts) != 3:
             raise HttpError(404, f"no route for {url.path}")

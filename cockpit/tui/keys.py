@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ ACTIONS: tuple[CockpitAction, ...] = (
 )
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     return [Binding(a.key, a.name, a.label, key_display=a.display, tooltip=a.description) for a in ACTIONS]
 
 

@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
+from cockpit.control.commands import RollbackMode
 from cockpit.core.plan import Plan, format_duration
 from cockpit.core.redact import redact_text
 from cockpit.core.state import CockpitState
@@ -30,7 +31,7 @@ class AdvanceChoice:
 @dataclass(frozen=True)
 class RollbackChoice:
     reason: str
-    mode: str  # immediate | gradual
+    mode: RollbackMode
 
 
 class _Dialog(ModalScreen):
@@ -137,7 +138,7 @@ class RollbackModal(_Dialog):
     def _confirmed(self) -> None:
         reason = self.query_one("#reason", Input).value.strip() or DEFAULT_ROLLBACK_REASON
         pressed = self.query_one("#mode", RadioSet).pressed_button
-        mode = pressed.id if pressed is not None and pressed.id in ("immediate", "gradual") else "immediate"
+        mode: RollbackMode = "gradual" if pressed is not None and pressed.id == "gradual" else "immediate"
         self.dismiss(RollbackChoice(reason=reason, mode=mode))
 
 

@@ -38,7 +38,6 @@ from cockpit.drivers.sync.capture import (
     touch_sqlite,
     write_green_position,
 )
-from cockpit.drivers.sync.values import identity
 
 if TYPE_CHECKING:
     from cockpit.drivers.sync.schema import TableMap
@@ -213,7 +212,7 @@ class _Table:
         p = sql.SQL(prefix)
         return sql.SQL("({})").format(sql.SQL(", ").join(p + sql.Identifier(c) for c in self.pk))
 
-    def pg_changed_rows(self) -> sql.Composable:
+    def pg_changed_rows(self) -> sql.Composed:
         keys = sql.SQL(", ").join(self._key_cast(i) + sql.SQL(f" AS k{i}") for i in range(len(self.pk)))
         group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
         join = sql.SQL(" AND ").join(
@@ -238,12 +237,12 @@ class _Table:
             join=join,
         )
 
-    def pg_lock(self) -> sql.Composable:
+    def pg_lock(self) -> sql.Composed:
         return sql.SQL("SELECT 1 FROM {} WHERE {} IN ({}) FOR UPDATE").format(
             sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
         )
 
-    def pg_pending(self) -> sql.Composable:
+    def pg_pending(self) -> sql.Composed:
         keys = sql.SQL(", ").join(self._key_cast(i) for i in range(len(self.pk)))
         group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
         return sql.SQL(
@@ -251,17 +250,17 @@ class _Table:
             " WHERE tbl = %s AND (txid, seq) > (%s::text::xid8, %s) AND ({keys}) IN ({unnest}) GROUP BY {group}"
         ).format(keys=keys, schema=sql.Identifier(PG_SCHEMA), unnest=self._unnest_keys(), group=group)
 
-    def pg_select_row(self) -> sql.Composable:
+    def pg_select_row(self) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.pk)
         return sql.SQL("SELECT {} FROM {} WHERE {}").format(cols, sql.Identifier(self.name), where)
 
-    def pg_delete(self) -> sql.Composable:
+    def pg_delete(self) -> sql.Composed:
         return sql.SQL("DELETE FROM {} WHERE {} IN ({})").format(
             sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
         )
 
-    def pg_upsert(self) -> sql.Composable:
+    def pg_upsert(self) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in self.columns)
         return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT {} {}").format(
@@ -276,17 +275,17 @@ class _Table:
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in rest
         )
 
-    def pg_stage(self, stage: str) -> sql.Composable:
+    def pg_stage(self, stage: str) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
             sql.Identifier(stage), cols, sql.Identifier(self.name)
         )
 
-    def pg_copy_stage(self, stage: str) -> sql.Composable:
+    def pg_copy_stage(self, stage: str) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(stage), cols)
 
-    def pg_merge_stage(self, stage: str) -> sql.Composable:
+    def pg_merge_stage(self, stage: str) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT {} {}").format(
             sql.Identifier(self.name),
@@ -297,7 +296,7 @@ class _Table:
             self._conflict_action(),
         )
 
-    def pg_bump_sequence(self) -> sql.Composable:
+    def pg_bump_sequence(self) -> sql.SQL:
         """Move the key's sequence past the highest key applied, so green's next insert does not collide."""
         return sql.SQL(
             "SELECT setval(%s::regclass, %s) FROM pg_sequences"
@@ -331,8 +330,8 @@ def _table_plan(mapping: TableMap) -> _Table:
         name=mapping.name,
         columns=columns,
         pk=pk,
-        to_pg=tuple(c.to_pg or identity for c in mapping.columns),
-        to_sqlite=tuple(c.to_sqlite or identity for c in mapping.columns),
+        to_pg=tuple(c.to_pg for c in mapping.columns),
+        to_sqlite=tuple(c.to_sqlite for c in mapping.columns),
         pk_index=tuple(columns.index(c) for c in pk),
     )
 
@@ -698,7 +697,7 @@ class Applier:
             # first statement of the transaction psycopg opens: one snapshot for the whole read
             pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             pg.execute("SELECT set_config('statement_timeout', %s, true)", (STATEMENT_TIMEOUT,))
-            horizon = pg.execute(HORIZON_SQL).fetchone()[0]
+            horizon = pg.execute(HORIZON_SQL).fetchone()[0]  # type: ignore[index]
             changes = pg.execute(
                 f"SELECT txid::text::bigint, seq, tbl FROM {PG_SCHEMA}.changes"
                 " WHERE (txid, seq) > (%s::text::xid8, %s) AND txid < %s::text::xid8"

@@ -498,7 +498,7 @@ class _QueuedWriter(QueuedLibpqWriter):
 
     def __init__(self, cursor: psycopg.Cursor):
         super().__init__(cursor)
-        self._queue = queue.Queue(maxsize=QUEUE_BLOCKS)  # ~128 KiB blocks: bounded memory per writer
+        self._queue = queue.Queue(maxsize=QUEUE_BLOCKS)  # type: ignore[assignment]  # ~128 KiB blocks, bounded
 
 
 def _chunks(
@@ -614,7 +614,7 @@ def _orphans(
     base = sql.SQL("FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
         _table_ident(schema, st.name), cond, _table_ident(schema, ref_table), match
     )
-    (count,) = conn.execute(sql.SQL("SELECT count(*) ") + base).fetchone()
+    (count,) = conn.execute(sql.SQL("SELECT count(*) ") + base).fetchone()  # type: ignore[misc]
     sel = sql.SQL("SELECT {}, {} ").format(
         sql.SQL(", ").join(sql.SQL("c.{}").format(k) for k in key),
         sql.SQL(", ").join(sql.SQL("c.{}").format(c) for c in child),

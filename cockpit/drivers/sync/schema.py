@@ -330,7 +330,7 @@ def _sql_copy(
                 f"CASE typeof({c}) WHEN 'integer' THEN CAST({c} AS TEXT) WHEN 'real' THEN {{fn}} "
                 f"{null} ELSE {{bad}} END"
             )
-        lim = f"1e{p - s}"
+        lim = f"1e{p - s}"  # type: ignore[operator]
         return (
             f"CASE WHEN {c} IS NULL THEN {_NULL} "
             f"WHEN typeof({c}) = 'integer' AND {c} > -{lim} AND {c} < {lim} THEN CAST({c} AS TEXT) "
@@ -472,7 +472,7 @@ class _Reader:
                     SourceIndex(uc.get("name") or f"{name}_{'_'.join(cols)}_key", cols, True)
                 )
         for ix in insp.get_indexes(name):
-            cols = tuple(ix.get("column_names") or ())
+            cols = tuple(ix.get("column_names") or ())  # type: ignore[arg-type]
             opts = ix.get("dialect_options") or {}
             if not cols or any(c is None for c in cols) or ix.get("expressions"):
                 self.warnings.append(f'index "{ix["name"]}" on "{name}" uses expressions; not carried')
@@ -480,7 +480,7 @@ class _Reader:
             if opts.get("sqlite_where") is not None:
                 self.warnings.append(f'index "{ix["name"]}" on "{name}" is partial; not carried')
                 continue
-            table.indexes.append(SourceIndex(ix["name"], cols, bool(ix.get("unique"))))
+            table.indexes.append(SourceIndex(ix["name"], cols, bool(ix.get("unique"))))  # type: ignore[arg-type]
         for fk in insp.get_foreign_keys(name):
             ref_cols = tuple(fk.get("referred_columns") or ())
             table.foreign_keys.append(
@@ -631,7 +631,7 @@ class _Reader:
         if dk == "numeric":
             if present <= {"integer", "real"}:
                 p, s = _precision_scale(decl)
-                if p is not None and not self.fits_numeric(table, col, p, s, lo, hi):
+                if p is not None and not self.fits_numeric(table, col, p, s, lo, hi):  # type: ignore[arg-type]
                     p = s = None
                 return self.simple(col, decl, nullable, "numeric", p, s)
             mismatch({"integer", "real"}, "numeric")
@@ -806,7 +806,7 @@ class _Reader:
             f"SELECT DISTINCT {c} FROM {self.src(table.name)} WHERE typeof({c}) IN ('real', 'integer')"
         ):
             d = V.numeric_to_pg(v)
-            if not d.is_finite() or abs(d) >= limit or (d.as_tuple().exponent < -s):  # type: ignore[operator]
+            if not d.is_finite() or abs(d) >= limit or (d.as_tuple().exponent < -s):
                 return False
         return True
 
@@ -1094,7 +1094,7 @@ def read_source(
     engine = _inspector_engine(conn)
     try:
         with engine.connect() as sa_conn:
-            (insp_version,) = sa_conn.exec_driver_sql("PRAGMA schema_version").fetchone()
+            (insp_version,) = sa_conn.exec_driver_sql("PRAGMA schema_version").fetchone()  # type: ignore[misc]
             if insp_version != version:
                 raise RuntimeError("the SQLite schema changed while it was being read; run the copy again")
             insp = sa.inspect(sa_conn)
