@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cockpit.core.errors import EXIT_USAGE
+from cockpit.core.lock import refuse_beside_controller
+from cockpit.core.plan import PlanError, load_plan
 from cockpit.core.redact import redact
 from cockpit.lab.errors import LabError
 from cockpit.lab.faults import parse_latency, parse_percent
@@ -126,6 +128,15 @@ def _root_flag(args: argparse.Namespace) -> str:
 
 
 def _down(args: argparse.Namespace) -> int:
+    plan_file = Path(args.root) / "plan.yaml"
+    try:
+        plan = load_plan(plan_file) if plan_file.is_file() else None
+    except PlanError:  # a broken plan drives no controller: take the lab down all the same
+        plan = None
+    if plan is not None:
+        refuse_beside_controller(
+            plan.path(plan.journal.path), "cockpit lab down", "quit the cockpit (or stop `cockpit run`) first"
+        )
     report = down(args.root)
     return 1 if report["errors"] else 0
 

@@ -23,7 +23,7 @@ from cockpit.control.session import controller_session, journal_for
 from cockpit.control.view import read_state
 from cockpit.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CockpitError, UsageError
 from cockpit.core.journal import Journal, current_actor, format_event
-from cockpit.core.lock import ControllerLock, LockHeld
+from cockpit.core.lock import ControllerLock, LockHeld, refuse_beside_controller
 from cockpit.core.plan import Plan, load_plan, plan_to_dict
 from cockpit.core.recorder import Result
 from cockpit.core.redact import redact, redact_text
@@ -151,9 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="events as JSON lines")
     run.set_defaults(func=_run)
 
-    ig = sub.add_parser("integrity", help="compare blue and green: counts, checksums, the rows that differ")
+    ig = sub.add_parser(
+        "integrity",
+        help="compare blue and green: counts, checksums, the rows that differ",
+        description="With a plan, refused while a controller runs it (its integrity watch compares); "
+        "--from FILE.db --to URL works without a plan, for scripts.",
+    )
     ig.add_argument(
-        "--from", dest="source", metavar="FILE.db", help="the SQLite file (default: the plan's blue)"
+        "--from",
+        dest="source",
+        metavar="FILE.db",
+        help="the SQLite file (default: the plan's blue); with --to and no plan: for scripts",
     )
     ig.add_argument(
         "--to", dest="target", metavar="URL", help="the PostgreSQL URL (default: the plan's green)"
@@ -494,6 +502,11 @@ def _integrity(args: argparse.Namespace) -> int:
             raise UsageError(
                 "integrity compares a SQLite blue with a PostgreSQL green; give --from FILE.db --to URL"
             )
+        refuse_beside_controller(
+            plan.path(plan.journal.path),
+            "cockpit integrity",
+            "its integrity watch compares the sides (data_integrity_score in `cockpit status`)",
+        )
         source, target = str(plan.path(plan.blue.database.path)), plan.green.database.url
         tables = None if plan.sync.tables == "all" else list(plan.sync.tables)
         casts = list(plan.sync.casts) or None

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 
 from cockpit.core.errors import EXIT_FAILED, EXIT_OK, CockpitError, UsageError
+from cockpit.core.lock import refuse_beside_controller
 from cockpit.core.redact import redact, redact_text
 from cockpit.drivers.sync.apply import POLICIES, EventSink
 from cockpit.drivers.sync.capture import sqlite_installed, sqlite_tables
@@ -61,14 +62,21 @@ class _Usage(UsageError):
 def register(subparsers: Any) -> None:
     """Add `sync copy|run|install|uninstall|status` to the cockpit CLI."""
     sync = subparsers.add_parser(
-        "sync", help="copy the data and keep SQLite and PostgreSQL in sync both ways"
+        "sync",
+        help="copy the data and keep SQLite and PostgreSQL in sync both ways",
+        description="With a plan, a running controller owns the sync: `sync copy` is queued to it, and run, "
+        "install and uninstall refuse beside it. --from FILE.db --to URL works without a plan, for scripts.",
     )
     sub = sync.add_subparsers(dest="sync_command", metavar="copy|run|install|uninstall|status", required=True)
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument(
-            "--from", dest="source", metavar="FILE.db", help="the SQLite file (default: the plan's blue)"
+            "--from",
+            dest="source",
+            metavar="FILE.db",
+            help="the SQLite file (default: the plan's blue); with --to and no plan: for scripts, beside no "
+            "controller and no journal",
         )
         p.add_argument(
             "--to", dest="target", metavar="URL", help="the PostgreSQL URL (default: the plan's green)"
@@ -206,6 +214,12 @@ def _guard(handler: Any) -> Any:
     return wrapped
 
 
+def _one_path(t: _Target, command: str, advice: str) -> None:
+    """With a plan, a running controller owns the sync: this command refuses beside it (naming it)."""
+    if t.journal is not None:
+        refuse_beside_controller(t.journal, f"cockpit sync {command}", advice)
+
+
 def _table_names(t: _Target) -> list[str]:
     if isinstance(t.tables, list):
         return t.tables
@@ -227,6 +241,7 @@ def _copy(args: argparse.Namespace) -> int:
     printer = _ProgressPrinter(enabled=not args.json)
     if t.plan is not None and not (args.source or args.target or args.tables):
         return _copy_by_controller(t.plan, args, printer)
+    _one_path(t, "copy", "leave out --from/--to/--tables to queue the copy to it")
     runner = _runner(t, None)
     runner.tables = _table_names(t)
     try:
@@ -314,6 +329,7 @@ class _ProgressPrinter:
 @_guard
 def _run(args: argparse.Namespace) -> int:
     t = _target(args)
+    _one_path(t, "run", "it runs the sync loop itself (`cockpit status` shows the lag)")
     runner = _runner(t, _event_sink(t, args.json))
     try:
         problems = runner.check_installed()
@@ -324,12 +340,12 @@ def _run(args: argparse.Namespace) -> int:
             lag = runner.lag()
             _print_pass(result, lag, args.json)
             return EXIT_OK
-        return _loop(runner, args.json, t.journal)
+        return _loop(runner, args.json)
     finally:
         runner.close()
 
 
-def _loop(runner: SyncRunner, as_json: bool, journal: Path | None = None) -> int:
+def _loop(runner: SyncRunner, as_json: bool) -> int:
     stop = threading.Event()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -347,27 +363,11 @@ def _loop(runner: SyncRunner, as_json: bool, journal: Path | None = None) -> int
                 print(f"lag unavailable: {redact_text(str(exc))}", file=sys.stderr)
                 continue
             _print_lag(lag, runner, as_json)
-            if journal is not None:  # lag sampled into the plan's journal, as the controller does
-                _sample(journal, lag)
     finally:
         runner.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
-
-
-def _sample(path: Path, lag: dict[str, Any]) -> None:
-    from cockpit.core.journal import Journal
-
-    metrics: dict[str, float | None] = {}
-    for d in DIRECTIONS:
-        metrics[f"sync.{d}.age_s"] = lag[d].age_s
-        metrics[f"sync.{d}.pending"] = float(lag[d].pending)
-    journal = Journal(path)
-    try:
-        journal.samples(metrics)
-    finally:
-        journal.close()
 
 
 def _lag_text(lag: dict[str, Any]) -> str:
@@ -412,6 +412,7 @@ def _print_pass(result: dict[str, Any], lag: dict[str, Any], as_json: bool) -> N
 @_guard
 def _install(args: argparse.Namespace) -> int:
     t = _target(args)
+    _one_path(t, "install", "its copy installs capture; stop it first to install by hand")
     runner = _runner(t, None)
     try:
         out = runner.install()
@@ -427,6 +428,7 @@ def _install(args: argparse.Namespace) -> int:
 @_guard
 def _uninstall(args: argparse.Namespace) -> int:
     t = _target(args)
+    _one_path(t, "uninstall", "its sync loop needs capture; stop it first")
     runner = _runner(t, None)
     try:
         if not args.yes:
