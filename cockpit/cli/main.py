@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from cockpit.cli import show
 from cockpit.control.factory import build_traffic
 from cockpit.control.session import controller_session, journal_for
 from cockpit.control.view import read_state
@@ -237,7 +238,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(redact(state.to_json()), indent=2, default=str))
     else:
-        print(render_status(state))
+        show.show(show.status(state))
     return EXIT_OK
 
 
@@ -246,51 +247,6 @@ def _traffic_or_none(plan: Plan) -> Any:
         return build_traffic(plan)
     except Exception:  # a status must still answer when the traffic driver cannot be built
         return None
-
-
-def render_status(s: CockpitState) -> str:
-    phase = s.phase
-    lines = [f"plan {s.plan}: {s.state}" + (f" ({s.held_reason})" if s.held_reason else "")]
-    where = f"phase {s.phase_index + 1}/{len(s.phases)} {phase.name}" if phase else "before the first phase"
-    lines.append(f"  {where}, {_dur(s.time_in_phase)} in this state")
-    live = "unknown" if s.green_live is None else f"{s.green_live:g}%"
-    lines.append(f"  green: configured {s.green_configured:g}%, live {live}")
-    if s.next_phase:
-        lines.append(f"  next: {s.next_phase.name} ({s.next_phase.green:g}%)")
-    for direction, lag in s.lag.items():
-        lines.append(f"  sync {direction}: lag {lag.age_s:.1f}s, {lag.pending} pending")
-    if s.copy is not None:
-        c = s.copy
-        eta = "" if c.state != "running" else f", ETA {'?' if c.eta_s is None else f'{c.eta_s:.0f}s'}"
-        lines.append(
-            f"  initial copy {c.state}: {c.rows_done:,}/{c.rows_total:,} rows in {len(c.tables)} tables, "
-            f"{c.seconds:.1f}s{eta}" + (f" ({c.message})" if c.message else "")
-        )
-    for gate, met, why in s.gates:
-        lines.append(f"  gate {'ok ' if met else 'NO '} {gate} ({why})")
-    for a in s.alarms:
-        lines.append(f"  {a.level.upper()}: {a.message}")
-    if s.actions:
-        last = s.actions[-1]
-        dur = f" in {last.duration_s:.2f}s" if last.duration_s is not None else " (running)"
-        lines.append(
-            f"  last action: {last.verb} by {last.actor}: {last.outcome or 'running'}{dur}"
-            + (f": {last.message}" if last.message else "")
-        )
-    ctl = s.controller
-    lines.append(
-        f"  controller: {'pid ' + str(ctl.get('pid')) + ' (' + str(ctl.get('actor')) + ')' if ctl else 'none running'}"
-    )
-    if s.message:
-        lines.append(f"  {s.message}")
-    return "\n".join(lines)
-
-
-def _dur(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ------------------------------------------------------------------------------------------------ actions
@@ -431,8 +387,8 @@ def _backup_list(args: argparse.Namespace) -> int:
         print(json.dumps([redact(m.as_dict()) for m in found], indent=2, default=str))
     elif not found:
         print(f"no backups in {plan.path(plan.backup.folder)}")
-    for m in [] if args.json else found:
-        print(redact_text(m.summary()))
+    else:
+        show.show(show.backups(found))
     return EXIT_OK
 
 
@@ -473,9 +429,12 @@ def _journal(args: argparse.Namespace) -> int:
         last = 0
         events = journal.events(limit=args.limit)
         while True:
-            for e in events:
-                print(json.dumps(e.as_dict(), default=str) if args.json else format_event(e), flush=True)
-                last = e.id
+            if args.json:
+                for e in events:
+                    print(json.dumps(e.as_dict(), default=str), flush=True)
+            elif events:
+                show.show(show.journal(events))
+            last = events[-1].id if events else last
             if not args.follow:
                 return EXIT_OK
             time.sleep(0.5)
@@ -530,7 +489,7 @@ def _integrity(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(unmask=args.unmask), indent=2, default=str))
     else:
-        print(report.summary(unmask=args.unmask))
+        show.show(show.integrity(report, unmask=args.unmask))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from cockpit.cli.show import CopyProgress, show, sync_status
 from cockpit.core.errors import EXIT_FAILED, EXIT_OK, CockpitError, UsageError
 from cockpit.core.lock import refuse_beside_controller
 from cockpit.core.redact import redact, redact_text
@@ -238,7 +239,7 @@ def _copy(args: argparse.Namespace) -> int:
     """With a plan alone, the copy is the controller's `copy` action (journaled, locked, its progress on the
     screen; queued to the running controller if there is one). With --from/--to/--tables it runs here."""
     t = _target(args)
-    printer = _ProgressPrinter(enabled=not args.json)
+    printer = CopyProgress(enabled=not args.json)
     if t.plan is not None and not (args.source or args.target or args.tables):
         return _copy_by_controller(t.plan, args, printer)
     _one_path(t, "copy", "leave out --from/--to/--tables to queue the copy to it")
@@ -253,7 +254,7 @@ def _copy(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         runner.close()
-    printer.done()
+        printer.done()
     if args.json:
         print(
             json.dumps(
@@ -266,7 +267,7 @@ def _copy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: _ProgressPrinter) -> int:
+def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: CopyProgress) -> int:
     from cockpit.cli.main import perform, print_result
 
     cmd_args: dict[str, Any] = {"reason": "cockpit sync copy"}
@@ -282,48 +283,6 @@ def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: _ProgressP
     for warning in (extra.get("copy") or {}).get("warnings", []):
         print(f"  warning: {redact_text(warning)}")
     return code
-
-
-class _ProgressPrinter:
-    """Prints the copy's progress on a terminal, at most twice a second: a table's report (a copy run here) or
-    the whole copy from a controller's snapshot."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self, item: Any) -> None:  # cockpit.sync.copy.CopyProgress, from a writer thread
-        eta = "?" if item.eta_s is None else f"{item.eta_s:.0f}s"
-        self._print(
-            f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
-            f"ETA {eta}"
-        )
-
-    def state(self, state: Any) -> None:  # cockpit.state.CockpitState
-        view = state.copy
-        if view is None or view.state != "running":
-            return
-        eta = "?" if view.eta_s is None else f"{view.eta_s:.0f}s"
-        done = sum(1 for t in view.tables if t.done)
-        self._print(
-            f"copy: {view.rows_done:,}/{view.rows_total:,} rows, {done} tables done, "
-            f"{view.rows_per_s:,.0f} rows/s, ETA {eta}"
-        )
-
-    def _print(self, text: str) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < 0.5:
-                return
-            self._last = now
-        print("\r" + redact_text(text)[:120].ljust(120), end="", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.enabled and self._last:
-            print(file=sys.stderr)
 
 
 @_guard
@@ -486,16 +445,5 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"blue:  {out['blue']}")
-        print(f"green: {out['green']}" + ("" if out["reachable"] else f"  (unreachable: {out['error']})"))
-        inst = out["installed"]
-        print(f"capture on blue: {', '.join(inst['blue']) or 'not installed'}")
-        if inst["green"] is not None:
-            print(f"capture on green: {', '.join(inst['green']) or 'not installed'}")
-        for d in DIRECTIONS:
-            v = out["lag"][d]
-            name = d.replace("_to_", "→")
-            print(
-                f"{name}: " + ("unknown" if v is None else f"lag {v['age_s']:.2f}s, {v['pending']} pending")
-            )
+        show(sync_status(out, DIRECTIONS))
     return EXIT_OK if out["reachable"] else EXIT_FAILED

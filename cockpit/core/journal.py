@@ -392,7 +392,17 @@ def _fold_actions(events: list[Event]) -> list[ActionRecord]:
 
 
 def format_event(e: Event) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)) + f".{int(e.ts * 1000) % 1000:03d}"
+    """One line of the timeline: when, who, [action], what."""
+    tag = f" [{e.action_id}]" if e.action_id else ""
+    return f"{format_when(e.ts)} {e.actor}{tag} {describe_event(e)}"
+
+
+def format_when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+def describe_event(e: Event) -> str:
+    """What happened, in words (steps indented under their action)."""
     p = e.payload
     if e.kind == "action.intent":
         what = f"{p.get('verb')} requested" + (f": {p['reason']}" if p.get("reason") else "")
@@ -412,5 +422,4 @@ def format_event(e: Event) -> str:
             what += f": {p['message']}"
     else:
         what = e.kind + (" " + json.dumps(p, sort_keys=True, default=str) if p else "")
-    tag = f" [{e.action_id}]" if e.action_id else ""
-    return f"{when} {e.actor}{tag} {what}"
+    return what

@@ -175,7 +175,7 @@ class Manifest:
         extras = f", extra files {copied}/{len(self.extra_files)}" if self.extra_files else ""
         integrity = "ok" if self.ok else f"FAILED ({len(self.integrity)} problem(s))"
         return (
-            f"backup {self.name}: {self.source_path} {_size(self.db_size)} -> {_size(gz.size if gz else 0)} gzip, "
+            f"backup {self.name}: {self.source_path} {human_size(self.db_size)} -> {human_size(gz.size if gz else 0)} gzip, "
             f"{len(self.tables)} tables, {self.total_rows:,} rows, integrity {integrity}{extras}, "
             f"{self.duration_s:.1f} s"
         )
@@ -355,8 +355,8 @@ def _check_space(root: Path, source: Path, extras: list[Path]) -> None:
     free = shutil.disk_usage(root).free
     if free < need:
         raise BackupError(
-            f"not enough free space in {root}: the backup needs up to {_size(need)} "
-            f"(an uncompressed copy of {_size(raw)} and its gzip), {_size(free)} free"
+            f"not enough free space in {root}: the backup needs up to {human_size(need)} "
+            f"(an uncompressed copy of {human_size(raw)} and its gzip), {human_size(free)} free"
         )
 
 
@@ -970,7 +970,7 @@ def _clean_label(label: str) -> str:
     return cleaned
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
