@@ -33,6 +33,7 @@ from typing import Any
 
 import psutil
 
+from cockpit.core import resources
 from cockpit.core.plan import Plan, PlanError, load_plan
 from cockpit.lab.cluster import (
     ClusterInfo,
@@ -50,7 +51,7 @@ from cockpit.lab.load import read_figures
 from cockpit.lab.seed import seed_sqlite
 
 DEFAULT_ROOT = Path(".cockpit/lab")
-TEMPLATE = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"
+TEMPLATE = resources.plan_template("lab.yaml")
 LOAD_UNIT = "lab-load"
 NGINX_HINT = "install it: apt-get install -y nginx-light (or nginx)"
 _OWN_FILES = (
@@ -257,7 +258,7 @@ def up(opts: LabOptions) -> dict[str, Any]:
     if not opts.pg_url:
         find_pg_bindir()  # fail early with the install hint
     if not TEMPLATE.is_file():
-        raise LabError(f"the lab plan template {TEMPLATE} is missing (run from a checkout of cockpit)")
+        raise LabError(f"the lab plan template {TEMPLATE} is missing: reinstall cockpit")
     for name in _OWN_FILES:
         with contextlib.suppress(FileNotFoundError):
             (root / name).unlink()

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from textual.app import App, ComposeResult, SystemCommand
@@ -27,6 +26,7 @@ from textual.worker import Worker
 from cockpit.control.controller import Controller
 from cockpit.control.factory import Drivers
 from cockpit.control.session import ControllerThread
+from cockpit.core import resources
 from cockpit.core.lock import LockHeld
 from cockpit.core.plan import Plan, load_plan
 from cockpit.core.recorder import Result
@@ -45,7 +45,6 @@ from cockpit.tui.panels import ActionsPanel, AlarmsPanel, MetricsPanel, Panel, S
 from cockpit.tui.readings import Levels, Trend
 from cockpit.tui.source import JournalSource
 
-THEMES = Path(__file__).resolve().parents[2] / "themes"
 StateSource = Callable[[], CockpitState]
 
 _SEVERITY = {
@@ -68,7 +67,7 @@ class CockpitApp(App[int]):
       default reads the journal; tests pass a fixed state for snapshots).
     """
 
-    CSS_PATH = str(THEMES / "cockpit.tcss")
+    CSS_PATH = str(resources.theme("cockpit.tcss"))
     TITLE = "cockpit"
     BINDINGS = bindings()
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # themes/cockpit.tcss folds panels when narrow
