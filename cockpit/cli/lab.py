@@ -6,9 +6,6 @@ import argparse
 import json
 import os
 import signal
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -267,25 +264,14 @@ def _demo(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_int = signal.getsignal(signal.SIGINT)
-    sync_runner = None
     started = False  # a lab this demo did not start (already up: refused) is not taken down
     try:
         up(opts)
         started = True
-        plan_path = str(Path(opts.root).resolve() / "plan.yaml")
-        try:
-            from cockpit.tui.app import run_tui
-        except ImportError as exc:
-            print(
-                f"demo: the cockpit screen is not available yet ({exc}); showing the lab's figures instead "
-                "(Ctrl-C stops everything)",
-                flush=True,
-            )
-            sync_runner = _start_sync(plan_path)
-            _watch(opts.root, sync_runner)
-            return 0
+        from cockpit.tui.app import run_tui
+
         # the screen's controller runs the sync loop itself (controller_session(run_sync=True))
-        return int(run_tui(plan_path) or 0)
+        return int(run_tui(str(Path(opts.root).resolve() / "plan.yaml")) or 0)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -293,51 +279,8 @@ def _demo(args: argparse.Namespace) -> int:
         # after the screen ended) would otherwise escape this `finally` and leave the lab half down
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if sync_runner is not None:
-            try:
-                sync_runner.stop()
-            except Exception as exc:
-                print(f"demo: stopping the sync: {redact(str(exc))}", file=sys.stderr)
         if started:
             print("demo: stopping the lab", flush=True)
             down(opts.root)
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
-
-
-def _start_sync(plan_path: str) -> Any:
-    """The sync loop in this process (used when no screen runs it)."""
-    try:
-        from cockpit.drivers.sync.runner import SyncRunner
-    except ImportError as exc:
-        print(f"demo: the sync is not available yet ({exc}): blue and green are not kept in sync", flush=True)
-        return None
-    from cockpit.core.plan import load_plan
-
-    runner = SyncRunner.from_plan(load_plan(plan_path))
-    threading.Thread(target=runner.start, name="demo-sync", daemon=True).start()
-    return runner
-
-
-def _watch(root: Path, sync_runner: Any) -> None:
-    while True:
-        doc = status(root)
-        r = ((doc.get("load") or {}).get("figures") or {}).get("recent") or {}
-        sides = r.get("by_side") or {}
-        lag = ""
-        if sync_runner is not None:
-            try:
-                lag = "  sync " + ", ".join(
-                    f"{k} {v.age_s:.1f}s/{v.pending}" for k, v in sync_runner.lag().items()
-                )
-            except Exception as exc:
-                lag = f"  sync error: {exc}"
-        print(
-            redact(
-                f"{time.strftime('%H:%M:%S')}  green {doc.get('green_percent')}%  {r.get('rps', 0)} req/s  "
-                f"errors {r.get('error_rate', 0)}%  p95 {r.get('p95_ms')} ms  blue {sides.get('blue', 0)} / "
-                f"green {sides.get('green', 0)}{lag}"
-            ),
-            flush=True,
-        )
-        time.sleep(5)

@@ -284,14 +284,6 @@ class Journal:
         row = self._query_one("SELECT COALESCE(MAX(id), 0) FROM events", ())
         return int(row[0]) if row else 0
 
-    def sample_series(self, name: str, since: float = 0.0) -> list[tuple[float, float | None]]:
-        return [
-            (r[0], r[1])
-            for r in self._query(
-                "SELECT ts, value FROM samples WHERE name = ? AND ts >= ? ORDER BY ts", (name, since)
-            )
-        ]
-
     def actions(self, limit: int = 10) -> list[ActionRecord]:
         """The last `limit` actions, newest last, each with its steps and outcome."""
         ids = [

@@ -655,10 +655,8 @@ def status(root: Path) -> dict[str, Any]:
 
 def _sync_lag(plan: Plan) -> dict[str, Any]:
     """What each sync direction has pending (whoever runs the sync: the cockpit's controller, `cockpit sync run`)."""
-    try:
-        from cockpit.drivers.sync.runner import SyncRunner
-    except ImportError as exc:
-        return {"error": f"the sync is not available ({exc})"}
+    from cockpit.drivers.sync.runner import SyncRunner
+
     runner = None
     try:
         runner = SyncRunner.from_plan(plan)

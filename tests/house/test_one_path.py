@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from cockpit.control.session import ControllerThread
-from cockpit.core.journal import Journal, current_actor
+from cockpit.core.journal import current_actor
 from cockpit.core.plan import Plan, load_plan
+from tests.conftest import sample_values
 from tests.sync.test_sync_support import make_pair, write_sync_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,5 +101,4 @@ def _samples(plan: Plan) -> int:
     path = plan.path(plan.journal.path)
     if not path.exists():
         return 0
-    with Journal(path, readonly=True) as journal:
-        return len(journal.sample_series("sync.blue_to_green.pending"))
+    return len(sample_values(path, "sync.blue_to_green.pending"))

@@ -10,6 +10,7 @@ then from pip's cache).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+LEFT_OUT = (".git", ".venv", ".cockpit", "build", "*.egg-info", "__pycache__", ".*_cache", "tests")
 
 SCREEN = """
 import asyncio, sys
@@ -51,9 +53,11 @@ asyncio.run(main())
 
 
 def test_the_wheel_ships_themes_and_plans_and_opens_the_lab_screen(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # setuptools builds in the source folder (build/, *.egg-info): not in ours
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*LEFT_OUT))
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
