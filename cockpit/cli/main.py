@@ -22,10 +22,11 @@ from cockpit.cli import show
 from cockpit.control.factory import build_traffic
 from cockpit.control.session import controller_session, journal_for
 from cockpit.control.view import read_state
+from cockpit.core import metric_names
 from cockpit.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CockpitError, UsageError
 from cockpit.core.journal import Journal, current_actor, format_event
 from cockpit.core.lock import ControllerLock, LockHeld, refuse_beside_controller
-from cockpit.core.plan import Plan, load_plan, plan_to_dict
+from cockpit.core.plan import Plan, load_plan, plan_schema, plan_to_dict
 from cockpit.core.recorder import Result
 from cockpit.core.redact import redact, redact_text
 from cockpit.core.state import CockpitState
@@ -67,11 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    plan = sub.add_parser("plan", help="check or show a plan")
-    plan_sub = plan.add_subparsers(dest="plan_command", metavar="check|show", required=True)
+    plan = sub.add_parser("plan", help="check or show a plan, its JSON Schema, the metrics it may name")
+    plan_sub = plan.add_subparsers(dest="plan_command", metavar="check|show|schema|metrics", required=True)
     plan_sub.add_parser(
         "check", help="validate the plan (exit 2 with every error as file:line:column)"
     ).set_defaults(func=_plan_check)
+    plan_sub.add_parser(
+        "schema", help="the plan's JSON Schema (for editors: `# yaml-language-server: $schema=FILE`)"
+    ).set_defaults(func=_plan_schema)
+    plan_sub.add_parser(
+        "metrics", help="the metric names gates, thresholds and triggers may use"
+    ).set_defaults(func=_plan_metrics)
     show = plan_sub.add_parser("show", help="print the resolved plan, secrets redacted")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=_plan_show)
@@ -199,6 +206,17 @@ def _plan_check(args: argparse.Namespace) -> int:
         f"{args.plan}: ok: plan {plan.name!r}, {len(plan.phases)} phases "
         f"({' -> '.join(f'{p.green:g}%' for p in plan.phases)}), {len(plan.rollback.triggers)} rollback triggers"
     )
+    return EXIT_OK
+
+
+def _plan_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(plan_schema(), indent=2))
+    return EXIT_OK
+
+
+def _plan_metrics(args: argparse.Namespace) -> int:
+    for name in sorted(metric_names.KNOWN):
+        print(name)
     return EXIT_OK
 
 

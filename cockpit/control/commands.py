@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from cockpit.core.plan import Plan
-
-RollbackMode = Literal["immediate", "gradual"]
+from cockpit.core.plan import RollbackMode as RollbackMode
 
 
 @dataclass(frozen=True, kw_only=True)
