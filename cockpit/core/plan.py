@@ -109,6 +109,8 @@ class Sync:
         60
     )  # how often blue and green are compared (data_integrity_score)
     casts: list[Cast] = field(default_factory=list)
+    # ISO texts of instants in several forms in one column: carried as timestamp by meaning, or refused
+    timestamps: Literal["meaning", "strict"] = "meaning"
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,9 @@ class CopyReport:
     tables: list[TableReport] = field(default_factory=list)
     seconds: float = 0.0
     load_seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what was not carried, and why
     not_valid: list[ForeignKeyIssue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how some columns and constraints were carried
 
     @property
     def rows(self) -> int:
@@ -138,6 +139,8 @@ class CopyReport:
                 f"  foreign key {fk.constraint} on {fk.table} -> {fk.references} left NOT VALID: {fk.orphans} "
                 f"orphan row(s): " + "; ".join(fk.examples)
             )
+        for n in self.notes:
+            lines.append(f"  note: {n}")
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return redact("\n".join(lines))
@@ -246,6 +249,7 @@ class _Guards:
     def install(self, conn: sqlite3.Connection) -> None:
         conn.create_function("cockpit_copy_field", 2, self.field, deterministic=True)
         conn.create_function("cockpit_copy_reject", 2, self.reject, deterministic=True)
+        conn.create_function("cockpit_copy_text", 2, self.text_field, deterministic=True)
 
     def field(self, i: int, value: Any) -> str:
         try:
@@ -253,6 +257,15 @@ class _Guards:
         except (ValueError, OverflowError, ArithmeticError) as exc:
             self.rejected.append(f"{self.columns[i][0]}.{self.columns[i][1]}: {exc}")
             raise
+
+    def text_field(self, i: int, raw: bytes) -> str:
+        """A text value sent as its bytes: decoded when it is UTF-8, else handed over as bytes (a cast's
+        converter then converts or refuses it)."""
+        try:
+            value: Any = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw
+        return self.field(i, value)
 
     def reject(self, i: int, value: Any) -> str:
         self.rejected.append(
@@ -271,9 +284,9 @@ class _Guards:
             c = qi(col.map.name)
             i = self.index[(table.name, col.map.name)]
             fields.append(
-                col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})").replace(
-                    "{bad}", f"cockpit_copy_reject({i}, {c})"
-                )
+                col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})")
+                .replace("{fn_text}", f"cockpit_copy_text({i}, CAST({c} AS BLOB))")
+                .replace("{bad}", f"cockpit_copy_reject({i}, {c})")
             )
         if len(fields) < 100:  # one printf() allocates once; a chain of || copies the line at every step
             line = "printf('" + "\t".join(["%s"] * len(fields)) + "\n', " + ", ".join(fields) + ")"
@@ -689,9 +702,14 @@ def copy_database(
         if source.problems:
             source = read_source(conn, tables, casts)
         if source.problems:
-            raise SchemaRefused(source.problems)
+            raise source.refused()
         report = CopyReport(
-            str(sqlite_path), redact(pg_url), schema, position, warnings=notes + source.warnings
+            str(sqlite_path),
+            redact(pg_url),
+            schema,
+            position,
+            warnings=notes + source.warnings,
+            notes=list(source.notes),
         )
         try:
             _copy(readers, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
@@ -700,9 +718,10 @@ def copy_database(
                 raise CopyError(str(retry)) from retry.__cause__
             source = read_source(conn, tables, casts)
             if source.problems:
-                raise SchemaRefused(source.problems) from None
+                raise source.refused() from None
             report.tables.clear()
             report.warnings = notes + source.warnings
+            report.notes = list(source.notes)
             try:
                 _copy(readers, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
             except _Retry as again:
