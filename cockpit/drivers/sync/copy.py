@@ -572,12 +572,60 @@ def _writer(
                 loaded(st.name)
 
 
-def _run_keys(pg_url: str, statements: list[str]) -> None:
+@dataclass
+class _TableDdl:
+    """What one table gets once its data is in: keys (a failure fails the copy), then the translated CHECK
+    constraints and indexes (`constraints`), each on its own: one PostgreSQL rejects is named and left out."""
+
+    keys: list[str]
+    translated: list[tuple[str, sql.Composable]] = field(default_factory=list)  # (what, statement)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.translated)
+
+
+def _translated(st: SourceTable, schema: str) -> list[tuple[str, sql.Composable]]:
+    out: list[tuple[str, sql.Composable]] = []
+    table = _table_ident(schema, st.name)
+    for check in st.checks:
+        named = (
+            sql.SQL("CONSTRAINT {} ").format(sql.Identifier(pg_truncate(check.name)))
+            if check.name
+            else sql.SQL("")
+        )
+        what = f'CHECK constraint{f" {check.name!r}" if check.name else ""} on table "{st.name}" ({check.source})'
+        out.append(
+            (what, sql.SQL("ALTER TABLE {} ADD {}CHECK ({})").format(table, named, sql.SQL(check.sql)))
+        )
+    for ix in st.expr_indexes:
+        stmt = sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
+            sql.SQL("UNIQUE " if ix.unique else ""),
+            sql.Identifier(pg_truncate(ix.name)),
+            table,
+            sql.SQL(", ").join(sql.SQL(c) for c in ix.columns),
+        )
+        if ix.where:
+            stmt = stmt + sql.SQL(" WHERE {}").format(sql.SQL(ix.where))
+        kind = "unique index" if ix.unique else "index"
+        out.append((f'{kind} "{ix.name}" on table "{st.name}" ({ix.why})', stmt))
+    return out
+
+
+def _run_keys(pg_url: str, ddl: _TableDdl, report: CopyReport) -> None:
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET maintenance_work_mem = '256MB'")
-        for stmt in statements:
+        for stmt in ddl.keys:
             conn.execute(stmt)
         conn.commit()
+        for what, stmt in ddl.translated:
+            try:
+                with conn.transaction():
+                    conn.execute(stmt)
+            except psycopg.Error as exc:
+                error = str(exc).strip().splitlines()[0]
+                report.warnings.append(f"{what} not carried: PostgreSQL refused its translation ({error})")
+            else:
+                report.notes.append(f"carried: {what}")
 
 
 def _validate(
@@ -642,6 +690,38 @@ def _orphans(
             + ", ".join(f"{e.column.name}={x!r}" for e, x in zip(cons.elements, v, strict=True))
         )
     return ForeignKeyIssue(st.name, conname, ref_table, count, examples)
+
+
+def _create_views(conn: psycopg.Connection, schema: str, source: Source, report: CopyReport) -> None:
+    """The translated views, after the tables; a view over another is retried once that one exists."""
+    todo = list(source.views)
+    errors: dict[str, str] = {}
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    try:
+        while todo:
+            left = []
+            for view in todo:
+                try:
+                    with conn.transaction():
+                        conn.execute(
+                            sql.SQL("CREATE VIEW {} AS {}").format(
+                                _table_ident(schema, view.name), sql.SQL(view.select)
+                            )
+                        )
+                except psycopg.Error as exc:
+                    errors[view.name] = str(exc).strip().splitlines()[0]
+                    left.append(view)
+                else:
+                    report.notes.append(f'carried: view "{view.name}"')
+            if len(left) == len(todo):
+                break
+            todo = left
+    finally:
+        conn.execute("RESET search_path")
+    for view in todo:
+        report.warnings.append(
+            f'view "{view.name}" not carried: PostgreSQL refused its translation ({errors[view.name]})'
+        )
 
 
 def _drop(pg_url: str, schema: str, names: list[str]) -> None:
@@ -765,7 +845,11 @@ def _copy(
             raise CopyError(f"creating the tables failed: {exc}") from exc
     try:
         key_sql = {
-            name: _key_statements(source.tables[name], ddl.tables[name], report.warnings) for name in names
+            name: _TableDdl(
+                _key_statements(source.tables[name], ddl.tables[name], report.warnings),
+                _translated(source.tables[name], schema),
+            )
+            for name in names
         }
         fks = _fk_constraints(source, ddl, report.warnings)
         _load_and_key(readers, source, pg_url, schema, jobs, chunk_rows, progress, report, key_sql)
@@ -773,6 +857,7 @@ def _copy(
             for _table, cons in fks:
                 pg.execute(_ddl(AddConstraint(cons)))
             _validate(pg, schema, source, fks, report)
+            _create_views(pg, schema, source, report)
             _record_position(pg, report)
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -794,7 +879,7 @@ def _load_and_key(
     chunk_rows: int,
     progress: Callable[[CopyProgress], None] | None,
     report: CopyReport,
-    key_sql: dict[str, list[str]],
+    key_sql: dict[str, _TableDdl],
 ) -> None:
     """The load, with each table's keys and indexes built as soon as its data is in, while other tables load.
 
@@ -806,7 +891,7 @@ def _load_and_key(
 
         def loaded(table: str) -> None:
             if key_sql.get(table):
-                futures.append(pool.submit(_run_keys, pg_url, key_sql[table]))
+                futures.append(pool.submit(_run_keys, pg_url, key_sql[table], report))
 
         try:
             _load(readers, source, pg_url, schema, chunk_rows, progress, report, loaded)

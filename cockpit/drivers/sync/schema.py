@@ -59,6 +59,7 @@ import json
 import re
 import shlex
 import sqlite3
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -70,6 +71,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import StaticPool
 
 from cockpit.core.plan import Cast
+from cockpit.drivers.sync import constraints as K
 from cockpit.drivers.sync import values as V
 from cockpit.drivers.sync.capture import qi, ql
 
@@ -242,6 +244,7 @@ class SourceColumn:
     default_sql: str | None = None  # PostgreSQL expression for the server default
     identity_start: int | None = None
     fmt: V.IsoFormat | None = None  # how dates stored as text are spelled
+    bool_pair: tuple[Any, Any] | None = None  # a boolean's (true, false) as SQLite stores them
 
 
 @dataclass
@@ -274,6 +277,9 @@ class SourceTable:
     indexes: list[SourceIndex] = field(default_factory=list)
     foreign_keys: list[SourceForeignKey] = field(default_factory=list)
     rowid: bool = True
+    checks: list[K.Check] = field(default_factory=list)  # translated CHECK constraints
+    expr_indexes: list[K.Index] = field(default_factory=list)  # expression, partial and NOCASE indexes
+    cols: dict[str, K.Col] = field(default_factory=dict)  # what translations know of each column
 
     @property
     def map(self) -> TableMap:
@@ -289,6 +295,7 @@ class Source:
     sampled: bool = False
     fixes: list[Fix] = field(default_factory=list)  # the casts that would carry the refused columns
     notes: list[str] = field(default_factory=list)  # what the copy's report tells, per column (not a problem)
+    views: list[K.View] = field(default_factory=list)  # translated views, in sqlite_master's order
 
     def refused(self) -> SchemaRefused:
         return SchemaRefused(self.problems, self.fixes)
@@ -648,16 +655,7 @@ class _Reader:
                 table.uniques.append(
                     SourceIndex(uc.get("name") or f"{name}_{'_'.join(cols)}_key", cols, True)
                 )
-        for ix in insp.get_indexes(name):
-            cols = tuple(ix.get("column_names") or ())
-            opts = ix.get("dialect_options") or {}
-            if not cols or any(c is None for c in cols) or ix.get("expressions"):
-                self.warnings.append(f'index "{ix["name"]}" on "{name}" uses expressions; not carried')
-                continue
-            if opts.get("sqlite_where") is not None:
-                self.warnings.append(f'index "{ix["name"]}" on "{name}" is partial; not carried')
-                continue
-            table.indexes.append(SourceIndex(ix["name"], cols, bool(ix.get("unique"))))
+        self.constraints(table)
         for fk in insp.get_foreign_keys(name):
             ref_cols = tuple(fk.get("referred_columns") or ())
             table.foreign_keys.append(
@@ -671,6 +669,65 @@ class _Reader:
                 )
             )
         return table
+
+    def constraints(self, table: SourceTable) -> None:
+        """Indexes and CHECK constraints from sqlite_master's SQL and the index PRAGMAs (`constraints`)."""
+        name = table.name
+        row = self.q("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        create = (row[0][0] if row else None) or ""
+        try:
+            tdef = K.parse_table(create)
+        except K.Untranslatable as exc:
+            self.warnings.append(f'CHECK constraints and collations of table "{name}" not read: {exc}')
+            tdef = K.TableDef()
+        cols = {
+            c.map.name: K.Col(
+                pg_truncate(c.map.name),
+                c.map.pg_type,
+                tdef.collations.get(c.map.name) == "NOCASE",
+                c.bool_pair,
+            )
+            for c in table.columns
+        }
+        table.cols = cols
+        for cname, check in tdef.checks:
+            what = f'CHECK constraint{f" {cname!r}" if cname else ""} on table "{name}"'
+            try:
+                table.checks.append(K.translate_check(cname, check, cols))
+            except K.Untranslatable as exc:
+                self.warnings.append(str(K.NotCarried(what, check, str(exc))))
+        for _seq, ix_name, unique, origin, partial in self.q(f"PRAGMA index_list({qi(name)})"):
+            keys = [r for r in self.q(f"PRAGMA index_xinfo({qi(ix_name)})") if r[5]]  # key columns only
+            nocase = [r[2] for r in keys if (r[4] or "").upper() == "NOCASE"]
+            other = sorted({(r[4] or "").upper() for r in keys} - {"BINARY", "NOCASE", ""})
+            if origin in (
+                "pk",
+                "u",
+            ):  # a constraint, carried by the inspector's keys; NOCASE needs its fold index
+                if other:
+                    self.warnings.append(
+                        f'unique constraint on "{name}" ({", ".join(r[2] for r in keys)}) uses COLLATE '
+                        f"{', '.join(other)}, which PostgreSQL has not; carried as BINARY"
+                    )
+                if nocase and all(r[2] in cols for r in keys):
+                    short = pg_truncate(f"{name}_{'_'.join(r[2] for r in keys)}_nocase_key")
+                    table.expr_indexes.append(
+                        K.nocase_unique(short, name, [r[2] for r in keys], {**cols, **_nocase(cols, nocase)})
+                    )
+                continue
+            plain = not partial and all(r[1] >= 0 for r in keys) and (not unique or not nocase) and not other
+            if plain:
+                table.indexes.append(SourceIndex(ix_name, tuple(r[2] for r in keys), bool(unique)))
+                continue
+            sql_row = self.q("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (ix_name,))
+            source = (sql_row[0][0] if sql_row else None) or ""
+            kind = "unique index" if unique else "index"
+            try:
+                table.expr_indexes.append(K.translate_index(ix_name, source, cols, bool(unique)))
+            except K.Untranslatable as exc:
+                self.warnings.append(
+                    str(K.NotCarried(f'{kind} "{ix_name}" on table "{name}"', source, str(exc)))
+                )
 
     def identity(self, table: SourceTable) -> None:
         if len(table.primary_key) != 1 or not table.rowid:
@@ -746,7 +803,9 @@ class _Reader:
         s: int | None = None,
     ) -> SourceColumn:
         cm = ColumnMap(col, decl, pg_type, nullable, conv[0], conv[1])
-        return SourceColumn(cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s), fmt=fmt)
+        return SourceColumn(
+            cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s), fmt=fmt, bool_pair=bool_pair
+        )
 
     def simple(
         self, col: str, decl: str, nullable: bool, kind: str, p: int | None = None, s: int | None = None
@@ -1166,6 +1225,11 @@ def _unwrap(text: str) -> str:
     return text
 
 
+def _nocase(cols: dict[str, K.Col], names: list[str]) -> dict[str, K.Col]:
+    """`cols` with the named columns NOCASE (a constraint's index may say so when the column does not)."""
+    return {n: dataclasses.replace(cols[n], nocase=True) for n in names if n in cols}
+
+
 def _identity_text(value: Any) -> Any:
     return value
 
@@ -1369,12 +1433,23 @@ def read_source(
                 raise RuntimeError("the SQLite schema changed while it was being read; run the copy again")
             insp = sa.inspect(sa_conn)
             result: dict[str, SourceTable] = {}
-            for name in names:
-                table = reader.read_table(name, insp)
-                if table is not None:
-                    result[name] = table
+            # SQLAlchemy's warnings (with its source path) never reach the terminal: what they say is in the
+            # report when it matters (indexes are read from sqlite_master, not through the inspector)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", sa.exc.SAWarning)
+                for name in names:
+                    table = reader.read_table(name, insp)
+                    if table is not None:
+                        result[name] = table
+            for w in said:
+                if issubclass(w.category, sa.exc.SAWarning):
+                    if "expression-based index" not in str(w.message):  # read from sqlite_master instead
+                        reader.warnings.append(f"reading the SQLite schema: {w.message}")
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     finally:
         engine.dispose()
+    views = _views(conn, result, reader.warnings)
     _check_names(result, reader.problems)
     for table in result.values():
         for fk in table.foreign_keys:
@@ -1389,7 +1464,42 @@ def read_source(
         sampled=sample is not None,
         fixes=reader.fixes,
         notes=reader.notes,
+        views=views,
     )
+
+
+def _views(conn: sqlite3.Connection, tables: dict[str, SourceTable], notes: list[str]) -> list[K.View]:
+    """The views whose SQL translates (over copied tables); the others are named in `notes` with the reason."""
+    cols = {name: t.cols for name, t in tables.items()}
+    pending = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid"
+    ).fetchall()
+    waiting = {name for name, _ in pending}
+    out: list[K.View] = []
+    while pending:  # a view over a view waits for that one
+        left = []
+        for name, sql_text in pending:
+            try:
+                view = K.translate_view(name, sql_text or "", cols)
+            except K.UnknownRelation as exc:
+                if exc.name in waiting and exc.name != name:
+                    left.append((name, sql_text))
+                    continue
+                notes.append(str(K.NotCarried(f'view "{name}"', sql_text or "", str(exc))))
+            except K.Untranslatable as exc:
+                notes.append(str(K.NotCarried(f'view "{name}"', sql_text or "", str(exc))))
+            else:
+                out.append(view)
+                cols[name] = view.cols
+            waiting.discard(name)
+        if len(left) == len(pending):
+            for name, sql_text in left:
+                notes.append(
+                    str(K.NotCarried(f'view "{name}"', sql_text or "", "it reads a view not carried"))
+                )
+            break
+        pending = left
+    return out
 
 
 def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:
@@ -1406,7 +1516,7 @@ def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:
                     f'table "{table.name}": columns {", ".join(repr(n) for n in names)} collide after PostgreSQL\'s '
                     f"63-byte name limit (all become {short!r}); rename one in SQLite first"
                 )
-        for ix in table.indexes:
+        for ix in [*table.indexes, *table.expr_indexes]:
             relations.setdefault(pg_truncate(ix.name), []).append(f'index "{ix.name}"')
         named = [u.name for u in table.uniques] + ([table.pk_name] if table.pk_name else [])
         for name in named:
