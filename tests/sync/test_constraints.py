@@ -309,3 +309,29 @@ def test_the_create_table_reader_finds_collations_and_checks() -> None:
     )
     assert tdef.collations == {"c": "NOCASE"}  # `text nocase` is a type name, not a collation
     assert tdef.checks == [("pos", "a > 0"), ("tc", "a < 100 OR c IN ('x,y', ')')"), (None, "d IN (0,1)")]
+
+
+def test_a_nocase_text_primary_key_and_a_two_column_unique_refuse_case_twins(
+    tmp_path: Path, pg_url: str
+) -> None:
+    path = tmp_path / "keys.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE accounts (login TEXT PRIMARY KEY COLLATE NOCASE, org TEXT COLLATE NOCASE, n INTEGER,
+                               UNIQUE (org, n));
+        INSERT INTO accounts VALUES ('Ann', 'ACME', 1), ('Éva', 'acme', 2);
+        """
+    )
+    conn.commit()
+    conn.close()
+    copy_database(str(path), pg_url)
+    insert = "INSERT INTO accounts VALUES (?, ?, ?)"
+    for row, accepted in [
+        (("ANN", "x", 1), False),  # the key's case twin
+        (("éva", "y", 1), True),  # non-ASCII case differs in SQLite's NOCASE too
+        (("Bob", "Acme", 1), False),  # (org, n) twin of ('ACME', 1)
+        (("Bob", "Acme", 3), True),
+    ]:
+        assert _accepts_sqlite(path, insert, row) is accepted, row
+        assert _accepts_pg(pg_url, insert, row) is accepted, row

@@ -19,9 +19,17 @@ Order of work:
    sample) stops the load: its tables are dropped, the whole source is examined in the same snapshot, and the
    copy is refused naming every problem, or done again with the types the full examination chose.
 5. Primary keys, unique constraints and indexes of each table, started as soon as that table's data is in (while
-   other tables still load; `jobs` at a time), then foreign keys `NOT VALID`, then each validated; a failed
-   validation leaves it NOT VALID and the report names the orphan rows.
+   other tables still load; `jobs` at a time); then the table's translated CHECK constraints and expression,
+   partial and NOCASE indexes (`cockpit.drivers.sync.constraints`), each in its own transaction: one that
+   PostgreSQL rejects (a CHECK the copied rows do not all pass means its translation would refuse what SQLite
+   accepted) is left out and named in the report's warnings, the carried ones in its notes. Then foreign keys
+   `NOT VALID`, then each validated; a failed validation leaves it NOT VALID and the report names the orphan
+   rows. Then the translated views (views over views in order); one PostgreSQL rejects is named.
 6. `cockpit.drivers.sync.capture.record_copy_position` stores the position, so blue->green capture resumes exactly there.
+
+The report's `notes` say how columns and constraints were carried (mixed ISO forms of instants as timestamp, each
+CHECK, index and view translated); its `warnings` what was not carried and why. SQLAlchemy's own warnings never
+reach the terminal (`schema.read_source`).
 
 A failure in steps 3-6 drops every table the copy created (and the schema, if it created it): the target is left
 as it was.
@@ -48,7 +56,6 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTable
 
-from cockpit.core.plan import Cast
 from cockpit.core.redact import redact
 from cockpit.core.state import TableCopy
 from cockpit.drivers.sync import values as V
@@ -751,7 +758,7 @@ def copy_database(
     pg_url: str,
     tables: list[str] | None = None,
     jobs: int = 4,
-    casts: list[Cast] | None = None,
+    casts: list[Any] | None = None,
     progress: Callable[[CopyProgress], None] | None = None,
     schema: str = "public",
     chunk_rows: int = CHUNK_ROWS,
@@ -759,7 +766,10 @@ def copy_database(
 ) -> CopyReport:
     """Copy `sqlite_path` (all app tables, or `tables`) into `schema` of `pg_url`.
 
-    Raises `SchemaRefused` (values that cannot be carried exactly; nothing written) or `CopyError` (target tables
+    `casts`: the plan's `Cast`s, and its timestamp policy (`schema.plan_casts`).
+
+    Raises `SchemaRefused` (values that cannot be carried exactly, each with its way through; nothing written) or
+    `CopyError` (target tables
     already there, or a PostgreSQL failure, after which the created tables are dropped again). `progress` is called
     from the writer threads (serialised by a lock) after every chunk, and once more when a table is done.
 
