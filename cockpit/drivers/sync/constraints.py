@@ -486,11 +486,14 @@ class Translator:
             return exp.Trim(**args)
         if isinstance(node, exp.Substring):
             start, length = node.args.get("start"), node.args.get("length")
-            ok = isinstance(start, exp.Literal) and not start.is_string and int(start.this) >= 1
-            ok = ok and (length is None or (isinstance(length, exp.Literal) and int(length.this) >= 0))
+            ok = isinstance(start, exp.Literal) and start.is_int and int(start.this) >= 1
+            ok = ok and (
+                length is None
+                or (isinstance(length, exp.Literal) and length.is_int and int(length.this) >= 0)
+            )
             if not ok:
                 raise Untranslatable(
-                    "substr() with a start below 1 or a computed bound (SQLite counts from the end)"
+                    "substr() with a start below 1 or a bound that is not an integer literal"
                 )
             return exp.Substring(
                 this=self.value(node.this), start=start.copy(), length=length and length.copy()

@@ -677,7 +677,7 @@ class _Reader:
         create = (row[0][0] if row else None) or ""
         try:
             tdef = K.parse_table(create)
-        except K.Untranslatable as exc:
+        except Exception as exc:  # noqa: BLE001 - what cannot be read is named, never fatal
             self.warnings.append(f'CHECK constraints and collations of table "{name}" not read: {exc}')
             tdef = K.TableDef()
         cols = {
@@ -694,7 +694,7 @@ class _Reader:
             what = f'CHECK constraint{f" {cname!r}" if cname else ""} on table "{name}"'
             try:
                 table.checks.append(K.translate_check(cname, check, cols))
-            except K.Untranslatable as exc:
+            except Exception as exc:  # noqa: BLE001 - a translation that fails is named, never fatal
                 self.warnings.append(str(K.NotCarried(what, check, str(exc))))
         for _seq, ix_name, unique, origin, partial in self.q(f"PRAGMA index_list({qi(name)})"):
             keys = [r for r in self.q(f"PRAGMA index_xinfo({qi(ix_name)})") if r[5]]  # key columns only
@@ -724,7 +724,7 @@ class _Reader:
             kind = "unique index" if unique else "index"
             try:
                 table.expr_indexes.append(K.translate_index(ix_name, source, cols, bool(unique)))
-            except K.Untranslatable as exc:
+            except Exception as exc:  # noqa: BLE001 - a translation that fails is named, never fatal
                 self.warnings.append(
                     str(K.NotCarried(f'{kind} "{ix_name}" on table "{name}"', source, str(exc)))
                 )
@@ -1486,7 +1486,7 @@ def _views(conn: sqlite3.Connection, tables: dict[str, SourceTable], notes: list
                     left.append((name, sql_text))
                     continue
                 notes.append(str(K.NotCarried(f'view "{name}"', sql_text or "", str(exc))))
-            except K.Untranslatable as exc:
+            except Exception as exc:  # noqa: BLE001 - a translation that fails is named, never fatal
                 notes.append(str(K.NotCarried(f'view "{name}"', sql_text or "", str(exc))))
             else:
                 out.append(view)
