@@ -36,10 +36,12 @@ import psycopg
 from cockpit.cli.show import CopyProgress, show, sync_status
 from cockpit.core.errors import EXIT_FAILED, EXIT_OK, CockpitError, UsageError
 from cockpit.core.lock import refuse_beside_controller
+from cockpit.core.plan import Cast
 from cockpit.core.redact import redact, redact_text
 from cockpit.drivers.sync.apply import POLICIES, EventSink
-from cockpit.drivers.sync.capture import sqlite_installed, sqlite_tables
+from cockpit.drivers.sync.capture import qi, sqlite_installed, sqlite_tables
 from cockpit.drivers.sync.runner import DIRECTIONS, SyncRunner, connect_sqlite, journal_sink, pooler_warning
+from cockpit.drivers.sync.schema import TimestampPolicy, cast_arg, parse_cast_arg, plan_casts
 
 
 @dataclass
@@ -91,6 +93,22 @@ def register(subparsers: Any) -> None:
     cp = command("copy", "initial copy of SQLite into PostgreSQL, then capture installed on both sides")
     cp.add_argument(
         "--jobs", type=int, default=None, metavar="N", help="tables copied in parallel (default: plan or 4)"
+    )
+    cp.add_argument(
+        "--cast",
+        action="append",
+        default=[],
+        metavar="TABLE.COLUMN=TYPE[:ON_ERROR]",
+        help="carry a column as TYPE (text, bigint, integer, double precision, numeric, bytea), as the plan's "
+        "sync.casts would; ON_ERROR: refuse (default), null or text; repeatable; quote a name holding '.' as "
+        '"my.table".col; overrides the plan\'s cast of the same column, and runs the copy here',
+    )
+    cp.add_argument(
+        "--timestamps",
+        choices=("meaning", "strict"),
+        default=None,
+        help="ISO texts of instants in several forms in one column: carry them as timestamp (meaning, the "
+        "default) or refuse the column (strict); default: the plan's sync.timestamps",
     )
     cp.set_defaults(func=_copy)
 
@@ -237,12 +255,19 @@ def _table_names(t: _Target) -> list[str]:
 @_guard
 def _copy(args: argparse.Namespace) -> int:
     """With a plan alone, the copy is the controller's `copy` action (journaled, locked, its progress on the
-    screen; queued to the running controller if there is one). With --from/--to/--tables it runs here."""
+    screen; queued to the running controller if there is one). With --from/--to/--tables/--cast/--timestamps
+    it runs here, with the plan's casts and timestamp policy overridden by those given."""
+    try:
+        cli_casts = [parse_cast_arg(text) for text in args.cast]
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
     t = _target(args)
     printer = CopyProgress(enabled=not args.json)
-    if t.plan is not None and not (args.source or args.target or args.tables):
+    here = args.source or args.target or args.tables or cli_casts or args.timestamps
+    if t.plan is not None and not here:
         return _copy_by_controller(t.plan, args, printer)
-    _one_path(t, "copy", "leave out --from/--to/--tables to queue the copy to it")
+    _one_path(t, "copy", "leave out --from/--to/--tables/--cast/--timestamps to queue the copy to it")
+    t.casts = _copy_casts(t, cli_casts, args.timestamps)
     runner = _runner(t, None)
     runner.tables = _table_names(t)
     try:
@@ -267,6 +292,36 @@ def _copy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _copy_casts(t: _Target, cli_casts: list[Cast], timestamps: str | None) -> list[Any]:
+    """The plan's casts and timestamp policy, overridden by --cast and --timestamps; each --cast must name a
+    table and a column of the SQLite file (checked before anything is written)."""
+    by_column: dict[tuple[str, str], Any] = {}
+    policy: Any = None
+    for c in plan_casts(t.plan.sync) if t.plan is not None else []:
+        if isinstance(c, TimestampPolicy):
+            policy = c
+        else:
+            by_column[(c.table, c.column)] = c
+    if cli_casts:
+        conn = connect_sqlite(t.sqlite_path)
+        try:
+            for c in cli_casts:
+                columns = [r[1] for r in conn.execute(f"PRAGMA table_xinfo({qi(c.table)})").fetchall()]
+                if not columns:
+                    raise _Usage(f"--cast {cast_arg(c)}: no table {c.table!r} in {t.sqlite_path}")
+                if c.column not in columns:
+                    raise _Usage(
+                        f"--cast {cast_arg(c)}: table {c.table!r} has no column {c.column!r} "
+                        f"(its columns: {', '.join(columns)})"
+                    )
+                by_column[(c.table, c.column)] = c
+        finally:
+            conn.close()
+    if timestamps is not None:
+        policy = TimestampPolicy(timestamps) if timestamps != "meaning" else None
+    return [*by_column.values(), *([policy] if policy is not None else [])]
+
+
 def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: CopyProgress) -> int:
     from cockpit.cli.main import perform, print_result
 
@@ -280,6 +335,8 @@ def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: CopyProgre
         print(json.dumps(redact({**extra, "action": result}), default=str, indent=2))
         return EXIT_OK if result.get("ok") else EXIT_FAILED
     code = print_result(result, False)
+    for note in (extra.get("copy") or {}).get("notes", []):
+        print(f"  note: {redact_text(note)}")
     for warning in (extra.get("copy") or {}).get("warnings", []):
         print(f"  warning: {redact_text(warning)}")
     return code

@@ -125,6 +125,9 @@ class Sync(_Part):
         hint = " (did you mean 'all'?)" if difflib.get_close_matches(str(value), ["all"], n=1) else ""
         raise ValueError(f"{value!r} is not one of 'all' or a list of table names{hint}")
 
+    # ISO texts of instants in several forms in one column: carried as timestamp by meaning, or refused
+    timestamps: Literal["meaning", "strict"] = "meaning"
+
 
 class Gate(_Part):
     """A condition that must hold to leave a phase: `metric op value`."""

@@ -169,10 +169,12 @@ def test_one_shot_cli_actions_without_a_controller(tmp_path: Path) -> None:
     lines = cockpit("-p", str(plan), "journal", check=True).stdout.splitlines()
     assert any("rollback requested: drill" in line for line in lines)
     assert cockpit("-p", str(plan), "rollback", "--yes").returncode == 2  # --reason is required
+    before = cockpit("-p", str(plan), "journal", "--json", check=True).stdout
     bad = write_plan(tmp_path, BASE.replace("green: 20", "green: 200"), name="bad.yaml")
     p = cockpit("-p", str(bad), "advance", "--yes")
     assert p.returncode == 2 and "outside 0..100" in p.stderr
-    assert not (tmp_path / "journal.db").read_bytes().count(b"200")  # nothing ran for the bad plan
+    # nothing ran for the bad plan: the journal (both plans name the same file) gained no event
+    assert cockpit("-p", str(plan), "journal", "--json", check=True).stdout == before
     assert cockpit("status").returncode == 2  # no plan
 
 

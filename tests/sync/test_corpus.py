@@ -1,18 +1,21 @@
-"""Every file of the pgloader SQLite corpus is copied exactly, or refused naming table, column, key and value."""
+"""Every file of the pgloader SQLite corpus is copied exactly, or refused naming table, column, key and value and
+the way through; the casts a refusal proposes then copy the file exactly (sqlite.db: mostly keyless tables)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sqlite3
+import warnings
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.exc import SAWarning
 
 from cockpit.core.plan import Cast
 from cockpit.drivers.sync.copy import copy_database
-from cockpit.drivers.sync.schema import SchemaRefused
+from cockpit.drivers.sync.schema import Fix, SchemaRefused
 from tests.sync.test_copy_support import assert_copied_exactly
 
 # the corpus lives beside the repository (../shared/corpus), or where COCKPIT_CORPUS says
@@ -43,6 +46,14 @@ REFUSED = {
         'column "StartTime"',
         "rowid=1: integer 0",
     ],
+}
+
+# file -> the way through its refusal proposes (collision.db: a rename in SQLite, no cast)
+WAY_THROUGH = {
+    "bad-utf8.db": [Fix("files", "filename", "bytea")],
+    "collision.db": [],
+    "type-mismatch.db": [Fix("products", "qty", "text")],
+    "sqlite.db": [Fix("intege", "id", "text"), Fix("stamps", "StartTime", "text")],
 }
 
 # how a plan settles the refused files that can be settled (collision needs a rename in SQLite)
@@ -83,9 +94,17 @@ def test_corpus_file_is_copied_exactly_or_refused(
         message = str(err.value)
         for fragment in REFUSED[name]:
             assert fragment in message, f"{fragment!r} missing from the refusal:\n{message}"
+        assert err.value.fixes == WAY_THROUGH[name]
+        for fix in err.value.fixes:
+            assert fix.plan_line() in message and fix.cli_arg() in message
+        if not err.value.fixes:
+            assert "rename one in SQLite first" in message
         assert _table_count(pg_url) == 0, "a refused copy wrote to PostgreSQL"
         return
-    report = copy_database(path, pg_url, jobs=3, sample_rows=sample_rows)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        report = copy_database(path, pg_url, jobs=3, sample_rows=sample_rows)
+    assert not [w for w in said if issubclass(w.category, SAWarning)]
     conn = sqlite3.connect(path)
     total = sum(conn.execute(f'SELECT count(*) FROM "{t.name}"').fetchone()[0] for t in report.tables)
     assert report.rows == total
@@ -97,6 +116,36 @@ def test_refused_corpus_file_is_copied_exactly_with_the_plans_casts(name: str, c
     path = copy_of(name)
     copy_database(path, pg_url, casts=CASTS[name])
     assert_copied_exactly(path, pg_url, casts=CASTS[name])
+
+
+def test_sqlite_db_copies_exactly_with_the_way_through_of_its_refusal(copy_of, pg_url: str) -> None:
+    """Most of its tables have no primary key; the two columns refused are carried as its refusal proposes."""
+    path = copy_of("sqlite.db")
+    with pytest.raises(SchemaRefused) as err:
+        copy_database(path, pg_url)
+    casts = [f.cast() for f in err.value.fixes]
+    report = copy_database(path, pg_url, casts=casts)
+    assert_copied_exactly(path, pg_url, casts=casts)
+    conn = sqlite3.connect(path)
+    keyless = [
+        t.name
+        for t in report.tables
+        if not conn.execute(f"SELECT count(*) FROM pragma_table_info('{t.name}') WHERE pk > 0").fetchone()[0]
+    ]
+    conn.close()
+    assert len(keyless) >= len(report.tables) // 2
+
+
+def test_bad_utf8_with_the_proposed_bytea_keeps_every_byte(copy_of, pg_url: str) -> None:
+    path = copy_of("bad-utf8.db")
+    copy_database(path, pg_url, casts=[WAY_THROUGH["bad-utf8.db"][0].cast()])
+    conn = sqlite3.connect(path)
+    conn.text_factory = bytes
+    blue = dict(conn.execute("SELECT id, CAST(filename AS BLOB) FROM files").fetchall())
+    conn.close()
+    with psycopg.connect(pg_url) as pg:
+        green = {k: bytes(v) for k, v in pg.execute("SELECT id, filename FROM files").fetchall()}
+    assert green == blue
 
 
 def test_bad_utf8_cast_to_text_with_null_on_error(copy_of, pg_url: str) -> None:

@@ -12,7 +12,14 @@ import pytest
 
 from cockpit.core.plan import Cast
 from cockpit.drivers.sync import values as V
-from cockpit.drivers.sync.schema import SchemaRefused, affinity, pg_truncate, read_mapping
+from cockpit.drivers.sync.schema import (
+    Fix,
+    SchemaRefused,
+    TimestampPolicy,
+    affinity,
+    pg_truncate,
+    read_mapping,
+)
 
 
 def _db(tmp_path: Path, ddl: str, rows: list[tuple] = (), table: str = "t") -> sqlite3.Connection:
@@ -96,14 +103,16 @@ def test_refusal_names_table_column_key_and_value(tmp_path: Path) -> None:
     assert "key k='b': text 'two'" in problem and "key k='c': real 2.5" in problem
 
 
-def test_mixed_date_forms_are_refused(tmp_path: Path) -> None:
+def test_mixed_date_forms_are_refused_when_the_plan_is_strict(tmp_path: Path) -> None:
     conn = _db(
         tmp_path,
         "CREATE TABLE t (d DATETIME)",
         [("2024-01-01 00:00:00",), ("2024-01-02 00:00",), ("2024-01-03 00:00:00",)],
     )
-    with pytest.raises(SchemaRefused, match=r"rowid=2: text '2024-01-02 00:00'"):
-        read_mapping(conn)
+    with pytest.raises(SchemaRefused, match=r"rowid=2: text '2024-01-02 00:00'") as err:
+        read_mapping(conn, casts=[TimestampPolicy("strict")])
+    assert err.value.fixes == [Fix("t", "d", "text")]
+    assert read_mapping(conn)["t"].columns[0].pg_type == "timestamp"
 
 
 def test_cast_settles_a_column(tmp_path: Path) -> None:

@@ -19,9 +19,17 @@ Order of work:
    sample) stops the load: its tables are dropped, the whole source is examined in the same snapshot, and the
    copy is refused naming every problem, or done again with the types the full examination chose.
 5. Primary keys, unique constraints and indexes of each table, started as soon as that table's data is in (while
-   other tables still load; `jobs` at a time), then foreign keys `NOT VALID`, then each validated; a failed
-   validation leaves it NOT VALID and the report names the orphan rows.
+   other tables still load; `jobs` at a time); then the table's translated CHECK constraints and expression,
+   partial and NOCASE indexes (`cockpit.drivers.sync.constraints`), each in its own transaction: one that
+   PostgreSQL rejects (a CHECK the copied rows do not all pass means its translation would refuse what SQLite
+   accepted) is left out and named in the report's warnings, the carried ones in its notes. Then foreign keys
+   `NOT VALID`, then each validated; a failed validation leaves it NOT VALID and the report names the orphan
+   rows. Then the translated views (views over views in order); one PostgreSQL rejects is named.
 6. `cockpit.drivers.sync.capture.record_copy_position` stores the position, so blue->green capture resumes exactly there.
+
+The report's `notes` say how columns and constraints were carried (mixed ISO forms of instants as timestamp, each
+CHECK, index and view translated); its `warnings` what was not carried and why. SQLAlchemy's own warnings never
+reach the terminal (`schema.read_source`).
 
 A failure in steps 3-6 drops every table the copy created (and the schema, if it created it): the target is left
 as it was.
@@ -49,7 +57,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTable
 
 from cockpit.core.errors import CockpitError
-from cockpit.core.plan import Cast
 from cockpit.core.redact import redact
 from cockpit.core.state import TableCopy
 from cockpit.drivers.sync import values as V
@@ -104,8 +111,9 @@ class CopyReport:
     tables: list[TableReport] = field(default_factory=list)
     seconds: float = 0.0
     load_seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what was not carried, and why
     not_valid: list[ForeignKeyIssue] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how some columns and constraints were carried
 
     @property
     def rows(self) -> int:
@@ -139,6 +147,8 @@ class CopyReport:
                 f"  foreign key {fk.constraint} on {fk.table} -> {fk.references} left NOT VALID: {fk.orphans} "
                 f"orphan row(s): " + "; ".join(fk.examples)
             )
+        for n in self.notes:
+            lines.append(f"  note: {n}")
         for w in self.warnings:
             lines.append(f"  warning: {w}")
         return redact("\n".join(lines))
@@ -247,6 +257,7 @@ class _Guards:
     def install(self, conn: sqlite3.Connection) -> None:
         conn.create_function("cockpit_copy_field", 2, self.field, deterministic=True)
         conn.create_function("cockpit_copy_reject", 2, self.reject, deterministic=True)
+        conn.create_function("cockpit_copy_text", 2, self.text_field, deterministic=True)
 
     def field(self, i: int, value: Any) -> str:
         try:
@@ -254,6 +265,15 @@ class _Guards:
         except (ValueError, OverflowError, ArithmeticError) as exc:
             self.rejected.append(f"{self.columns[i][0]}.{self.columns[i][1]}: {exc}")
             raise
+
+    def text_field(self, i: int, raw: bytes) -> str:
+        """A text value sent as its bytes: decoded when it is UTF-8, else handed over as bytes (a cast's
+        converter then converts or refuses it)."""
+        try:
+            value: Any = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw
+        return self.field(i, value)
 
     def reject(self, i: int, value: Any) -> str:
         self.rejected.append(
@@ -272,9 +292,9 @@ class _Guards:
             c = qi(col.map.name)
             i = self.index[(table.name, col.map.name)]
             fields.append(
-                col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})").replace(
-                    "{bad}", f"cockpit_copy_reject({i}, {c})"
-                )
+                col.copy_sql.replace("{fn}", f"cockpit_copy_field({i}, {c})")
+                .replace("{fn_text}", f"cockpit_copy_text({i}, CAST({c} AS BLOB))")
+                .replace("{bad}", f"cockpit_copy_reject({i}, {c})")
             )
         if len(fields) < 100:  # one printf() allocates once; a chain of || copies the line at every step
             line = "printf('" + "\t".join(["%s"] * len(fields)) + "\n', " + ", ".join(fields) + ")"
@@ -560,12 +580,60 @@ def _writer(
                 loaded(st.name)
 
 
-def _run_keys(pg_url: str, statements: list[str]) -> None:
+@dataclass
+class _TableDdl:
+    """What one table gets once its data is in: keys (a failure fails the copy), then the translated CHECK
+    constraints and indexes (`constraints`), each on its own: one PostgreSQL rejects is named and left out."""
+
+    keys: list[str]
+    translated: list[tuple[str, sql.Composable]] = field(default_factory=list)  # (what, statement)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.translated)
+
+
+def _translated(st: SourceTable, schema: str) -> list[tuple[str, sql.Composable]]:
+    out: list[tuple[str, sql.Composable]] = []
+    table = _table_ident(schema, st.name)
+    for check in st.checks:
+        named = (
+            sql.SQL("CONSTRAINT {} ").format(sql.Identifier(pg_truncate(check.name)))
+            if check.name
+            else sql.SQL("")
+        )
+        what = f'CHECK constraint{f" {check.name!r}" if check.name else ""} on table "{st.name}" ({check.source})'
+        out.append(
+            (what, sql.SQL("ALTER TABLE {} ADD {}CHECK ({})").format(table, named, sql.SQL(check.sql)))
+        )
+    for ix in st.expr_indexes:
+        stmt = sql.SQL("CREATE {}INDEX {} ON {} ({})").format(
+            sql.SQL("UNIQUE " if ix.unique else ""),
+            sql.Identifier(pg_truncate(ix.name)),
+            table,
+            sql.SQL(", ").join(sql.SQL(c) for c in ix.columns),
+        )
+        if ix.where:
+            stmt = stmt + sql.SQL(" WHERE {}").format(sql.SQL(ix.where))
+        kind = "unique index" if ix.unique else "index"
+        out.append((f'{kind} "{ix.name}" on table "{st.name}" ({ix.why})', stmt))
+    return out
+
+
+def _run_keys(pg_url: str, ddl: _TableDdl, report: CopyReport) -> None:
     with psycopg.connect(pg_url) as conn:
         conn.execute("SET maintenance_work_mem = '256MB'")
-        for stmt in statements:
+        for stmt in ddl.keys:
             conn.execute(stmt)
         conn.commit()
+        for what, stmt in ddl.translated:  # type: ignore[assignment]
+            try:
+                with conn.transaction():
+                    conn.execute(stmt)
+            except psycopg.Error as exc:
+                error = str(exc).strip().splitlines()[0]
+                report.warnings.append(f"{what} not carried: PostgreSQL refused its translation ({error})")
+            else:
+                report.notes.append(f"carried: {what}")
 
 
 def _validate(
@@ -632,6 +700,38 @@ def _orphans(
     return ForeignKeyIssue(st.name, conname, ref_table, count, examples)
 
 
+def _create_views(conn: psycopg.Connection, schema: str, source: Source, report: CopyReport) -> None:
+    """The translated views, after the tables; a view over another is retried once that one exists."""
+    todo = list(source.views)
+    errors: dict[str, str] = {}
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    try:
+        while todo:
+            left = []
+            for view in todo:
+                try:
+                    with conn.transaction():
+                        conn.execute(
+                            sql.SQL("CREATE VIEW {} AS {}").format(
+                                _table_ident(schema, view.name), sql.SQL(view.select)
+                            )
+                        )
+                except psycopg.Error as exc:
+                    errors[view.name] = str(exc).strip().splitlines()[0]
+                    left.append(view)
+                else:
+                    report.notes.append(f'carried: view "{view.name}"')
+            if len(left) == len(todo):
+                break
+            todo = left
+    finally:
+        conn.execute("RESET search_path")
+    for view in todo:
+        report.warnings.append(
+            f'view "{view.name}" not carried: PostgreSQL refused its translation ({errors[view.name]})'
+        )
+
+
 def _drop(pg_url: str, schema: str, names: list[str]) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         for name in names:
@@ -659,7 +759,7 @@ def copy_database(
     pg_url: str,
     tables: list[str] | None = None,
     jobs: int = 4,
-    casts: list[Cast] | None = None,
+    casts: list[Any] | None = None,
     progress: Callable[[CopyProgress], None] | None = None,
     schema: str = "public",
     chunk_rows: int = CHUNK_ROWS,
@@ -667,7 +767,10 @@ def copy_database(
 ) -> CopyReport:
     """Copy `sqlite_path` (all app tables, or `tables`) into `schema` of `pg_url`.
 
-    Raises `SchemaRefused` (values that cannot be carried exactly; nothing written) or `CopyError` (target tables
+    `casts`: the plan's `Cast`s, and its timestamp policy (`schema.plan_casts`).
+
+    Raises `SchemaRefused` (values that cannot be carried exactly, each with its way through; nothing written) or
+    `CopyError` (target tables
     already there, or a PostgreSQL failure, after which the created tables are dropped again). `progress` is called
     from the writer threads (serialised by a lock) after every chunk, and once more when a table is done.
 
@@ -690,9 +793,14 @@ def copy_database(
         if source.problems:
             source = read_source(conn, tables, casts)
         if source.problems:
-            raise SchemaRefused(source.problems)
+            raise source.refused()
         report = CopyReport(
-            str(sqlite_path), redact(pg_url), schema, position, warnings=notes + source.warnings
+            str(sqlite_path),
+            redact(pg_url),
+            schema,
+            position,
+            warnings=notes + source.warnings,
+            notes=list(source.notes),
         )
         try:
             _copy(readers, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
@@ -701,9 +809,10 @@ def copy_database(
                 raise CopyError(str(retry)) from retry.__cause__
             source = read_source(conn, tables, casts)
             if source.problems:
-                raise SchemaRefused(source.problems) from None
+                raise source.refused() from None
             report.tables.clear()
             report.warnings = notes + source.warnings
+            report.notes = list(source.notes)
             try:
                 _copy(readers, source, pg_url, schema, max(1, jobs), chunk_rows, progress, report)
             except _Retry as again:
@@ -747,7 +856,11 @@ def _copy(
             raise CopyError(f"creating the tables failed: {exc}") from exc
     try:
         key_sql = {
-            name: _key_statements(source.tables[name], ddl.tables[name], report.warnings) for name in names
+            name: _TableDdl(
+                _key_statements(source.tables[name], ddl.tables[name], report.warnings),
+                _translated(source.tables[name], schema),
+            )
+            for name in names
         }
         fks = _fk_constraints(source, ddl, report.warnings)
         _load_and_key(readers, source, pg_url, schema, jobs, chunk_rows, progress, report, key_sql)
@@ -755,6 +868,7 @@ def _copy(
             for _table, cons in fks:
                 pg.execute(_ddl(AddConstraint(cons)))
             _validate(pg, schema, source, fks, report)
+            _create_views(pg, schema, source, report)
             _record_position(pg, report)
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -776,7 +890,7 @@ def _load_and_key(
     chunk_rows: int,
     progress: Callable[[CopyProgress], None] | None,
     report: CopyReport,
-    key_sql: dict[str, list[str]],
+    key_sql: dict[str, _TableDdl],
 ) -> None:
     """The load, with each table's keys and indexes built as soon as its data is in, while other tables load.
 
@@ -788,7 +902,7 @@ def _load_and_key(
 
         def loaded(table: str) -> None:
             if key_sql.get(table):
-                futures.append(pool.submit(_run_keys, pg_url, key_sql[table]))
+                futures.append(pool.submit(_run_keys, pg_url, key_sql[table], report))
 
         try:
             _load(readers, source, pg_url, schema, chunk_rows, progress, report, loaded)

@@ -9,6 +9,7 @@ forms of dates stored as text, the range of numbers). The choice per column:
 | `...BOOL...`                               | 0/1, or one text pair (true/false, t/f, yes/no, y/n in one spelling) | `boolean` |
 | `DATE`                                     | ISO `YYYY-MM-DD` text           | `date`                                  |
 | `DATE`, `DATETIME`, `TIMESTAMP`            | ISO text in one form            | `timestamp` (`timestamptz` with a zone) |
+|                                            | ISO text in several forms       | the same, by meaning (see below)        |
 |                                            | integers / reals                | `timestamptz` from epoch seconds, epoch milliseconds (all >= 1e11) or Julian days (reals within years 1..9999); `double precision` when a real does not survive microseconds |
 | `NUMERIC(p,s)` / `DECIMAL`                 | integers, reals                 | `numeric(p,s)` if every value fits, else `numeric` |
 | INTEGER affinity (`INT` anywhere)          | integers                        | `bigint` always: SQLite does not enforce `smallint`, so the next write could overflow a narrower type |
@@ -17,12 +18,23 @@ forms of dates stored as text, the range of numbers). The choice per column:
 | BLOB / no type                             | one storage class               | that class's type (`bytea` for blobs)   |
 | other NUMERIC affinity                     | integers / reals / both / text  | `bigint` / `double precision` / `numeric` / `text` |
 
+Several ISO forms of instants in one column (`values.MIXED_FORMS`: 'T' or ' ', minutes to microseconds, e.g.
+`isoformat()` beside `CURRENT_TIMESTAMP`) mean the same instants: the column is carried as `timestamp` (or
+`timestamptz` when every value has 'Z' or an offset; zoned beside zoneless texts are refused, their meanings do
+not compare), the report notes it per column, rows written back to SQLite take the column's most common form
+(rows not written keep their text), and `ColumnMap.canonical` gives both sides one text per instant for
+integrity. The plan's `sync.timestamps: strict` (`TimestampPolicy`, carried in the casts list by `plan_casts`)
+refuses such a column instead.
+
 Anything else (text in an INTEGER column, a blob in a TEXT column, text that is not UTF-8, a NUL character, two
-storage classes that no one type holds, a date text in another form than its column's) is a problem, reported with
-table, column, key and value; all problems are collected and raised together as `SchemaRefused` before anything is
-written. A plan `Cast(table, column, to, on_error)` settles a column: `to` is the PostgreSQL type;
-`on_error: refuse` still reports values that do not convert, `null` writes NULL for them, `text` makes the column
-`text` when any value does not convert.
+storage classes that no one type holds, a date text in none of the forms) is a problem, reported with table,
+column, key and value; all problems are collected and raised together as `SchemaRefused` before anything is
+written. Each refused column comes with its way through (`Fix`): the first cast among `text`, `bytea` and
+`text` with `on_error: null` that carries every value of the column, shown as plan lines and as
+`cockpit sync copy --cast TABLE.COLUMN=TYPE[:ON_ERROR]` (`cast_arg`, `parse_cast_arg`). A plan
+`Cast(table, column, to, on_error)` settles a column: `to` is the PostgreSQL type; `on_error: refuse` still
+reports values that do not convert, `null` writes NULL for them, `text` makes the column `text` when any value
+does not convert.
 
 Keys: `TableMap.primary_key` is the declared primary key. A table without one, or whose key columns hold NULLs
 (SQLite allows that outside rowid tables; PostgreSQL then gets a UNIQUE constraint instead), has
@@ -42,8 +54,12 @@ Defaults: constant ones are evaluated by SQLite for the column's affinity and wr
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
+import shlex
 import sqlite3
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -56,6 +72,7 @@ from sqlalchemy.pool import StaticPool
 
 from cockpit.core.errors import CockpitError
 from cockpit.core.plan import Cast
+from cockpit.drivers.sync import constraints as K
 from cockpit.drivers.sync import values as V
 from cockpit.drivers.sync.capture import qi, ql
 
@@ -75,6 +92,9 @@ class ColumnMap:
     nullable: bool
     to_pg: Callable[[Any], Any]  # SQLite stored value -> value psycopg sends for pg_type (None -> None)
     to_sqlite: Callable[[Any], Any]  # value psycopg returns -> value SQLite stores, in the source's form
+    # SQLite stored value -> the form two equal meanings share, for the columns whose stored values spell one
+    # meaning in several ways (ISO texts of instants in mixed forms); None: the stored form is canonical
+    canonical: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,15 +110,125 @@ class TableMap:
         raise KeyError(name)
 
 
-class SchemaRefused(CockpitError):
-    """The source cannot be carried exactly; `problems` names table, column, key and value for each."""
+@dataclass(frozen=True)
+class Fix:
+    """The plan cast that carries a refused column: what `SchemaRefused` proposes as the way through."""
 
-    def __init__(self, problems: list[str]):
+    table: str
+    column: str
+    to: str
+    on_error: str = "refuse"
+
+    def cast(self) -> Cast:
+        return Cast(table=self.table, column=self.column, to=self.to, on_error=self.on_error)  # type: ignore[arg-type]
+
+    def plan_line(self) -> str:
+        """One item of `sync.casts` in the plan (YAML flow mapping)."""
+        extra = f", on_error: {self.on_error}" if self.on_error != "refuse" else ""
+        return f"- {{table: {_yaml_scalar(self.table)}, column: {_yaml_scalar(self.column)}, to: {self.to}{extra}}}"
+
+    def cli_arg(self) -> str:
+        """The `cockpit sync copy --cast` argument, quoted for a POSIX shell."""
+        return "--cast " + shlex.quote(cast_arg(self.cast()))
+
+
+class SchemaRefused(CockpitError):
+    """The source cannot be carried exactly; `problems` names table, column, key and value for each, and `fixes`
+    are the plan casts that would carry the refused columns (the message shows them as plan lines and as
+    `--cast` arguments)."""
+
+    def __init__(self, problems: list[str], fixes: Iterable[Fix] = ()):
         self.problems = list(problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s) stop the copy (nothing was written):\n"
-            + "\n".join(f"  - {p}" for p in self.problems)
+        self.fixes = list(dict.fromkeys(fixes))
+        text = f"{len(self.problems)} problem(s) stop the copy (nothing was written):\n" + "\n".join(
+            f"  - {p}" for p in self.problems
         )
+        if self.fixes:
+            text += (
+                "\nThe way through: carry the refused column(s) with a cast. In the plan:\n  sync:\n    casts:\n"
+                + "\n".join(f"      {f.plan_line()}" for f in self.fixes)
+                + "\nor without a plan: cockpit sync copy "
+                + " ".join(f.cli_arg() for f in self.fixes)
+                + "\n(text keeps every value as it is written; bytea keeps the bytes of text that is not UTF-8, "
+                "and they come back to SQLite as blobs; on_error: null writes NULL for a value that does not "
+                "convert)"
+            )
+        super().__init__(text)
+
+
+_YAML_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def _yaml_scalar(name: str) -> str:
+    """A name as a YAML scalar that reads back as the same string (JSON strings are YAML double-quoted ones)."""
+    if _YAML_PLAIN.match(name) and name.lower() not in _YAML_WORDS:
+        return name
+    return json.dumps(name, ensure_ascii=False)
+
+
+# ----------------------------------------------------------------------------------------- --cast arguments
+
+CAST_TYPES = ("text", "bigint", "integer", "double precision", "numeric", "bytea")
+ON_ERRORS = ("refuse", "null", "text")
+
+
+def _cli_ident(name: str) -> str:
+    if name and not any(ch in name for ch in '.="') and name == name.strip():
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def cast_arg(cast: Cast) -> str:
+    """`TABLE.COLUMN=TYPE[:ON_ERROR]`, the form `parse_cast_arg` reads back (names with '.', '=' or '"' quoted
+    as SQL identifiers)."""
+    suffix = f":{cast.on_error}" if cast.on_error != "refuse" else ""
+    return f"{_cli_ident(cast.table)}.{_cli_ident(cast.column)}={cast.to}{suffix}"
+
+
+def _take_ident(text: str) -> tuple[str, str]:
+    """One name from the front of `text` ("quoted" or up to the next '.'), and the rest."""
+    if text.startswith('"'):
+        out, i = [], 1
+        while i < len(text):
+            if text[i] == '"':
+                if text[i + 1 : i + 2] == '"':
+                    out.append('"')
+                    i += 2
+                    continue
+                return "".join(out), text[i + 1 :]
+            out.append(text[i])
+            i += 1
+        raise ValueError("a quoted name is not closed")
+    head, dot, rest = text.partition(".")
+    return head, dot + rest
+
+
+def parse_cast_arg(text: str) -> Cast:
+    """`TABLE.COLUMN=TYPE[:ON_ERROR]` -> Cast; ValueError with what is wrong and the expected form."""
+    form = "expected TABLE.COLUMN=TYPE[:ON_ERROR], e.g. companies.founded=text or 'my.table'.col=bigint:null"
+    target, eq, kind = text.rpartition("=")
+    if not eq or not target or not kind.strip():
+        raise ValueError(f"--cast {text!r}: {form}")
+    try:
+        table, rest = _take_ident(target)
+        if not rest.startswith("."):
+            raise ValueError("no '.' between table and column")
+        column, tail = _take_ident(rest[1:])
+        if tail:
+            raise ValueError(f"unexpected {tail!r} after the column (quote a name that holds '.')")
+    except ValueError as exc:
+        raise ValueError(f"--cast {text!r}: {exc}; {form}") from None
+    if not table or not column:
+        raise ValueError(f"--cast {text!r}: empty table or column name; {form}")
+    to, colon, on_error = kind.strip().partition(":")
+    to = " ".join(to.lower().split())
+    on_error = on_error.strip().lower() if colon else "refuse"
+    if to not in CAST_TYPES:
+        raise ValueError(f"--cast {text!r}: type {to!r} is not supported; one of: {', '.join(CAST_TYPES)}")
+    if on_error not in ON_ERRORS:
+        raise ValueError(f"--cast {text!r}: on_error {on_error!r} is not one of: {', '.join(ON_ERRORS)}")
+    return Cast(table=table, column=column, to=to, on_error=on_error)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------- internal model
@@ -115,6 +245,7 @@ class SourceColumn:
     default_sql: str | None = None  # PostgreSQL expression for the server default
     identity_start: int | None = None
     fmt: V.IsoFormat | None = None  # how dates stored as text are spelled
+    bool_pair: tuple[Any, Any] | None = None  # a boolean's (true, false) as SQLite stores them
 
 
 @dataclass
@@ -147,6 +278,9 @@ class SourceTable:
     indexes: list[SourceIndex] = field(default_factory=list)
     foreign_keys: list[SourceForeignKey] = field(default_factory=list)
     rowid: bool = True
+    checks: list[K.Check] = field(default_factory=list)  # translated CHECK constraints
+    expr_indexes: list[K.Index] = field(default_factory=list)  # expression, partial and NOCASE indexes
+    cols: dict[str, K.Col] = field(default_factory=dict)  # what translations know of each column
 
     @property
     def map(self) -> TableMap:
@@ -160,6 +294,12 @@ class Source:
     warnings: list[str]
     schema_version: int
     sampled: bool = False
+    fixes: list[Fix] = field(default_factory=list)  # the casts that would carry the refused columns
+    notes: list[str] = field(default_factory=list)  # what the copy's report tells, per column (not a problem)
+    views: list[K.View] = field(default_factory=list)  # translated views, in sqlite_master's order
+
+    def refused(self) -> SchemaRefused:
+        return SchemaRefused(self.problems, self.fixes)
 
     def mapping(self) -> dict[str, TableMap]:
         return {name: t.map for name, t in self.tables.items()}
@@ -341,6 +481,11 @@ def _sql_copy(
         return f"CASE typeof({c}) WHEN 'text' THEN {_sql_text(c)} {null} ELSE {{bad}} END"
     if kind == "bytes":
         return f"CASE typeof({c}) WHEN 'blob' THEN '\\\\x' || hex({c}) {null} ELSE {{bad}} END"
+    if kind == "cast_bytea":  # text as its bytes, valid UTF-8 or not (a Python function could not take it)
+        return (
+            f"CASE typeof({c}) WHEN 'blob' THEN '\\\\x' || hex({c}) WHEN 'text' THEN '\\\\x' || hex(CAST({c} AS BLOB)) "
+            f"{null} ELSE {{fn}} END"
+        )
     if kind == "bool":
         assert bool_pair is not None
         t, f = (ql(v) if isinstance(v, str) else str(v) for v in bool_pair)
@@ -349,6 +494,13 @@ def _sql_copy(
             f"CASE WHEN {c} IS NULL THEN {_NULL} WHEN typeof({c}) <> '{want}' THEN {{bad}} "
             f"WHEN {c} = {t} COLLATE BINARY THEN 't' WHEN {c} = {f} COLLATE BINARY THEN 'f' ELSE {{bad}} END"
         )
+    if kind == "iso" and fmt is not None and fmt.mixed:
+        shape, _sep, sfx = _iso_shape_sql(c)
+        zone = f"{sfx} <> ''" if fmt.suffix else f"{sfx} = ''"
+        return (
+            f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {shape} <> 'bad' AND {zone} THEN {c} ELSE {{bad}} END "
+            f"{null} ELSE {{bad}} END"
+        )
     if kind == "iso":
         assert fmt is not None
         # typeof() first: one branch per row (measured cheaper than `IS NULL` then `typeof() = 'text' AND ...`)
@@ -356,6 +508,8 @@ def _sql_copy(
             f"CASE typeof({c}) WHEN 'text' THEN CASE WHEN {_sql_iso_check(c, fmt)} THEN {c} ELSE {{bad}} END "
             f"{null} ELSE {{bad}} END"
         )
+    if kind == "cast":  # text goes as bytes: a Python function cannot take text that is not UTF-8
+        return f"CASE typeof({c}) {null} WHEN 'text' THEN {{fn_text}} ELSE {{fn}} END"
     return f"CASE WHEN {c} IS NULL THEN {_NULL} ELSE {{fn}} END"
 
 
@@ -363,12 +517,21 @@ def _sql_copy(
 
 
 class _Reader:
-    def __init__(self, conn: sqlite3.Connection, casts: list[Cast] | None, sample: int | None = None):
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        casts: list[Cast] | None,
+        sample: int | None = None,
+        timestamps: str = "meaning",
+    ):
         self.conn = conn
         self.sample = sample
+        self.timestamps = timestamps
         self.casts = {(c.table, c.column): c for c in casts or []}
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.notes: list[str] = []
+        self.fixes: list[Fix] = []
         conn.create_function("cockpit_text_ok", 1, _text_ok, deterministic=True)
 
     # -- helpers
@@ -416,9 +579,31 @@ class _Reader:
     ) -> None:
         shown = [f"{self.key_desc(table, key)}: {typ} {_show(value, typ)}" for key, value, typ in rows]
         more = f" (and {total - len(rows)} more)" if total > len(rows) else ""
+        fix = self.way_through(table, column)
+        self.fixes.append(fix)
         self.problems.append(
-            f'table "{table.name}", column "{column}": {reason} — ' + "; ".join(shown) + more
+            f'table "{table.name}", column "{column}": {reason} — '
+            + "; ".join(shown)
+            + more
+            + f"; the way through: {fix.cli_arg()} (or the plan lines below)"
         )
+
+    def way_through(self, table: SourceTable, column: str) -> Fix:
+        """The first cast that carries every value of the column: text, else bytea, else text with NULL for
+        the values that do not convert (checked on the values themselves, text read as bytes)."""
+        c = qi(column)
+        values = [
+            v
+            for (v,) in self.q(
+                f"SELECT DISTINCT CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END "
+                f"FROM {qi(table.name)} WHERE {c} IS NOT NULL"
+            )
+        ]
+        if all(_converts(V.any_to_text, v) for v in values):
+            return Fix(table.name, column, "text")
+        if all(isinstance(v, bytes) for v in values):
+            return Fix(table.name, column, "bytea")
+        return Fix(table.name, column, "text", "null")
 
     # -- per table
 
@@ -471,16 +656,7 @@ class _Reader:
                 table.uniques.append(
                     SourceIndex(uc.get("name") or f"{name}_{'_'.join(cols)}_key", cols, True)
                 )
-        for ix in insp.get_indexes(name):
-            cols = tuple(ix.get("column_names") or ())  # type: ignore[arg-type]
-            opts = ix.get("dialect_options") or {}
-            if not cols or any(c is None for c in cols) or ix.get("expressions"):
-                self.warnings.append(f'index "{ix["name"]}" on "{name}" uses expressions; not carried')
-                continue
-            if opts.get("sqlite_where") is not None:
-                self.warnings.append(f'index "{ix["name"]}" on "{name}" is partial; not carried')
-                continue
-            table.indexes.append(SourceIndex(ix["name"], cols, bool(ix.get("unique"))))  # type: ignore[arg-type]
+        self.constraints(table)
         for fk in insp.get_foreign_keys(name):
             ref_cols = tuple(fk.get("referred_columns") or ())
             table.foreign_keys.append(
@@ -494,6 +670,65 @@ class _Reader:
                 )
             )
         return table
+
+    def constraints(self, table: SourceTable) -> None:
+        """Indexes and CHECK constraints from sqlite_master's SQL and the index PRAGMAs (`constraints`)."""
+        name = table.name
+        row = self.q("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        create = (row[0][0] if row else None) or ""
+        try:
+            tdef = K.parse_table(create)
+        except Exception as exc:  # noqa: BLE001 - what cannot be read is named, never fatal
+            self.warnings.append(f'CHECK constraints and collations of table "{name}" not read: {exc}')
+            tdef = K.TableDef()
+        cols = {
+            c.map.name: K.Col(
+                pg_truncate(c.map.name),
+                c.map.pg_type,
+                tdef.collations.get(c.map.name) == "NOCASE",
+                c.bool_pair,
+            )
+            for c in table.columns
+        }
+        table.cols = cols
+        for cname, check in tdef.checks:
+            what = f'CHECK constraint{f" {cname!r}" if cname else ""} on table "{name}"'
+            try:
+                table.checks.append(K.translate_check(cname, check, cols))
+            except Exception as exc:  # noqa: BLE001 - a translation that fails is named, never fatal
+                self.warnings.append(str(K.NotCarried(what, check, str(exc))))
+        for _seq, ix_name, unique, origin, partial in self.q(f"PRAGMA index_list({qi(name)})"):
+            keys = [r for r in self.q(f"PRAGMA index_xinfo({qi(ix_name)})") if r[5]]  # key columns only
+            nocase = [r[2] for r in keys if (r[4] or "").upper() == "NOCASE"]
+            other = sorted({(r[4] or "").upper() for r in keys} - {"BINARY", "NOCASE", ""})
+            if origin in (
+                "pk",
+                "u",
+            ):  # a constraint, carried by the inspector's keys; NOCASE needs its fold index
+                if other:
+                    self.warnings.append(
+                        f'unique constraint on "{name}" ({", ".join(r[2] for r in keys)}) uses COLLATE '
+                        f"{', '.join(other)}, which PostgreSQL has not; carried as BINARY"
+                    )
+                if nocase and all(r[2] in cols for r in keys):
+                    short = pg_truncate(f"{name}_{'_'.join(r[2] for r in keys)}_nocase_key")
+                    table.expr_indexes.append(
+                        K.nocase_unique(short, name, [r[2] for r in keys], {**cols, **_nocase(cols, nocase)})
+                    )
+                continue
+            plain = not partial and all(r[1] >= 0 for r in keys) and (not unique or not nocase) and not other
+            if plain:
+                table.indexes.append(SourceIndex(ix_name, tuple(r[2] for r in keys), bool(unique)))
+                continue
+            sql_row = self.q("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (ix_name,))
+            source = (sql_row[0][0] if sql_row else None) or ""
+            kind = "unique index" if unique else "index"
+            try:
+                table.expr_indexes.append(K.translate_index(ix_name, source, cols, bool(unique)))
+            except Exception as exc:  # noqa: BLE001 - a translation that fails is named, never fatal
+                self.warnings.append(
+                    str(K.NotCarried(f'{kind} "{ix_name}" on table "{name}"', source, str(exc)))
+                )
 
     def identity(self, table: SourceTable) -> None:
         if len(table.primary_key) != 1 or not table.rowid:
@@ -537,7 +772,8 @@ class _Reader:
         counts = {"integer": row[0] or 0, "real": row[1] or 0, "text": row[2] or 0, "blob": row[3] or 0}
         present = {k for k, n in counts.items() if n}
         lo, hi, bad_text = row[4], row[5], row[6] or 0
-        if bad_text:
+        cast = self.casts.get((table.name, col))
+        if bad_text and cast is None:
             self.offenders(
                 table,
                 col,
@@ -545,7 +781,6 @@ class _Reader:
                 "text that is not valid UTF-8 or holds a NUL character",
             )
             return None
-        cast = self.casts.get((table.name, col))
         if cast is not None:
             sc = self.cast_column(table, col, decl, nullable, cast)
         else:
@@ -569,7 +804,9 @@ class _Reader:
         s: int | None = None,
     ) -> SourceColumn:
         cm = ColumnMap(col, decl, pg_type, nullable, conv[0], conv[1])
-        return SourceColumn(cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s), fmt=fmt)
+        return SourceColumn(
+            cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s), fmt=fmt, bool_pair=bool_pair
+        )
 
     def simple(
         self, col: str, decl: str, nullable: bool, kind: str, p: int | None = None, s: int | None = None
@@ -608,7 +845,7 @@ class _Reader:
                 col,
                 where,
                 f"value(s) that do not fit {what} (declared {decl or 'no type'!r}; "
-                f"the other values are {others}); add a cast for this column to the plan",
+                f"the other values are {others})",
             )
 
         def majority() -> str:
@@ -707,8 +944,8 @@ class _Reader:
         c = qi(col)
         if self.sample is None:
             # the form seen in the first rows, checked on every row with one cheap expression
-            guess = _Reader(self.conn, None, SAMPLE_ROWS).iso(table, col, decl, nullable, dk)
-            if guess is not None and guess.fmt is not None:
+            guess = _Reader(self.conn, None, SAMPLE_ROWS, self.timestamps).iso(table, col, decl, nullable, dk)
+            if guess is not None and guess.fmt is not None and not guess.fmt.mixed:
                 (off,) = self.q(
                     f"SELECT count(*) FROM {qi(table.name)} WHERE typeof({c}) = 'text' "
                     f"AND NOT ({_sql_iso_check(c, guess.fmt)})"
@@ -718,7 +955,7 @@ class _Reader:
         shape, sep, sfx = _iso_shape_sql(c)
         groups = self.q(
             f"SELECT {shape}, {sep}, {sfx}, count(*) FROM {self.src(table.name)} WHERE typeof({c}) = 'text' "
-            "GROUP BY 1, 2, 3 ORDER BY 4 DESC"
+            "GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3"
         )
         good = [g for g in groups if g[0] != "bad"]
         shapes = {g[0] for g in groups}
@@ -737,17 +974,48 @@ class _Reader:
                 precision = "auto6"
             elif len(shapes) == 1:
                 precision = next(iter(shapes))
+        if precision is None and self.timestamps == "meaning" and "bad" not in shapes:
+            if self.sample is not None:  # the most common form and the counts are the whole column's
+                groups = self.q(
+                    f"SELECT {shape}, {sep}, {sfx}, count(*) FROM {qi(table.name)} WHERE typeof({c}) = 'text' "
+                    "GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3"
+                )
+                good = [g for g in groups if g[0] != "bad"]
+                if len(good) < len(groups):
+                    self.problems.append(
+                        f'table "{table.name}", column "{col}": date text in none of the ISO forms (seen in a sample)'
+                    )
+                    return None
+            mixed = self.mixed_iso(table, col, decl, nullable, good)
+            if mixed is not None:
+                return mixed
         if precision is None:
-            if good:
-                main = good[0]
-                where = f"typeof({c})='text' AND NOT ({shape} IS ? AND {sep} IS ? AND {sfx} IS ?)"
+            if not good:
+                self.offenders(table, col, f"typeof({c})='text'", "text that is not an ISO date or timestamp")
+                return None
+            main = good[0]
+            text = f"typeof({c})='text'"
+            if self.timestamps == "strict":
+                where = f"{text} AND NOT ({shape} IS ? AND {sep} IS ? AND {sfx} IS ?)"
                 reason = (
-                    f"date text not in the column's main form ({_describe_shape(main)}); one PostgreSQL "
-                    "type would not give each text back as it was"
+                    f"date text not in the column's main form ({_describe_shape(main)}); with "
+                    "sync.timestamps: strict, one PostgreSQL type would not give each text back as it was"
                 )
                 self.offenders(table, col, where, reason, main[:3])
+            elif "bad" in shapes:
+                reason = f"date text in none of the ISO forms carried as timestamp ({V.MIXED_FORMS})"
+                self.offenders(table, col, f"{text} AND {shape} = 'bad'", reason)
+            elif len({bool(g[2]) for g in good}) > 1:
+                reason = (
+                    f"instants with a zone and without one in one column (main form {_describe_shape(main)}): "
+                    "their meanings cannot be compared"
+                )
+                self.offenders(
+                    table, col, f"{text} AND ({sfx} <> '') IS NOT ?", reason, (1 if main[2] else 0,)
+                )
             else:
-                self.offenders(table, col, f"typeof({c})='text'", "text that is not an ISO date or timestamp")
+                reason = "a bare date among instants with zones: its meaning cannot be compared"
+                self.offenders(table, col, f"{text} AND {shape} = 'date'", reason)
             return None
         fmt = V.IsoFormat(
             precision,
@@ -758,6 +1026,34 @@ class _Reader:
         return self._column(
             col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), V.iso_converters(fmt), fmt=fmt
         )
+
+    def mixed_iso(
+        self, table: SourceTable, col: str, decl: str, nullable: bool, good: list[tuple]
+    ) -> SourceColumn | None:
+        """Several ISO forms of instants in one column (`values.MIXED_FORMS`), carried by meaning; None when
+        their meanings cannot be compared (zoned and unzoned texts, or a bare date among zoned ones)."""
+        zoned = {bool(g[2]) for g in good}
+        if len(zoned) != 1 or (True in zoned and any(g[0] == "date" for g in good)):
+            return None
+        main = good[0]
+        shape, sep, sfx = main[0], main[1] or " ", main[2]
+        precision = "micro" if shape == "micro0" else shape
+        if shape in ("second", "micro", "micro0") and {"second", "micro"} <= {
+            g[0] for g in good if g[1] == main[1] and g[2] == sfx
+        }:
+            precision = "auto6"  # Python's isoformat(): the fraction only when there is one
+        fmt = V.IsoFormat(precision, sep, sfx, mixed=True)
+        to_pg, to_sqlite = V.iso_converters(fmt)
+        sc = self._column(col, decl, nullable, "iso", fmt.pg_type, _ts_type(fmt), (to_pg, to_sqlite), fmt=fmt)
+        sc.map = dataclasses.replace(sc.map, canonical=fmt.canonical)
+        forms = ", ".join(f"{_describe_shape(g)}: {g[3]}" for g in good)
+        self.notes.append(
+            f'table "{table.name}", column "{col}": instants written in {len(good)} ISO forms ({forms}) are '
+            f"carried as {fmt.pg_type}, since their meanings compare; rows written back to SQLite take the most "
+            f"common form ({_describe_shape(main)}), unchanged rows keep their text, and integrity compares "
+            "meanings (`sync.timestamps: strict` refuses such a column instead)"
+        )
+        return sc
 
     def numeric_dates(
         self, table: SourceTable, col: str, decl: str, nullable: bool, present: set[str], lo: Any, hi: Any
@@ -837,10 +1133,12 @@ class _Reader:
         keycols = self.keycols(table)
         keysql = ", ".join(qi(k) if k != "rowid" else "rowid" for k in keycols) or "NULL"
         nk = max(len(keycols), 1)
+        # text that is not UTF-8 is read as its bytes (Python could not decode it): bytea carries it
+        value = f"CASE WHEN typeof({c}) = 'text' AND NOT cockpit_text_ok(CAST({c} AS BLOB)) THEN CAST({c} AS BLOB) ELSE {c} END"
         failing = [
             (row[:nk], row[nk], row[nk + 1])
             for row in self.q(
-                f"SELECT {keysql}, {c}, typeof({c}) FROM {qi(table.name)} WHERE {c} IS NOT NULL"
+                f"SELECT {keysql}, {value}, typeof({c}) FROM {qi(table.name)} WHERE {c} IS NOT NULL"
             )
             if not _converts(to_pg, row[nk])
         ]
@@ -868,7 +1166,7 @@ class _Reader:
         cm = ColumnMap(
             col, decl, pg_type, nullable or bool(failing and cast.on_error == "null"), to_pg, to_sqlite
         )
-        return SourceColumn(cm, "cast", sa_type, _sql_copy("cast", c))
+        return SourceColumn(cm, "cast", sa_type, _sql_copy("cast_bytea" if pg_type == "bytea" else "cast", c))
 
     # -- defaults
 
@@ -926,6 +1224,11 @@ def _unwrap(text: str) -> str:
                 return text
         text = text[1:-1]
     return text
+
+
+def _nocase(cols: dict[str, K.Col], names: list[str]) -> dict[str, K.Col]:
+    """`cols` with the named columns NOCASE (a constraint's index may say so when the column does not)."""
+    return {n: dataclasses.replace(cols[n], nocase=True) for n in names if n in cols}
 
 
 def _identity_text(value: Any) -> Any:
@@ -1072,10 +1375,39 @@ def user_tables(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in rows if not _is_internal(r[0])]
 
 
+TIMESTAMP_POLICIES = ("meaning", "strict")
+
+
+@dataclass(frozen=True)
+class TimestampPolicy:
+    """The plan's `sync.timestamps`, carried in the list of casts (`plan_casts`): every caller that hands the
+    plan's casts to the copy, the sync or integrity hands the policy along with them."""
+
+    policy: str = "strict"
+
+
+def plan_casts(sync: Any) -> list[Any]:
+    """What to pass as `casts` for a plan's `sync` section: its casts, and its timestamp policy."""
+    policy = getattr(sync, "timestamps", "meaning")
+    return [*sync.casts, *([TimestampPolicy(policy)] if policy != "meaning" else [])]
+
+
+def _split_casts(casts: Iterable[Any] | None) -> tuple[list[Cast], str]:
+    plain, policy = [], "meaning"
+    for c in casts or []:
+        if isinstance(c, TimestampPolicy):
+            policy = c.policy
+        else:
+            plain.append(c)
+    if policy not in TIMESTAMP_POLICIES:
+        raise ValueError(f"timestamps must be one of {', '.join(TIMESTAMP_POLICIES)}, not {policy!r}")
+    return plain, policy
+
+
 def read_source(
     conn: sqlite3.Connection,
     tables: list[str] | None = None,
-    casts: list[Cast] | None = None,
+    casts: list[Any] | None = None,
     sample: int | None = None,
 ) -> Source:
     """Everything the copy needs, with problems and warnings collected (nothing raised for data problems).
@@ -1087,8 +1419,11 @@ def read_source(
     With `sample`, the value statistics read only the first `sample` rows of each table: the types are a guess
     that the copy's guarded SQL checks on every value (a value outside the guess stops the load, and the copy
     reads everything again with `sample=None`). `rows` is then an estimate.
+
+    `casts` are the plan's `Cast`s, and may hold a `TimestampPolicy` (`plan_casts`).
     """
-    reader = _Reader(conn, casts, sample)
+    plain, policy = _split_casts(casts)
+    reader = _Reader(conn, plain, sample, policy)
     (version,) = conn.execute("PRAGMA schema_version").fetchone()
     names = list(tables) if tables is not None else user_tables(conn)
     engine = _inspector_engine(conn)
@@ -1099,19 +1434,73 @@ def read_source(
                 raise RuntimeError("the SQLite schema changed while it was being read; run the copy again")
             insp = sa.inspect(sa_conn)
             result: dict[str, SourceTable] = {}
-            for name in names:
-                table = reader.read_table(name, insp)
-                if table is not None:
-                    result[name] = table
+            # SQLAlchemy's warnings (with its source path) never reach the terminal: what they say is in the
+            # report when it matters (indexes are read from sqlite_master, not through the inspector)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", sa.exc.SAWarning)
+                for name in names:
+                    table = reader.read_table(name, insp)
+                    if table is not None:
+                        result[name] = table
+            for w in said:
+                if issubclass(w.category, sa.exc.SAWarning):
+                    if "expression-based index" not in str(w.message):  # read from sqlite_master instead
+                        reader.warnings.append(f"reading the SQLite schema: {w.message}")
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     finally:
         engine.dispose()
+    views = _views(conn, result, reader.warnings)
     _check_names(result, reader.problems)
     for table in result.values():
         for fk in table.foreign_keys:
             target = result.get(fk.ref_table)
             if target is not None and not fk.ref_columns:
                 fk.ref_columns = target.primary_key
-    return Source(result, reader.problems, reader.warnings, version, sampled=sample is not None)
+    return Source(
+        result,
+        reader.problems,
+        reader.warnings,
+        version,
+        sampled=sample is not None,
+        fixes=reader.fixes,
+        notes=reader.notes,
+        views=views,
+    )
+
+
+def _views(conn: sqlite3.Connection, tables: dict[str, SourceTable], notes: list[str]) -> list[K.View]:
+    """The views whose SQL translates (over copied tables); the others are named in `notes` with the reason."""
+    cols = {name: t.cols for name, t in tables.items()}
+    pending = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY rowid"
+    ).fetchall()
+    waiting = {name for name, _ in pending}
+    out: list[K.View] = []
+    while pending:  # a view over a view waits for that one
+        left = []
+        for name, sql_text in pending:
+            try:
+                view = K.translate_view(name, sql_text or "", cols)
+            except K.UnknownRelation as exc:
+                if exc.name in waiting and exc.name != name:
+                    left.append((name, sql_text))
+                    continue
+                notes.append(str(K.NotCarried(f'view "{name}"', sql_text or "", str(exc))))
+            except Exception as exc:  # noqa: BLE001 - a translation that fails is named, never fatal
+                notes.append(str(K.NotCarried(f'view "{name}"', sql_text or "", str(exc))))
+            else:
+                out.append(view)
+                cols[name] = view.cols
+            waiting.discard(name)
+        if len(left) == len(pending):
+            for name, sql_text in left:
+                notes.append(
+                    str(K.NotCarried(f'view "{name}"', sql_text or "", "it reads a view not carried"))
+                )
+            break
+        pending = left
+    return out
 
 
 def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:
@@ -1128,8 +1517,8 @@ def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:
                     f'table "{table.name}": columns {", ".join(repr(n) for n in names)} collide after PostgreSQL\'s '
                     f"63-byte name limit (all become {short!r}); rename one in SQLite first"
                 )
-        for ix in table.indexes:
-            relations.setdefault(pg_truncate(ix.name), []).append(f'index "{ix.name}"')
+        for ix in [*table.indexes, *table.expr_indexes]:
+            relations.setdefault(pg_truncate(ix.name), []).append(f'index "{ix.name}"')  # type: ignore[attr-defined]
         named = [u.name for u in table.uniques] + ([table.pk_name] if table.pk_name else [])
         for name in named:
             relations.setdefault(pg_truncate(name), []).append(f'constraint "{name}"')
@@ -1141,10 +1530,10 @@ def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:
 
 
 def read_mapping(
-    sqlite_conn: sqlite3.Connection, tables: list[str] | None = None, casts: list[Cast] | None = None
+    sqlite_conn: sqlite3.Connection, tables: list[str] | None = None, casts: list[Any] | None = None
 ) -> dict[str, TableMap]:
     """Per table, how each column is carried between SQLite and PostgreSQL; raises `SchemaRefused`."""
     source = read_source(sqlite_conn, tables, casts)
     if source.problems:
-        raise SchemaRefused(source.problems)
+        raise source.refused()
     return source.mapping()

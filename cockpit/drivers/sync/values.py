@@ -137,12 +137,24 @@ class IsoFormat:
     precision `auto6` is Python's `isoformat()`: seconds, plus `.ffffff` only when the microseconds are not zero.
     Values written back to SQLite use the column's form, lengthened only when the value has more precision
     (a PostgreSQL `now()` in a seconds column comes back with its microseconds rather than truncated).
+
+    `mixed`: the column holds several ISO forms of its instants (see `MIXED_FORMS`), carried by meaning; the
+    form above is the most common one, in which values are written back, and `canonical` brings any of the
+    forms to it, so that two texts of one instant compare equal.
     """
 
     precision: str = "second"  # one of PRECISIONS or "auto6"
     sep: str = " "
     suffix: str = ""  # "", "Z" or "+HH:MM" / "-HH:MM"
     as_date: bool = False  # PostgreSQL `date` rather than a timestamp
+    mixed: bool = False
+
+    def canonical(self, value: Any) -> Any:
+        """The text of `value`'s instant in the column's form (a value that is not such a text: unchanged)."""
+        try:
+            return self.render(self.parse(value))
+        except (ValueError, OverflowError):
+            return value
 
     @property
     def pg_type(self) -> str:
@@ -220,6 +232,12 @@ _TIMESPEC = {"minute": "minutes", "second": "seconds", "milli": "milliseconds", 
 
 def iso_converters(fmt: IsoFormat) -> tuple[Converter, Converter]:
     return fmt.parse, fmt.render
+
+
+MIXED_FORMS = (
+    "YYYY-MM-DD, then ' ' or 'T' and HH:MM, HH:MM:SS, HH:MM:SS.fff or HH:MM:SS.ffffff, then nothing (timestamp) "
+    "or in every value 'Z' or +HH:MM/-HH:MM (timestamptz); a bare date (midnight) only without zones"
+)
 
 
 # --------------------------------------------------------------------------- dates stored as numbers (timestamptz)
