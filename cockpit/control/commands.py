@@ -25,7 +25,7 @@ class Command:
 
     def journaled(self) -> dict[str, Any]:
         """The arguments the journal keeps (the reason has its own field)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "reason"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "reason"}
 
     def resolved(self, plan: Plan) -> Self:
         """The command with the plan's defaults filled in (what the journal records)."""
