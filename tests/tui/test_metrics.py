@@ -113,7 +113,11 @@ def test_figures_are_shown_and_coloured_by_their_level(plan):
     assert _style_of(shown, "2.00") == ".metric--warning"
     assert _style_of(shown, "2500") == ".metric--critical"
     assert _style_of(shown, "1m15s") == ".metric--warning"
-    assert "cpu 10%" in shown.plain and "green db up" in shown.plain and "integrity 100%" in shown.plain
+    assert (
+        "cpu 10%" in shown.plain
+        and "green db up" in shown.plain
+        and "integrity full check 100%" in shown.plain
+    )
     assert "Green trend" not in shown.plain  # no trend kept: no trend shown
 
 
