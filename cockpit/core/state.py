@@ -126,6 +126,13 @@ class Alarm:
 
 
 READY, FAILED, UNKNOWN, SKIPPED = "ok", "failed", "unknown", "skipped"
+SOURCE_TRAFFIC, SOURCE_SYNC = "traffic", "sync"  # the other sources are named by source_name()
+
+
+def source_name(source: object) -> str:
+    """The name a metrics source goes by in CockpitState.sources: its `source_name`, or its class name in lower
+    case without a leading underscore (`_AccessLogSource` -> `accesslogsource`)."""
+    return getattr(source, "source_name", None) or type(source).__name__.lstrip("_").lower()
 
 
 @dataclass(frozen=True)
