@@ -205,7 +205,8 @@ def _phase_row(state: CockpitState, *, names: bool) -> Content:
 def _phase_info(state: CockpitState, *, short: bool = False) -> Content:
     """Where the phase stands: time in it, the soak, what is next (`short`: the same in fewer words)."""
     phase, nxt = state.phase, state.next_phase
-    spent = format_duration(state.time_in_phase)
+    # a journal that never recorded a change of state has no start time: say so rather than count from 1970
+    spent = format_duration(state.time_in_phase) if state.phase_since > 0 else "an unknown time"
     if short:
         after = f"next {nxt.name} {nxt.green:g}%" if nxt else "last phase"
         if phase is None:
