@@ -454,7 +454,7 @@ class CockpitApp(App[int]):
         """Whatever changed the theme (t, the palette), it is remembered for the next run."""
         for name in themes.ORDER:
             self.set_class(theme.name == name, f"-theme-{name}")
-        if theme.name != self.settings.theme:
+        if theme.name != self.settings.theme and not self.serving:  # a browser's choice is its page's alone
             self.settings.remember(theme.name)
             self.notify(f"theme: {themes.label(theme.name)} (remembered)", timeout=3)
 
@@ -474,6 +474,8 @@ class CockpitApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         titles = set()
         for a in ACTIONS:
+            if a.acts and self.serving:
+                continue  # the browser view has no action at all, not even in the palette
             titles.add(a.label)
             yield SystemCommand(a.label, f"[{a.shown_key}] {a.description}", partial(self.run_action, a.name))
         for command in super().get_system_commands(screen):
