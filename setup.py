@@ -9,5 +9,5 @@ SHIPPED = {"cockpit.themes": "themes", "cockpit.plans": "plans"}
 setup(
     packages=[*find_packages(include=["cockpit", "cockpit.*"]), *SHIPPED],
     package_dir=SHIPPED,
-    package_data={"cockpit.themes": ["*.tcss"], "cockpit.plans": ["*.yaml"]},
+    package_data={"cockpit.themes": ["*.tcss", "*.toml"], "cockpit.plans": ["*.yaml"]},
 )

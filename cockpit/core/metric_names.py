@@ -26,6 +26,9 @@ SIDED = ("rps", "db_connection_failure_rate", "db_up", "query_execution_time")
 SINGLE = (
     "throughput",  # access log: requests per second, both sides
     "traffic_distribution",  # access log: the green share actually served
+    "traffic_distribution.window_s",  # the window it is observed over, restarted at a split change
+    "traffic_distribution.restarted",
+    "access_log.window_s",  # the window of the access log's rates and percentiles
     "access_log.malformed",
     "cpu_usage",  # the host
     "memory_usage",

@@ -13,6 +13,11 @@ def theme(name: str = "cockpit.tcss") -> Path:
     return _path("cockpit.themes", name)
 
 
+def theme_folder() -> Path:
+    """Where the screen's stylesheet and its themes (*.toml) are."""
+    return Path(str(files("cockpit.themes")))
+
+
 def plan_template(name: str) -> Path:
     """A plan shipped with cockpit (`lab.yaml`, `licitacoes.yaml`)."""
     return _path("cockpit.plans", name)

@@ -125,6 +125,54 @@ class Alarm:
     message: str
 
 
+READY, FAILED, UNKNOWN, SKIPPED = "ok", "failed", "unknown", "skipped"
+SOURCE_TRAFFIC, SOURCE_SYNC = "traffic", "sync"  # the other sources are named by source_name()
+
+
+def source_name(source: object) -> str:
+    """The name a metrics source goes by in CockpitState.sources: its `source_name`, or its class name in lower
+    case without a leading underscore (`_AccessLogSource` -> `accesslogsource`)."""
+    return getattr(source, "source_name", None) or type(source).__name__.lstrip("_").lower()
+
+
+@dataclass(frozen=True)
+class ReadinessCheck:
+    """One condition a rollback needs: `status` ok | failed | unknown (not checked yet, or its source is silent)
+    | skipped (the plan has nothing to check here); `detail` says why, in words a person acts on."""
+
+    name: str  # nginx | blue | sync | backup | conflicts
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Could a rollback run now and succeed? Computed by cockpit.control.readiness from the plan and readings."""
+
+    checks: tuple[ReadinessCheck, ...] = ()
+    at: float = 0.0  # when it was assessed, epoch seconds
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.checks) and all(c.status in (READY, SKIPPED) for c in self.checks)
+
+    @property
+    def blocking(self) -> tuple[ReadinessCheck, ...]:
+        """The checks that keep it from being ready (failed first, then unknown)."""
+        bad = [c for c in self.checks if c.status == FAILED]
+        return tuple(bad + [c for c in self.checks if c.status == UNKNOWN])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ready": self.ready, "at": self.at, "checks": [asdict(c) for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Readiness | None:
+        if not doc:
+            return None
+        checks = tuple(ReadinessCheck(c["name"], c["status"], c.get("detail", "")) for c in doc["checks"])
+        return cls(checks, float(doc.get("at", 0.0)))
+
+
 @dataclass(frozen=True)
 class CockpitState:
     plan: str
@@ -146,6 +194,10 @@ class CockpitState:
     copy: CopyView | None = None  # the initial copy under way, or the last one this controller ran
     read_only: bool = False
     message: str = ""
+    readiness: Readiness | None = None  # the rollback-readiness light; None until the controller assessed it
+    # source -> epoch seconds of its last good reading (traffic, sync, metrics.<Source>...): the screen greys
+    # what a silent source last said, with its age
+    sources: dict[str, float] = field(default_factory=dict)
 
     @property
     def phase(self) -> PhaseView | None:
@@ -198,4 +250,6 @@ class CockpitState:
             "gates": [{"gate": g, "met": met, "why": why} for g, met, why in self.gates],
             "controller": self.controller,
             "copy": None if self.copy is None else self.copy.as_dict(),
+            "rollback_readiness": None if self.readiness is None else self.readiness.as_dict(),
+            "sources": {k: round(v, 3) for k, v in self.sources.items()},
         }

@@ -10,7 +10,9 @@ Everything lives under one folder (`.cockpit/lab/` by default):
     run/              pid files and logs of the demo services and the load generator (processes driver)
     faults/           blue.json, green.json: the fault switches the services read on every request
     load.json         the load generator's figures, rewritten every second
-    journal.db        the cockpit's journal for the lab plan
+    journals/         one journal per run, RUN.db, beside RUN.plan.yaml (the plan of that run, pointing at it):
+                      `lab up` and `lab down` never remove them, so `cockpit -p journals/RUN.plan.yaml journal`
+                      reads an older run (RUN is when it went up, e.g. 20260112-093015)
 
 Every process is detached (its own session, pid file), so `lab up` returns and the lab keeps running until
 `lab down`, which also cleans up after a crashed `lab up` or `demo`.
@@ -61,11 +63,13 @@ _OWN_FILES = (
     "blue.db-wal",
     "blue.db-shm",
     "load.json",
+)
+_OLD_JOURNAL = (
     "journal.db",
     "journal.db-wal",
     "journal.db-shm",
-    "journal.db.lock",
-)
+)  # before journals/: kept as journals/before-*.db
+JOURNALS = "journals"
 _OWN_DIRS = ("pg", "nginx", "run", "faults", "backups")
 
 
@@ -264,12 +268,14 @@ def up(opts: LabOptions) -> dict[str, Any]:
             (root / name).unlink()
     for name in _OWN_DIRS:
         shutil.rmtree(root / name, ignore_errors=True)
+    _keep_old_journal(root)
     run_dir, nginx_dir, faults_dir = root / "run", root / "nginx", root / "faults"
     for d in (run_dir, nginx_dir, faults_dir):
         d.mkdir(parents=True)
     state: dict[str, Any] = {
         "root": str(root),
         "created": time.time(),
+        "run": new_run_id(root),
         "up_pid": os.getpid(),
         "ports": [],
         "options": {"rate": opts.rate, "users": opts.users, "rows": opts.rows},
@@ -340,9 +346,11 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         "COCKPIT_LAB_BLUE_PORT_2": str(ports["BLUE_2"]),
         "COCKPIT_LAB_GREEN_PORT_1": str(ports["GREEN_1"]),
         "COCKPIT_LAB_GREEN_PORT_2": str(ports["GREEN_2"]),
+        "COCKPIT_LAB_JOURNAL": str(root / JOURNALS / f"{state['run']}.db"),
     }
     plan_path = root / "plan.yaml"
     plan = render_plan(TEMPLATE, values, plan_path)
+    shutil.copyfile(plan_path, root / JOURNALS / f"{state['run']}.plan.yaml")  # this run's, readable later
     if plan.traffic.balancers[0].test_command != site.test_argv():  # the template and the site must agree
         raise LabError(
             f"plans/lab.yaml's nginx test_command {plan.traffic.balancers[0].test_command} does not "
@@ -421,6 +429,45 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         _save(state)
         _say(opts, f"load:     {opts.rate:g} req/s from {opts.users} users through the front door")
     _say(opts, f"plan:     {plan_path}")
+
+
+def new_run_id(root: Path) -> str:
+    """When this run goes up (local time, to the second), unique among the runs kept in journals/."""
+    (root / JOURNALS).mkdir(parents=True, exist_ok=True)
+    base = time.strftime("%Y%m%d-%H%M%S")
+    run, n = base, 1
+    while (root / JOURNALS / f"{run}.plan.yaml").exists() or (root / JOURNALS / f"{run}.db").exists():
+        n += 1
+        run = f"{base}-{n}"
+    return run
+
+
+def _keep_old_journal(root: Path) -> None:
+    """A journal.db from before per-run journals moves to journals/before-<its time>.db (never deleted)."""
+    old = root / _OLD_JOURNAL[0]
+    if not old.exists():
+        return
+    (root / JOURNALS).mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(old.stat().st_mtime))
+    for name in _OLD_JOURNAL:
+        with contextlib.suppress(FileNotFoundError):
+            (root / name).rename(root / JOURNALS / name.replace("journal", f"before-{stamp}", 1))
+    with contextlib.suppress(FileNotFoundError):
+        (root / "journal.db.lock").unlink()
+
+
+def runs(root: Path) -> list[dict[str, str]]:
+    """The runs whose journals are kept, newest first: run id, its plan, its journal."""
+    folder = Path(root).resolve() / JOURNALS
+    found = sorted(folder.glob("*.plan.yaml"), reverse=True) if folder.is_dir() else []
+    return [
+        {
+            "run": p.name.removesuffix(".plan.yaml"),
+            "plan": str(p),
+            "journal": str(p.with_name(p.name.removesuffix(".plan.yaml") + ".db")),
+        }
+        for p in found
+    ]
 
 
 def load_driver(root: Path, front_door: str, opts: LabOptions, plan: Plan) -> Any:
@@ -585,7 +632,7 @@ def status(root: Path) -> dict[str, Any]:
     root = Path(root).resolve()
     state = read_state(root)
     if state is None:
-        return {"root": str(root), "up": False}
+        return {"root": str(root), "up": False, "runs": runs(root)}
     run_dir = root / "run"
     services = []
     for s in state.get("services", []):
@@ -649,6 +696,8 @@ def status(root: Path) -> dict[str, Any]:
         },
         "copy": state.get("copy"),
         "seeded": state.get("seeded"),
+        "run": state.get("run"),
+        "runs": runs(root),  # every run's journal, kept: `cockpit -p PLAN journal` reads it
     }
     return doc
 

@@ -3,7 +3,8 @@
     python -m cockpit.lab.service --side blue --db PATH --port N [--fault-file F] [--instance NAME]
     python -m cockpit.lab.service --side green --db postgresql://... --port N
 
-Routes (every answer is JSON, carries `X-Cockpit-Side` and has `side` in its body):
+Routes (every answer is JSON with `side` in its body, and carries `X-Cockpit-Instance`; the `X-Cockpit-Side`
+header is nginx's, the side it routed to: set once, by the balancer, so a client sees it once):
     GET    /health                      200 {"status": "ok"} or 503 when the database cannot be reached
     GET    /api/<table>?limit=&offset=&order=asc|desc
     GET    /api/<table>/<id>            200 or 404
@@ -163,7 +164,6 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Cockpit-Side", self.app.side)
         self.send_header("X-Cockpit-Instance", self.app.instance)
         for k, v in headers.items():
             self.send_header(k, v)

@@ -1,38 +1,47 @@
-"""The cockpit's first screen: phases, split (configured, live, observed), gates for the next advance, alarms, the
-journal's last actions, the live metrics (sync lag, traffic per side, system and database health, green's trend),
-and the keys. Every figure comes from the snapshot; a panel redraws only when what it shows changed.
+"""The cockpit's first screen: phases, split (configured, live, observed), gates for the next advance, the
+rollback-readiness light, alarms, the journal's last actions, the live metrics (sync lag, traffic per side, system
+and database health, green's trend), and the keys. Every figure comes from the snapshot; a panel redraws only when
+what it shows changed.
 
-The screen never blocks its event loop. With a controller it reads `controller.latest` (an in-memory snapshot)
-on a timer and calls the controller through ControllerThread.call, which runs the action on the controller's own
-loop. Read-only, it reads the journal in a thread, one poll at a time (a tick is skipped while one runs).
+The screen never blocks its event loop. A Textual thread worker starts the controller (ControllerThread: its own
+event loop in its own thread); the screen reads `controller.latest` (an in-memory snapshot) on a timer and calls
+the controller through ControllerThread.call, which runs the action on the controller's loop. Read-only, it reads
+the journal in a thread, one poll at a time (a tick is skipped while one runs).
+
+From 80x24 up: the panels fold in a fixed order (themes/cockpit.tcss): the journal first (to one line), then the
+metrics (they scroll); phases, split, next advance, alarms and the readiness light stay. The footer offers only
+what can run now (`check_action`, from the registry in tui/keys.py), rollback first, help and quit always.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any
 
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.containers import Horizontal
+from textual.containers import Container, Horizontal
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Header
-from textual.worker import Worker
+from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
 from cockpit.control.controller import Controller
 from cockpit.control.factory import Drivers
+from cockpit.control.readiness import has_sync
 from cockpit.control.session import ControllerThread
 from cockpit.core import resources
 from cockpit.core.lock import LockHeld
 from cockpit.core.plan import Plan, load_plan
 from cockpit.core.recorder import Result
 from cockpit.core.state import CockpitState
-from cockpit.tui import render
-from cockpit.tui.keys import ACTIONS, bindings
+from cockpit.tui import keys, render, themes
+from cockpit.tui.keys import ACTIONS, Context, bindings
 from cockpit.tui.modals import (
     AdvanceChoice,
     AdvanceModal,
@@ -41,10 +50,11 @@ from cockpit.tui.modals import (
     RollbackChoice,
     RollbackModal,
 )
-from cockpit.tui.panels import ActionsPanel, AlarmsPanel, MetricsPanel, Panel, StatusBar
+from cockpit.tui.panels import ActionsPanel, AlarmsPanel, MetricsPanel, Panel, StatusBar, TitleBar
 from cockpit.tui.readings import Levels, Trend
 from cockpit.tui.source import JournalSource
 
+THEMES = themes.THEMES
 StateSource = Callable[[], CockpitState]
 
 _SEVERITY = {
@@ -65,12 +75,15 @@ class CockpitApp(App[int]):
     - `read_only`: never acts; shows the journal that another controller writes.
     - `state_source`: a blocking callable returning a CockpitState, read in a thread once a tick (the read-only
       default reads the journal; tests pass a fixed state for snapshots).
+    - `serving`: the browser view (`cockpit serve`): read-only, and no key that acts exists at all.
     """
 
     CSS_PATH = str(resources.theme("cockpit.tcss"))
     TITLE = "cockpit"
     BINDINGS = bindings()
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # themes/cockpit.tcss folds panels when narrow
+    # themes/cockpit.tcss folds panels: the journal to one line when narrow or short, the metrics scroll
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
 
     def __init__(
         self,
@@ -80,10 +93,15 @@ class CockpitApp(App[int]):
         controller_thread: ControllerThread | None = None,
         state_source: StateSource | None = None,
         poll_interval: float = 0.25,
+        serving: bool = False,
+        settings: themes.Settings | None = None,
     ):
         super().__init__()
         self.plan = plan
+        self.serving = serving
+        read_only = read_only or serving
         self.read_only = read_only
+        self.settings = settings if settings is not None else themes.Settings.load()
         if controller_thread is None and not read_only and state_source is None:
             controller_thread = ControllerThread(plan)
         self.thread = None if read_only else controller_thread
@@ -101,40 +119,65 @@ class CockpitApp(App[int]):
             None  # verb, outcome, message of the last action sent here
         )
         self.note = ""
-        self._starting: asyncio.Future[Controller] | None = None
+        self._start_worker: Worker[Controller] | None = None
+        self._start_done = threading.Event()  # set when the start worker's thread has returned
         self._poll_worker: Worker[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._exit_code = 0
+        self._bindings_key: tuple[object, ...] | None = None
         self.title = f"cockpit · {plan.name}"
         self.sub_title = "read-only" if read_only else plan.description
+        self._has_sync = has_sync(plan)
+        self._has_backup = plan.blue.database.engine == "sqlite" and bool(plan.blue.database.path)
+        themes.register(self)
 
     # --------------------------------------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
-        yield Header(icon="◆")
+        yield TitleBar(self.plan.name, self.plan.description, tag=self._tag(), id="title")
         yield StatusBar(id="status")
+        readiness = Panel(render.readiness, id="readiness")
+        readiness.show_content(render.readiness(None))
+        yield readiness
         yield Panel(lambda s: Content(""), id="result")
-        yield Panel(render.timeline, title="Phases", id="timeline")
+        yield Panel(render.timeline, title="Phases", id="timeline", sized=True)
         with Horizontal(id="middle"):
             yield Panel(render.split, title="Traffic split (green share)", id="split", sized=True)
             yield Panel(render.gates, title="Next advance", id="gates")
         yield AlarmsPanel(id="alarms")
-        with Horizontal(id="bottom"):
+        with Container(id="bottom"):
             actions = ActionsPanel(id="actions")
             actions.border_title = "Last actions (journal)"
             yield actions
             figures = MetricsPanel(self.levels, self.trend, id="metrics")
             figures.border_title = "Metrics"
             yield figures
-        yield Footer()
+        yield Panel(render.journal_line, id="journal-line")
+        yield Footer(compact=True)
+
+    def _tag(self) -> str:
+        return "read-only · browser" if self.serving else "read-only" if self.read_only else ""
 
     def on_mount(self) -> None:
         self.main_screen = self.screen  # the panels live here, whatever dialog is on top
+        self._fit_footer(self.size.width)
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        self.theme = self.settings.theme if self.settings.theme in self.available_themes else themes.DEFAULT
+        self._theme_changed(self.current_theme)  # the classes of the theme in use
         if self.thread is not None and self._owns_thread:
             self.note = "starting the controller (lock, journal, reconciliation)..."
-            self._starting = asyncio.ensure_future(asyncio.to_thread(self.thread.start))
-            self._starting.add_done_callback(self._started)
+            self._start_worker = self._start_controller()
         self.set_interval(self.poll_interval, self._tick)
         self._tick()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_footer(event.size.width)
+
+    def _fit_footer(self, width: int) -> None:
+        # a narrow footer drops the palette key (ctrl+p still works; help says so) to keep help and quit in view
+        screen = getattr(self, "main_screen", None)
+        if screen is not None:
+            for footer in screen.query(Footer):
+                footer.show_command_palette = width >= 100
 
     # --------------------------------------------------------------------------------------------- refresh
     def _tick(self) -> None:
@@ -168,12 +211,50 @@ class CockpitApp(App[int]):
         self.states_seen += 1
         self.trend.add(state)
         with contextlib.suppress(NoMatches):  # a poll that ends while the app closes has nothing left to draw
-            for panel_id in ("timeline", "split", "gates"):
+            for panel_id in ("timeline", "split", "gates", "readiness", "journal-line"):
                 self.main_screen.query_one(f"#{panel_id}", Panel).show(state)
             self.main_screen.query_one("#actions", ActionsPanel).show(state)
             self.main_screen.query_one("#alarms", AlarmsPanel).show(state)
             self.main_screen.query_one("#metrics", MetricsPanel).show(state)
+        self._offer_keys()
         self._show_status()
+
+    # --------------------------------------------------------------------------------------------- keys
+    def _key_context(self) -> Context:
+        can_act = not self.read_only and self.thread is not None and self.thread.controller is not None
+        return Context(self.state, can_act, self._has_sync, self._has_backup)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer offers only what can run now (tui/keys.py decides, from the state)."""
+        return keys.check(action, self._key_context(), serving=self.serving)
+
+    def _offer_keys(self) -> None:
+        """Refresh the footer when what decides the keys changed (not on every snapshot)."""
+        ctx = self._key_context()
+        s = ctx.state
+        key = (
+            ctx.can_act,
+            None if s is None else (s.state, s.phase_index, s.running_action, (s.green_live or 0.0) > 0.05),
+        )
+        if key != self._bindings_key:
+            self._bindings_key = key
+            self.refresh_bindings()
+
+    def on_key(self, event: events.Key) -> None:
+        """A key whose action cannot run now says why (its binding did not fire; the footer does not offer it)."""
+        if self.screen is not getattr(self, "main_screen", None):
+            return
+        for a in ACTIONS:
+            if (
+                a.key == event.key
+                and keys.check(a.name, self._key_context(), serving=self.serving) is not True
+            ):
+                if self.serving:
+                    return
+                if a.acts and self._cannot_act(a.name):
+                    return
+                self._report(a.name, "refused", a.why_not(self._key_context()) or "not offered now")
+                return
 
     def _show_status(self) -> None:
         if not self.is_running:
@@ -183,13 +264,29 @@ class CockpitApp(App[int]):
                 self.state, read_only=self.read_only, note=self.note
             )
             if self.last_result is not None:
-                self.main_screen.query_one("#result", Panel).show_content(
-                    render.result_line(*self.last_result)
-                )
+                result = self.main_screen.query_one("#result", Panel)
+                result.show_content(render.result_line(*self.last_result))
+                result.add_class("-shown")
 
     # --------------------------------------------------------------------------------------------- controller
-    def _started(self, future: asyncio.Future[Controller]) -> None:
-        exc = None if future.cancelled() else future.exception()
+    @work(thread=True, exclusive=True, group="controller", exit_on_error=False)
+    def _start_controller(self) -> Controller:
+        """In a worker thread: ControllerThread.start blocks until the controller holds the lock and reconciled
+        (the controller then runs on its own loop, in its own thread)."""
+        assert self.thread is not None
+        try:
+            return self.thread.start()
+        finally:
+            self._start_done.set()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every worker's end in one place: the controller's start (ok, lock held elsewhere, failed)."""
+        if event.worker is not self._start_worker or event.state not in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+        ):
+            return
+        exc = event.worker.error if event.state == WorkerState.ERROR else None
         if exc is None:
             self.note = ""
         elif isinstance(exc, LockHeld):
@@ -199,6 +296,8 @@ class CockpitApp(App[int]):
             self.sub_title = "read-only"
             self.state_source = JournalSource(self.plan)
             self.note = ""
+            with contextlib.suppress(NoMatches):
+                self.main_screen.query_one("#title", TitleBar).retag(self._tag())
             self.notify(
                 f"{exc}: this cockpit is read-only",
                 title="controller already running",
@@ -208,10 +307,9 @@ class CockpitApp(App[int]):
         else:
             self._exit_code = 1
             self.note = f"the controller did not start: {type(exc).__name__}: {exc}"
-            if self.is_running:
-                self.notify(self.note, title="controller failed", severity="error", timeout=30)
-        if self.is_running:
-            self._show_status()
+            self.notify(self.note, title="controller failed", severity="error", timeout=30)
+        self._offer_keys()
+        self._show_status()
 
     async def _shutdown_controller(self) -> None:
         """Stop the controller this app started (it finishes a running action first). Idempotent."""
@@ -220,9 +318,8 @@ class CockpitApp(App[int]):
         await asyncio.shield(self._stopping)
 
     async def _stop_controller(self) -> None:
-        if self._starting is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._starting)
+        if self._start_worker is not None:  # a start under way ends first (a thread cannot be cancelled)
+            await asyncio.to_thread(self._start_done.wait, 120)
         if self.thread is not None and self._owns_thread:
             await asyncio.to_thread(self.thread.stop)
         if isinstance(self.state_source, JournalSource):
@@ -283,7 +380,7 @@ class CockpitApp(App[int]):
         if state is None or state.next_phase is None:
             self._send("advance", lambda c: c.advance())  # nothing to confirm: the controller says why not
             return
-        self.push_screen(AdvanceModal(state), self._advance_confirmed)
+        self._dialog(AdvanceModal(state), self._advance_confirmed)
 
     def _advance_confirmed(self, choice: AdvanceChoice | None) -> None:
         if choice is None:
@@ -318,9 +415,7 @@ class CockpitApp(App[int]):
             self._report("rollback", "refused", "no state yet; try again in a moment")
             return
         rb = self.plan.rollback
-        self.push_screen(
-            RollbackModal(state, list(rb.steps), float(rb.gradual_soak)), self._rollback_confirmed
-        )
+        self._dialog(RollbackModal(state, list(rb.steps), float(rb.gradual_soak)), self._rollback_confirmed)
 
     def _rollback_confirmed(self, choice: RollbackChoice | None) -> None:
         if choice is None:
@@ -330,7 +425,7 @@ class CockpitApp(App[int]):
 
     def action_copy(self) -> None:
         if not self._cannot_act("copy"):
-            self.push_screen(CopyModal(self.plan), self._copy_confirmed)
+            self._dialog(CopyModal(self.plan), self._copy_confirmed)
 
     def _copy_confirmed(self, confirmed: bool | None) -> None:
         if not confirmed:
@@ -345,7 +440,24 @@ class CockpitApp(App[int]):
             self._send("backup", lambda c: c.backup("from the cockpit"))
 
     def action_help(self) -> None:
-        self.push_screen(HelpModal())
+        self._dialog(HelpModal(), None)
+
+    def _dialog(self, screen: Screen[Any], done: Callable[[Any], None] | None) -> None:
+        """A dialog has the screen to itself: toasts go (the last result stays on the main screen), so none can
+        cover its buttons."""
+        self.clear_notifications()
+        self.push_screen(screen, done)
+
+    def action_theme(self) -> None:
+        self.theme = themes.next_theme(self.theme)
+
+    def _theme_changed(self, theme: Any) -> None:
+        """Whatever changed the theme (t, the palette), it is remembered for the next run."""
+        for name in themes.ORDER:
+            self.set_class(theme.name == name, f"-theme-{name}")
+        if theme.name != self.settings.theme and not self.serving:  # a browser's choice is its page's alone
+            self.settings.remember(theme.name)
+            self.notify(f"theme: {themes.label(theme.name)} (remembered)", timeout=3)
 
     async def action_quit(self) -> None:
         if self._stopping is None and self.thread is not None and self.thread.controller is not None:
@@ -363,6 +475,8 @@ class CockpitApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         titles = set()
         for a in ACTIONS:
+            if a.acts and self.serving:
+                continue  # the browser view has no action at all, not even in the palette
             titles.add(a.label)
             yield SystemCommand(a.label, f"[{a.shown_key}] {a.description}", partial(self.run_action, a.name))
         for command in super().get_system_commands(screen):

@@ -1,16 +1,28 @@
-"""Confirmation dialogs (advance, rollback, copy) and the help screen. Cancel (or Escape) changes nothing."""
+"""Confirmation dialogs (advance, rollback, copy) and the help screen, all in one grammar:
+
+- Esc cancels (changes nothing);
+- one named letter confirms, printed on its button and in the hint line at the bottom (`y` for advance and copy;
+  `i` immediate or `g` gradual for a rollback: the mode is the confirmation, so it is always chosen, and the
+  emergency path stays two keys, `b` then `i`);
+- nothing has focus when a dialog opens, so Enter alone never confirms (a button reached with Tab is pressed with
+  Enter or Space, as anywhere); Enter in the rollback's reason field only leaves the field.
+
+Every dialog fits an 80x24 terminal with its buttons and its hints (compact buttons and inputs, a width that
+follows the screen).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from cockpit.control.commands import RollbackMode
 from cockpit.core.plan import Plan, format_duration
@@ -20,6 +32,7 @@ from cockpit.tui import render
 from cockpit.tui.keys import ACTIONS
 
 DEFAULT_ROLLBACK_REASON = "manual rollback from the cockpit"
+ROLLBACK_MODES = ("immediate", "gradual")
 
 
 @dataclass(frozen=True)
@@ -34,10 +47,57 @@ class RollbackChoice:
     mode: RollbackMode
 
 
-class _Dialog(ModalScreen):
-    """A centred dialog; Escape cancels (dismisses with None)."""
+@dataclass(frozen=True)
+class Hint:
+    key: str  # as printed
+    what: str
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+def hint_line(hints: list[Hint]) -> Content:
+    return Content(" · ").join(
+        Content.assemble((h.key, "bold $accent"), " ", (h.what, "$text-muted")) for h in hints
+    )
+
+
+class _Dialog(ModalScreen[Any]):
+    """A centred dialog: Escape cancels (dismisses with None); nothing is focused when it opens."""
+
+    AUTO_FOCUS = ""  # Enter on a fresh dialog does nothing
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+    CANCEL_HINT = Hint("Esc", "cancel")
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(classes="dialog-screen")
+        self.kind = kind
+
+    def hints(self) -> list[Hint]:
+        return [self.CANCEL_HINT]
+
+    def buttons(self) -> list[Button]:
+        return [Button("Cancel  Esc", id="cancel", compact=True)]
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    CHROME = 6  # rows around the body: the border, the button row with its margin, the hint line
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes=self.kind):
+            with VerticalScroll(id="dialog-body", can_focus=False):
+                yield from self.body()
+            with Horizontal(classes="buttons"):
+                yield from self.buttons()
+            yield Static(hint_line(self.hints()), id="hints")
+
+    def on_mount(self) -> None:
+        self._fit(self.app.size.height)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.height)
+
+    def _fit(self, height: int) -> None:
+        """The body scrolls in what the screen leaves: the buttons and the hints are always on screen."""
+        self.query_one("#dialog-body").styles.max_height = max(3, height - self.CHROME)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -55,164 +115,219 @@ def _where(state: CockpitState) -> str:
 
 
 class AdvanceModal(_Dialog):
-    def __init__(self, state: CockpitState):
-        super().__init__(classes="dialog-screen")
-        self.state = state
+    BINDINGS = [
+        Binding("y", "confirm", "Advance", show=False),
+        Binding("f", "force", "Force", show=False),
+    ]
 
-    def compose(self) -> ComposeResult:
+    def __init__(self, state: CockpitState):
+        super().__init__("advance")
+        self.state = state
+        self.unmet = not render.gates_met(state)
+
+    def body(self) -> ComposeResult:
         s = self.state
         nxt = s.next_phase
-        with Vertical(id="dialog", classes="advance"):
-            yield Label("Advance", classes="dialog-title")
-            target = (
-                f"{nxt.name} ({nxt.green:g}% green)" if nxt else "nothing: there is no phase after this one"
-            )
+        yield Label("Advance", classes="dialog-title")
+        target = f"{nxt.name} ({nxt.green:g}% green)" if nxt else "nothing: there is no phase after this one"
+        yield Static(
+            Content.assemble("from ", (_where(s), "bold"), "  →  to ", (target, "bold")), id="from-to"
+        )
+        if nxt is not None and nxt.description:
+            yield Static(Content.styled(nxt.description, "$text-muted"), classes="muted")
+        yield Static(render.gates(s), id="advance-gates")
+        if s.state == "held":
             yield Static(
-                Content.assemble("from ", (_where(s), "bold"), "  →  to ", (target, "bold")), id="from-to"
+                f"Held ({s.held_reason or 'no reason given'}): the controller refuses to advance until you "
+                "resume (r).",
+                classes="warning",
+                id="held-warning",
             )
-            if nxt is not None and nxt.description:
-                yield Static(Content.styled(nxt.description, "$text-muted"), classes="muted")
-            yield Static(render.gates(s), id="advance-gates")
-            if s.state == "held":
-                yield Static(
-                    f"Held ({s.held_reason or 'no reason given'}): the controller refuses to advance until "
-                    "you resume (r).",
-                    classes="warning",
-                    id="held-warning",
-                )
-            if not render.gates_met(s):
-                yield Static(
-                    "Not every condition is met: the controller refuses unless you force it.",
-                    classes="warning",
-                )
-                yield Checkbox("force past the unmet conditions (journaled)", id="force")
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Advance", id="confirm", variant="primary")
+        if self.unmet:
+            yield Static(
+                "Not every condition is met: the controller refuses unless you force it.", classes="warning"
+            )
+            yield Checkbox("force past the unmet conditions (journaled)", id="force", compact=True)
 
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()  # Enter on a fresh dialog does nothing harmful
+    def buttons(self) -> list[Button]:
+        return [*super().buttons(), Button("Advance  y", id="confirm", variant="primary", compact=True)]
+
+    def hints(self) -> list[Hint]:
+        force = [Hint("f", "force past unmet conditions")] if self.unmet else []
+        return [Hint("y", "advance"), *force, self.CANCEL_HINT]
+
+    def action_force(self) -> None:
+        if self.query("#force"):
+            box = self.query_one("#force", Checkbox)
+            box.value = not box.value
 
     @on(Button.Pressed, "#confirm")
-    def _confirmed(self) -> None:
+    def action_confirm(self) -> None:
         force = bool(self.query("#force") and self.query_one("#force", Checkbox).value)
         self.dismiss(AdvanceChoice(force=force, seen=self.state))
 
 
 class RollbackModal(_Dialog):
+    """The emergency path is `b` then `i` (immediate) or `g` (gradual): the mode is the confirming key."""
+
+    BINDINGS = [
+        Binding("i", "confirm('immediate')", "Immediate", show=False),
+        Binding("g", "confirm('gradual')", "Gradual", show=False),
+    ]
+
     def __init__(self, state: CockpitState, steps: list[str], gradual_soak_s: float):
-        super().__init__(classes="dialog-screen")
+        super().__init__("rollback")
         self.state = state
         self.steps = steps
         self.gradual_soak_s = gradual_soak_s
 
-    def compose(self) -> ComposeResult:
-        with Vertical(id="dialog", classes="rollback"):
-            yield Label("Roll back to blue", classes="dialog-title")
-            yield Static(
-                Content.assemble(
-                    "from ", (_where(self.state), "bold"), "  →  ", ("all traffic on blue", "bold")
-                )
-            )
-            yield Static(
-                Content.assemble(("steps: ", "$text-muted"), " → ".join(self.steps)), id="rollback-steps"
-            )
-            yield Label("Reason (journaled)")
-            yield Input(value=DEFAULT_ROLLBACK_REASON, id="reason")
-            with RadioSet(id="mode"):
-                yield RadioButton("immediate: all traffic to blue in one reload", value=True, id="immediate")
-                yield RadioButton(
-                    f"gradual: step down through the phases, {format_duration(self.gradual_soak_s)} "
-                    "soak each",
-                    id="gradual",
-                )
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Roll back", id="confirm", variant="error")
+    def body(self) -> ComposeResult:
+        yield Label("Roll back to blue", classes="dialog-title")
+        yield Static(
+            Content.assemble("from ", (_where(self.state), "bold"), "  →  ", ("all traffic on blue", "bold")),
+            id="rollback-from-to",
+        )
+        yield Static(
+            Content.assemble(("steps: ", "$text-muted"), " → ".join(self.steps)), id="rollback-steps"
+        )
+        with Horizontal(id="reason-row"):
+            yield Label("reason ", id="reason-label")
+            yield Input(
+                value=DEFAULT_ROLLBACK_REASON, id="reason", compact=True
+            )  # Tab selects it: typing replaces
+        soak = format_duration(self.gradual_soak_s)
+        yield Static(
+            Content.assemble(
+                ("i ", "bold $accent"),
+                "immediate: all traffic to blue in one reload\n",
+                ("g ", "bold $accent"),
+                f"gradual: step down through the phases, {soak} soak each",
+            ),
+            id="modes",
+        )
 
-    def on_mount(self) -> None:
-        self.query_one("#reason", Input).focus()
+    def buttons(self) -> list[Button]:
+        return [
+            *super().buttons(),
+            Button("Gradual  g", id="gradual", variant="warning", compact=True),
+            Button("Immediate  i", id="immediate", variant="error", compact=True),
+        ]
 
-    @on(Button.Pressed, "#confirm")
+    def hints(self) -> list[Hint]:
+        return [
+            Hint("i", "immediate"),
+            Hint("g", "gradual"),
+            Hint("Tab", "edit the reason"),
+            self.CANCEL_HINT,
+        ]
+
     @on(Input.Submitted, "#reason")
-    def _confirmed(self) -> None:
+    def _reason_done(self) -> None:
+        self.set_focus(None)  # Enter only leaves the field: the rollback still needs i or g
+
+    def on_key(self, event: events.Key) -> None:
+        """Typing anything but the confirming keys starts the reason (in place of the default one): a reason
+        typed without Tab first is not lost, and its letters never confirm."""
+        if self.focused is not None or not event.is_printable or event.character in (None, "i", "g"):
+            return
+        reason = self.query_one("#reason", Input)
+        reason.value = (
+            event.character if reason.value == DEFAULT_ROLLBACK_REASON else reason.value + event.character
+        )
+        reason.cursor_position = len(reason.value)
+        reason.select_on_focus = False  # a typed reason is kept (a Tab into the default one selects it)
+        reason.focus()
+        event.stop()
+        event.prevent_default()
+
+    @on(Button.Pressed, "#immediate")
+    def _immediate(self) -> None:
+        self.action_confirm("immediate")
+
+    @on(Button.Pressed, "#gradual")
+    def _gradual(self) -> None:
+        self.action_confirm("gradual")
+
+    def action_confirm(self, mode: str) -> None:
+        if mode not in ROLLBACK_MODES:
+            return
         reason = self.query_one("#reason", Input).value.strip() or DEFAULT_ROLLBACK_REASON
-        pressed = self.query_one("#mode", RadioSet).pressed_button
-        mode: RollbackMode = "gradual" if pressed is not None and pressed.id == "gradual" else "immediate"
-        self.dismiss(RollbackChoice(reason=reason, mode=mode))
+        self.dismiss(RollbackChoice(reason=reason, mode=cast(RollbackMode, mode)))
 
 
 class CopyModal(_Dialog):
     """Confirm the initial copy: from which file to which database, which tables, how many in parallel."""
 
+    BINDINGS = [Binding("y", "confirm", "Copy", show=False)]
+
     def __init__(self, plan: Plan):
-        super().__init__(classes="dialog-screen")
+        super().__init__("copy")
         self.plan = plan
 
-    def compose(self) -> ComposeResult:
+    def body(self) -> ComposeResult:
         p = self.plan
         tables = "all of blue's tables" if p.sync.tables == "all" else ", ".join(p.sync.tables)
-        with Vertical(id="dialog", classes="copy"):
-            yield Label("Initial copy: blue → green", classes="dialog-title")
-            yield Static(
-                Content.assemble(
-                    "from ",
-                    (str(p.path(p.blue.database.path or "?")), "bold"),
-                    "  →  ",
-                    (redact_text(p.green.database.url or "?"), "bold"),
-                ),
-                id="copy-from-to",
+        yield Label("Initial copy: blue → green", classes="dialog-title")
+        yield Static(
+            Content.assemble(
+                "from ",
+                (str(p.path(p.blue.database.path or "?")), "bold"),
+                "  →  ",
+                (redact_text(p.green.database.url or "?"), "bold"),
+            ),
+            id="copy-from-to",
+        )
+        yield Static(
+            Content.assemble(
+                ("tables: ", "$text-muted"), tables, (f"  ({p.sync.copy_jobs} in parallel)", "$text-muted")
             )
-            yield Static(
-                Content.assemble(
-                    ("tables: ", "$text-muted"),
-                    tables,
-                    (f"  ({p.sync.copy_jobs} in parallel)", "$text-muted"),
-                )
-            )
-            yield Static(
-                "Capture goes on blue first, then one snapshot is copied and capture goes on green. The "
-                "copy writes new tables only: it refuses if green already has them, and a failed copy "
-                "drops what it made.",
-                classes="muted",
-            )
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button("Copy", id="confirm", variant="primary")
+        )
+        yield Static(
+            "Capture goes on blue first, then one snapshot is copied and capture goes on green. The copy writes "
+            "new tables only: it refuses if green already has them, and a failed copy drops what it made.",
+            classes="muted",
+        )
 
-    def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+    def buttons(self) -> list[Button]:
+        return [*super().buttons(), Button("Copy  y", id="confirm", variant="primary", compact=True)]
+
+    def hints(self) -> list[Hint]:
+        return [Hint("y", "copy"), self.CANCEL_HINT]
 
     @on(Button.Pressed, "#confirm")
-    def _confirmed(self) -> None:
+    def action_confirm(self) -> None:
         self.dismiss(True)
+
+
+GRAMMAR = (
+    "In every dialog: Esc cancels; the key on the button confirms (y; a rollback's i or g); Enter alone never does.",
+    "Rollback is on b (back to blue), not a shifted twin of r (resume): b then i rolls back at once.",
+    "ctrl+p opens the command palette with the same actions (and the themes; t switches theme).",
+)
 
 
 class HelpModal(_Dialog):
     BINDINGS = [
-        Binding("escape", "cancel", "Close"),
-        Binding("q", "cancel", "Close"),
-        Binding("question_mark", "cancel", "Close"),
+        Binding("q", "cancel", "Close", show=False),
+        Binding("question_mark", "cancel", "Close", show=False),
     ]
+    CANCEL_HINT = Hint("Esc", "close")
 
-    def compose(self) -> ComposeResult:
+    def __init__(self) -> None:
+        super().__init__("help")
+
+    def body(self) -> ComposeResult:
         rows = [
             Content.assemble(
-                (f"{a.shown_key:>5}  ", "bold $accent"), (f"{a.label:<10}", "bold"), a.description
+                (f"{a.shown_key:>3}  ", "bold $accent"), (f"{a.label:<9}", "bold"), a.description
             )
             for a in ACTIONS
         ]
-        notes = [
-            "",
-            "Rollback is on b (back to blue): not a shifted twin of r (resume).",
-            "Advance, rollback and copy ask first; Escape or Cancel changes nothing.",
-            "ctrl+p opens the command palette with the same actions.",
-        ]
-        with Vertical(id="dialog", classes="help"):
-            yield Label("Keys", classes="dialog-title")
-            yield Static(
-                Content("\n").join([*rows, *(Content.styled(n, "$text-muted") for n in notes)]),
-                id="help-keys",
-            )
-            with Horizontal(classes="buttons"):
-                yield Button("Close", id="cancel")
+        yield Label("Keys", classes="dialog-title")
+        yield Static(
+            Content("\n").join([*rows, Content(""), *(Content.styled(n, "$text-muted") for n in GRAMMAR)]),
+            id="help-keys",
+        )
+
+    def buttons(self) -> list[Button]:
+        return [Button("Close  Esc", id="cancel", compact=True)]

@@ -69,6 +69,34 @@ class Panel(Static):
         return content.plain if isinstance(content, Content) else str(content)
 
 
+class TitleBar(Panel):
+    """The plan's name and description in the longest form that fits (see render.title); never cut mid-word."""
+
+    def __init__(self, name: str, description: str, *, tag: str = "", id: str | None = None):
+        super().__init__(self._draw_title, id=id, sized=True)
+        self._name, self._description, self.tag = name, description, tag
+
+    def _draw_title(self, state: CockpitState | None, width: int) -> Content:
+        # Widget._name is Textual's own (str | None): this panel's name shadows it
+        return render.title(self._name, self._description, tag=self.tag, width=width)  # type: ignore[arg-type]
+
+    def on_mount(self) -> None:
+        self._state = None
+        self.call_after_refresh(self._redraw_title)
+
+    def _redraw_title(self) -> None:
+        width = self.content_size.width
+        if width:
+            self.show_content(self._draw_title(None, width))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._redraw_title)
+
+    def retag(self, tag: str) -> None:
+        self.tag = tag
+        self._redraw_title()
+
+
 class StatusBar(Horizontal):
     """State badge, where we are, who acts; and below it the last result of an action sent from this screen."""
 

@@ -90,14 +90,58 @@ def _fig(text: str, level: str) -> Content:
     return Content(text) if level == "plain" else Content.styled(text, f".metric--{level}")
 
 
-def _head(title: str, *columns: str) -> Content:
-    return _fig(f"{title:<{LABEL + 1}}" + "".join(f"{c:>{VALUE}}" for c in columns), "head")
+def _head(title: str, *columns: str, note: Content | str = "") -> Content:
+    return Content.assemble(
+        _fig(f"{title:<{LABEL + 1}}" + "".join(f"{c:>{VALUE}}" for c in columns), "head"), note
+    )
+
+
+# ------------------------------------------------------------------------------------------------ sources
+# The controller's name for each source (cockpit.core.state.CockpitState.sources): the balancers' live split, the
+# sync's lag, and each metrics source by its class name (lower case, no leading underscore).
+SOURCE_TRAFFIC, SOURCE_SYNC, SOURCE_ACCESS_LOG = "traffic", "sync", "accesslogsource"
+SOURCE_OF = {
+    "cpu_usage": "systemmetrics",
+    "memory_usage": "systemmetrics",
+    "disk_usage": "systemmetrics",
+    "green.db_up": "databasemetrics",
+    "green.query_execution_time": "databasemetrics",
+    "connection_pool_usage": "databasemetrics",
+    "cache_hit_ratio": "databasemetrics",
+    "green.db_connection_failure_rate": "databasemetrics",
+    "backup_age": "bluebackup",
+    "data_integrity_score": "integritywatch",
+    "data_integrity_touched_score": "integritywatch",
+}
+STALE_AFTER_S = 10.0  # a source silent for longer is greyed, with its age
+
+
+def stale_age(state: CockpitState, source: str) -> float | None:
+    """How long `source` has been silent, when that is long enough to grey what it last said; else None."""
+    at = state.sources.get(source)
+    if at is None:
+        return None
+    silent = state.now - at
+    return silent if silent > STALE_AFTER_S else None
+
+
+def stale_note(silent: float | None) -> Content:
+    return (
+        Content("") if silent is None else Content.styled(f"  stale: {age(silent)} old", ".metric--missing")
+    )
+
+
+def window(state: CockpitState, key: str = "access_log.window_s") -> str:
+    """`last 30s`: the window a figure covers, as its source says (blank when it does not say)."""
+    seconds = state.metrics.get(key)
+    return "" if seconds is None else f"last {format_duration(seconds)}"
 
 
 # ------------------------------------------------------------------------------------------------ sections
 def sync_lines(state: CockpitState, levels: Levels) -> list[Content]:
     """Lag per direction: age of the oldest change not applied (coloured by `sync_lag`) and how many wait."""
-    lines = [_head("Sync lag", "age", "pending")]
+    silent = stale_age(state, SOURCE_SYNC)
+    lines = [_head("Sync lag", "age", "pending", note=stale_note(silent))]
     for key, label in DIRECTIONS:
         lag = state.lag.get(key)
         age_s = None if lag is None else lag.age_s
@@ -106,8 +150,8 @@ def sync_lines(state: CockpitState, levels: Levels) -> list[Content]:
         lines.append(
             Content.assemble(
                 f" {label:<{LABEL}}",
-                _fig(f"{age(age_s):>{VALUE}}", levels.level("sync_lag", age_s)),
-                _fig(f"{number(pending, 'd'):>{VALUE}}", pend_level),
+                _fig(f"{age(age_s):>{VALUE}}", "missing" if silent else levels.level("sync_lag", age_s)),
+                _fig(f"{number(pending, 'd'):>{VALUE}}", "missing" if silent else pend_level),
             )
         )
     return lines
@@ -168,9 +212,21 @@ def copy_lines(state: CockpitState) -> list[Content]:
 
 
 def traffic_lines(state: CockpitState, levels: Levels) -> list[Content]:
-    """Blue | green from the access log: req/s (and the total), error %, p95 ms."""
+    """Blue | green from the access log over its window (said in the heading): req/s (and the total), error %,
+    p95 ms."""
     m = state.metrics
-    lines = [_head("Traffic", "blue", "green")]
+    silent = stale_age(state, SOURCE_ACCESS_LOG)
+    span = window(state)
+    lines = [
+        _head(
+            "Traffic",
+            "blue",
+            "green",
+            note=Content.assemble(
+                Content.styled(f"  {span}" if span else "", "$text-muted"), stale_note(silent)
+            ),
+        )
+    ]
     for label, name, fmt in (
         ("req/s", "rps", ".1f"),
         ("error %", "error_rate", ".2f"),
@@ -179,7 +235,8 @@ def traffic_lines(state: CockpitState, levels: Levels) -> list[Content]:
         cells = []
         for side in SIDES:
             key = f"{side}.{name}"
-            cells.append(_fig(f"{number(m.get(key), fmt):>{VALUE}}", levels.level(key, m.get(key))))
+            level = "missing" if silent else levels.level(key, m.get(key))
+            cells.append(_fig(f"{number(m.get(key), fmt):>{VALUE}}", level))
         if name == "rps":
             total = m.get("throughput")
             cells += [
@@ -211,8 +268,13 @@ HEALTH: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
     ("pool", "connection_pool_usage", _pct),
     ("cache hit", "cache_hit_ratio", _pct),
     ("conn fail", "green.db_connection_failure_rate", _pct),
-    ("integrity", "data_integrity_score", _pct),
     ("backup", "backup_age", lambda v: MISSING if v is None else f"{age(v)} ago"),
+)
+# What each integrity figure covers: the periodic full comparison, and the rollback's check of the rows the sync
+# touched (a superset of what changed since the split began, not the whole database). Kept apart, never merged.
+INTEGRITY: tuple[tuple[str, str, str], ...] = (
+    ("full check", "data_integrity_score", "data_integrity_checked_at"),
+    ("touched rows", "data_integrity_touched_score", "data_integrity_touched_at"),
 )
 
 
@@ -220,10 +282,16 @@ def health_lines(state: CockpitState, levels: Levels) -> list[Content]:
     """System and database health, three figures a line."""
     lines = [_fig("System & database", "head")]
     cells: list[Content] = []
+    silent: dict[str, float] = {}
     for label, key, show in HEALTH:
         value = state.metrics.get(key)
+        quiet = stale_age(state, SOURCE_OF.get(key, ""))
+        if quiet is not None:
+            silent[SOURCE_OF[key]] = quiet
         level = (
-            ("missing" if value is None else "ok" if value >= 1 else "critical")
+            "missing"
+            if quiet is not None
+            else ("missing" if value is None else "ok" if value >= 1 else "critical")
             if key == "green.db_up"
             else levels.level(key, value)
         )
@@ -231,7 +299,33 @@ def health_lines(state: CockpitState, levels: Levels) -> list[Content]:
         cells.append(cell.pad_right(max(1, COLUMN - cell.cell_length)))
     for i in range(0, len(cells), 3):
         lines.append(Content.assemble(" ", *cells[i : i + 3]).rstrip())
+    lines.append(integrity_line(state, levels))
+    if silent:
+        said = ", ".join(
+            f"{name.removesuffix('metrics') or name} {age(a)}" for name, a in sorted(silent.items())
+        )
+        lines.append(_fig(f" stale: {said} old", "missing"))
     return lines
+
+
+def integrity_line(state: CockpitState, levels: Levels) -> Content:
+    """`integrity  full check 100% 4m ago · touched rows 99.5% 1m ago`: each score with what it covers."""
+    parts: list[Content] = []
+    for label, key, at_key in INTEGRITY:
+        value = state.metrics.get(key)
+        if value is None and key != "data_integrity_score":
+            continue  # no rollback has checked the touched rows: nothing to say
+        at = state.metrics.get(at_key)
+        when = "" if at is None else f" {age(max(0.0, state.now - at))} ago"
+        quiet = stale_age(state, SOURCE_OF[key]) is not None
+        parts.append(
+            Content.assemble(
+                (f"{label} ", "$text-muted"),
+                _fig(_pct(value), "missing" if quiet else levels.level("data_integrity_score", value)),
+                (when, "$text-muted"),
+            )
+        )
+    return Content.assemble((" integrity ", "$text-muted"), Content(" · ").join(parts))
 
 
 # ------------------------------------------------------------------------------------------------ trend

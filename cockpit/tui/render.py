@@ -12,7 +12,8 @@ from textual.content import Content
 
 from cockpit.core.journal import ActionRecord
 from cockpit.core.plan import format_duration
-from cockpit.core.state import CockpitState
+from cockpit.core.state import FAILED, UNKNOWN, CockpitState, Readiness
+from cockpit.tui.readings import SOURCE_ACCESS_LOG, SOURCE_TRAFFIC, stale_age, window
 
 BAR_WIDTH = 30
 OK, BAD, WARN, MUTED, ACCENT, BLUE = "$success", "$error", "$warning", "$text-muted", "$accent", "$primary"
@@ -96,16 +97,93 @@ def result_line(verb: str, outcome: str, message: str, duration_s: float | None 
     )
 
 
+# ------------------------------------------------------------------------------------------------ title
+def title(name: str, description: str = "", *, tag: str = "", width: int = 0) -> Content:
+    """`◆ cockpit · NAME — DESCRIPTION  TAG`, in the longest form that fits `width`: the description loses whole
+    words (with …) before it goes, then `cockpit · `; never a word cut in half (0: no limit)."""
+    tail = Content.styled(f"  {tag}", WARN) if tag else Content("")
+    head = Content.assemble(("◆ ", ACCENT), ("cockpit · ", "bold"), (name, "bold"))
+    words = description.split()
+    forms = [
+        Content.assemble(head, (" — " + " ".join(words[:n]) + ("" if n == len(words) else " …"), MUTED))
+        for n in range(len(words), 0, -1)
+    ]
+    forms += [head, Content.assemble(("◆ ", ACCENT), (name, "bold"))]
+    for form in forms:
+        if not width or form.cell_length + tail.cell_length <= width:
+            return form + tail
+    return Content.styled(name, "bold")
+
+
+# ------------------------------------------------------------------------------------------------ readiness
+READINESS_STALE_S = 30.0  # an assessment older than this says its age
+
+
+def readiness(state: CockpitState | None) -> Content:
+    """The rollback-readiness light: ready (and what was checked), or NOT ready and why, worst first."""
+    r: Readiness | None = state.readiness if state is not None else None
+    if r is None:
+        return Content.assemble(
+            ("◌ rollback readiness ", "bold"), ("not assessed yet (the controller publishes it)", MUTED)
+        )
+    age = (state.now - r.at) if state is not None and r.at else 0.0
+    old = Content.styled(f"  (assessed {format_duration(age)} ago)", WARN) if age > READINESS_STALE_S else ""
+    if r.ready:
+        seen = " · ".join(f"{c.name} ✓" for c in r.checks if c.status == "ok")
+        return Content.assemble(("● rollback ready", f"bold {OK}"), (f"  {seen}", MUTED), old)
+    why = "; ".join(
+        c.detail if c.status == FAILED else f"{c.detail} (unknown)"
+        for c in r.blocking
+        if c.status in (FAILED, UNKNOWN)
+    )
+    return Content.assemble(("✗ rollback NOT ready", f"bold reverse {BAD}"), " ", (why, BAD), old)
+
+
+# ------------------------------------------------------------------------------------------------ journal line
+def journal_line(state: CockpitState) -> Content:
+    """The journal folded to one line: its newest action (the panel opens on a screen of 110x34 or more)."""
+    if not state.actions:
+        return Content.assemble(("journal ", "bold"), ("no actions yet", MUTED))
+    record = state.actions[-1]
+    outcome = record.outcome or "running"
+    said = record.message or record.reason
+    return Content.assemble(
+        ("journal ", "bold"),
+        (f"{ago(max(0.0, state.now - record.started))} ", MUTED),
+        (f"{record.verb} ", "bold"),
+        (outcome, f"bold {OUTCOME_STYLE.get(outcome, ACCENT)}"),
+        (f" {record.actor}", MUTED),
+        f"  {said}" if said else "",
+    )
+
+
 # ------------------------------------------------------------------------------------------------ timeline
-def timeline(state: CockpitState) -> Content:
-    """ready → each phase with its share; done, current and ahead; then time in phase, soak and what is next."""
+def timeline(state: CockpitState, width: int = 0) -> Content:
+    """ready → each phase with its share; done, current and ahead; then time in phase, soak and what is next.
+
+    Where the row does not fit `width`, the phases other than the current one show only their share."""
+    row = _phase_row(state, names=True)
+    if width and row.cell_length > width:
+        row = _phase_row(state, names=False)
+    info = _phase_info(state)
+    if width and info.cell_length > width:
+        info = _phase_info(state, short=True)
+    return _lines([row, info, Content.styled(_description(state), MUTED)])
+
+
+def _phase_row(state: CockpitState, *, names: bool) -> Content:
     current = state.phase_index + 1  # 0 is `ready`
     stops = [("ready", None)] + [(p.name, p.green) for p in state.phases]
     row: list[Content | str | tuple[str, str]] = []
     for i, (name, green) in enumerate(stops):
-        label = name if green is None else f"{name} {green:g}%"
+        if green is None:
+            label = name
+        elif names or i == current:
+            label = f"{name} {green:g}%"
+        else:
+            label = f"{green:g}%"
         if i:
-            row.append((" ── ", MUTED))
+            row.append((" ── " if names else " ─ ", MUTED))
         if i < current:
             row.append((f"✓ {label}", OK))
         elif i == current:
@@ -121,12 +199,30 @@ def timeline(state: CockpitState) -> Content:
             row.append((f"» {label}", f"bold {WARN}"))
         else:
             row.append((f"○ {label}", MUTED))
-    return _lines([Content.assemble(*row), _phase_info(state), Content.styled(_description(state), MUTED)])
+    return Content.assemble(*row)
 
 
-def _phase_info(state: CockpitState) -> Content:
+def _phase_info(state: CockpitState, *, short: bool = False) -> Content:
+    """Where the phase stands: time in it, the soak, what is next (`short`: the same in fewer words)."""
     phase, nxt = state.phase, state.next_phase
-    spent = format_duration(state.time_in_phase)
+    # a journal that never recorded a change of state has no start time: say so rather than count from 1970
+    spent = format_duration(state.time_in_phase) if state.phase_since > 0 else "an unknown time"
+    if short:
+        after = f"next {nxt.name} {nxt.green:g}%" if nxt else "last phase"
+        if phase is None:
+            return Content.assemble((state_label(state.state), "bold"), f" · all on blue {spent} · {after}")
+        left = phase.soak_s - state.time_in_phase
+        soak = (
+            Content.styled("soaked", OK)
+            if left <= 0
+            else Content.styled(f"soak {format_duration(left)} left", WARN)
+        )
+        return Content.assemble(
+            (f"{phase.name} {state.phase_index + 1}/{len(state.phases)}", "bold"),
+            f" · {spent} in · ",
+            soak,
+            f" · {after}",
+        )
     if phase is None:
         where = Content.assemble(
             (state_label(state.state), "bold"), f" · all traffic on blue · {spent} in this state"
@@ -167,33 +263,67 @@ def bar(green: float | None, width: int = BAR_WIDTH) -> Content:
 
 def split(state: CockpitState, width: int = 0) -> Content:
     """The configured split (what the phase machine wants), the live one (what the balancers have) and the observed
-    one (the share of requests green served, from the access log).
+    one (the share of requests green served, from the access log, over the window it says: since the last split
+    change, up to the access log's window). A source silent for long is greyed with its age.
 
     `width` is the room the panel has: the bars take what the labels leave (BAR_WIDTH when unknown).
     """
-    cells = max(6, min(BAR_WIDTH, width - 38)) if width else BAR_WIDTH
+    narrow = bool(width) and width < 50  # the words shorten before the bars shrink below 6 cells
+    cells = max(6, min(BAR_WIDTH, width - (24 if narrow else 38))) if width else BAR_WIDTH
     conf = state.green_configured
     configured = Content.assemble(
-        ("configured ", "bold"), bar(conf, cells), f" {conf:g}% green · {100 - conf:g}% blue"
+        ("configured ", "bold"),
+        bar(conf, cells),
+        f" {conf:g}% green" + ("" if narrow else f" · {100 - conf:g}% blue"),
     )
     live_value = state.green_live
+    live_silent = stale_age(state, SOURCE_TRAFFIC)
     if live_value is None:
         note: tuple[str, str] = (" unknown (balancers disagree or unreadable)", WARN)
         live = Content.assemble(("live       ", "bold"), bar(None, cells), note)
+    elif live_silent is not None:
+        live = Content.assemble(
+            ("live       ", "bold"),
+            bar(None, cells),
+            (f" {live_value:g}% green, read {format_duration(live_silent)} ago", MUTED),
+        )
     else:
         differs = abs(live_value - conf) > 0.05
-        note = ("  ≠ configured", WARN) if differs else ("  ✓ as configured", OK)
+        note = (
+            (" ≠" if narrow else "  ≠ configured", WARN)
+            if differs
+            else (" ✓" if narrow else "  ✓ as configured", OK)
+        )
         live = Content.assemble(
             ("live       ", "bold"), bar(live_value, cells), f" {live_value:g}% green", note
         )
     seen = state.metrics.get("traffic_distribution")
-    observed = Content.assemble(
-        ("observed   ", "bold"),
-        bar(seen, cells),
-        (" – no requests counted yet", MUTED) if seen is None else f" {seen:.1f}% green",
-        ("  (access log)", MUTED) if seen is not None else "",
+    seen_silent = stale_age(state, SOURCE_ACCESS_LOG)
+    span = window(state, "traffic_distribution.window_s")
+    since = state.metrics.get("traffic_distribution.restarted")
+    if seen is None:
+        observed = Content.assemble(
+            ("observed   ", "bold"), bar(None, cells), (f" – no requests counted {span or 'yet'}", MUTED)
+        )
+    elif seen_silent is not None:
+        observed = Content.assemble(
+            ("observed   ", "bold"),
+            bar(None, cells),
+            (f" {seen:.1f}% green, {format_duration(seen_silent)} old", MUTED),
+        )
+    else:
+        observed = Content.assemble(("observed   ", "bold"), bar(seen, cells), f" {seen:.1f}% green")
+        for said in (f" · {span}, since the change" if since else "", f" · {span}", f" {span}"):
+            if span and said and (not width or observed.cell_length + len(said) <= width):
+                observed += Content.styled(said, MUTED)
+                break
+    legend = Content.assemble(
+        ("█", OK),
+        (" green (new)  ", MUTED),
+        ("█", BLUE),
+        (" blue (old)", MUTED),
+        ("" if narrow else "  observed: access log", MUTED),
     )
-    legend = Content.assemble(("█", OK), (" green (new)  ", MUTED), ("█", BLUE), (" blue (old)", MUTED))
     return _lines([configured, live, observed, legend])
 
 

@@ -65,6 +65,7 @@ def test_the_wheel_ships_themes_and_plans_and_opens_the_lab_screen(tmp_path: Pat
     [wheel] = dist.glob("cockpit-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "cockpit/themes/cockpit.tcss" in names and "cockpit/plans/lab.yaml" in names
+    assert "cockpit/themes/dark.toml" in names and "cockpit/themes/light.toml" in names
     assert "cockpit/cli/main.py" in names and "cockpit/drivers/sync/runner.py" in names
 
     fresh = tmp_path / "fresh"

@@ -224,7 +224,9 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
     name = doc["postgres_url"].rsplit("/", 1)[1]
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None
-    assert status(lab_root) == {"root": str(lab_root.resolve()), "up": False}
+    after = status(lab_root)
+    assert after == {"root": str(lab_root.resolve()), "up": False, "runs": after["runs"]}
+    assert [r["run"] for r in after["runs"]] == [doc["run"]]  # down keeps the run's journal
 
 
 def test_down_cleans_up_after_the_lab_process_was_killed(lab_root: Path, pg_url: str) -> None:

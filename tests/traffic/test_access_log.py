@@ -265,3 +265,47 @@ phases: [{name: one, green: 5}]
     s = m.poll(now)
     assert s.overall.count == 4 and s.green_share == 75.0
     m.close()
+
+
+def test_the_share_restarts_at_a_split_change_and_says_its_window(tmp_path: Path) -> None:
+    """A rollback from 20 % to 0 %: 5 s later the share is the new split's, not a blend over the whole window."""
+    log, include = tmp_path / "access.json", tmp_path / "split.conf"
+    log.touch()
+    include.write_text("# cockpit-split balancer=lb1 green_percent=20.0\n")
+    m = AccessLogMetrics(log, window_s=30.0, split_files=[include])
+    t0 = float(int(time.time()))  # on a whole second: the windows below are whole seconds
+    m._started = t0 - 60  # the source has run for a minute
+    m.poll(t0 - 20)  # the split as it stood: 20 %
+    for i in range(20):  # 20 s at 20 % green, 10 requests a second
+        append(log, "".join(line(t0 - 20 + i + k / 10, side="green" if k < 2 else "blue") for k in range(10)))
+    include.write_text("# cockpit-split balancer=lb1 green_percent=0.0\n")
+    os.utime(include, (t0 + 0.4, t0 + 0.4))  # the rollback's include, written at t0 + 0.4
+    for i in range(5):  # then all on blue
+        append(log, "".join(line(t0 + i + k / 10) for k in range(10)))
+    s = m.poll(t0 + 5)
+    assert s.share_restarted and s.green_share == 0.0
+    assert s.share_window_s == pytest.approx(4.0)  # whole seconds t0+1 .. t0+5
+    assert s.window_s == 30.0 and s.overall.count == 250  # the other figures keep their window
+    metrics = s.as_metrics()
+    assert (
+        metrics["traffic_distribution.window_s"] == 4.0 and metrics["traffic_distribution.restarted"] == 1.0
+    )
+    assert metrics["access_log.window_s"] == 30.0
+    # the same split written again is no change; once the window is past the change, the share is whole again
+    include.write_text("# cockpit-split balancer=lb1 green_percent=0.0\n")
+    assert m.poll(t0 + 6).share_window_s == pytest.approx(5.0)
+    later = m.poll(t0 + 40)
+    assert not later.share_restarted and later.share_window_s == 30.0
+    m.close()
+
+
+def test_without_split_files_the_share_covers_the_window(tmp_path: Path) -> None:
+    log = tmp_path / "access.json"
+    log.touch()
+    m = AccessLogMetrics(log, window_s=10.0)
+    now = time.time()
+    m._started = now - 60
+    append(log, line(now - 1, side="green") + line(now - 1))
+    s = m.poll(now)
+    assert s.green_share == 50.0 and s.share_window_s == 10.0 and not s.share_restarted
+    m.close()

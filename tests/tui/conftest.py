@@ -21,6 +21,14 @@ from tests.core.plans import BASE
 PLAN = BASE.replace("drain_timeout: 5s", "drain_timeout: 1s")
 
 
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every screen test remembers its theme in its own config folder, never the person's."""
+    home = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def plan(tmp_path: Path) -> Plan:
     path = tmp_path / "plan.yaml"
@@ -99,3 +107,8 @@ async def until(pilot, predicate: Callable[[], object], timeout: float = 15.0, w
 def text(app, selector: str) -> str:
     """The plain text a panel of the screen shows."""
     return app.query_one(selector).text
+
+
+def screen_text(app) -> str:
+    """What the terminal shows now, as lines of text (the top screen with what shows through around a dialog)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())

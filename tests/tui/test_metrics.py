@@ -113,7 +113,11 @@ def test_figures_are_shown_and_coloured_by_their_level(plan):
     assert _style_of(shown, "2.00") == ".metric--warning"
     assert _style_of(shown, "2500") == ".metric--critical"
     assert _style_of(shown, "1m15s") == ".metric--warning"
-    assert "cpu 10%" in shown.plain and "green db up" in shown.plain and "integrity 100%" in shown.plain
+    assert (
+        "cpu 10%" in shown.plain
+        and "green db up" in shown.plain
+        and "integrity full check 100%" in shown.plain
+    )
     assert "Green trend" not in shown.plain  # no trend kept: no trend shown
 
 
@@ -254,3 +258,56 @@ async def test_narrow_screen_shows_the_metrics(plan):
         # two columns: traffic beside health, all of it inside the panel
         assert "System & database" in _line(panel.content, "Traffic")
         assert len(panel.content.plain.splitlines()) <= metrics.content_size.height
+
+
+def test_figures_say_their_window_and_a_silent_source_is_greyed_with_its_age(plan):
+    from cockpit.tui import render
+
+    now = 1030.0
+    fresh = dataclasses.replace(
+        _state(
+            plan,
+            metrics={
+                **FULL,
+                "access_log.window_s": 60.0,
+                "traffic_distribution.window_s": 4.0,
+                "traffic_distribution.restarted": 1.0,
+            },
+            green_live=20.0,
+            lag={"blue_to_green": Lag(1.4, 0), "green_to_blue": Lag(2.0, 3)},
+        ),
+        sources={"accesslogsource": now - 1, "sync": now - 1, "traffic": now - 1, "systemmetrics": now - 1},
+    )
+    shown = m.metrics(fresh, LEVELS)
+    assert "last 1m" in _line(shown, "Traffic") and "stale" not in shown.plain
+    split = render.split(fresh).plain
+    assert "20.0% green · last 4s, since the change" in split and "✓ as configured" in split
+    quiet = dataclasses.replace(
+        fresh,
+        sources={
+            "accesslogsource": now - 42,
+            "sync": now - 15,
+            "traffic": now - 90,
+            "systemmetrics": now - 1,
+        },
+    )
+    shown = m.metrics(quiet, LEVELS)
+    assert "stale: 42.0s old" in _line(shown, "Traffic") and "stale: 15.0s old" in _line(shown, "Sync lag")
+    assert _style_of(shown, "2500") == ".metric--missing"  # a critical p95 from 42 s ago is not shown as now
+    assert _style_of(shown, "cpu") == "" and _style_of(shown, "10%") != ".metric--missing"  # system is fresh
+    split = render.split(quiet).plain
+    assert "20% green, read 1m30s ago" in split and "20.0% green, 42s old" in split
+
+
+def test_integrity_figures_say_what_they_cover(plan):
+    state = _state(
+        plan,
+        metrics={
+            **FULL,
+            "data_integrity_checked_at": 1030.0 - 240,
+            "data_integrity_touched_score": 99.5,
+            "data_integrity_touched_at": 1030.0 - 60,
+        },
+    )
+    line = _line(m.metrics(state, LEVELS), "integrity")
+    assert line.strip() == "integrity full check 100% 4m ago · touched rows 99.5% 1m ago"

@@ -61,7 +61,7 @@ async def test_rollback_preempts_an_advance_sent_from_the_screen(plan, make_thre
             await until(pilot, traffic.entered.is_set, what="the advance to block in the driver")
             await pilot.press("b")
             await until(pilot, lambda: app.screen.query("#reason"), what="the rollback dialog")
-            await pilot.click("#confirm")
+            await pilot.press("i")
             await until(pilot, lambda: app.state.running_action == "rollback", what="the rollback to start")
             traffic.gate.set()
             await until(

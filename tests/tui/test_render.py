@@ -73,3 +73,9 @@ def test_split_shows_the_observed_share_or_a_dash(plan):
     state = build_state(plan, Machine("active", 0, 0.0), green_live=5.0, now=1.0)
     observed = next(line for line in render.split(state).plain.splitlines() if line.startswith("observed"))
     assert "–" in observed and "0" not in observed
+
+
+def test_a_state_without_a_start_time_is_not_counted_from_1970(plan):
+    state = build_state(plan, Machine("ready", -1, 0.0), now=1_780_000_000.0)
+    shown = render.timeline(state).plain
+    assert "an unknown time in this state" in shown and "h in this" not in shown

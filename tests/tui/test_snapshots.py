@@ -1,6 +1,6 @@
-"""Snapshots of the first screen at a fixed size, drawn from a fixed CockpitState (every time is relative to its
-`now`, so they do not depend on the clock). Update with `pytest tests/tui --snapshot-update` after a deliberate
-change, and look at the SVGs in tests/tui/__snapshots__/ before committing them."""
+"""Snapshots of the main states at 80x24 and 120x40, drawn from a fixed CockpitState (every time is relative to
+its `now`, so they do not depend on the clock). Update with `pytest tests/tui --snapshot-update` after a
+deliberate change, and look at the SVGs in tests/tui/__snapshots__/ before committing them."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from cockpit.control.view import build_state
 from cockpit.core.journal import ActionRecord, Step
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan, load_plan
-from cockpit.core.state import Alarm, CockpitState, Lag
+from cockpit.core.state import Alarm, CockpitState, Lag, Readiness, ReadinessCheck
 from cockpit.tui.app import CockpitApp
-from cockpit.tui.modals import AdvanceModal, RollbackModal
+from cockpit.tui.keys import Context
+from cockpit.tui.modals import AdvanceModal, HelpModal, RollbackModal
 from tests.tui.conftest import until
 
 SIZE = (120, 40)
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 NOW = 1_780_000_000.0
 
 # the production plan's shape (plans/licitacoes.yaml), kept here so the snapshots do not move when it is edited
@@ -90,7 +92,24 @@ METRICS = {
     "connection_pool_usage": 35.0,
     "green.db_connection_failure_rate": 0.0,
     "data_integrity_score": 100.0,
+    "data_integrity_checked_at": NOW - 240,
+    "backup_age": 7 * 3600.0,
+    "access_log.window_s": 60.0,
+    "traffic_distribution.window_s": 4.0,
+    "traffic_distribution.restarted": 1.0,
 }
+
+# not ready: green->blue is behind the drain bound and the newest backup is older than the plan allows
+READINESS = Readiness(
+    (
+        ReadinessCheck("nginx", "ok", "nginx -t passes (1 balancer)"),
+        ReadinessCheck("blue", "ok", "blue healthy (4 checks)"),
+        ReadinessCheck("sync", "failed", "green→blue 1m15s behind (12 waiting): the drain allows 30s"),
+        ReadinessCheck("backup", "failed", "newest backup 7h old > limit 6h"),
+        ReadinessCheck("conflicts", "skipped", "conflicts not counted by this sync"),
+    ),
+    NOW - 2,
+)
 
 
 def _state(plan: Plan) -> CockpitState:
@@ -152,7 +171,7 @@ def _state(plan: Plan) -> CockpitState:
             "held: p95 creeping up",
         ),
     )
-    return build_state(
+    state = build_state(
         plan,
         Machine("held", 1, NOW - 300, "p95 creeping up"),
         actions=actions,
@@ -185,11 +204,19 @@ def _state(plan: Plan) -> CockpitState:
             ),
         ),
     )
+    return dataclasses.replace(state, readiness=READINESS)
 
 
-def _app(plan: Plan) -> CockpitApp:
-    state = _state(plan)
-    app = CockpitApp(plan, state_source=lambda: state)
+class ShownApp(CockpitApp):
+    """The screen of a fixed state, with the keys a controller in this process would offer."""
+
+    def _key_context(self) -> Context:
+        return dataclasses.replace(super()._key_context(), can_act=True)
+
+
+def _app(plan: Plan, state: CockpitState | None = None) -> CockpitApp:
+    state = state or _state(plan)
+    app = ShownApp(plan, state_source=lambda: state)
     # the trend the screen would have kept over the last minutes: calm, then green's error rate and p95 climbing
     for i in range(24):
         err, p95 = (
@@ -206,10 +233,11 @@ def _app(plan: Plan) -> CockpitApp:
 
 
 def _drawn(app) -> bool:
-    """The state is in and every panel drew it (the sized ones draw once laid out)."""
-    return app.state is not None and all(
-        app.query_one(p).renders for p in ("#split", "#alarms", "#metrics-text")
+    """The state is in and every panel drew it (the sized ones draw once laid out; no alarms, no alarm panel)."""
+    panels = ("#split", "#metrics-text", "#timeline") + (
+        ("#alarms",) if app.state and app.state.alarms else ()
     )
+    return app.state is not None and all(app.query_one(p).renders for p in panels)
 
 
 async def _shown(pilot) -> None:
@@ -218,29 +246,65 @@ async def _shown(pilot) -> None:
     await pilot.wait_for_scheduled_animations()
 
 
-def test_first_screen(snap_plan, snap_compare):
-    assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=_shown)
+@pytest.mark.parametrize("size", SIZES)
+def test_first_screen(snap_plan, snap_compare, size):
+    """Held at 20 %, a trigger counting down, rollback not ready (sync behind, backup old). At 80x24 the journal is
+    folded to one line, the phases and the split say less, the alarms take two lines."""
+    assert snap_compare(_app(snap_plan), terminal_size=SIZES[size], run_before=_shown)
 
 
-def test_first_screen_narrow(snap_plan, snap_compare):
-    """100x30: the journal panel folds away, the metrics take the width in two columns, alarms take two lines."""
-    assert snap_compare(_app(snap_plan), terminal_size=(100, 30), run_before=_shown)
+def test_first_screen_ready_and_rolled_back(snap_plan, snap_compare):
+    """After a rollback: all on blue, the light green, advance and copy offered again."""
+    ready = Readiness(tuple(ReadinessCheck(c.name, "ok", c.detail) for c in READINESS.checks[:4]), NOW - 1)
+    state = dataclasses.replace(
+        _state(snap_plan),
+        state="rolled_back",
+        phase_index=-1,
+        green_configured=0.0,
+        green_live=0.0,
+        held_reason="",
+        alarms=(),
+        gates=(),
+        readiness=ready,
+        metrics={**METRICS, "traffic_distribution": 0.0, "green.rps": 0.0, "blue.rps": 96.2},
+    )
+    assert snap_compare(_app(snap_plan, state), terminal_size=SIZE, run_before=_shown)
 
 
-def test_advance_dialog_with_unmet_gates(snap_plan, snap_compare):
+def _dialog(make):
     async def open_dialog(pilot) -> None:
         await _shown(pilot)
-        pilot.app.push_screen(AdvanceModal(pilot.app.state))
+        pilot.app.push_screen(make(pilot.app))
         await pilot.pause()
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
 
-    assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=open_dialog)
+    return open_dialog
 
 
-def test_rollback_dialog(snap_plan, snap_compare):
-    async def open_dialog(pilot) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_advance_dialog_with_unmet_gates(snap_plan, snap_compare, size):
+    opened = _dialog(lambda app: AdvanceModal(app.state))
+    assert snap_compare(_app(snap_plan), terminal_size=SIZES[size], run_before=opened)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_rollback_dialog(snap_plan, snap_compare, size):
+    opened = _dialog(lambda app: RollbackModal(app.state, list(snap_plan.rollback.steps), 30.0))
+    assert snap_compare(_app(snap_plan), terminal_size=SIZES[size], run_before=opened)
+
+
+def test_help_at_80x24_scrolls_its_keys_keeps_its_button(snap_plan, snap_compare):
+    opened = _dialog(lambda app: HelpModal())
+    assert snap_compare(_app(snap_plan), terminal_size=SIZES["80x24"], run_before=opened)
+
+
+@pytest.mark.parametrize("theme", ["cockpit-light", "cockpit-high-contrast"])
+def test_themes(snap_plan, snap_compare, theme):
+    async def themed(pilot) -> None:
+        pilot.app.theme = theme
         await _shown(pilot)
-        pilot.app.push_screen(RollbackModal(pilot.app.state, list(snap_plan.rollback.steps), 30.0))
+        pilot.app.clear_notifications()  # "theme: ... (remembered)" would leave on its own clock
         await pilot.pause()
-        pilot.app.screen.query_one(Input).cursor_blink = False
 
-    assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=open_dialog)
+    assert snap_compare(_app(snap_plan), terminal_size=SIZE, run_before=themed)

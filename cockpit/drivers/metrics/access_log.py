@@ -7,7 +7,11 @@ start), copytruncate (the file shrinks or its first bytes change: what was not r
 arrives).
 
 `AccessLogMetrics` turns the lines into immutable `TrafficSample`s over a sliding window (60 s by default): per side
-requests/s, error rate (% of 5xx), 4xx rate apart, p50/p95/p99 latency, and the observed green share. Memory is
+requests/s, error rate (% of 5xx), 4xx rate apart, p50/p95/p99 latency, and the observed green share. The share
+restarts at a split change: given the balancers' include files (their first line is the nginx driver's marker
+``# cockpit-split ... green_percent=P``), it counts only the whole seconds after the file that changed was written,
+so 5 s after a change (a rollback too) it shows the new split, not a blend with the old one; its window grows back
+to the full one. Every sample says the window of each figure (`window_s`, `share_window_s`). Memory is
 bounded at any request rate: one bucket per second of the window, each holding counters and a latency histogram
 (1 ms steps below 100 ms, then 1 % wide log steps), so a percentile is off by at most ~1 % (plus nginx's own
 1 ms resolution of ``$request_time``).
@@ -39,6 +43,7 @@ _SIDES = ("blue", "green")
 _LINEAR_MS = 100  # exact 1 ms buckets below this
 _LOG_STEP = math.log(1.01)
 _FUTURE_S = 300  # lines stamped further ahead of this clock are counted as malformed
+_MARKER = re.compile(rb"^# cockpit-split .*\bgreen_percent=([0-9.]+)")
 
 
 # ------------------------------------------------------------------------------------------------ the tail
@@ -232,9 +237,13 @@ class TrafficSample:
     blue: SideStats
     green: SideStats
     overall: SideStats
-    green_share: float | None  # observed % of requests served by green
+    green_share: float | None  # observed % of requests served by green, over `share_window_s`
     malformed: int  # malformed lines skipped since the start
     lines: int  # lines read since the start
+    share_window_s: float = (
+        0.0  # the seconds the green share covers (shorter than window_s after a split change)
+    )
+    share_restarted: bool = False  # the share counts only since the last split change
 
     def side(self, name: str) -> SideStats:
         return self.green if name == "green" else self.blue
@@ -249,6 +258,9 @@ class TrafficSample:
         out["throughput"] = self.overall.rps
         if self.green_share is not None:
             out["traffic_distribution"] = self.green_share
+        out["access_log.window_s"] = self.window_s  # the window of rps, error rates and percentiles
+        out["traffic_distribution.window_s"] = round(self.share_window_s, 1)
+        out["traffic_distribution.restarted"] = 1.0 if self.share_restarted else 0.0
         out["access_log.malformed"] = float(self.malformed)
         return out
 
@@ -303,8 +315,12 @@ class AccessLogMetrics:
         window_s: float = 60.0,
         *,
         from_end: bool = True,
+        split_files: Sequence[str | os.PathLike[str]] = (),
     ):
         paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+        self.split_files = [Path(f) for f in split_files]
+        self._split_seen: tuple[bytes | None, ...] | None = None  # each include's green_percent, last read
+        self.split_changed_at: float | None = None  # epoch seconds: when the last split change was written
         self.window_s = float(window_s)
         if self.window_s <= 0:
             raise ValueError("window_s must be positive")
@@ -320,7 +336,8 @@ class AccessLogMetrics:
         """Metrics over every balancer's access log (paths relative to the plan), with the plan's window;
         None when no balancer has an access log."""
         paths = [plan.path(b.access_log) for b in plan.traffic.balancers if b.access_log]
-        return cls(paths, window_s=float(plan.traffic.window)) if paths else None
+        includes = [plan.path(b.include) for b in plan.traffic.balancers if b.include]
+        return cls(paths, window_s=float(plan.traffic.window), split_files=includes) if paths else None
 
     def ingest(self, lines: Iterable[str]) -> None:
         """Count lines (already split, without newlines) into the per-second buckets."""
@@ -380,8 +397,27 @@ class AccessLogMetrics:
         for sec in [s for s in self._seconds if s < oldest_kept]:
             del self._seconds[sec]
 
+    def watch_split(self) -> None:
+        """Note a split change: a balancer's include now says another green_percent (its mtime is when)."""
+        seen: list[bytes | None] = []
+        written = 0.0
+        for path in self.split_files:
+            try:
+                with open(path, "rb") as f:
+                    m = _MARKER.match(f.readline(256))
+                written = max(written, path.stat().st_mtime)
+            except OSError:
+                m = None
+            seen.append(m.group(1) if m else None)
+        now = tuple(seen)
+        if self._split_seen is not None and now != self._split_seen:
+            self.split_changed_at = written or time.time()
+        self._split_seen = now
+
     def poll(self, now: float | None = None) -> TrafficSample:
         """Read what is new in the log(s) and return the figures of the window ending at `now`."""
+        if self.split_files:
+            self.watch_split()
         for tail in self.tails:
             lines = tail.read_lines()
             if lines:
@@ -393,11 +429,19 @@ class AccessLogMetrics:
         self._prune(now)
         first = now - self.window_s
         span = max(1.0, min(self.window_s, now - self._started))
+        # the share: from the first whole second after the last split change (requests of that second may have
+        # met either split), up to the whole window
+        restarted = self.split_changed_at is not None and int(self.split_changed_at) + 1 > first
+        share_from = int(self.split_changed_at) + 1 if restarted else first  # type: ignore[arg-type]
         counts = [0] * 6
+        share_counts = [0, 0]  # blue, green since share_from
         hists: tuple[dict[int, int], dict[int, int]] = ({}, {})
         for sec, slot in self._seconds.items():
             if sec + 1 <= first or sec > now:
                 continue
+            if sec >= share_from:
+                share_counts[0] += slot.counts[0]
+                share_counts[1] += slot.counts[3]
             for i, c in enumerate(slot.counts):
                 counts[i] += c
             for side in (0, 1):
@@ -410,9 +454,21 @@ class AccessLogMetrics:
         for k, v in hists[1].items():
             both[k] = both.get(k, 0) + v
         overall = _side_stats(counts[0] + counts[3], counts[1] + counts[4], counts[2] + counts[5], both, span)
-        total = counts[0] + counts[3]
-        share = 100.0 * counts[3] / total if total else None
-        return TrafficSample(now, self.window_s, blue, green, overall, share, self.malformed, self.lines)
+        total = share_counts[0] + share_counts[1]
+        share = 100.0 * share_counts[1] / total if total else None
+        share_window = max(0.0, min(self.window_s, now - share_from, now - self._started))
+        return TrafficSample(
+            now,
+            self.window_s,
+            blue,
+            green,
+            overall,
+            share,
+            self.malformed,
+            self.lines,
+            share_window,
+            restarted,
+        )
 
     @property
     def dropped_partial(self) -> int:
