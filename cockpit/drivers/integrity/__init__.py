@@ -1,15 +1,17 @@
-"""Are blue and green the same data? Counts per table, then checksums over primary-key segments, narrowed to the
-exact rows that differ.
+"""Are blue and green the same data? Hashes of primary-key segments computed inside each database, narrowed down
+to the exact rows that differ; only the hashes, and the rows of the parts that differ, cross the network.
 
-One canonical form on both sides: every green value is brought to the form blue stores (the sync's own
-`ColumnMap.to_sqlite`), and each row becomes the repr of (type, value) pairs, so `1` and `1.0` or `'1'` differ as
-they do in SQLite. Segments follow blue's primary key (keyset pagination, `segment_rows` keys each); each segment
-is hashed on both sides; a segment whose hashes differ is compared key by key, which names the rows that are
-missing on one side or differ. Rows still in flight in the sync are not divergence: a key that differs is checked
-again after the sync has had time to carry it (`settle_s`), and only what still differs counts.
+One canonical form on both sides: blue's stored value, storage class included (`1`, `1.0` and `'1'` differ as they
+do in SQLite); a green value is equal when its `ColumnMap.to_sqlite` is. `canonical` renders that form as text in
+SQLite's SQL, in PostgreSQL's SQL and in Python, the three pinned to each other by a randomized test and checked on
+probe values at the start of every check. `segments` compares a keyed table by segments of blue's keys, cut again
+where the hashes differ, down to a few dozen rows compared in Python (`table.Table.diff`); `multiset` compares a
+table without a key as a multiset of rows. Rows still in flight in the sync are not divergence: a key that differs
+is checked again after the sync has had time to carry it (`settle`), and only what still differs counts.
 
-`score` (the `data_integrity_score` metric, %) is 100 x matching rows / rows compared. Output names rows by key
-and masks personal data (e-mails, CPF, CNPJ) unless asked not to.
+`score` (the `data_integrity_score` metric, %) is 100 x matching rows / rows compared; `bytes` is what the check
+moved to and from green (`green`). Output names rows by key and masks personal data (e-mails, CPF, CNPJ) unless
+asked not to.
 """
 
 from __future__ import annotations

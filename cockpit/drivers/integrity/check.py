@@ -1,24 +1,21 @@
-"""`check`: counts, then checksums over primary-key segments on both sides, narrowed to the rows that differ."""
+"""`check`: every table of a mapping compared on both sides; what differs, by key; the bytes moved to do it."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import psycopg
 
+from cockpit.drivers.integrity import multiset, segments
+from cockpit.drivers.integrity.canonical import verify
+from cockpit.drivers.integrity.green import Green
 from cockpit.drivers.integrity.report import IntegrityReport, RowDiff, TableIntegrity
-from cockpit.drivers.integrity.table import _Table
+from cockpit.drivers.integrity.table import Table
 from cockpit.drivers.sync.schema import TableMap
-
-
-def _digest(rows: list[tuple[Any, ...]]) -> bytes:
-    """One segment's checksum: `repr` tells int, float, text, bytes, bool and None apart (as _canon_row's type
-    names do), and one repr of the whole list is C code (a row at a time in Python was most of a check's time)."""
-    return hashlib.blake2b(repr(rows).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def check(
@@ -31,80 +28,113 @@ def check(
     settle: Callable[[], object] | None = None,
     connect_timeout: float = 10.0,
     only: Mapping[str, Iterable[tuple[Any, ...]]] | None = None,
+    casts: Iterable[Any] | None = None,
+    in_sql: bool = True,
 ) -> IntegrityReport:
     """Compare every table of `mappings` on both sides. Blocking; bounded by the data size.
 
+    Keyed tables by segment hashes computed in each database (`segments`), keyless ones as multisets of rows
+    (`multiset`). `in_sql=False` streams every green value and hashes it here instead (what the check did before
+    it hashed inside the databases; kept for the benchmark's comparison).
+
     `only`: per table, the keys (blue's forms) of the rows to compare instead of all of them; the counts are still
     compared in full (the rollback checks the rows the sync touched: seconds, whatever the database's size).
+
+    `casts`: the plan's casts (`Cast.table`, `Cast.column`): those columns are compared as carried.
 
     `settle` is called once when rows differ, before they are looked at again: it should return when the sync has
     carried what was in flight (the controller waits for the sync to drain, bounded). None: no second look.
     """
     started = time.monotonic()
+    cast_columns: dict[str, set[str]] = {}
+    for c in casts or ():
+        cast_columns.setdefault(c.table, set()).add(c.column)
     blue = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=10)
     notes: list[str] = []
     try:
-        with psycopg.connect(pg_url, connect_timeout=connect_timeout, autocommit=True) as green:
+        with psycopg.connect(pg_url, connect_timeout=connect_timeout, autocommit=True) as conn:
+            green = Green(conn)
+            tables = [
+                Table(tm, blue, green, schema, cast_columns.get(tm.name, ()), in_sql)
+                for tm in mappings.values()
+            ]
+            if only is None and in_sql:
+                notes += _verify(green, tables)
             results: list[TableIntegrity] = []
-            pending: list[tuple[_Table, list[RowDiff], TableIntegrity]] = []
-            for tm in mappings.values():
-                if not tm.primary_key:
-                    notes.append(f"{tm.name}: no primary key, counts only")
-                t = _Table(tm, blue, green, schema)
-                b_count, g_count = t.counts()
-                if not tm.primary_key:
-                    results.append(
-                        TableIntegrity(
-                            tm.name,
-                            b_count,
-                            g_count,
-                            0,
-                            0,
-                            compared=0,
-                            note="" if b_count == g_count else "counts differ",
-                        )
-                    )
-                    continue
-                diffs, segments, bad_segments, compared = (
-                    _compare_table(t, segment_rows)
-                    if only is None
-                    else _compare_keys(t, only.get(tm.name, ()))
-                )
-                ti = TableIntegrity(tm.name, b_count, g_count, segments, bad_segments, tuple(diffs), compared)
-                if diffs:
-                    pending.append((t, diffs, ti))
+            pending: list[tuple[Table, list[RowDiff], TableIntegrity]] = []
+            for t in tables:
+                before = green.bytes
+                ti = _compare(t, segment_rows, only)
+                if only is not None and not t.pk:
+                    notes.append(f"{t.tm.name}: no primary key, counts only")
+                ti = replace(ti, bytes=green.bytes - before)
+                if ti.diffs and t.pk:
+                    pending.append((t, list(ti.diffs), ti))
                 else:
                     results.append(ti)
             settled = 0
             if pending and settle is not None:
                 settle()
             for t, diffs, ti in pending:
+                before = green.bytes
                 if settle is not None:
                     blue_now, green_now = t.fetch_keys([d.key for d in diffs])
                     still = t.diff(blue_now, green_now)
                 else:
                     still = diffs
                 settled += len(diffs) - len(still)
-                b_count, g_count = t.counts()
+                b_count, g_count = t.counts() if settle is not None else (ti.blue_rows, ti.green_rows)
                 results.append(
-                    TableIntegrity(
-                        ti.table,
-                        b_count,
-                        g_count,
-                        ti.segments,
-                        ti.mismatched_segments,
-                        tuple(still),
-                        ti.compared,
+                    replace(
+                        ti,
+                        blue_rows=b_count,
+                        green_rows=g_count,
+                        diffs=tuple(still),
+                        bytes=ti.bytes + green.bytes - before,
                     )
                 )
+            moved = green.bytes
     finally:
         blue.close()
     order = {name: i for i, name in enumerate(mappings)}
     results.sort(key=lambda r: order[r.table])
-    return IntegrityReport(tuple(results), time.monotonic() - started, settled, tuple(notes))
+    return IntegrityReport(tuple(results), time.monotonic() - started, settled, tuple(notes), moved)
 
 
-def _compare_keys(t: _Table, keys: Iterable[tuple[Any, ...]]) -> tuple[list[RowDiff], int, int, int]:
+def _verify(green: Green, tables: list[Table]) -> list[str]:
+    """Green's renderings checked on probe values; a column green cannot render is streamed (with a note)."""
+    forms, _ = verify(green.rows, [f for t in tables for f in t.forms])
+    notes, i = [], 0
+    for t in tables:
+        t.set_forms(forms[i : i + len(t.forms)])
+        i += len(t.forms)
+        notes += [
+            f"{t.tm.name}.{f.name} ({f.column.pg_type}): no rendering in PostgreSQL's SQL gives what blue holds; "
+            "its values are streamed and hashed here"
+            for f in t.streamed
+        ]
+    return notes
+
+
+def _compare(
+    t: Table, segment_rows: int, only: Mapping[str, Iterable[tuple[Any, ...]]] | None
+) -> TableIntegrity:
+    name = t.tm.name
+    if only is not None:
+        b_count, g_count = t.counts()
+        if not t.pk:  # no keys were touched: the sync carries keyed tables only
+            return TableIntegrity(
+                name, b_count, g_count, 0, 0, note="" if b_count == g_count else "counts differ"
+            )
+        diffs, n_segments, bad, compared = _compare_keys(t, only.get(name, ()))
+        return TableIntegrity(name, b_count, g_count, n_segments, bad, tuple(diffs), compared)
+    out = segments.compare(t, segment_rows) if t.pk else multiset.compare(t)
+    return TableIntegrity(
+        name, out.blue_rows, out.green_rows, out.segments, out.mismatched, tuple(out.diffs), out.compared
+    )
+
+
+def _compare_keys(t: Table, keys: Iterable[tuple[Any, ...]]) -> tuple[list[RowDiff], int, int, int]:
     """Only the rows of `keys` (the rows the sync touched): a segment per query's worth of keys."""
     ordered = sorted(set(keys), key=repr)
     diffs: list[RowDiff] = []
@@ -114,34 +144,3 @@ def _compare_keys(t: _Table, keys: Iterable[tuple[Any, ...]]) -> tuple[list[RowD
         bad += bool(found)
         diffs += found
     return diffs, -(-len(ordered) // t.KEYS_PER_QUERY), bad, len(ordered)
-
-
-def _compare_table(t: _Table, segment_rows: int) -> tuple[list[RowDiff], int, int, int]:
-    diffs: list[RowDiff] = []
-    segments = bad = compared = 0
-    first: tuple[Any, ...] | None = None
-    last: tuple[Any, ...] | None = None
-    for rows in t.blue_segments(segment_rows):
-        segments += 1
-        lo, hi = t.key_of(rows[0]), t.key_of(rows[-1])
-        first = first or lo
-        last = hi
-        green = t.green_rows(lo, hi)
-        compared += len(rows)
-        if _digest(rows) == _digest(green):
-            continue
-        bad += 1
-        blue_map = {t.key_of(r): tuple(r) for r in rows}
-        green_map = {t.key_of(r): r for r in green}
-        diffs += t.diff(blue_map, green_map)
-        compared += len(set(green_map) - set(blue_map))
-    # green rows outside blue's key range: before the first key, after the last (or all, when blue is empty)
-    extra = (
-        t.green_rows(None, None) if last is None else t.green_after(last) + t.green_after(first, before=True)
-    )  # type: ignore[arg-type]
-    if extra:
-        segments += 1
-        bad += 1
-        diffs += t.diff({}, {t.key_of(r): r for r in extra})
-        compared += len(extra)
-    return diffs, segments, bad, compared

@@ -12,6 +12,12 @@ _CNPJ = re.compile(r"\b\d{2}\.?\d{3}\.?\d{3}/?\d{4}-?(\d{2})\b")
 _CPF = re.compile(r"\b\d{3}\.?\d{3}\.?\d{3}-?(\d{2})\b")
 
 
+def human_bytes(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1e3:.1f} kB" if n < 1_000_000 else f"{n / 1e6:.1f} MB"
+
+
 def mask(text: str) -> str:
     """E-mails, CNPJs and CPFs in `text`, masked (LGPD): `a***@x.com`, `**.***.***/****-12`, `***.***.***-12`."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***{m.group(2)}", text)
@@ -45,6 +51,7 @@ class TableIntegrity:
     diffs: tuple[RowDiff, ...] = ()
     compared: int = 0  # distinct keys compared
     note: str = ""
+    bytes: int = 0  # moved to and from green for this table (see `green`)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +66,7 @@ class IntegrityReport:
     duration_s: float
     settled_keys: int = 0  # keys that differed at first and caught up (in flight in the sync)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    bytes: int = 0  # moved to and from green: queries sent, rows received (see `green`)
 
     @property
     def ok(self) -> bool:
@@ -91,7 +99,8 @@ class IntegrityReport:
             if len(t.diffs) > MAX_LISTED:
                 lines.append(f"       ... and {len(t.diffs) - MAX_LISTED} more")
         lines.append(
-            f"score {self.score:g}% over {self.compared} rows in {self.duration_s:.2f}s"
+            f"score {self.score:g}% over {self.compared} rows in {self.duration_s:.2f}s, "
+            f"{human_bytes(self.bytes)} moved"
             + (
                 f"; {self.settled_keys} rows caught up while checking (in flight)"
                 if self.settled_keys
@@ -108,6 +117,7 @@ class IntegrityReport:
             "score": self.score,
             "compared": self.compared,
             "duration_s": round(self.duration_s, 3),
+            "bytes": self.bytes,
             "settled_keys": self.settled_keys,
             "notes": list(self.notes),
             "tables": [
@@ -118,6 +128,7 @@ class IntegrityReport:
                     "green_rows": t.green_rows,
                     "segments": t.segments,
                     "mismatched_segments": t.mismatched_segments,
+                    "bytes": t.bytes,
                     "note": t.note or None,
                     "diffs": [
                         {"key": [show(k) for k in d.key], "kind": d.kind, "columns": list(d.columns)}
