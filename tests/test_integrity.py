@@ -296,3 +296,20 @@ def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(
         assert not counted.ok and counted.table("users").green_rows == counted.table("users").blue_rows + 1
     finally:
         runner.close()
+
+
+def test_a_cast_column_is_compared_as_carried(tmp_path: Path, pg_url: str) -> None:
+    from cockpit.core.plan import Cast
+    from cockpit.drivers.integrity import IntegrityWatch
+
+    db = tmp_path / "cast.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n TEXT)")
+        conn.executemany("INSERT INTO t VALUES (?, ?)", [(1, "10"), (2, " 20 "), (3, "x"), (4, None)])
+    casts = [Cast("t", "n", "bigint", "null")]
+    copy_database(str(db), pg_url, jobs=1, casts=casts)
+    watch = IntegrityWatch(str(db), pg_url, None, casts=casts)
+    assert watch.check_now().ok  # '10' carried as 10, 'x' as NULL: equal as carried
+    with psycopg.connect(pg_url, autocommit=True) as pg:
+        pg.execute("UPDATE t SET n = 21 WHERE id = 2")
+    assert [(d.key, d.columns) for d in watch.check_now().table("t").diffs] == [((2,), ("n",))]

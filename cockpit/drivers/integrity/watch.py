@@ -62,7 +62,14 @@ class IntegrityWatch:
         with self._lock:  # one check at a time
             try:
                 only = self._touched() if touched_only else None
-                report = check(self.sqlite_path, self.pg_url, self.mappings(), settle=self.settle, only=only)
+                report = check(
+                    self.sqlite_path,
+                    self.pg_url,
+                    self.mappings(),
+                    settle=self.settle,
+                    only=only,
+                    casts=self.casts,
+                )
             except Exception as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
