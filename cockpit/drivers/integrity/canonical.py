@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import sqlite3
 import struct
 from collections.abc import Callable, Sequence
@@ -46,18 +47,25 @@ from cockpit.drivers.sync.values import IsoFormat
 GREEN_SETTINGS = (
     "SET DateStyle = 'ISO, YMD'",
     "SET TimeZone = 'UTC'",
+    "SET jit = off",  # compiling the rendering costs ~0.3 s a query, more than it saves
 )
 NULL_TEXT = {"d": "n0", "Q": "nNULL", "b": "n", "v": "n"}  # what blue's printf gives for NULL, per format
 PRINTF = {"d": "%.1s%d", "Q": "%.1s%Q", "b": "%.1s%s", "v": "%.1s%s"}
 MAX_PRINTF_ARGS = 100  # SQLite's default limit on a function's arguments is 127 (100 before 3.45)
 _DOUBLE = struct.Struct(">d").pack
+TWO_52, TWO_63 = 4503599627370496.0, 9223372036854775808.0
 _TAG = {int: "i", float: "r", str: "t", bytes: "b"}
 
 
-def float_bits(x: float) -> str:
-    """A double's payload: its IEEE 754 bits in hex, what PostgreSQL's `float8send` gives (exact, -0.0 and NaN
-    included; shortest decimal texts differ between Python and PostgreSQL's Ryu where a candidate lies exactly
-    on the rounding boundary)."""
+def real_payload(x: float) -> str:
+    """A double's payload, exact: `integer part:fraction x 2^52` for 1 <= |x| < 2^63 (both integers, computed
+    exactly in double arithmetic by SQLite and PostgreSQL alike, no Python call on blue), else its IEEE 754 bits
+    in hex, PostgreSQL's `float8send` (-0.0, tiny, huge and infinite values). Decimal texts would not do: SQLite's
+    are not exact, and Python's and PostgreSQL's shortest forms differ where a candidate lies on the rounding
+    boundary."""
+    if 1.0 <= abs(x) < TWO_63:
+        whole = int(x)
+        return f"{whole}:{int((x - whole) * TWO_52)}"
     return _DOUBLE(x).hex()
 
 
@@ -73,7 +81,7 @@ def payload(value: Any) -> str | None:
     if kind is int:
         return str(value)
     if kind is float:
-        return float_bits(value)
+        return real_payload(value)
     if kind is str:
         return quoted(value)
     if kind is bytes:
@@ -230,7 +238,7 @@ def blue_row_sql(forms: Sequence[ColumnForm]) -> str:
         elif form.fmt == "b":
             pieces.append((PRINTF["b"], [f"typeof({c})", f"lower(hex({c}))"]))
         elif form.fmt == "v":
-            pieces.append((PRINTF["v"], [f"typeof({c})", f"cockpit_value({c})"]))
+            pieces.append((PRINTF["v"], [f"typeof({c})", _blue_value_sql(c)]))
         else:
             pieces.append((PRINTF[form.fmt], [f"typeof({c})", c]))
     calls, fmt, args = [], [], []
@@ -243,6 +251,15 @@ def blue_row_sql(forms: Sequence[ColumnForm]) -> str:
     if fmt:
         calls.append(f"printf('{','.join(fmt)}', {', '.join(args)})")
     return " || ',' || ".join(calls) if calls else "''"
+
+
+def _blue_value_sql(c: str) -> str:
+    """`payload` in SQLite's SQL: integers and most reals in C, the rest through `cockpit_value`."""
+    real = (
+        f"CASE WHEN abs({c}) >= 1.0 AND abs({c}) < {TWO_63!r} "
+        f"THEN printf('%d:%d', {c}, ({c} - CAST({c} AS INTEGER)) * {TWO_52!r}) ELSE cockpit_value({c}) END"
+    )
+    return f"CASE typeof({c}) WHEN 'integer' THEN {c} WHEN 'real' THEN {real} WHEN 'null' THEN NULL ELSE cockpit_value({c}) END"
 
 
 # ------------------------------------------------------------------------------------------------ green's SQL
@@ -272,7 +289,7 @@ def _green_value_sql(form: ColumnForm, v: sql.Composable) -> sql.Composable:
     if kind == "text":
         return sql.SQL("'t''' || replace({}, '''', '''''') || ''''").format(v)
     if kind == "float":
-        return sql.SQL("'r' || encode(float8send({}), 'hex')").format(v)
+        return sql.SQL("'r' || {}").format(_real_sql(v))
     if kind == "bytea":
         return sql.SQL("'b' || encode({}, 'hex')").format(v)
     if kind == "numeric":
@@ -287,23 +304,22 @@ def _green_value_sql(form: ColumnForm, v: sql.Composable) -> sql.Composable:
     if kind in ("epoch_s", "epoch_ms"):
         scale = sql.SQL(" * 1000" if kind == "epoch_ms" else "")
         e = sql.SQL("(extract(epoch FROM {}){})").format(v, scale)
-        return sql.SQL(
-            "CASE WHEN {e} = trunc({e}) THEN 'i' || trunc({e})::text "
-            "ELSE 'r' || encode(float8send({e}::float8), 'hex') END"
-        ).format(e=e)
+        r = _real_sql(sql.SQL("{}::float8").format(e))
+        return sql.SQL("CASE WHEN {e} = trunc({e}) THEN 'i' || trunc({e})::text ELSE 'r' || {r} END").format(
+            e=e, r=r
+        )
     if kind == "julian":
         # the exact Julian day is (us + 2440587.5 days in us) / us per day; 40 decimals, then one correct rounding
         us = sql.SQL("(extract(epoch FROM {}) * 1000000 + 210866760000000000)").format(v)
-        return sql.SQL(
-            "'r' || encode(float8send(((div({} * 1e40, 86400000000))::text || 'e-40')::float8), 'hex')"
-        ).format(us)
+        day = sql.SQL("((div({} * 1e40, 86400000000))::text || 'e-40')::float8").format(us)
+        return sql.SQL("'r' || {}").format(_real_sql(day))
     raise ValueError(f"no rendering for {kind!r}")
 
 
 def _numeric_sql(v: sql.Composable) -> sql.Composable:
     """`numeric_to_sqlite`: an integer where the value is integral and fits 64 bits, else the nearest double."""
     return sql.SQL(
-        "CASE WHEN {v} IS NULL THEN NULL WHEN {v} = 'NaN' THEN 'r' || encode(float8send('NaN'), 'hex') "
+        "CASE WHEN {v} IS NULL THEN NULL WHEN {v} = 'NaN' THEN 'r' || {nan} "
         "WHEN {v} = 'Infinity' THEN 'r7ff0000000000000' WHEN {v} = '-Infinity' THEN 'rfff0000000000000' "
         "WHEN {v} = trunc({v}) AND {v} BETWEEN -9223372036854775808 AND 9223372036854775807 "
         "THEN 'i' || trunc({v})::text "
@@ -311,8 +327,17 @@ def _numeric_sql(v: sql.Composable) -> sql.Composable:
         # (bounds rounded inwards: a value between them and the exact limits is compared in Python too)
         "WHEN abs({v}) >= 1.7976931348623158e308 OR ({v} <> 0 AND abs({v}) <= 2.4703282292062328e-324) "
         "THEN 'x' "
-        "ELSE 'r' || encode(float8send({v}::float8), 'hex') END"
-    ).format(v=v)
+        "ELSE 'r' || {real} END"
+    ).format(v=v, nan=sql.Literal(real_payload(math.nan)), real=_real_sql(sql.SQL("{}::float8").format(v)))
+
+
+def _real_sql(x: sql.Composable) -> sql.Composable:
+    """`real_payload` of a float8 expression."""
+    return sql.SQL(
+        "CASE WHEN abs({x}) >= 1 AND abs({x}) < '9223372036854775808'::float8 "
+        "THEN trunc({x})::bigint || ':' || (({x} - trunc({x})) * '4503599627370496'::float8)::bigint "
+        "ELSE encode(float8send({x}), 'hex') END"
+    ).format(x=x)
 
 
 def _iso_sql(fmt: IsoFormat, t: sql.Composable, is_date: bool) -> sql.Composable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ def check(
     only: Mapping[str, Iterable[tuple[Any, ...]]] | None = None,
     casts: Iterable[Any] | None = None,
     in_sql: bool = True,
+    blue_jobs: int | None = None,
 ) -> IntegrityReport:
     """Compare every table of `mappings` on both sides. Blocking; bounded by the data size.
 
@@ -40,12 +42,15 @@ def check(
     `only`: per table, the keys (blue's forms) of the rows to compare instead of all of them; the counts are still
     compared in full (the rollback checks the rows the sync touched: seconds, whatever the database's size).
 
+    `blue_jobs`: SQLite connections hashing blue's segments at once (default: the CPUs, at most 4).
+
     `casts`: the plan's casts (`Cast.table`, `Cast.column`): those columns are compared as carried.
 
     `settle` is called once when rows differ, before they are looked at again: it should return when the sync has
     carried what was in flight (the controller waits for the sync to drain, bounded). None: no second look.
     """
     started = time.monotonic()
+    jobs = blue_jobs or min(4, os.cpu_count() or 1)
     cast_columns: dict[str, set[str]] = {}
     for c in casts or ():
         cast_columns.setdefault(c.table, set()).add(c.column)
@@ -55,7 +60,7 @@ def check(
         with psycopg.connect(pg_url, connect_timeout=connect_timeout, autocommit=True) as conn:
             green = Green(conn)
             tables = [
-                Table(tm, blue, green, schema, cast_columns.get(tm.name, ()), in_sql)
+                Table(tm, blue, green, schema, cast_columns.get(tm.name, ()), in_sql, jobs)
                 for tm in mappings.values()
             ]
             if only is None and in_sql:

@@ -39,12 +39,12 @@ def _ranges(starts: list[Key], last: Key | None) -> list[Range]:
     return [(s, starts[i + 1] if i + 1 < len(starts) else last) for i, s in enumerate(starts)]
 
 
-def compare(t: Table, segment_rows: int, fanout: int = 16, leaf_rows: int = 64) -> Outcome:
+def compare(t: Table, segment_rows: int, fanout: int = 16, leaf_rows: int = 16) -> Outcome:
     starts = t.blue_starts((None, None), segment_rows)
     top = _ranges(starts, None)
     with ThreadPoolExecutor(1) as pool:  # green hashes while blue does
         green_job = pool.submit(t.green_hashes, starts)
-        blue = [t.blue_hash(r) for r in top]
+        blue = t.blue_hashes(top)
         green = green_job.result()
     blue_rows = sum(h[0] for h in blue)
     green_rows = sum(h[0] for h in green.values())
@@ -85,7 +85,7 @@ def _narrow(t: Table, split: list[tuple[Range, int]], fanout: int) -> list[tuple
     index = {k: i + 1 for i, k in enumerate(bounds)}
     with ThreadPoolExecutor(1) as pool:
         green_job = pool.submit(t.green_hashes, bounds, [r for r, _ in split])
-        blue = [t.blue_hash(r) for r in parts]
+        blue = t.blue_hashes(parts)
         green = green_job.result()
     out = []
     for r, b in zip(parts, blue, strict=True):
