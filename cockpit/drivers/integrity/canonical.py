@@ -370,14 +370,26 @@ def _iso_sql(fmt: IsoFormat, t: sql.Composable, is_date: bool) -> sql.Composable
             return "micro" if need in ("micro", "milli") else "second"
         return max(need, fmt.precision, key=ranks.index)
 
-    branches = sql.SQL(" ").join(
-        sql.SQL("WHEN {} THEN {}").format(cond, forms[chosen(need)]) for need, cond in needs
-    )
-    out: sql.Composable = sql.SQL("CASE {} END").format(branches)
-    if fmt.sep != " ":
-        out = sql.SQL(
-            "CASE WHEN length({o}) > 10 THEN overlay({o} PLACING {s} FROM 11 FOR 1) ELSE {o} END"
-        ).format(o=out, s=sql.Literal(fmt.sep))
+    def spelt(form: str, need: str) -> sql.Composable:
+        text = (
+            t if form == "second" and need in ("second", "minute", "date") else forms[form]
+        )  # 19 characters
+        if form == "date" or fmt.sep == " ":
+            return text
+        return sql.SQL("overlay({} PLACING {} FROM 11 FOR 1)").format(text, sql.Literal(fmt.sep))
+
+    # one branch per distinct result, the last one as ELSE (the common case costs one or two tests)
+    branches: list[tuple[sql.Composable, str, str]] = []
+    for need, cond in needs:
+        if branches and branches[-1][1] == chosen(need):
+            continue
+        branches.append((cond, chosen(need), need))
+    out = spelt(branches[-1][1], branches[-1][2])
+    if len(branches) > 1:
+        out = sql.SQL("CASE {} ELSE {} END").format(
+            sql.SQL(" ").join(sql.SQL("WHEN {} THEN {}").format(c, spelt(f, n)) for c, f, n in branches[:-1]),
+            out,
+        )
     if fmt.suffix:
         out = sql.SQL("{} || {}").format(out, sql.Literal(fmt.suffix))
     return out

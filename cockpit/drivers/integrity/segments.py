@@ -42,19 +42,16 @@ def _ranges(starts: list[Key], last: Key | None) -> list[Range]:
 def compare(t: Table, segment_rows: int, fanout: int = 16, leaf_rows: int = 16) -> Outcome:
     starts = t.blue_starts((None, None), segment_rows)
     top = _ranges(starts, None)
+    # before blue's first key (all keys when blue is empty): blue has no rows there, green should have none
+    first: Range = (None, starts[0] if starts else None)
     with ThreadPoolExecutor(1) as pool:  # green hashes while blue does
-        green_job = pool.submit(t.green_hashes, starts)
+        green_job = pool.submit(t.green_hashes, [first, *top], True)
         blue = t.blue_hashes(top)
-        green = green_job.result()
+        before, *green = green_job.result()
     blue_rows = sum(h[0] for h in blue)
-    green_rows = sum(h[0] for h in green.values())
-    # bucket 0: green rows before blue's first key (all of green's when blue is empty); blue has none there
-    pending: list[tuple[Range, int]] = []
-    if green.get(0, (0,))[0]:
-        pending.append(((None, starts[0] if starts else None), 0))
-    pending += [
-        (r, b[0]) for i, (r, b) in enumerate(zip(top, blue, strict=True)) if not _same(b, green.get(i + 1))
-    ]
+    green_rows = sum(h[0] for h in green if h) + (before[0] if before else 0)
+    pending: list[tuple[Range, int]] = [(first, 0)] if before and before[0] else []
+    pending += [(r, b[0]) for r, b, g in zip(top, blue, green, strict=True) if not _same(b, g)]
     mismatched = len(pending)
     leaves: list[Range] = []
     while pending:
@@ -80,16 +77,8 @@ def _narrow(t: Table, split: list[tuple[Range, int]], fanout: int) -> list[tuple
         if lo is not None and starts and starts[0] != lo:
             starts[0] = lo  # the part from the range's start (green may hold keys blue has not)
         parts += _ranges(starts, hi)
-    # green buckets over every part's start and every range's end; only the rows within the ranges are read
-    bounds = sorted({k for r in parts for k in r if k is not None})
-    index = {k: i + 1 for i, k in enumerate(bounds)}
     with ThreadPoolExecutor(1) as pool:
-        green_job = pool.submit(t.green_hashes, bounds, [r for r, _ in split])
+        green_job = pool.submit(t.green_hashes, parts)
         blue = t.blue_hashes(parts)
         green = green_job.result()
-    out = []
-    for r, b in zip(parts, blue, strict=True):
-        g = green.get(index[r[0]]) if r[0] is not None else green.get(0)
-        if not _same(b, g):
-            out.append((r, b[0]))
-    return out
+    return [(r, b[0]) for r, b, g in zip(parts, blue, green, strict=True) if not _same(b, g)]

@@ -89,6 +89,7 @@ class Table:
         # only the columns whose forms differ are converted (most are the same on both sides)
         self.convert = [(i, f) for i, f in enumerate(self.to_blue) if f is not identity]
         self.carried = [(i, f.canonical) for i, f in enumerate(self.forms) if f.cast]
+        self._index_ordered: bool | None = None
         self.set_forms(self.forms)
 
     def set_forms(self, forms: list[ColumnForm]) -> None:
@@ -292,33 +293,151 @@ class Table:
             next(digests) if self.streamed else None,
         )
 
-    def green_hashes(self, starts: Sequence[Key], within: Sequence[Range] = ()) -> dict[int, Hash]:
-        """Per bucket of `starts` (bucket i: starts[i-1] <= key < starts[i]; 0 before the first, len(starts)
-        from the last on), green's rows in `within` (none: all): the same figures as `blue_hash`."""
-        where, w_params = self._g_ranges(within)
-        inner, b_params = self._g_buckets(starts, where)
-        params = b_params + w_params if len(self.pk) == 1 else w_params + b_params
+    def green_hashes(self, ranges: Sequence[Range], whole: bool = False) -> list[Hash | None]:
+        """Green's figures for each of `ranges` (disjoint, in key order; `whole`: together they hold every key),
+        the same as `blue_hash` gives; None where green has no row."""
+        starts = sorted({k for r in ranges for k in r if k is not None})
+        index = {k: i + 1 for i, k in enumerate(starts)}
+        bucket = [0 if r[0] is None else index[r[0]] for r in ranges]
+        inner: tuple[sql.Composable, list[Any]] | None = None
+
+        def buckets() -> tuple[sql.Composable, list[Any]]:  # the rows of `ranges` with their bucket numbers
+            where, w_params = self._g_ranges(() if whole else ranges)
+            query, b_params = self._g_buckets(starts, where)
+            return query, (b_params + w_params if len(self.pk) == 1 else w_params + b_params)
+
         out: dict[int, list[Any]] = {}
         if self.in_sql:
-            row = sql.SQL(" || ',' || ").join(
-                green_field_sql(f, sql.Identifier(f"v{self.forms.index(f)}")) for f in self.in_sql
-            )
-            query = sql.SQL(
-                "SELECT s.b, count(*), md5(string_agg({}, E'\\n' ORDER BY {})) FROM ({}) s GROUP BY s.b"
-            ).format(row, self._s_order(), inner)
-            for b, n, digest in self.green.rows(query, params):
-                out[int(b)] = [int(n), digest, None]
+            if self.index_ordered():
+                query, params = self._g_lateral(ranges)
+                found = [(bucket[i], n, d) for i, n, d in self.green.rows(query, params)]
+            else:
+                inner = buckets()
+                query = sql.SQL(
+                    "SELECT s.b, count(*), md5(string_agg({}, E'\\n' ORDER BY {})) FROM ({}) s GROUP BY s.b"
+                ).format(self._g_row(), self._s_order(), inner[0])
+                found = self.green.rows(query, inner[1])
+            for b, n, digest in found:
+                if n:
+                    out[int(b)] = [int(n), digest, None]
         if self.streamed:
+            inner = inner or buckets()
             cols = sql.SQL(", ").join(sql.Identifier(f"v{self.forms.index(f)}") for f in self.streamed)
-            query = sql.SQL("SELECT s.b, {} FROM ({}) s ORDER BY {}").format(cols, inner, self._s_order())
-            for b, rows in groupby(self.green.rows(query, params), key=lambda r: r[0]):
+            query = sql.SQL("SELECT s.b, {} FROM ({}) s ORDER BY {}").format(cols, inner[0], self._s_order())
+            for b, rows in groupby(self.green.rows(query, inner[1]), key=lambda r: r[0]):
                 texts = [
                     ",".join(f.green_text(v) for f, v in zip(self.streamed, r[1:], strict=True)) for r in rows
                 ]
                 entry = out.setdefault(int(b), [len(texts), None, None])
                 entry[0] = len(texts)
                 entry[2] = hashlib.md5("\n".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
-        return {b: (e[0], e[1], e[2]) for b, e in out.items()}
+        return [None if b not in out else (out[b][0], out[b][1], out[b][2]) for b in bucket]
+
+    def _g_row(self) -> sql.Composable:
+        return sql.SQL(" || ',' || ").join(
+            green_field_sql(f, sql.Identifier(f"v{self.forms.index(f)}")) for f in self.in_sql
+        )
+
+    def index_ordered(self) -> bool:
+        """Green has a b-tree index on the key whose order is blue's: a range is then an index range scan, its rows
+        come in key order, and the segments need no sort (PostgreSQL's "C" order is blue's for text; an index on
+        text in another collation orders otherwise)."""
+        if self._index_ordered is None:
+            rows = self.green.rows(
+                sql.SQL(
+                    "SELECT array_agg(a.attname::text ORDER BY k.n), "
+                    "array_agg(coalesce(c.collname::text, '') ORDER BY k.n), "
+                    "(SELECT datcollate::text FROM pg_database WHERE datname = current_database()) "
+                    "FROM pg_index i "
+                    "CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indcollation::oid[]) WITH ORDINALITY k(att, coll, n) "
+                    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att "
+                    "LEFT JOIN pg_collation c ON c.oid = k.coll "
+                    "WHERE i.indrelid = {}::regclass AND k.n <= %s AND i.indpred IS NULL "
+                    "GROUP BY i.indexrelid"
+                ).format(sql.Literal(self.g_table.as_string(self.green.conn))),
+                [len(self.pk)],
+            )
+            names = [pg_truncate(k) for k in self.pk]
+
+            def c_order(collation: str, database: str) -> bool:
+                return collation in ("C", "POSIX") or (collation == "default" and database in ("C", "POSIX"))
+
+            self._index_ordered = any(
+                list(cols) == names
+                and all(
+                    c_order(coll, db) or self.cols[k].pg_type != "text"
+                    for k, coll in zip(self.pk, colls, strict=True)
+                )
+                for cols, colls, db in rows
+            )
+        return self._index_ordered
+
+    def _g_lateral(self, ranges: Sequence[Range]) -> tuple[sql.Composable, list[Any]]:
+        """Each range hashed by its own index range scan (one statement): rows (range's index, count, md5)."""
+        keys = [sql.Identifier(pg_truncate(k)) for k in self.pk]
+        g_key = sql.SQL("({})").format(sql.SQL(", ").join(keys))
+        values = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(green_prepared(f, g), sql.Identifier(f"v{i}"))
+            for i, (f, g) in enumerate(zip(self.forms, self.g_names, strict=True))
+        )
+        order = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(self.pk)))
+        key_as = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(k, sql.Identifier(f"k{i}")) for i, k in enumerate(keys)
+        )
+
+        def agg(where: sql.Composable) -> sql.Composable:
+            return sql.SQL(
+                "SELECT count(*) AS c, md5(string_agg({row}, E'\\n' ORDER BY {order})) AS h "
+                "FROM (SELECT {keys}, {values} FROM {table} WHERE {where} OFFSET 0) s"
+            ).format(
+                row=self._g_row(), order=order, keys=key_as, values=values, table=self.g_table, where=where
+            )
+
+        types = [sql.SQL(self.cols[k].pg_type) for k in self.pk]
+        paired = [(i, r) for i, r in enumerate(ranges) if r[0] is not None and r[1] is not None]
+        parts, params = [], []
+        if paired:
+            arrays = sql.SQL(", ").join(
+                sql.SQL("%s::{}[]").format(t) for t in [sql.SQL("int"), *types, *types]
+            )
+            lo = sql.SQL("({})").format(
+                sql.SQL(", ").join(sql.Identifier("r", f"lo{i}") for i in range(len(keys)))
+            )
+            hi = sql.SQL("({})").format(
+                sql.SQL(", ").join(sql.Identifier("r", f"hi{i}") for i in range(len(keys)))
+            )
+            names = sql.SQL(", ").join(
+                [sql.Identifier("n")]
+                + [sql.Identifier(f"lo{i}") for i in range(len(keys))]
+                + [sql.Identifier(f"hi{i}") for i in range(len(keys))]
+            )
+            where = sql.SQL("{k} >= {lo} AND {k} < {hi}").format(k=g_key, lo=lo, hi=hi)
+            parts.append(
+                sql.SQL("SELECT r.n, x.c, x.h FROM unnest({}) AS r({}) CROSS JOIN LATERAL ({}) x").format(
+                    arrays, names, agg(where)
+                )
+            )
+            params.append([i for i, _ in paired])
+            for side in (0, 1):
+                for j, k in enumerate(self.pk):
+                    params.append([self.cols[k].to_pg(r[side][j]) for _, r in paired])  # type: ignore[index]
+        marks = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() for _ in self.pk))
+        for i, (lo_key, hi_key) in enumerate(ranges):
+            if lo_key is not None and hi_key is not None:
+                continue
+            conds = [sql.SQL("true")]
+            if lo_key is not None:
+                conds.append(sql.SQL("{} >= {}").format(g_key, marks))
+                params += self._pg_key(lo_key)
+            if hi_key is not None:
+                conds.append(sql.SQL("{} < {}").format(g_key, marks))
+                params += self._pg_key(hi_key)
+            parts.append(
+                sql.SQL("SELECT {}, x.c, x.h FROM ({}) x").format(
+                    sql.Literal(i), agg(sql.SQL(" AND ").join(conds))
+                )
+            )
+        return sql.SQL(" UNION ALL ").join(parts), params
 
     def _s_order(self) -> sql.Composable:
         return sql.SQL(", ").join(self._g_collated(sql.Identifier(f"k{i}"), k) for i, k in enumerate(self.pk))
