@@ -5,11 +5,12 @@ Both sides order keys the same way: SQLite's BINARY collation (text compared wit
 PostgreSQL's "C" on green, byte order of UTF-8 on both.
 
 `blue_hash` and `green_hashes` give per range the row count and the md5 of the rows' canonical texts (see
-`canonical`) in key order: blue concatenates with `group_concat` over an index range scan (key order), green with
-`string_agg(... ORDER BY key)`. Were a scan ever to hand rows in another order, the hashes would differ and the rows
-be compared one by one: slower, never wrong. Green assigns rows to ranges in the same query, with `width_bucket`
-over the sorted range starts (one key column) or a running count of boundary markers merged into the key order
-(several), so one query, one round trip, covers every range of a level.
+`canonical`) in key order: blue concatenates with `group_concat` over an index range scan (key order), on several
+connections at once; green with `string_agg(... ORDER BY key)`, every range of a level in one statement (one round
+trip): an index range scan per range (`LATERAL`) where green's key index sorts as blue does, else rows assigned to
+ranges by `width_bucket` over the sorted range starts (one key column) or by a running count of boundary markers
+merged into the key order (several), then sorted. Were a scan ever to hand rows in another order, the hashes would
+differ and the rows be compared one by one: slower, never wrong.
 """
 
 from __future__ import annotations
