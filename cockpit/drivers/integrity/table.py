@@ -353,7 +353,9 @@ class Table:
                     "CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indcollation::oid[]) WITH ORDINALITY k(att, coll, n) "
                     "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att "
                     "LEFT JOIN pg_collation c ON c.oid = k.coll "
-                    "WHERE i.indrelid = {}::regclass AND k.n <= %s AND i.indpred IS NULL "
+                    "WHERE i.indrelid = {}::regclass AND k.n <= %s AND i.indpred IS NULL AND i.indisvalid "
+                    "AND (SELECT a.amname FROM pg_class r JOIN pg_am a ON a.oid = r.relam WHERE r.oid = i.indexrelid) "
+                    "= 'btree' "
                     "GROUP BY i.indexrelid"
                 ).format(sql.Literal(self.g_table.as_string(self.green.conn))),
                 [len(self.pk)],
