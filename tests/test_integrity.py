@@ -318,3 +318,24 @@ def test_a_cast_column_is_compared_as_carried(tmp_path: Path, pg_url: str) -> No
     with psycopg.connect(pg_url, autocommit=True) as pg:
         pg.execute("UPDATE t SET n = 21 WHERE id = 2")
     assert [(d.key, d.columns) for d in watch.check_now().table("t").diffs] == [((2,), ("n",))]
+
+
+def test_instants_in_mixed_iso_forms_compare_by_meaning(tmp_path: Path, pg_url: str) -> None:
+    """A DATETIME column holding isoformat() and CURRENT_TIMESTAMP texts is carried as timestamp; integrity
+    compares instants, so the copy is equal, and a changed instant on green is still found by key."""
+    db = tmp_path / "mixed.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, at DATETIME)")
+        forms = ["2026-03-04T03:03:00.123456", "2026-03-04 03:03:00", "2026-03-05 10:00:00"]
+        conn.executemany("INSERT INTO events (at) VALUES (?)", [(f,) for _ in range(100) for f in forms])
+    report = copy_database(str(db), pg_url)
+    assert any("2 ISO forms" in n for n in report.notes)
+    with sqlite3.connect(db) as conn:
+        mapping = read_mapping(conn)
+    result = check(str(db), pg_url, mapping)
+    assert result.ok and result.score == 100.0, result.summary()
+    with psycopg.connect(pg_url) as pg:
+        pg.execute("UPDATE events SET at = at + interval '1 second' WHERE id = 2")
+    result = check(str(db), pg_url, mapping)
+    assert not result.ok
+    assert [(list(d.key), d.kind) for d in result.table("events").diffs] == [([2], "different")]

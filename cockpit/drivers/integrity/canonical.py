@@ -150,7 +150,12 @@ class _Uncarried:
 
 
 def column_form(cm: ColumnMap, cast: bool = False, in_sql: bool = True) -> ColumnForm:
-    """The rendering of one column, chosen by its PostgreSQL type and what its `to_sqlite` gives back."""
+    """The rendering of one column, chosen by its PostgreSQL type and what its `to_sqlite` gives back.
+
+    A column holding one meaning in several texts (`cm.canonical`: ISO instants in mixed forms) is compared as
+    carried, like a cast: blue's `to_sqlite(to_pg(v))` is its instant in the column's one form, which is the form
+    green renders."""
+    cast = cast or cm.canonical is not None
     pg = cm.pg_type
     form: ColumnForm
     if pg == "bigint":
