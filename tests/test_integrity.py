@@ -293,6 +293,12 @@ def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(
         assert scoped.table("users").compared == 4 and scoped.table("users").blue_rows == 1001
         full = watch.check_now()
         assert sorted(d.key for t in full.tables for d in t.diffs) == [(5,), (700,)]
+        # each score says what it covers: a touched-rows check never stands in for the full one
+        watch.check_now(touched_only=True)
+        figures = watch.poll()
+        assert figures["data_integrity_score"] == full.score < 100
+        assert figures["data_integrity_touched_score"] == watch.last_touched.score
+        assert figures["data_integrity_touched_at"] >= figures["data_integrity_checked_at"]
         with psycopg.connect(pg_url, autocommit=True) as pg:
             pg.execute("UPDATE users SET email = 'u5@x.com' WHERE id = 5")
             pg.execute("SET session_replication_role = replica")  # a write the triggers do not see

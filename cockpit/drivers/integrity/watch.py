@@ -38,7 +38,10 @@ class IntegrityWatch:
         self.interval_s = interval_s
         self.settle = settle
         self.on_report = on_report
-        self.last: IntegrityReport | None = None
+        self.last: IntegrityReport | None = None  # the last full check (the `data_integrity_score` metric)
+        self.last_touched: IntegrityReport | None = None  # the last touched-rows check (the rollback's step)
+        self._full_at: float | None = None  # epoch seconds of each
+        self._touched_at: float | None = None
         self.error: str | None = None
         self._mappings: dict[str, TableMap] | None = None
         self._lock = threading.Lock()
@@ -73,7 +76,12 @@ class IntegrityWatch:
             except Exception as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
-            self.last, self.error = report, None
+            # a touched-rows check covers less: it never stands in for the full check's score
+            if touched_only:
+                self.last_touched, self._touched_at = report, time.time()
+            else:
+                self.last, self._full_at = report, time.time()
+            self.error = None
             if self.on_report is not None:
                 self.on_report(report)
             return report
@@ -93,7 +101,14 @@ class IntegrityWatch:
             self._due = now + self.interval_s
             self._thread = threading.Thread(target=self._background, name="cockpit-integrity", daemon=True)
             self._thread.start()
-        return {} if self.last is None else {"data_integrity_score": self.last.score}
+        out: dict[str, float | None] = {}
+        if self.last is not None:
+            out["data_integrity_score"] = self.last.score
+            out["data_integrity_checked_at"] = self._full_at
+        if self.last_touched is not None:
+            out["data_integrity_touched_score"] = self.last_touched.score
+            out["data_integrity_touched_at"] = self._touched_at
+        return out
 
     def _background(self) -> None:
         try:
