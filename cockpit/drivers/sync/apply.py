@@ -18,7 +18,7 @@ import decimal
 import json
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,7 +37,15 @@ from cockpit.drivers.sync.capture import (
     touch_sqlite,
     write_green_position,
 )
-from cockpit.drivers.sync.values import identity
+from cockpit.drivers.sync.tables import (
+    ApplyError,
+    _convert,
+    _parents_first,
+    _pg_column_types,
+    _pg_references,
+    _Table,
+    _table_plan,
+)
 
 if TYPE_CHECKING:
     from cockpit.drivers.sync.schema import TableMap
@@ -48,10 +56,6 @@ EventSink = Callable[[str, dict[str, Any]], None]
 # a statement of the applier that waits longer (a row locked by a long app transaction) is cancelled and the batch
 # retried on the next pass; transaction-scoped (`set_config(..., true)`), so no session state is left behind
 STATEMENT_TIMEOUT = "15s"
-
-
-class ApplyError(Exception):
-    """The two sides cannot be synced as they are (a table or column missing on PostgreSQL)."""
 
 
 @dataclass(frozen=True)
@@ -148,240 +152,6 @@ SELECT coalesce(
            WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database())),
     pg_snapshot_xmax(pg_current_snapshot()))::text::bigint
 """
-
-
-# ------------------------------------------------------------------------------------------------ table plans
-
-
-@dataclass
-class _Table:
-    """One synced table: its columns, key, converters and the SQL for both sides, built once."""
-
-    name: str
-    columns: tuple[str, ...]
-    pk: tuple[str, ...]
-    to_pg: tuple[Callable[[Any], Any], ...]
-    to_sqlite: tuple[Callable[[Any], Any], ...]
-    pk_index: tuple[int, ...]
-    pg_types: dict[str, str] = field(default_factory=dict)
-    sequence: str | None = None  # the identity/serial sequence behind a one-column integer key on PostgreSQL
-
-    # ---- SQLite
-    def sqlite_changed_rows(self) -> str:
-        cols = ", ".join(f"t.{qi(c)}" for c in self.columns)
-        join = " AND ".join(f"t.{qi(c)} = json_extract(c.pk, '$[{i}]')" for i, c in enumerate(self.pk))
-        return (
-            f"SELECT c.pk, c.ts, t.{qi(self.pk[0])} IS NOT NULL, {cols}"
-            f" FROM (SELECT pk, max(seq) AS s, max(ts) AS ts FROM {SQLITE_LOG}"
-            "       WHERE seq > ? AND seq <= ? AND tbl = ? GROUP BY pk) AS c"
-            f" LEFT JOIN {qi(self.name)} AS t ON {join} ORDER BY c.s"
-        )
-
-    def sqlite_select_row(self) -> str:
-        cols = ", ".join(qi(c) for c in self.columns)
-        where = " AND ".join(f"{qi(c)} IS ?" for c in self.pk)
-        return f"SELECT {cols} FROM {qi(self.name)} WHERE {where}"
-
-    def sqlite_upsert(self) -> str:
-        cols = ", ".join(qi(c) for c in self.columns)
-        marks = ", ".join("?" for _ in self.columns)
-        rest = [c for c in self.columns if c not in self.pk]
-        action = (
-            "DO UPDATE SET " + ", ".join(f"{qi(c)} = excluded.{qi(c)}" for c in rest)
-            if rest
-            else "DO NOTHING"
-        )
-        keys = ", ".join(qi(c) for c in self.pk)
-        return f"INSERT INTO {qi(self.name)} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) {action}"
-
-    def sqlite_delete(self) -> str:
-        where = " AND ".join(f"{qi(c)} = ?" for c in self.pk)
-        return f"DELETE FROM {qi(self.name)} WHERE {where}"
-
-    # ---- PostgreSQL
-    def _key_cast(self, i: int) -> sql.Composable:
-        return sql.SQL("(pk->>{})::{}").format(sql.Literal(i), sql.SQL(self.pg_types[self.pk[i]]))
-
-    def _unnest_keys(self) -> sql.Composable:
-        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(self.pg_types[c])) for c in self.pk)
-        return sql.SQL("SELECT * FROM unnest({})").format(arrays)
-
-    def _pk_tuple(self, prefix: str = "") -> sql.Composable:
-        p = sql.SQL(prefix)
-        return sql.SQL("({})").format(sql.SQL(", ").join(p + sql.Identifier(c) for c in self.pk))
-
-    def pg_changed_rows(self) -> sql.Composable:
-        keys = sql.SQL(", ").join(self._key_cast(i) + sql.SQL(f" AS k{i}") for i in range(len(self.pk)))
-        group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
-        join = sql.SQL(" AND ").join(
-            sql.SQL("t.{} = k.{}").format(sql.Identifier(c), sql.Identifier(f"k{i}"))
-            for i, c in enumerate(self.pk)
-        )
-        cols = sql.SQL(", ").join(sql.SQL("t.") + sql.Identifier(c) for c in self.columns)
-        knames = sql.SQL(", ").join(sql.Identifier(f"k{i}") for i in range(len(self.pk)))
-        return sql.SQL(
-            "SELECT {knames}, k.ts, t.{first} IS NOT NULL, {cols}"
-            " FROM (SELECT {keys}, extract(epoch FROM max(ts))::float8 AS ts, max(seq) AS s"
-            "       FROM {schema}.changes WHERE tbl = %s AND seq = ANY(%s) GROUP BY {group}) AS k"
-            " LEFT JOIN {table} AS t ON {join} ORDER BY k.s"
-        ).format(
-            knames=knames,
-            first=sql.Identifier(self.pk[0]),
-            cols=cols,
-            keys=keys,
-            group=group,
-            schema=sql.Identifier(PG_SCHEMA),
-            table=sql.Identifier(self.name),
-            join=join,
-        )
-
-    def pg_lock(self) -> sql.Composable:
-        return sql.SQL("SELECT 1 FROM {} WHERE {} IN ({}) FOR UPDATE").format(
-            sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
-        )
-
-    def pg_pending(self) -> sql.Composable:
-        keys = sql.SQL(", ").join(self._key_cast(i) for i in range(len(self.pk)))
-        group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
-        return sql.SQL(
-            "SELECT {keys}, extract(epoch FROM max(ts))::float8 FROM {schema}.changes"
-            " WHERE tbl = %s AND (txid, seq) > (%s::text::xid8, %s) AND ({keys}) IN ({unnest}) GROUP BY {group}"
-        ).format(keys=keys, schema=sql.Identifier(PG_SCHEMA), unnest=self._unnest_keys(), group=group)
-
-    def pg_select_row(self) -> sql.Composable:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.pk)
-        return sql.SQL("SELECT {} FROM {} WHERE {}").format(cols, sql.Identifier(self.name), where)
-
-    def pg_delete(self) -> sql.Composable:
-        return sql.SQL("DELETE FROM {} WHERE {} IN ({})").format(
-            sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
-        )
-
-    def pg_upsert(self) -> sql.Composable:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        marks = sql.SQL(", ").join(sql.Placeholder() for _ in self.columns)
-        return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT {} {}").format(
-            sql.Identifier(self.name), cols, marks, self._pk_tuple(), self._conflict_action()
-        )
-
-    def _conflict_action(self) -> sql.Composable:
-        rest = [c for c in self.columns if c not in self.pk]
-        if not rest:
-            return sql.SQL("DO NOTHING")
-        return sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
-            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in rest
-        )
-
-    def pg_stage(self, stage: str) -> sql.Composable:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        return sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-            sql.Identifier(stage), cols, sql.Identifier(self.name)
-        )
-
-    def pg_copy_stage(self, stage: str) -> sql.Composable:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(stage), cols)
-
-    def pg_merge_stage(self, stage: str) -> sql.Composable:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT {} {}").format(
-            sql.Identifier(self.name),
-            cols,
-            cols,
-            sql.Identifier(stage),
-            self._pk_tuple(),
-            self._conflict_action(),
-        )
-
-    def pg_bump_sequence(self) -> sql.Composable:
-        """Move the key's sequence past the highest key applied, so green's next insert does not collide."""
-        return sql.SQL(
-            "SELECT setval(%s::regclass, %s) FROM pg_sequences"
-            " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass"
-            " AND coalesce(last_value, 0) < %s"
-        )
-
-    # ---- values
-    def row_to_pg(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(f(v) for f, v in zip(self.to_pg, row, strict=True))
-
-    def row_to_sqlite(self, row: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(f(v) for f, v in zip(self.to_sqlite, row, strict=True))
-
-    def key_to_pg(self, key: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(self.to_pg[i](v) for i, v in zip(self.pk_index, key, strict=True))
-
-    def key_to_sqlite(self, key: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(self.to_sqlite[i](v) for i, v in zip(self.pk_index, key, strict=True))
-
-    def as_dict(self, row: Sequence[Any] | None) -> dict[str, Any] | None:
-        return None if row is None else dict(zip(self.columns, row, strict=True))
-
-
-def _table_plan(mapping: TableMap) -> _Table:
-    columns = tuple(c.name for c in mapping.columns)
-    pk = tuple(mapping.primary_key)
-    if not pk:
-        raise ApplyError(f"table {mapping.name!r} has no primary key: it cannot be synced")
-    return _Table(
-        name=mapping.name,
-        columns=columns,
-        pk=pk,
-        to_pg=tuple(c.to_pg or identity for c in mapping.columns),
-        to_sqlite=tuple(c.to_sqlite or identity for c in mapping.columns),
-        pk_index=tuple(columns.index(c) for c in pk),
-    )
-
-
-def _convert(t: _Table, target: str, key: Sequence[Any], convert: Callable[[Any], Any], values: Any) -> Any:
-    """Run a converter; a value that does not fit stops the batch with the table and key named (the change
-    stays in the log, nothing is skipped)."""
-    try:
-        return convert(values)
-    except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
-        raise ApplyError(
-            f"table {t.name!r}, key {list(key)!r}: a value cannot be carried to {target}: {exc} "
-            "(the change waits in the change log; fix the row or add a cast to the plan)"
-        ) from exc
-
-
-def _pg_references(pg: psycopg.Connection, tables: list[str]) -> list[tuple[str, str]]:
-    """(child, parent) for each foreign key between two of `tables` on PostgreSQL."""
-    rows = pg.execute(
-        "SELECT c.relname, p.relname FROM pg_constraint k"
-        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid"
-        " WHERE k.contype = 'f' AND c.oid = ANY(%s::regclass[]) AND p.oid = ANY(%s::regclass[])",
-        ([qi(t) for t in tables], [qi(t) for t in tables]),
-    ).fetchall()
-    return [(r[0], r[1]) for r in rows if r[0] != r[1]]
-
-
-def _parents_first(tables: list[str], references: list[tuple[str, str]]) -> list[str]:
-    """Tables ordered so that a referenced table comes before the tables that reference it (cycles: as listed)."""
-    parents: dict[str, set[str]] = {t: set() for t in tables}
-    for child, parent in references:
-        if child in parents and parent in parents:
-            parents[child].add(parent)
-    order: list[str] = []
-    placed: set[str] = set()
-    while len(order) < len(tables):
-        ready = [t for t in tables if t not in placed and parents[t] <= placed]
-        if not ready:  # a cycle: take the first one left
-            ready = [next(t for t in tables if t not in placed)]
-        for t in ready:
-            order.append(t)
-            placed.add(t)
-    return order
-
-
-def _pg_column_types(pg: psycopg.Connection, table: str) -> dict[str, str]:
-    rows = pg.execute(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-        " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
-        (qi(table),),
-    ).fetchall()
-    return {r[0]: r[1] for r in rows}
 
 
 # ----------------------------------------------------------------------------------------------------- applier
