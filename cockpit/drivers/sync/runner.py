@@ -107,6 +107,10 @@ class SyncRunner:
         max_backoff: float = 30.0,
         connect_timeout: float = 10.0,
         pass_budget_s: float = 1.0,
+        row_keys: Mapping[str, Sequence[str]] | None = None,
+        key_ceiling: int | None = None,
+        key_headroom: int = 1_000_000,
+        disjoint_keys: Sequence[str] = (),
     ):
         if conflict_policy not in POLICIES:
             raise ValueError(f"conflict policy must be one of {', '.join(POLICIES)}, not {conflict_policy!r}")
@@ -121,6 +125,10 @@ class SyncRunner:
         self.max_backoff = float(max_backoff)
         self.connect_timeout = float(connect_timeout)
         self.pass_budget_s = float(pass_budget_s)
+        self.row_keys = {t: list(c) for t, c in (row_keys or {}).items()}
+        self.key_ceiling = key_ceiling
+        self.key_headroom = int(key_headroom)
+        self.disjoint_keys = list(disjoint_keys)
         self._mappings = dict(mappings) if mappings is not None else None
         self._applier: Applier | None = None
         self._lock = threading.RLock()  # the applier's connections
@@ -167,6 +175,10 @@ class SyncRunner:
             interval=float(s.interval),
             on_event=on_event,
             casts=s.casts,
+            row_keys=s.row_keys,
+            key_ceiling=s.key_ceiling,
+            key_headroom=s.key_headroom,
+            disjoint_keys=s.disjoint_keys,
         )
 
     # --------------------------------------------------------------------------------------------- connections
@@ -210,7 +222,9 @@ class SyncRunner:
 
     def applier(self) -> Applier:
         if self._applier is None:
-            self._applier = Applier(self.mappings(), self.conflict_policy, self.batch_size, self.on_event)
+            self._applier = Applier(
+                self.mappings(), self.conflict_policy, self.batch_size, self.on_event, row_keys=self.row_keys
+            )
         return self._applier
 
     # ----------------------------------------------------------------------------------------------- install
@@ -218,14 +232,14 @@ class SyncRunner:
     def install(self) -> dict[str, Any]:
         """Install capture on both sides for the synced tables (idempotent)."""
         with self._lock:
-            keys = install_sqlite(self._sqlite(), self.table_names())
+            keys = install_sqlite(self._sqlite(), self.table_names(), self.row_keys)
             install_pg(self._postgres(), keys)
             return {"tables": sorted(keys)}
 
     def install_blue(self) -> dict[str, tuple[str, ...]]:
         """Install capture on SQLite only (before the initial copy, so that no write slips between)."""
         with self._lock:
-            return install_sqlite(self._sqlite(), self.table_names())
+            return install_sqlite(self._sqlite(), self.table_names(), self.row_keys)
 
     def uninstall_blue(self) -> list[str]:
         """Remove capture from SQLite only (undoes `install_blue` when the copy failed)."""
@@ -290,7 +304,7 @@ class SyncRunner:
     def check_installed(self) -> list[str]:
         """What is missing for the sync to be lossless (empty when capture is in place on both sides)."""
         names = self.table_names()
-        sqlite_keys(self._sqlite(), names)  # refuses keyless tables by name
+        sqlite_keys(self._sqlite(), names, self.row_keys)  # refuses a named key whose columns are missing
         have = self.installed()
         problems = []
         for side in ("blue", "green"):

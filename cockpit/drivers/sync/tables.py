@@ -6,6 +6,7 @@ by `Applier.prepare`. Also the foreign-key order of tables on PostgreSQL (`_pare
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,14 @@ class _Table:
     pk_index: tuple[int, ...]
     pg_types: dict[str, str] = field(default_factory=dict)
     sequence: str | None = None  # the identity/serial sequence behind a one-column integer key on PostgreSQL
+    # no key: every column together is the row's identity; its changes are multiset deltas (`+`/`-`), in order
+    keyless: bool = False
+    # the key is one the plan names and no unique index backs it on that side: an upsert is delete + insert
+    replace_pg: bool = False
+    replace_sqlite: bool = False
+    # unique indexes over plain columns, other than the key: (name, columns); read by `prepare`
+    uniques_pg: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    uniques_sqlite: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
     # ---- SQLite
     def sqlite_changed_rows(self) -> str:
@@ -68,6 +77,40 @@ class _Table:
     def sqlite_delete(self) -> str:
         where = " AND ".join(f"{qi(c)} = ?" for c in self.pk)
         return f"DELETE FROM {qi(self.name)} WHERE {where}"
+
+    def sqlite_pending(self) -> str:
+        """Keys of this table changed on SQLite after a blue→green position, with their latest change time."""
+        return f"SELECT pk, max(ts) FROM {SQLITE_LOG} WHERE seq > ? AND tbl = ? GROUP BY pk"
+
+    def sqlite_later(self) -> str:
+        """Does the SQLite log hold a change of this key after a position? (the key's `json_array` form)"""
+        marks = ", ".join("?" for _ in self.pk)
+        return f"SELECT 1 FROM {SQLITE_LOG} WHERE tbl = ? AND seq > ? AND pk = json_array({marks}) LIMIT 1"
+
+    def sqlite_holders(self, cols: Sequence[str], n: int) -> str:
+        """The rows holding any of `n` values of the unique columns `cols`: key, then those columns."""
+        keys = ", ".join(qi(c) for c in self.pk)
+        u = ", ".join(qi(c) for c in cols)
+        if len(cols) == 1:
+            where = f"{u} IN ({', '.join('?' for _ in range(n))})"
+        else:
+            one = "(" + ", ".join("?" for _ in cols) + ")"
+            where = f"({u}) IN (VALUES {', '.join(one for _ in range(n))})"
+        return f"SELECT {keys}, {u} FROM {qi(self.name)} WHERE {where}"
+
+    def sqlite_deltas(self) -> str:
+        """A keyless table's changes in a range of the SQLite log, in order: (op, row image)."""
+        return f"SELECT op, pk FROM {SQLITE_LOG} WHERE seq > ? AND seq <= ? AND tbl = ? ORDER BY seq"
+
+    def sqlite_insert(self) -> str:
+        cols = ", ".join(qi(c) for c in self.columns)
+        marks = ", ".join("?" for _ in self.columns)
+        return f"INSERT INTO {qi(self.name)} ({cols}) VALUES ({marks})"
+
+    def sqlite_delete_one(self) -> str:
+        """Delete one row equal to the given values in every column (a multiset delete)."""
+        where = " AND ".join(f"{qi(c)} IS ?" for c in self.columns)
+        return f"DELETE FROM {qi(self.name)} WHERE rowid = (SELECT rowid FROM {qi(self.name)} WHERE {where} LIMIT 1)"
 
     # ---- PostgreSQL
     def _key_cast(self, i: int) -> sql.Composable:
@@ -119,6 +162,38 @@ class _Table:
             " WHERE tbl = %s AND (txid, seq) > (%s::text::xid8, %s) AND ({keys}) IN ({unnest}) GROUP BY {group}"
         ).format(keys=keys, schema=sql.Identifier(PG_SCHEMA), unnest=self._unnest_keys(), group=group)
 
+    def pg_holders(self, cols: Sequence[str]) -> sql.Composable:
+        """The rows holding any of the given values of the unique columns `cols`: key, then those columns."""
+        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(self.pg_types[c])) for c in cols)
+        u = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+        return sql.SQL("SELECT {}, {} FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in self.pk), u, sql.Identifier(self.name), u, arrays
+        )
+
+    def pg_deltas(self) -> sql.Composable:
+        """A keyless table's changes among some `seq`s of the PostgreSQL log, in commit order: (op, *columns),
+        the row image typed back by `jsonb_populate_record`."""
+        cols = sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in self.columns)
+        return sql.SQL(
+            "SELECT c.op, {cols} FROM {schema}.changes c CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, c.pk) r"
+            " WHERE c.tbl = %s AND c.seq = ANY(%s) ORDER BY c.txid, c.seq"
+        ).format(cols=cols, schema=sql.Identifier(PG_SCHEMA), table=sql.Identifier(self.name))
+
+    def pg_insert(self) -> sql.Composable:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        marks = sql.SQL(", ").join(sql.Placeholder() for _ in self.columns)
+        return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(sql.Identifier(self.name), cols, marks)
+
+    def pg_delete_one(self) -> sql.Composable:
+        """Delete one row equal to the given values in every column (a multiset delete)."""
+        where = sql.SQL(" AND ").join(
+            sql.SQL("{} IS NOT DISTINCT FROM %s::{}").format(sql.Identifier(c), sql.SQL(self.pg_types[c]))
+            for c in self.columns
+        )
+        return sql.SQL("DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {w} LIMIT 1)").format(
+            t=sql.Identifier(self.name), w=where
+        )
+
     def pg_select_row(self) -> sql.Composable:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.pk)
@@ -166,11 +241,12 @@ class _Table:
         )
 
     def pg_bump_sequence(self) -> sql.Composable:
-        """Move the key's sequence past the highest key applied, so green's next insert does not collide."""
+        """Move an ascending key sequence past the highest key applied, so green's next insert does not collide.
+        A descending one (disjoint keys, `cockpit.drivers.sync.keys`) is never moved: blue's keys are above it."""
         return sql.SQL(
             "SELECT setval(%s::regclass, %s) FROM pg_sequences"
             " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass"
-            " AND coalesce(last_value, 0) < %s"
+            " AND increment_by > 0 AND coalesce(last_value, 0) < %s"
         )
 
     # ---- values
@@ -190,11 +266,14 @@ class _Table:
         return None if row is None else dict(zip(self.columns, row, strict=True))
 
 
-def _table_plan(mapping: TableMap) -> _Table:
+def _table_plan(mapping: TableMap, key: Sequence[str] | None = None) -> _Table:
+    """The plan of one table; `key` (the plan's `sync.row_keys`) replaces a missing primary key. With neither,
+    the table is keyless: its rows are a multiset."""
     columns = tuple(c.name for c in mapping.columns)
-    pk = tuple(mapping.primary_key)
-    if not pk:
-        raise ApplyError(f"table {mapping.name!r} has no primary key: it cannot be synced")
+    pk = tuple(mapping.primary_key) or tuple(key or ())
+    missing = [c for c in pk if c not in columns]
+    if missing:
+        raise ApplyError(f"table {mapping.name!r}: key columns not in the table: {', '.join(missing)}")
     return _Table(
         name=mapping.name,
         columns=columns,
@@ -202,19 +281,57 @@ def _table_plan(mapping: TableMap) -> _Table:
         to_pg=tuple(c.to_pg or identity for c in mapping.columns),
         to_sqlite=tuple(c.to_sqlite or identity for c in mapping.columns),
         pk_index=tuple(columns.index(c) for c in pk),
+        keyless=not pk,
     )
 
 
+class ValueRefused(ApplyError):
+    """A value that cannot be carried to the other side (a type violation): that change alone is parked."""
+
+
 def _convert(t: _Table, target: str, key: Sequence[Any], convert: Callable[[Any], Any], values: Any) -> Any:
-    """Run a converter; a value that does not fit stops the batch with the table and key named (the change
-    stays in the log, nothing is skipped)."""
+    """Run a converter; a value that does not fit is refused with the table and key named (the applier then
+    isolates that change and parks it)."""
     try:
         return convert(values)
     except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
-        raise ApplyError(
+        raise ValueRefused(
             f"table {t.name!r}, key {list(key)!r}: a value cannot be carried to {target}: {exc} "
-            "(the change waits in the change log; fix the row or add a cast to the plan)"
+            "(fix the row or add a cast to the plan)"
         ) from exc
+
+
+def pg_uniques(pg: psycopg.Connection, table: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    """Unique indexes over plain columns (no expression, no predicate) on PostgreSQL: (name, columns, primary)."""
+    rows = pg.execute(
+        "SELECT c.relname, array_agg(a.attname ORDER BY k.ord), i.indisprimary FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid"
+        " CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+        " WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
+        " AND k.ord <= i.indnkeyatts GROUP BY c.relname, i.indisprimary ORDER BY c.relname",
+        (qi(table),),
+    ).fetchall()
+    return [(r[0], tuple(r[1]), bool(r[2])) for r in rows]
+
+
+def sqlite_uniques(conn: sqlite3.Connection, table: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    """Unique indexes over plain columns (no expression, not partial) on SQLite: (name, columns, primary). A
+    rowid-alias key has no index: it shows as ('rowid', (column,), True)."""
+    out = []
+    declared = [
+        r[1] for r in sorted(conn.execute(f"PRAGMA table_info({qi(table)})"), key=lambda r: r[5]) if r[5]
+    ]
+    for _, name, unique, origin, partial in conn.execute(f"PRAGMA index_list({qi(table)})").fetchall():
+        if not unique or partial:
+            continue
+        info = conn.execute(f"PRAGMA index_info({qi(name)})").fetchall()
+        if any(r[1] is None or r[1] < 0 for r in info):
+            continue
+        out.append((name, tuple(r[2] for r in sorted(info)), origin == "pk"))
+    if declared and not any(primary for *_, primary in out):
+        out.append(("rowid", tuple(declared), True))
+    return out
 
 
 def _pg_references(pg: psycopg.Connection, tables: list[str]) -> list[tuple[str, str]]:
