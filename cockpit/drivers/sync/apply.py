@@ -224,8 +224,14 @@ class _Plan:
 
 
 class _End:
-    """One direction's target and source, as the planner sees them. Keys and rows are in the target's form unless
-    named `_o` (the source's form); the store keeps SQLite's form."""
+    """One direction's target and source, as the planner sees them (see below for keyless deltas).
+
+    Keyless deltas: when a removal arrives while the target's log still holds a removal of an equal row on its way
+    to the source, both sides removed that row: the two removals cancel (the target's is dropped from its log, in
+    the same transaction, and nothing is removed here). Applied one after the other instead, each would take a
+    second copy on the other side, or find none there and be lost, and the sides would drift apart.
+
+    Keys and rows are in the target's form unless named `_o` (the source's form); the store keeps SQLite's form."""
 
     target: str
     origin: str
@@ -262,6 +268,22 @@ class _End:
     def write_deltas(self, t: _Table, deltas: list[tuple[str, tuple[Any, ...]]]) -> None: ...
     def park(self, record: Parked) -> None: ...
     def savepoint(self) -> Any: ...
+    def resolved(self, uid: str) -> bool: ...
+
+    def pending_removals(self, t: _Table) -> dict[tuple[Any, ...], list[Any]]: ...
+    def drop_removal(self, t: _Table, seq: Any) -> None: ...
+
+    def _cancelled(self, t: _Table, row: tuple[Any, ...]) -> bool:
+        """Does the target's log still hold a removal of an equal row for the source? Then the two removals
+        cancel: that one is dropped, and nothing is removed here."""
+        cache = self.__dict__.setdefault("_removals", {})
+        if t.name not in cache:
+            cache[t.name] = self.pending_removals(t)
+        seqs = cache[t.name].get(tuple(row))
+        if not seqs:
+            return False
+        self.drop_removal(t, seqs.pop(0))
+        return True
 
     def versions(self, incoming: Any, existing: Any) -> dict[str, Any]:
         """{'blue': ..., 'green': ...} from the source's and the target's value."""
@@ -352,13 +374,33 @@ class _ToGreen(_End):
     def write_deltas(self, t: _Table, deltas: list[tuple[str, tuple[Any, ...]]]) -> None:
         with self.pg.cursor() as cur:
             for op, rows in _runs(deltas):
-                cur.executemany(t.pg_insert() if op == "+" else t.pg_delete_one(), rows)
+                if op == "+":
+                    cur.executemany(t.pg_insert(), rows)
+                    continue
+                for row in rows:
+                    if not self._cancelled(t, row):
+                        cur.execute(t.pg_delete_one(), row)
+
+    def pending_removals(self, t: _Table) -> dict[tuple[Any, ...], list[Any]]:
+        out: dict[tuple[Any, ...], list[Any]] = {}
+        for seq, *row in self.pg.execute(
+            t.pg_pending_removals(), (t.name, str(self.green_pos[0]), self.green_pos[1])
+        ):
+            out.setdefault(tuple(row), []).append(seq)
+        return out
+
+    def drop_removal(self, t: _Table, seq: Any) -> None:
+        self.pg.execute(f"DELETE FROM {PG_SCHEMA}.changes WHERE seq = %s", (seq,))
 
     def park(self, record: Parked) -> None:
         store.park_pg(self.pg, record)
 
     def savepoint(self) -> Any:
         return self.pg.transaction()
+
+    def resolved(self, uid: str) -> bool:
+        row = self.pg.execute(f"SELECT status FROM {store.PG_STORE} WHERE uid = %s", (uid,)).fetchone()
+        return bool(row and row[0] != "waiting")
 
 
 class _ToBlue(_End):
@@ -456,13 +498,34 @@ class _ToBlue(_End):
 
     def write_deltas(self, t: _Table, deltas: list[tuple[str, tuple[Any, ...]]]) -> None:
         for op, rows in _runs(deltas):
-            self.blue.executemany(t.sqlite_insert() if op == "+" else t.sqlite_delete_one(), rows)
+            if op == "+":
+                self.blue.executemany(t.sqlite_insert(), rows)
+                continue
+            for row in rows:
+                if not self._cancelled(t, row):
+                    self.blue.execute(t.sqlite_delete_one(), row)
+
+    def pending_removals(self, t: _Table) -> dict[tuple[Any, ...], list[Any]]:
+        out: dict[tuple[Any, ...], list[Any]] = {}
+        for seq, image in self.blue.execute(
+            f"SELECT seq, pk FROM {SQLITE_LOG} WHERE tbl = ? AND op = '-' AND seq > ? ORDER BY seq",
+            (t.name, self.blue_position),
+        ):
+            out.setdefault(decode_image(image), []).append(seq)
+        return out
+
+    def drop_removal(self, t: _Table, seq: Any) -> None:
+        self.blue.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq = ?", (seq,))
 
     def park(self, record: Parked) -> None:
         store.park_sqlite(self.blue, record)
 
     def savepoint(self) -> Any:
         return _SqliteSavepoint(self.blue)
+
+    def resolved(self, uid: str) -> bool:
+        row = self.blue.execute(f"SELECT status FROM {store.SQLITE_STORE} WHERE uid = ?", (uid,)).fetchone()
+        return bool(row and row[0] != "waiting")
 
 
 class _SqliteSavepoint:
@@ -544,6 +607,7 @@ class Applier:
             name: _table_plan(m, row_keys.get(name)) for name, m in tables.items()
         }
         self.held: set[str] = set()
+        self.mismatched: dict[str, str] = {}  # table -> why its columns do not match PostgreSQL's (held)
         self._pg_ready = False
         self._blue_ready = False
         self._order: list[str] = list(self.tables)  # parents before children (foreign keys on PostgreSQL)
@@ -555,19 +619,19 @@ class Applier:
     copy_threshold: int = 64
 
     def prepare(self, pg: psycopg.Connection) -> None:
-        """Read the PostgreSQL column types and unique indexes of every synced table (once); refuse missing
-        tables or columns."""
+        """Read the PostgreSQL column types and unique indexes of every synced table (once). A table missing
+        there, or missing columns, is held (`mismatched`): its changes wait, the other tables' flow."""
         if self._pg_ready:
             return
-        problems = []
         for t in self.tables.values():
             types = _pg_column_types(pg, t.name)
             if not types:
-                problems.append(f"table {t.name!r} is missing on PostgreSQL")
+                self.mismatched[t.name] = "missing on green (PostgreSQL)"
                 continue
             missing = [c for c in t.columns if c not in types]
             if missing:
-                problems.append(f"table {t.name!r}: columns missing on PostgreSQL: {', '.join(missing)}")
+                self.mismatched[t.name] = f"columns missing on green (PostgreSQL): {', '.join(missing)}"
+                continue
             t.pg_types = types
             if len(t.pk) == 1 and types.get(t.pk[0]) in ("bigint", "integer", "smallint"):
                 row = pg.execute("SELECT pg_get_serial_sequence(%s, %s)", (qi(t.name), t.pk[0])).fetchone()
@@ -575,9 +639,7 @@ class Applier:
             uniques = pg_uniques(pg, t.name)
             t.uniques_pg = [(n, c) for n, c, primary in uniques if not primary and set(c) != set(t.pk)]
             t.replace_pg = bool(t.pk) and not any(set(c) == set(t.pk) for _, c, _ in uniques)
-        if problems:
-            pg.rollback()
-            raise ApplyError("; ".join(problems))
+        self.held |= set(self.mismatched)
         self._order = _parents_first(list(self.tables), _pg_references(pg, list(self.tables)))
         pg.rollback()
         self._pg_ready = True
@@ -660,10 +722,18 @@ class Applier:
             (BLUE_TO_GREEN, store.FROM_BLUE),
         )
         # the row lock also keeps a second applier from applying the same batch
-        row = pg.execute(
-            f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s FOR UPDATE", (BLUE_TO_GREEN,)
-        ).fetchone()
-        return int(row[0]) if row else 0
+        rows = dict(
+            pg.execute(
+                f"SELECT direction, position FROM {PG_SCHEMA}.positions WHERE direction IN (%s, 'reseed') FOR UPDATE",
+                (BLUE_TO_GREEN,),
+            ).fetchall()
+        )
+        if "reseed" in rows:
+            raise ApplyError(
+                "a re-seed of some tables was cut short (`cockpit sync copy --tables ...`): run the same command "
+                "again to finish it; the sync waits until then"
+            )
+        return int(rows.get(BLUE_TO_GREEN, 0))
 
     def _set_pg_position(self, pg: psycopg.Connection, direction: str, position: int) -> None:
         pg.execute(
@@ -1192,8 +1262,8 @@ class Applier:
             store.copy_into_sqlite(end.blue, records)
         for raw in records:
             rec = store.record_from_row(raw)
-            if not rec["revert"] or rec["parked"] != end.target:
-                continue
+            if not rec["revert"] or rec["parked"] != end.target or end.resolved(rec["uid"]):
+                continue  # resolved before it got here: the lead's choice stands
             t = self.tables.get(rec["tbl"])
             if t is None:
                 continue

@@ -498,6 +498,8 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
             "tables missing on PostgreSQL (run `cockpit sync copy` first): " + ", ".join(missing)
         )
     with conn.transaction():
+        # tagged like the applier's writes: the DDL watch (cockpit.drivers.sync.ddl) skips the cockpit's own DDL
+        conn.execute("SELECT set_config('cockpit.applying', 'on', true)")
         pg_bookkeeping(conn)
         for table, pk in keys.items():
             for name in PG_TRIGGERS:
@@ -556,6 +558,7 @@ def uninstall_pg(conn: psycopg.Connection) -> list[str]:
     dropped = []
     labels = {PG_TRIGGER: "trigger", PG_TRUNCATE_TRIGGER: "truncate trigger"}
     with conn.transaction():
+        conn.execute("SELECT set_config('cockpit.applying', 'on', true)")
         rows = conn.execute(
             "SELECT t.tgname, n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY(%s)",

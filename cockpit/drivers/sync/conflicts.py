@@ -361,3 +361,112 @@ def _stored_values(rec: Mapping[str, Any]) -> dict[str, Any]:
 def _resolved(values: dict[str, Any], resolution: str) -> tuple[Any, ...]:
     values = {**values, "status": "resolved", "resolution": resolution, "resolved_at": time.time()}
     return tuple(values[c] for c in COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------ resolving
+
+KEEP = ("blue", "green", "both")
+
+
+class ResolveError(Exception):
+    """A record cannot be resolved as asked (unknown, already resolved, no database-chosen key for `both`)."""
+
+
+class ResolveRefused(ResolveError):
+    """Blue's table refuses the chosen version as it stands (a unique value taken, ...): nothing was written."""
+
+
+def find(records: list[dict[str, Any]], uid: str) -> dict[str, Any]:
+    """The record `uid` (`blue:3`, `green:7`), or the only one whose number is `uid`."""
+    exact = [r for r in records if r["uid"] == uid]
+    if not exact and uid.isdigit():
+        exact = [r for r in records if r["uid"].split(":")[1] == uid]
+    if len(exact) != 1:
+        known = ", ".join(r["uid"] for r in records if r["status"] == "waiting") or "none waiting"
+        raise ResolveError(
+            f"no single conflict {uid!r} (waiting: {known}); `cockpit sync conflicts` lists them"
+        )
+    return exact[0]
+
+
+def apply_choice(
+    blue: sqlite3.Connection, rec: Mapping[str, Any], keep: str, key_columns: Sequence[str], rowid_key: bool
+) -> str:
+    """Write the lead's choice into blue's table as an ordinary (captured) write, so the sync carries it to green.
+    Returns what was done. Runs in one SQLite transaction; nothing is written when it fails."""
+    if keep not in KEEP:
+        raise ResolveError(f"--keep must be one of {', '.join(KEEP)}")
+    if rec["status"] != "waiting":
+        raise ResolveError(f"conflict {rec['uid']} is already resolved ({rec['resolution']})")
+    parked, table = rec["parked"], rec["tbl"]
+    version = rec[parked]
+    if keep == rec["kept"]:
+        return f"kept {keep}'s version, as the sync had; the parked {parked} version stays in the store"
+    t = '"' + table.replace('"', '""') + '"'
+    q = lambda c: '"' + c.replace('"', '""') + '"'  # noqa: E731
+    blue.execute("BEGIN IMMEDIATE")
+    try:
+        if keep == "both":
+            if version is None:
+                raise ResolveError(
+                    f"conflict {rec['uid']}: the parked version is a delete; keep blue or green"
+                )
+            row = dict(version)
+            if rec["op"] is None:
+                if not rowid_key:
+                    raise ResolveError(
+                        f"conflict {rec['uid']}: {table!r} has no key the database chooses, so the parked row cannot "
+                        "be added under a new one; keep blue or green, or insert it yourself with a new key"
+                    )
+                for c in key_columns:
+                    row.pop(c, None)
+            cols = list(row)
+            cur = blue.execute(
+                f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                [row[c] for c in cols],
+            )
+            done = f"added the parked {parked} row" + (
+                "" if rec["op"] else f" under the new key {cur.lastrowid}"
+            )
+        elif rec["op"] is not None:  # a keyless change: redo the parked delta
+            row = dict(version or {})
+            cols = list(row)
+            if rec["op"] == "+":
+                blue.execute(
+                    f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                    [row[c] for c in cols],
+                )
+            else:
+                where = " AND ".join(f"{q(c)} IS ?" for c in cols)
+                blue.execute(
+                    f"DELETE FROM {t} WHERE rowid = (SELECT rowid FROM {t} WHERE {where} LIMIT 1)",
+                    [row[c] for c in cols],
+                )
+            done = f"applied the parked {parked} change ({rec['op']}) again"
+        else:
+            where = " AND ".join(f"{q(c)} = ?" for c in key_columns)
+            if rec["kind"] == "unique" and rec["kept_pk"] is not None:
+                blue.execute(f"DELETE FROM {t} WHERE {where}", list(rec["kept_pk"]))  # the row kept instead
+            blue.execute(f"DELETE FROM {t} WHERE {where}", list(rec["pk"]))
+            if version is not None:
+                cols = list(version)
+                blue.execute(
+                    f"INSERT INTO {t} ({', '.join(q(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                    [version[c] for c in cols],
+                )
+            done = f"put the parked {parked} version back" + (
+                f" (and removed the row kept instead, key {list(rec['kept_pk'])})"
+                if rec["kind"] == "unique"
+                else ""
+            )
+        blue.execute("COMMIT")
+    except sqlite3.IntegrityError as exc:
+        blue.execute("ROLLBACK")
+        raise ResolveRefused(
+            f"conflict {rec['uid']}: blue refuses the row ({exc}); change or remove the row in its way, then resolve "
+            "again"
+        ) from exc
+    except BaseException:
+        blue.execute("ROLLBACK")
+        raise
+    return done

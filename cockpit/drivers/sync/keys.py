@@ -93,7 +93,9 @@ def key_tables(
     for table in tables:
         if table in skip:
             continue
-        row = blue.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        row = blue.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+        ).fetchone()
         if not row or _WITHOUT_ROWID.search(row[0] or ""):
             continue
         pk = [r for r in blue.execute(f"PRAGMA table_info({qi(table)})") if r[5]]
@@ -108,7 +110,9 @@ def key_tables(
         if not found or not found[0] or found[1] not in TYPE_MAX:
             continue  # green's key is not database-chosen
         out.append(
-            KeyTable(table, column, found[0], bool(_AUTOINCREMENT.search(row[0])), min(JS_SAFE, TYPE_MAX[found[1]]))
+            KeyTable(
+                table, column, found[0], bool(_AUTOINCREMENT.search(row[0])), min(JS_SAFE, TYPE_MAX[found[1]])
+            )
         )
     return out
 
@@ -120,15 +124,20 @@ def _sequence(pg: psycopg.Connection, kt: KeyTable) -> tuple[int, int, int, int 
         " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass",
         (kt.sequence,),
     ).fetchone()
-    last, called = pg.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(kt.sequence))).fetchone()
+    last, called = pg.execute(
+        sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(kt.sequence))
+    ).fetchone()
     return int(inc), int(low), int(high), int(last), bool(called)
 
 
 def _blue_next(blue: sqlite3.Connection, kt: KeyTable) -> int:
     top = blue.execute(f"SELECT max({qi(kt.column)}) FROM {qi(kt.table)}").fetchone()[0] or 0
-    if kt.autoincrement and blue.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
-    ).fetchone():
+    if (
+        kt.autoincrement
+        and blue.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+        ).fetchone()
+    ):
         row = blue.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (kt.table,)).fetchone()
         top = max(top, int(row[0]) if row and row[0] is not None else 0)
     return int(top) + 1
@@ -141,6 +150,7 @@ def _green_max(pg: psycopg.Connection, kt: KeyTable) -> int:
 
 def _tagged(pg: psycopg.Connection) -> None:
     pg.execute("SELECT set_config('cockpit.applying', 'on', true)")
+    pg.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
     pg.execute(KEYS_DDL)
 
 
@@ -220,9 +230,9 @@ def restore(
                 (kt.sequence,),
             ).fetchone()[0]
             pg.execute(
-                sql.SQL("ALTER SEQUENCE {} INCREMENT BY 1 MINVALUE 1 MAXVALUE {} START WITH {} RESTART WITH {}").format(
-                    sql.SQL(kt.sequence), *(sql.Literal(v) for v in (TYPE_MAX[type_max], start, start))
-                )
+                sql.SQL(
+                    "ALTER SEQUENCE {} INCREMENT BY 1 MINVALUE 1 MAXVALUE {} START WITH {} RESTART WITH {}"
+                ).format(sql.SQL(kt.sequence), *(sql.Literal(v) for v in (TYPE_MAX[type_max], start, start)))
             )
             _note(pg, kt, None, None, "up")
     if not pg.autocommit:
@@ -240,7 +250,9 @@ def states(blue: sqlite3.Connection, pg: psycopg.Connection, found: Iterable[Key
             blue_next = _blue_next(blue, kt)
             if inc > 0:
                 left = kt.limit - max(blue_next, green_next) + 1
-                out.append(KeyState(kt.table, kt.column, "up", green_next, blue_next, None, None, kt.limit, left))
+                out.append(
+                    KeyState(kt.table, kt.column, "up", green_next, blue_next, None, None, kt.limit, left)
+                )
                 continue
             # green takes green_next, green_next - 1, ... down to the highest key in use below it (or its floor)
             below_sql = f"SELECT max({qi(kt.column)}) FROM {qi(kt.table)} WHERE {qi(kt.column)} < ?"
@@ -253,7 +265,9 @@ def states(blue: sqlite3.Connection, pg: psycopg.Connection, found: Iterable[Key
             left = max(0, green_next - lowest)
             if blue_next > high:  # blue has jumped above the ceiling: its own room is what is left above it
                 left = min(left, max(0, kt.limit - blue_next + 1))
-            out.append(KeyState(kt.table, kt.column, "down", green_next, blue_next, high, low, kt.limit, left))
+            out.append(
+                KeyState(kt.table, kt.column, "down", green_next, blue_next, high, low, kt.limit, left)
+            )
     finally:
         if not pg.autocommit:
             pg.rollback()

@@ -194,6 +194,15 @@ class _Table:
             t=sql.Identifier(self.name), w=where
         )
 
+    def pg_pending_removals(self) -> sql.Composable:
+        """The removals green's log still holds for blue, for this keyless table: (seq, *columns) typed back.
+        Parameters: table name, green→blue position (txid, seq)."""
+        cols = sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in self.columns)
+        return sql.SQL(
+            "SELECT c.seq, {cols} FROM {schema}.changes c CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, c.pk) r"
+            " WHERE c.tbl = %s AND c.op = '-' AND (c.txid, c.seq) > (%s::text::xid8, %s) ORDER BY c.txid, c.seq"
+        ).format(cols=cols, schema=sql.Identifier(PG_SCHEMA), table=sql.Identifier(self.name))
+
     def pg_select_row(self) -> sql.Composable:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.pk)
