@@ -266,7 +266,7 @@ class _End:
     # writes
     def write(self, t: _Table, deletes: list[tuple[Any, ...]], upserts: list[tuple[Any, ...]]) -> None: ...
     def write_deltas(self, t: _Table, deltas: list[tuple[str, tuple[Any, ...]]]) -> None: ...
-    def park(self, record: Parked) -> None: ...
+    def park(self, records: list[Parked]) -> None: ...
     def savepoint(self) -> Any: ...
     def resolved(self, uid: str) -> bool: ...
 
@@ -335,12 +335,10 @@ class _ToGreen(_End):
         return {tuple(r[:-1]): float(r[-1]) for r in rows}
 
     def rows(self, t: _Table, keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-        out = {}
-        for key in keys:
-            row = self.pg.execute(t.pg_select_row(), key).fetchone()
-            if row is not None:
-                out[tuple(key)] = tuple(row)
-        return out
+        if not keys:
+            return {}
+        n = len(t.pk)
+        return {tuple(r[:n]): tuple(r[n:]) for r in self.pg.execute(t.pg_select_rows(), _columns(keys))}
 
     def uniques(self, t: _Table) -> list[tuple[str, tuple[str, ...]]]:
         return t.uniques_pg
@@ -392,8 +390,8 @@ class _ToGreen(_End):
     def drop_removal(self, t: _Table, seq: Any) -> None:
         self.pg.execute(f"DELETE FROM {PG_SCHEMA}.changes WHERE seq = %s", (seq,))
 
-    def park(self, record: Parked) -> None:
-        store.park_pg(self.pg, record)
+    def park(self, records: list[Parked]) -> None:
+        store.park_pg(self.pg, records)
 
     def savepoint(self) -> Any:
         return self.pg.transaction()
@@ -517,8 +515,9 @@ class _ToBlue(_End):
     def drop_removal(self, t: _Table, seq: Any) -> None:
         self.blue.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq = ?", (seq,))
 
-    def park(self, record: Parked) -> None:
-        store.park_sqlite(self.blue, record)
+    def park(self, records: list[Parked]) -> None:
+        for record in records:
+            store.park_sqlite(self.blue, record)
 
     def savepoint(self) -> Any:
         return _SqliteSavepoint(self.blue)
@@ -1041,8 +1040,7 @@ class Applier:
             result.deletes += len(plan.deletes())
             result.upserts += len(plan.upserts())
         result.rows = result.upserts + result.deletes
-        for record in result.conflicts:
-            end.park(record)
+        end.park(result.conflicts)
 
     def _plan_keyed(
         self, end: _End, t: _Table, entries: list[_Entry], upper: Any, result: StepResult
@@ -1124,12 +1122,10 @@ class Applier:
         holders = list(dict.fromkeys(h for _, h, _ in clashes))
         end.lock(t, holders)
         pending = end.pending(t, holders)
-        holder_rows = end.rows(t, holders)
+        # the holders' rows, and the target's version of each incoming key (what its source gets back if parked)
+        holder_rows = own = end.rows(t, list(dict.fromkeys([*holders, *(k for k, _, _ in clashes)])))
         calm = [h for h in holders if h not in pending]
         later = end.later(t, calm, upper) if calm else set()
-        own = end.rows(
-            t, list(dict.fromkeys(k for k, _, _ in clashes))
-        )  # the target's version of each incoming key
         for key, holder, index in clashes:
             row = plan.ops.get(key)
             if row is None or holder in plan.ops:
@@ -1247,8 +1243,7 @@ class Applier:
                         op=op,
                     )
                 )
-        for record in result.conflicts:
-            end.park(record)
+        end.park(result.conflicts)
 
     # ------------------------------------------------------------------------------------------- mirroring
 

@@ -153,7 +153,7 @@ class Parked:
     ts: float = field(default_factory=time.time)
     uid: str | None = None  # set when stored
 
-    def values(self, made_on: str) -> tuple[Any, ...]:
+    def values(self) -> tuple[Any, ...]:
         """The store's columns after `uid`, `made_on`, in COLUMNS order."""
         return (
             self.kind,
@@ -206,7 +206,7 @@ def park_sqlite(conn: sqlite3.Connection, record: Parked) -> str:
     marks = ", ".join("?" for _ in _PARK_COLS)
     cur = conn.execute(
         f"INSERT INTO {SQLITE_STORE} (made_on, {_INSERT_COLS}) VALUES ('blue', {marks})",
-        record.values("blue"),
+        record.values(),
     )
     uid = f"blue:{cur.lastrowid}"
     conn.execute(f"UPDATE {SQLITE_STORE} SET uid = ? WHERE id = ?", (uid, cur.lastrowid))
@@ -214,17 +214,25 @@ def park_sqlite(conn: sqlite3.Connection, record: Parked) -> str:
     return uid
 
 
-def park_pg(conn: psycopg.Connection, record: Parked) -> str:
-    """Store a record made on green (inside the caller's transaction); its uid."""
+def park_pg(conn: psycopg.Connection, records: list[Parked]) -> None:
+    """Store records made on green (inside the caller's transaction): their ids in one query, the rows pipelined."""
+    if not records:
+        return
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            (PG_STORE, len(records)),
+        )
+    ]
     marks = ", ".join("%s" for _ in _PARK_COLS)
-    row = conn.execute(
-        f"INSERT INTO {PG_STORE} (made_on, {_INSERT_COLS}) VALUES ('green', {marks}) RETURNING id",
-        record.values("green"),
-    ).fetchone()
-    uid = f"green:{row[0]}"
-    conn.execute(f"UPDATE {PG_STORE} SET uid = %s WHERE id = %s", (uid, row[0]))
-    record.uid = uid
-    return uid
+    for record, id_ in zip(records, ids, strict=True):
+        record.uid = f"green:{id_}"
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {PG_STORE} (id, uid, made_on, {_INSERT_COLS}) VALUES (%s, %s, 'green', {marks})",
+            [(id_, r.uid, *r.values()) for r, id_ in zip(records, ids, strict=True)],
+        )
 
 
 # ---------------------------------------------------------------------------------------------- mirroring

@@ -81,8 +81,7 @@ def prepare(
                 (table, str(green_pos[0]), green_pos[1]),
             )
             pg.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
-        for record in parked:
-            conflicts.park_pg(pg, record)
+        conflicts.park_pg(pg, parked)
     pg.commit()
     return parked
 

@@ -203,6 +203,17 @@ class _Table:
             " WHERE c.tbl = %s AND c.op = '-' AND (c.txid, c.seq) > (%s::text::xid8, %s) ORDER BY c.txid, c.seq"
         ).format(cols=cols, schema=sql.Identifier(PG_SCHEMA), table=sql.Identifier(self.name))
 
+    def pg_select_rows(self) -> sql.Composable:
+        """The rows of several keys (one list of values per key column), key first then every column."""
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        return sql.SQL("SELECT {}, {} FROM {} WHERE {} IN ({})").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in self.pk),
+            cols,
+            sql.Identifier(self.name),
+            self._pk_tuple(),
+            self._unnest_keys(),
+        )
+
     def pg_select_row(self) -> sql.Composable:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.pk)
