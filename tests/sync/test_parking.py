@@ -184,3 +184,30 @@ def test_unique_collision_from_green_to_blue_is_parked_too(tmp_path, pg_url):
         assert blue_rows(db, "companies") == [(7, "77", "blue")]
     finally:
         r.close()
+
+
+def test_unique_indexes_over_expressions_and_partial_ones_are_settled_too(tmp_path, pg_url):
+    """Green's unique index on lower(email) (how COLLATE NOCASE is carried) and a partial one: a collision there is
+    a unique conflict settled by the policy, not a refused change."""
+    events = Events()
+    ddl = [
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL COLLATE NOCASE UNIQUE, code TEXT, active INTEGER)"
+    ]
+    db, r = make_copied(tmp_path, pg_url, ddl, tables=["users"], conflict_policy="blue-wins", on_event=events)
+    try:
+        pg_exec(pg_url, "CREATE UNIQUE INDEX users_email_lower ON users (lower(email))")
+        pg_exec(pg_url, "CREATE UNIQUE INDEX users_code_active ON users (code) WHERE active = 1")
+        r.install()  # the lead accepts green's indexes
+        pg_exec(pg_url, "INSERT INTO users VALUES (-1, 'Ana@X.com', 'g', 0)")
+        blue_exec(db, "INSERT INTO users VALUES (1, 'ana@x.com', 'b', 0)")
+        pg_exec(pg_url, "INSERT INTO users VALUES (-2, 'bo@x.com', 'k1', 1)")
+        blue_exec(db, "INSERT INTO users VALUES (2, 'cy@x.com', 'k1', 1)")
+        blue_exec(
+            db, "INSERT INTO users VALUES (3, 'di@x.com', 'k1', 0)"
+        )  # inactive: outside the partial index
+        _settled(db, pg_url, r, ("users",))
+        kinds = {(p["kept_key"][0], p["kind"], p["constraint"]) for p in events.of("sync.conflict")}
+        assert kinds == {(1, "unique", "users_email_lower"), (2, "unique", "users_code_active")}
+        assert [row[0] for row in blue_rows(db, "users")] == [1, 2, 3]  # blue's rows kept, green's parked
+    finally:
+        r.close()

@@ -64,6 +64,7 @@ from cockpit.drivers.sync.tables import (
     _pg_references,
     _Table,
     _table_plan,
+    pg_unique_exprs,
     pg_uniques,
     sqlite_uniques,
 )
@@ -258,6 +259,12 @@ class _End:
     def holders(
         self, t: _Table, cols: tuple[str, ...], values: list[tuple[Any, ...]]
     ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]: ...
+    def expr_clashes(
+        self, t: _Table, rows: dict[tuple[Any, ...], tuple[Any, ...]]
+    ) -> list[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
+        """(incoming key, holder key, index) for unique indexes over expressions or partial ones."""
+        return []
+
     def later(self, t: _Table, keys: list[tuple[Any, ...]], upper: Any) -> set[tuple[Any, ...]]: ...
     def origin_rows(
         self, t: _Table, keys: list[tuple[Any, ...]]
@@ -349,6 +356,17 @@ class _ToGreen(_End):
         n = len(t.pk)
         rows = self.pg.execute(t.pg_holders(cols), _columns(values)).fetchall()
         return [(tuple(r[:n]), tuple(r[n:])) for r in rows]
+
+    def expr_clashes(
+        self, t: _Table, rows: dict[tuple[Any, ...], tuple[Any, ...]]
+    ) -> list[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
+        out = []
+        keys = list(rows)
+        columns = _columns(list(rows.values()))
+        for name, exprs, predicate in t.unique_exprs_pg:
+            found = self.pg.execute(t.pg_expr_holders(exprs, predicate), [*columns, list(range(len(keys)))])
+            out.extend((keys[r[0]], tuple(r[1:]), name) for r in found)
+        return out
 
     def later(self, t: _Table, keys: list[tuple[Any, ...]], upper: Any) -> set[tuple[Any, ...]]:
         out = set()
@@ -570,6 +588,13 @@ def _to_store(t: _Table, row: Sequence[Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def _index_parts(end: _End, t: _Table, index: str) -> tuple[str, ...]:
+    """The columns (or expressions) of a unique index, by name."""
+    parts = {n: c for n, c in end.uniques(t)}
+    parts.update({n: e for n, e, _ in t.unique_exprs_pg})
+    return parts.get(index, (index,))
+
+
 def _fold(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(v.casefold() if isinstance(v, str) else v for v in values)
 
@@ -637,6 +662,7 @@ class Applier:
                 t.sequence = row[0] if row else None
             uniques = pg_uniques(pg, t.name)
             t.uniques_pg = [(n, c) for n, c, primary in uniques if not primary and set(c) != set(t.pk)]
+            t.unique_exprs_pg = pg_unique_exprs(pg, t.name) if t.pk else []
             t.replace_pg = bool(t.pk) and not any(set(c) == set(t.pk) for _, c, _ in uniques)
         self.held |= set(self.mismatched)
         self._order = _parents_first(list(self.tables), _pg_references(pg, list(self.tables)))
@@ -1079,7 +1105,7 @@ class Applier:
                 if kept == end.target:
                     continue  # the target's change travels back and overwrites the source's version
             plan.ops[key] = end.row_in(t, key, e.row) if e.present else None
-        if any(v is not None for v in plan.ops.values()) and end.uniques(t):
+        if any(v is not None for v in plan.ops.values()) and (end.uniques(t) or t.unique_exprs_pg):
             self._unique_clashes(end, t, dict(keyed), upper, plan, result)
         return plan
 
@@ -1112,11 +1138,13 @@ class Applier:
             for holder, u in end.holders(t, cols, list(wanted)):
                 if holder in plan.ops:
                     continue  # written by this batch anyway
-                key = wanted.get(u) or folded.get(
-                    _fold(u)
-                )  # _fold: a case-insensitive index (COLLATE NOCASE)
+                # _fold: a case-insensitive index (COLLATE NOCASE) returns the holder's own spelling
+                key = wanted.get(u) or folded.get(_fold(u))
                 if key is not None:
                     clashes.append((key, holder, name))
+        upserts = {k: v for k, v in plan.ops.items() if v is not None}
+        if upserts:
+            clashes.extend((k, h, name) for k, h, name in end.expr_clashes(t, upserts) if h not in plan.ops)
         if not clashes:
             return
         holders = list(dict.fromkeys(h for _, h, _ in clashes))
@@ -1180,7 +1208,7 @@ class Applier:
                     constraint=index,
                     message=None
                     if unique
-                    else f"the value of ({', '.join(dict(end.uniques(t))[index])}) is already held by key "
+                    else f"the value of ({', '.join(_index_parts(end, t, index))}) is already held by key "
                     f"{list(end.stored_key(t, holder))} on {end.target}, with no change pending there",
                     blue=versions["blue"],
                     green=versions["green"],

@@ -45,6 +45,8 @@ class _Table:
     # unique indexes over plain columns, other than the key: (name, columns); read by `prepare`
     uniques_pg: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     uniques_sqlite: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    # PostgreSQL's other unique indexes, over expressions (lower(email)) or partial: (name, expressions, predicate)
+    unique_exprs_pg: list[tuple[str, tuple[str, ...], str | None]] = field(default_factory=list)
 
     # ---- SQLite
     def sqlite_changed_rows(self) -> str:
@@ -168,6 +170,36 @@ class _Table:
         u = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
         return sql.SQL("SELECT {}, {} FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in self.pk), u, sql.Identifier(self.name), u, arrays
+        )
+
+    def pg_expr_holders(self, exprs: Sequence[str], predicate: str | None) -> sql.Composable:
+        """For an expression or partial unique index: which incoming rows (numbered by `_cockpit_ord`) share the
+        index's values with a row of the table, and that row's key. Parameters: one array per column, then the
+        rows' numbers. The index's own SQL (from the catalog) is evaluated on the incoming rows and, through the
+        index, looked up in the table."""
+        arrays = sql.SQL(", ").join(
+            sql.SQL("%s::{}[]").format(sql.SQL(self.pg_types[c])) for c in self.columns
+        )
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        xs = [sql.Identifier(f"_cockpit_x{i}") for i in range(len(exprs))]
+        computed = sql.SQL(", ").join(
+            sql.SQL("({}) AS {}").format(sql.SQL(e), x) for e, x in zip(exprs, xs, strict=True)
+        )
+        where = sql.SQL(predicate) if predicate else sql.SQL("true")
+        return sql.SQL(
+            "WITH i AS MATERIALIZED (SELECT u._cockpit_ord, {computed} FROM unnest({arrays}, %s::int[])"
+            " AS u({names}, _cockpit_ord) WHERE {where})"
+            " SELECT i._cockpit_ord, h.* FROM i CROSS JOIN LATERAL (SELECT {pk} FROM {table}"
+            " WHERE ({exprs}) = ({ixs}) AND {where}) h"
+        ).format(
+            computed=computed,
+            arrays=arrays,
+            names=names,
+            where=where,
+            pk=sql.SQL(", ").join(sql.Identifier(c) for c in self.pk),
+            table=sql.Identifier(self.name),
+            exprs=sql.SQL(", ").join(sql.SQL("({})").format(sql.SQL(e)) for e in exprs),
+            ixs=sql.SQL(", ").join(sql.SQL("i.") + x for x in xs),
         )
 
     def pg_deltas(self) -> sql.Composable:
@@ -333,6 +365,20 @@ def pg_uniques(pg: psycopg.Connection, table: str) -> list[tuple[str, tuple[str,
         (qi(table),),
     ).fetchall()
     return [(r[0], tuple(r[1]), bool(r[2])) for r in rows]
+
+
+def pg_unique_exprs(pg: psycopg.Connection, table: str) -> list[tuple[str, tuple[str, ...], str | None]]:
+    """Unique indexes over expressions or with a predicate on PostgreSQL: (name, key expressions as SQL,
+    predicate as SQL or None), as the catalog prints them."""
+    rows = pg.execute(
+        "SELECT c.relname, array(SELECT pg_get_indexdef(i.indexrelid, k, true)"
+        "                        FROM generate_series(1, i.indnkeyatts) k ORDER BY k),"
+        " pg_get_expr(i.indpred, i.indrelid, true) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND NOT i.indisprimary"
+        " AND (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL) ORDER BY c.relname",
+        (qi(table),),
+    ).fetchall()
+    return [(r[0], tuple(r[1]), r[2]) for r in rows]
 
 
 def sqlite_uniques(conn: sqlite3.Connection, table: str) -> list[tuple[str, tuple[str, ...], bool]]:
