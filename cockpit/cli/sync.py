@@ -549,7 +549,7 @@ def _status(args: argparse.Namespace) -> int:
         if not out["reachable"]:
             out["lag"]["green_to_blue"] = None
         else:
-            out.update(_health(runner))
+            out.update(runner.health())
         if problem:
             out["sync_error"] = problem
             out["stalled"] = bool(problem.get("stalled") or problem.get("error"))
@@ -585,24 +585,6 @@ def _status(args: argparse.Namespace) -> int:
                 f"schema changed: {table}: {what} (its changes are held; `cockpit sync copy --tables {table}`)"
             )
     return EXIT_OK if out["reachable"] else EXIT_FAILED
-
-
-def _health(runner: SyncRunner) -> dict[str, Any]:
-    """Conflicts waiting, keys left and schema changes, read now."""
-    from cockpit.drivers.sync import ddl
-
-    names = list(runner.mappings())
-    blue = runner._sqlite()
-    pg = runner._postgres()
-    try:
-        changed = {**ddl.sqlite_changes(blue, names, {}), **ddl.pg_changes(pg, names)}
-    finally:
-        pg.rollback()
-    return {
-        "conflicts_waiting": len(runner.conflicts()),
-        "keys_left": runner.keys_left(),
-        "schema_changed": changed,
-    }
 
 
 @_guard

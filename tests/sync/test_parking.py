@@ -211,3 +211,19 @@ def test_unique_indexes_over_expressions_and_partial_ones_are_settled_too(tmp_pa
         assert [row[0] for row in blue_rows(db, "users")] == [1, 2, 3]  # blue's rows kept, green's parked
     finally:
         r.close()
+
+
+def test_a_version_parked_on_green_counts_as_green_only_until_blue_has_the_record(tmp_path, pg_url):
+    db, r = make_copied(tmp_path, pg_url, COMPANIES, tables=["companies"], conflict_policy="blue-wins")
+    try:
+        pg_exec(pg_url, "INSERT INTO companies VALUES (-1, '11', 'green')")
+        r.applier().green_to_blue(r._sqlite(), r._postgres(), 0)  # green's row reaches blue first...
+        blue_exec(db, "UPDATE companies SET name = 'blue' WHERE id = -1")
+        pg_exec(pg_url, "UPDATE companies SET name = 'green again' WHERE id = -1")
+        r.applier().blue_to_green(r._sqlite(), r._postgres())  # ...blue wins: green's version parked on green
+        assert r.green_only_pending() == 2  # green's pending change, and the record blue has not got yet
+        r.run_once()
+        assert r.green_only_pending() == 0
+        assert_same(db, pg_url, ["companies"])
+    finally:
+        r.close()

@@ -150,6 +150,7 @@ class SyncRunner:
         self._watch: sqlite3.Connection | None = None  # the loop's watch on blue (data_version)
         self._last_blue_position = 0
         self._last_green_lag = Lag(0.0, 0)
+        self._green_unmirrored = 0  # conflict records made on green not yet copied into blue's store
         self._keys: list[Any] = []
         # stall watch: a direction with changes pending whose position has not moved for `stall_after_s`
         self.stall_after_s = 5.0
@@ -571,6 +572,22 @@ class SyncRunner:
         )
         return {"uid": rec["uid"], "keep": keep, "done": done}
 
+    def health(self) -> dict[str, Any]:
+        """Conflicts waiting, keys left per table and schema changes, read now (what `cockpit sync status` adds
+        to the lag)."""
+        names = list(self.mappings())
+        with self._lock:
+            blue, pg = self._sqlite(), self._postgres()
+            try:
+                changed = {**ddl.sqlite_changes(blue, names, {}), **ddl.pg_changes(pg, names)}
+            finally:
+                pg.rollback()
+        return {
+            "conflicts_waiting": len(self.conflicts()),
+            "keys_left": self.keys_left(),
+            "schema_changed": changed,
+        }
+
     # ------------------------------------------------------------------------------------------- schema watch
 
     def _check_schema(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> None:
@@ -683,6 +700,7 @@ class SyncRunner:
                 self._last_blue_position = read_blue_position(pg)
                 green_pos = read_green_position(blue)
                 self._last_green_lag = _green_lag(pg, green_pos)
+                self._green_unmirrored = _unmirrored(pg, blue)
             except _CONNECTION_ERRORS:
                 if self._lag_pg is not None:
                     try:
@@ -765,12 +783,14 @@ class SyncRunner:
             "sync.conflicts_waiting": float(self._figures.get("conflicts_waiting", 0) or 0),
             "sync.keys_left_min": float(min(keys_left.values())) if keys_left else None,
             "sync.schema_changed": float(len(self.schema_changed)),
-            "sync.green_only_pending": float(self._last_green_lag.pending),
+            "sync.green_only_pending": float(self._last_green_lag.pending + self._green_unmirrored),
         }
 
     def green_only_pending(self) -> int:
-        """Acknowledged changes on green not yet on blue (read now)."""
-        return self.lag()[GREEN_TO_BLUE].pending
+        """Acknowledged writes on green not yet on blue, read now: changes green→blue has still to apply, and
+        versions parked on green whose record has not reached blue's store yet."""
+        pending = self.lag()[GREEN_TO_BLUE].pending
+        return pending + self._green_unmirrored
 
     def conflicts_waiting(self) -> int:
         """Parked versions not yet resolved, both sides' stores together (read now)."""
@@ -919,7 +939,7 @@ class SyncRunner:
             "conflicts_waiting": self._figures.get("conflicts_waiting", 0),
             "keys_left": self._figures.get("keys_left"),
             "schema_changed": dict(self.schema_changed),
-            "green_only_pending": self._last_green_lag.pending,
+            "green_only_pending": self._last_green_lag.pending + self._green_unmirrored,
         }
 
 
@@ -959,6 +979,25 @@ def read_problem(conn: sqlite3.Connection) -> dict[str, Any] | None:
     except sqlite3.OperationalError:
         return None
     return json.loads(row[0]) if row else None
+
+
+def _unmirrored(pg: psycopg.Connection, blue: sqlite3.Connection) -> int:
+    from cockpit.drivers.sync import conflicts
+
+    if pg.execute("SELECT to_regclass(%s)", (conflicts.PG_STORE,)).fetchone()[0] is None:
+        return 0
+    try:
+        row = blue.execute(
+            f"SELECT value FROM {SQLITE_STATE} WHERE key = ?", (conflicts.FROM_GREEN,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # capture not installed on blue
+        row = None
+    after = int(row[0]) if row else 0
+    return int(
+        pg.execute(
+            f"SELECT count(*) FROM {conflicts.PG_STORE} WHERE made_on = 'green' AND id > %s", (after,)
+        ).fetchone()[0]
+    )
 
 
 def _waiting(blue: sqlite3.Connection, pg: psycopg.Connection | None) -> int:
