@@ -227,3 +227,19 @@ def test_a_version_parked_on_green_counts_as_green_only_until_blue_has_the_recor
         assert_same(db, pg_url, ["companies"])
     finally:
         r.close()
+
+
+def test_the_same_change_on_both_sides_parks_nothing(tmp_path, pg_url):
+    events = Events()
+    db, r = make_copied(tmp_path, pg_url, COMPANIES, tables=["companies"], on_event=events)
+    try:
+        blue_exec(db, "INSERT INTO companies VALUES (1, '11', 'a'), (2, '22', 'b')")
+        r.run_once()
+        blue_exec(db, "UPDATE companies SET name = 'same' WHERE id = 1")
+        pg_exec(pg_url, "UPDATE companies SET name = 'same' WHERE id = 1")
+        blue_exec(db, "DELETE FROM companies WHERE id = 2")
+        pg_exec(pg_url, "DELETE FROM companies WHERE id = 2")
+        assert _settled(db, pg_url, r) == []
+        assert events.of("sync.conflict") == []
+    finally:
+        r.close()

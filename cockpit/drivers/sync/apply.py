@@ -1087,6 +1087,8 @@ class Applier:
                 versions = end.versions(
                     end.stored_o(t, e.row) if e.present else None, end.stored(t, existing.get(key))
                 )
+                if versions["blue"] == versions["green"]:
+                    continue  # both sides made the same change (or both deleted): nothing to settle or park
                 result.conflicts.append(
                     Parked(
                         kind="conflict",
