@@ -501,7 +501,7 @@ def _integrity(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     try:
-        report = check(source, target, mapping, segment_rows=args.segment)
+        report = check(source, target, mapping, segment_rows=args.segment, casts=casts)
     except Exception as exc:  # the green database unreachable, a table missing there...
         print(f"cockpit: integrity check failed: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_FAILED

@@ -173,6 +173,7 @@ def backups(found: Sequence[Manifest]) -> Table:
 def integrity(report: IntegrityReport, unmask: bool = False) -> RenderableType:
     """An IntegrityReport: a row a table, the rows that differ under it, then the score."""
     from cockpit.drivers.integrity import MAX_LISTED
+    from cockpit.drivers.integrity.report import human_bytes
 
     table = Table(show_edge=False, header_style="bold")
     table.add_column("")
@@ -199,7 +200,10 @@ def integrity(report: IntegrityReport, unmask: bool = False) -> RenderableType:
         f"; {report.settled_keys} rows caught up while checking (in flight)" if report.settled_keys else ""
     )
     lines.append(
-        _plain(f"score {report.score:g}% over {report.compared} rows in {report.duration_s:.2f}s{settled}")
+        _plain(
+            f"score {report.score:g}% over {report.compared} rows in {report.duration_s:.2f}s, "
+            f"{human_bytes(report.bytes)} moved{settled}"
+        )
     )
     lines += [_plain(f"note: {n}") for n in report.notes]
     return Group(*lines)
@@ -226,7 +230,21 @@ def sync_status(doc: dict[str, Any], directions: Sequence[str]) -> RenderableTyp
         v = doc["lag"][d]
         age, pending = ("unknown", "unknown") if v is None else (f"{v['age_s']:.2f}s", str(v["pending"]))
         lag.add_row(d.replace("_to_", "→"), age, pending)
-    return Group(grid, lag)
+    notes = _grid()
+    if doc.get("sync_error"):
+        state = "stalled" if doc.get("stalled") else "running"
+        notes.add_row(Text("sync", "red"), _plain(f"{state}: {doc['sync_error'].get('error') or ''}"))
+    if doc.get("conflicts_waiting"):
+        notes.add_row("conflicts", f"{doc['conflicts_waiting']} waiting (`cockpit sync conflicts`)")
+    if doc.get("keys_left"):
+        table, left = min(doc["keys_left"].items(), key=lambda kv: kv[1])
+        notes.add_row("keys left", _plain(f"{left:,} ({table}, the fewest)"))
+    for table, what in (doc.get("schema_changed") or {}).items():
+        notes.add_row(
+            Text("schema", "yellow"),
+            _plain(f"{table}: {what} (its changes are held; `cockpit sync copy --tables {table}`)"),
+        )
+    return Group(grid, lag, notes)
 
 
 # ------------------------------------------------------------------------------------------------ progress

@@ -1,4 +1,4 @@
-"""`cockpit sync copy|run|install|uninstall|status`: the sync from the command line.
+"""`cockpit sync copy|run|install|uninstall|status|keys|conflicts`: the sync from the command line.
 
 Each command works from the plan (`-p PLAN`: blue's SQLite file, green's URL, `sync.tables`, policy, batch size)
 or without one (`--from FILE.db --to URL [--tables a,b]`). Exit codes: 0 done, 1 the action failed (PostgreSQL
@@ -12,10 +12,16 @@ unreachable, copy refused, ...), 2 usage or plan error.
      "tables": ["t1", ...],                   # the synced tables
      "lag": {"blue_to_green": {"age_s": 0.0, "pending": 0},
              "green_to_blue": {"age_s": 0.0, "pending": 0}},
-     "error": null}                           # why PostgreSQL could not be read, when it could not
+     "error": null,                           # why PostgreSQL could not be read, or why the running sync is stuck
+     "sync_error": null,                      # what the running sync reported: {"error", "stalled", "since"}
+     "stalled": false,                        # the running sync says it is not moving
+     "conflicts_waiting": 0,                  # parked versions not yet resolved (`cockpit sync conflicts`)
+     "keys_left": {"t1": 4503599627370000},   # per table with disjoint keys (`cockpit sync keys`)
+     "schema_changed": {}}                    # table -> what changed since install (its changes are held)
 
 `age_s` is the age in seconds of the oldest change not yet applied in that direction (0 when caught up) and
-`pending` the number of changes waiting. With PostgreSQL unreachable, blue→green counts what waits in SQLite after
+`pending` the number of changes waiting. The running sync (`cockpit sync run`, the controller) writes what stops it to
+blue, so `error` shows it from any process. With PostgreSQL unreachable, blue→green counts what waits in SQLite after
 the last position known and green→blue is reported as unknown (`null`); the exit code is then 1.
 """
 
@@ -40,7 +46,15 @@ from cockpit.core.plan import Cast
 from cockpit.core.redact import redact, redact_text
 from cockpit.drivers.sync.apply import POLICIES, EventSink
 from cockpit.drivers.sync.capture import qi, sqlite_installed, sqlite_tables
-from cockpit.drivers.sync.runner import DIRECTIONS, SyncRunner, connect_sqlite, journal_sink, pooler_warning
+from cockpit.drivers.sync.conflicts import ResolveRefused
+from cockpit.drivers.sync.runner import (
+    DIRECTIONS,
+    SyncRunner,
+    connect_sqlite,
+    journal_sink,
+    pooler_warning,
+    read_problem,
+)
 from cockpit.drivers.sync.schema import TimestampPolicy, cast_arg, parse_cast_arg, plan_casts
 
 
@@ -56,6 +70,7 @@ class _Target:
     casts: list[Any]
     journal: Path | None
     plan: Any = None  # the Plan, when the target came from one
+    keys: dict[str, Any] | None = None  # the plan's key settings (SyncRunner keyword arguments)
 
 
 class _Usage(UsageError):
@@ -70,7 +85,9 @@ def register(subparsers: Any) -> None:
         description="With a plan, a running controller owns the sync: `sync copy` is queued to it, and run, "
         "install and uninstall refuse beside it. --from FILE.db --to URL works without a plan, for scripts.",
     )
-    sub = sync.add_subparsers(dest="sync_command", metavar="copy|run|install|uninstall|status", required=True)
+    sub = sync.add_subparsers(
+        dest="sync_command", metavar="copy|run|install|uninstall|status|keys|conflicts", required=True
+    )
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
@@ -129,6 +146,25 @@ def register(subparsers: Any) -> None:
     st = command("status", "lag per direction and pending changes")
     st.set_defaults(func=_status)
 
+    ks = command("keys", "disjoint database-chosen keys: where each table stands, keys left")
+    ks.add_argument(
+        "--restore",
+        action="store_true",
+        help="green counts up again above the highest key (end of the migration)",
+    )
+    ks.set_defaults(func=_keys)
+
+    cf = command(
+        "conflicts", "parked versions (conflicts, refused changes); `resolve ID --keep SIDE` settles one"
+    )
+    cf.add_argument("action", nargs="?", choices=["resolve"], help="resolve one parked version")
+    cf.add_argument("uid", nargs="?", metavar="ID", help="the conflict to resolve (blue:N, green:N)")
+    cf.add_argument(
+        "--keep", choices=["blue", "green", "both"], help="the version to keep (both: add the parked row)"
+    )
+    cf.add_argument("--all", action="store_true", help="list resolved ones too")
+    cf.set_defaults(func=_conflicts)
+
 
 # ------------------------------------------------------------------------------------------------- resolution
 
@@ -158,7 +194,14 @@ def _target(args: argparse.Namespace) -> _Target:
             s.casts,
         )
         journal: Path | None = plan.path(plan.journal.path)
+        keys = {
+            "row_keys": s.row_keys,
+            "key_ceiling": s.key_ceiling,
+            "key_headroom": s.key_headroom,
+            "disjoint_keys": s.disjoint_keys,
+        }
     else:
+        keys = {}
         sqlite_path, pg_url, tables = Path(args.source), args.target, "all"
         policy, batch, interval, jobs, casts, journal = "newest", 1000, 1.0, 4, [], None
     if args.tables:
@@ -184,7 +227,9 @@ def _target(args: argparse.Namespace) -> _Target:
     warning = pooler_warning(pg_url)
     if warning:
         print(f"cockpit sync: warning: {redact_text(warning)}", file=sys.stderr)
-    return _Target(sqlite_path, pg_url, tables, policy, batch, interval, jobs, list(casts), journal, plan)
+    return _Target(
+        sqlite_path, pg_url, tables, policy, batch, interval, jobs, list(casts), journal, plan, keys
+    )
 
 
 def _runner(t: _Target, on_event: EventSink | None) -> SyncRunner:
@@ -197,6 +242,7 @@ def _runner(t: _Target, on_event: EventSink | None) -> SyncRunner:
         interval=t.interval,
         on_event=on_event,
         casts=t.casts,
+        **(t.keys or {}),
     )
 
 
@@ -269,9 +315,16 @@ def _copy(args: argparse.Namespace) -> int:
     _one_path(t, "copy", "leave out --from/--to/--tables/--cast/--timestamps to queue the copy to it")
     t.casts = _copy_casts(t, cli_casts, args.timestamps)
     runner = _runner(t, None)
-    runner.tables = _table_names(t)
+    only = _table_names(t) if args.tables else None
+    # with --tables, the synced set stays the plan's (or all): those tables are copied, or re-seeded when the
+    # migration is under way
+    runner.tables = (
+        t.plan.sync.tables
+        if t.plan is not None and args.tables
+        else ("all" if args.tables else _table_names(t))
+    )
     try:
-        report, tables = runner.initial_copy(t.jobs, printer)
+        report, tables = runner.initial_copy(t.jobs, printer, tables=only)
     except psycopg.OperationalError:
         raise
     except Exception as exc:
@@ -480,8 +533,18 @@ def _status(args: argparse.Namespace) -> int:
         "tables": [],
         "lag": {},
         "error": None,
+        "sync_error": None,
+        "stalled": False,
+        "conflicts_waiting": None,
+        "keys_left": None,
+        "schema_changed": {},
     }
     try:
+        conn = connect_sqlite(t.sqlite_path)
+        try:
+            problem = read_problem(conn)  # what the running sync (another process) reported
+        finally:
+            conn.close()
         out["tables"] = runner.table_names()
         try:
             out["installed"] = runner.installed()
@@ -497,6 +560,12 @@ def _status(args: argparse.Namespace) -> int:
         out["lag"] = {d: lag[d].as_dict() for d in DIRECTIONS}
         if not out["reachable"]:
             out["lag"]["green_to_blue"] = None
+        else:
+            out.update(runner.health())
+        if problem:
+            out["sync_error"] = problem
+            out["stalled"] = bool(problem.get("stalled") or problem.get("error"))
+            out["error"] = out["error"] or problem.get("error")
     finally:
         runner.close()
     if args.json:
@@ -504,3 +573,86 @@ def _status(args: argparse.Namespace) -> int:
     else:
         show(sync_status(out, DIRECTIONS))
     return EXIT_OK if out["reachable"] else EXIT_FAILED
+
+
+@_guard
+def _keys(args: argparse.Namespace) -> int:
+    t = _target(args)
+    if args.restore:
+        _one_path(t, "keys --restore", "it runs the sync on these keys; stop it first")
+    runner = _runner(t, None)
+    try:
+        states = runner.restore_keys() if args.restore else runner.key_states()
+    finally:
+        runner.close()
+    rows = [k.as_dict() for k in states]
+    if args.json:
+        print(json.dumps({"keys": rows, "keys_left_min": min((r["keys_left"] for r in rows), default=None)}))
+        return EXIT_OK
+    if not rows:
+        print("no synced table has a key both databases choose")
+        return EXIT_OK
+    if args.restore:
+        print("green counts up again above the highest key (blue must no longer take writes)")
+    print(f"{'table':24} {'green':>6} {'green next':>18} {'blue next':>18} {'ceiling':>18} {'keys left':>20}")
+    for r in rows:
+        print(
+            f"{r['table'][:24]:24} {r['state']:>6} {r['green_next']:>18} {r['blue_next']:>18} "
+            f"{'' if r['ceiling'] is None else r['ceiling']:>18} {r['keys_left']:>20,}"
+        )
+    return EXIT_OK
+
+
+@_guard
+def _conflicts(args: argparse.Namespace) -> int:
+    from cockpit.drivers.sync.conflicts import shown, shown_key
+
+    t = _target(args)
+    runner = _runner(t, journal_sink(t.journal) if t.journal is not None else None)
+    try:
+        if args.action == "resolve":
+            if not args.uid or not args.keep:
+                raise _Usage(
+                    "give the conflict and the version to keep: conflicts resolve ID --keep blue|green|both"
+                )
+            try:
+                out = runner.resolve_conflict(args.uid, args.keep)
+            except ResolveRefused as exc:
+                print(f"cockpit sync conflicts: {redact_text(str(exc))}", file=sys.stderr)
+                return EXIT_FAILED
+            print(json.dumps(redact(out)) if args.json else f"{out['uid']}: {redact_text(out['done'])}")
+            return EXIT_OK
+        records = runner.conflicts(everything=args.all)
+    finally:
+        runner.close()
+    listed = redact(
+        [
+            {
+                **{k: v for k, v in r.items() if k not in ("blue", "green", "restore", "pk", "kept_pk")},
+                "key": shown_key(r["pk"]),
+                "kept_key": None if r["kept_pk"] is None else shown_key(r["kept_pk"]),
+                "blue": shown(r["blue"]),
+                "green": shown(r["green"]),
+            }
+            for r in records
+        ]
+    )
+    if args.json:
+        print(json.dumps({"conflicts": listed}, default=str, indent=2))
+        return EXIT_OK
+    if not listed:
+        print("no conflicts waiting" if not args.all else "no conflicts")
+        return EXIT_OK
+    for r in listed:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
+        why = r["constraint_name"] or r["policy"] or ""
+        print(
+            f"{r['uid']:10} {when} {r['kind']:9} {r['tbl']} key {r['key']}: kept {r['kept']}, parked {r['parked']}"
+            f" ({why}) [{r['status']}]"
+        )
+        for side in ("blue", "green"):
+            print(f"    {side:5} {json.dumps(r[side], default=str)}")
+        if r["message"]:
+            print(f"    {r['message']}")
+    print("resolve one with: cockpit sync conflicts resolve ID --keep blue|green|both")
+    return EXIT_OK

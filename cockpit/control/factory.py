@@ -36,6 +36,10 @@ class SyncDriver(Protocol):
 
     def drain(self, timeout_s: float) -> bool: ...
 
+    def metrics(self) -> Mapping[str, float | None]:
+        """The sync's own figures as of the last `lag()` (stalled, conflicts waiting, keys left...)."""
+        ...
+
     def initial_copy(
         self, jobs: int = 4, progress: Callable[[TableCopy], None] | None = None
     ) -> tuple[CopyReport, list[str]]:

@@ -57,6 +57,7 @@ class Monitor:
                 for direction, v in self.lag.items():
                     metrics[f"sync.{direction}.age_s"] = v.age_s
                     metrics[f"sync.{direction}.pending"] = float(v.pending)
+                metrics.update(self.drivers.sync.metrics())  # as of the lag just read
                 self.trouble("sync", None)
             except Exception as exc:
                 self.trouble("sync", exc)

@@ -40,7 +40,16 @@ SINGLE = (
     "sync.blue_to_green.pending",
     "sync.green_to_blue.age_s",
     "sync.green_to_blue.pending",
+    "sync.stalled",  # 1 while a direction has pending changes and makes no progress
+    "sync.stalled_s",
+    "sync.conflicts_waiting",  # parked versions not yet resolved (`cockpit sync conflicts`)
+    "sync.keys_left_min",  # the fewest database-chosen keys left before a table's ceiling
+    "sync.schema_changed",  # tables whose schema changed under the sync (their changes are held)
+    "sync.green_only_pending",  # acknowledged changes on green not yet on blue
     "data_integrity_score",  # the integrity watch
+    "data_integrity_checked_at",  # when its last full check ended (epoch seconds)
+    "data_integrity_touched_score",  # the last check of the rows the sync touched (the rollback's), and when
+    "data_integrity_touched_at",
     "backup_age",  # the backups of blue
     "green_configured",  # the controller: the share the current phase wants
 )

@@ -127,6 +127,16 @@ class Sync(_Part):
 
     # ISO texts of instants in several forms in one column: carried as timestamp by meaning, or refused
     timestamps: Literal["meaning", "strict"] = "meaning"
+    # Keys while both sides take writes (cockpit.drivers.sync.keys): green's database-chosen keys count down from
+    # `key_ceiling` (default: halfway between the highest key and the key type's limit, below 2**53); the install is
+    # refused when fewer than `key_headroom` keys lie between the highest key and the ceiling. Tables in
+    # `disjoint_keys` already hand out disjoint keys (UUIDs, a side bit) and are left alone.
+    key_ceiling: int | None = None
+    key_headroom: int = 1_000_000
+    disjoint_keys: list[str] = []
+    # A table without a primary key is a multiset (every column together is a row's identity) unless named here
+    # with the columns that identify its rows.
+    row_keys: dict[str, list[str]] = {}
 
 
 class Gate(_Part):

@@ -8,6 +8,10 @@ Run: .venv/bin/python tests/bench/bench_sync.py [--seconds 20] [--rate 1000] [--
    the loop early, so blue→green lag should not depend on it).
 2. Catch-up: a backlog of `--backlog` changes on SQLite (inserts and updates), then the runner drains it:
    changes/s (target >= 20,000). The same for a backlog on PostgreSQL (green→blue), for comparison.
+3. Catch-up with conflicts: a table with a unique e-mail; blue inserts `--backlog` rows while green registers 1 % of
+   the same e-mails under its own keys; one pass settles, parks and mirrors them. Changes/s beside the same run
+   with no duplicates (target: >= 0.8x).
+4. Catch-up of a keyless table (rows are a multiset: inserts, then 1 % removals and updates), both directions.
 
 Uses a scratch database on $COCKPIT_TEST_PG's server (created and dropped).
 """
@@ -199,6 +203,103 @@ def catch_up_green(scratch: Scratch, backlog: int, batch: int) -> None:
     )
 
 
+ACCOUNTS_SQLITE = (
+    "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT, balance REAL)"
+)
+EVENTS_SQLITE = "CREATE TABLE events (at REAL, kind TEXT, payload TEXT)"
+
+
+def _copied(scratch: Scratch, tag: str, ddl: str, table: str) -> tuple[Path, str, SyncRunner]:
+    """A SQLite file with one empty table, copied into a fresh schema-less database by the real initial copy."""
+    db = Path(scratch.tmp.name) / f"{tag}.db"
+    conn = sqlite3.connect(db)
+    conn.execute(ddl)
+    conn.commit()
+    conn.close()
+    with psycopg.connect(scratch.url, autocommit=True) as pg:
+        from cockpit.drivers.sync.capture import uninstall_pg
+
+        uninstall_pg(pg)
+        pg.execute(f"DROP TABLE IF EXISTS {table}, orders CASCADE")
+    runner = SyncRunner(db, scratch.url, tables=[table], batch_size=1000, pass_budget_s=3600)
+    runner.initial_copy(jobs=1)
+    return db, scratch.url, runner
+
+
+def catch_up_conflicts(scratch: Scratch, backlog: int, share: float) -> float:
+    db, url, runner = _copied(scratch, f"conflicts_{share}", ACCOUNTS_SQLITE, "accounts")
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO accounts (email, name, balance) VALUES (?, ?, ?)",
+        ((f"user{i}@example.com", f"name {i}", i * 0.25) for i in range(backlog)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    duplicates = int(backlog * share)
+    with psycopg.connect(url) as pg:
+        with pg.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO accounts (email, name, balance) VALUES (%s, 'green', 0)",
+                [(f"user{i * (backlog // max(duplicates, 1))}@example.com",) for i in range(duplicates)],
+            )
+        pg.commit()
+    runner.mappings()
+    t0 = time.perf_counter()
+    out = runner.run_once()
+    runner.run_once()  # the mirror of the parked records (and the reverts) into blue
+    elapsed = time.perf_counter() - t0
+    changes = out["blue_to_green"]["changes"] + out["green_to_blue"]["changes"]
+    lag = runner.lag()
+    parked = runner.conflicts_waiting()
+    runner.close()
+    rate = changes / elapsed
+    print(
+        f"catch-up with {share:.0%} duplicates ({duplicates} e-mails on both sides): {changes:,} changes in "
+        f"{elapsed:.2f}s = {rate:,.0f} changes/s; parked {parked}; pending after: "
+        f"{lag['blue_to_green'].pending + lag['green_to_blue'].pending}"
+    )
+    return rate
+
+
+def catch_up_keyless(scratch: Scratch, backlog: int) -> None:
+    db, url, runner = _copied(scratch, "keyless", EVENTS_SQLITE, "events")
+    conn = sqlite3.connect(db, isolation_level=None)
+    inserts = int(backlog * 0.98)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO events VALUES (?, ?, ?)", ((i * 0.001, f"k{i % 17}", "x" * 40) for i in range(inserts))
+    )
+    conn.execute("DELETE FROM events WHERE rowid % 100 = 0")
+    conn.execute("COMMIT")
+    logged = conn.execute("SELECT count(*) FROM _cockpit_changes").fetchone()[0]
+    conn.close()
+    runner.mappings()
+    t0 = time.perf_counter()
+    runner.run_once()
+    elapsed = time.perf_counter() - t0
+    print(
+        f"catch-up keyless blue→green: {logged:,} changes ({inserts:,} inserts, then 1 % removed) in {elapsed:.2f}s"
+        f" = {logged / elapsed:,.0f} changes/s; pending after: {runner.lag()['blue_to_green'].pending}"
+    )
+    with psycopg.connect(url) as pg:
+        pg.execute(
+            "INSERT INTO events SELECT i * 0.001, 'g', repeat('y', 40) FROM generate_series(1, %s) i",
+            (inserts,),
+        )
+        pg.execute("UPDATE events SET kind = 'h' WHERE kind = 'g' AND at < %s", (inserts * 0.00001,))
+        pg.commit()
+        logged = pg.execute("SELECT count(*) FROM cockpit.changes").fetchone()[0]
+    t0 = time.perf_counter()
+    runner.run_once()
+    elapsed = time.perf_counter() - t0
+    print(
+        f"catch-up keyless green→blue: {logged:,} changes in {elapsed:.2f}s = {logged / elapsed:,.0f} changes/s;"
+        f" pending after: {runner.lag()['green_to_blue'].pending}"
+    )
+    runner.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20)
@@ -206,14 +307,28 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, default=100_000)
     ap.add_argument("--intervals", default="0.25,1")
     ap.add_argument("--batches", default="1000,5000")
+    ap.add_argument(
+        "--skip-conflicts", action="store_true", help="leave out the conflict and keyless figures"
+    )
+    ap.add_argument("--only-conflicts", action="store_true", help="only the conflict and keyless figures")
     args = ap.parse_args()
     with Scratch() as scratch:
-        for interval in [float(x) for x in args.intervals.split(",")]:
+        if args.only_conflicts:
+            args.intervals, args.batches = "", ""
+        for interval in [float(x) for x in args.intervals.split(",") if x]:
             steady(scratch, args.seconds, args.rate, interval, 1000)
-        for batch in [int(x) for x in args.batches.split(",")]:
+        for batch in [int(x) for x in args.batches.split(",") if x]:
             catch_up_blue(scratch, args.backlog, batch)
-        for batch in [int(x) for x in args.batches.split(",")]:
+        for batch in [int(x) for x in args.batches.split(",") if x]:
             catch_up_green(scratch, args.backlog, batch)
+        if not args.skip_conflicts:
+            clean = catch_up_conflicts(scratch, args.backlog, 0.0)
+            dup = catch_up_conflicts(scratch, args.backlog, 0.01)
+            print(
+                f"catch-up with 1 % duplicates / without: {dup / clean:.2f}x (target >= 0.8x: "
+                f"{'ok' if dup >= 0.8 * clean else 'BELOW TARGET'})"
+            )
+            catch_up_keyless(scratch, args.backlog)
 
 
 if __name__ == "__main__":

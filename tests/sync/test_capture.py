@@ -95,15 +95,24 @@ def test_sqlite_install_is_idempotent_and_leaves_app_tables_untouched(tmp_path):
     conn.execute("INSERT INTO items (id, name) VALUES (3, 'c')")  # the app still writes with capture gone
 
 
-def test_sqlite_refuses_a_table_without_primary_key(tmp_path):
+def test_sqlite_captures_a_keyless_table_as_row_images_and_refuses_what_is_missing(tmp_path):
     db = tmp_path / "b.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    conn.execute("CREATE TABLE logs (line TEXT)")
-    with pytest.raises(capture.CaptureError, match="logs"):
-        capture.install_sqlite(conn, ["logs"])
+    conn.execute("CREATE TABLE logs (line TEXT, n INTEGER, x REAL, b BLOB)")
+    assert capture.install_sqlite(conn, ["logs"]) == {"logs": ()}
+    conn.execute("INSERT INTO logs VALUES ('a', 1, 0.1 + 0.2, x'00ff')")
+    conn.execute("UPDATE logs SET n = 2")
+    conn.execute("UPDATE logs SET n = 2")  # nothing changed: nothing logged
+    conn.execute("DELETE FROM logs")
+    ops = conn.execute("SELECT op, pk FROM _cockpit_changes ORDER BY seq").fetchall()
+    assert [op for op, _ in ops] == ["+", "-", "+", "-"]
+    assert capture.decode_image(ops[0][1]) == ("a", 1, 0.1 + 0.2, b"\x00\xff")  # exact: 17 digits, blob
+    assert capture.decode_image(ops[2][1])[1] == 2
+    assert capture.touched_keys(conn) == {}  # row images are not keys
+    with pytest.raises(capture.CaptureError, match="nope"):
+        capture.install_sqlite(conn, ["logs"], {"logs": ["nope"]})
     with pytest.raises(capture.CaptureError, match="missing"):
         capture.install_sqlite(conn, ["missing"])
-    assert capture.sqlite_installed(conn) == []
 
 
 def test_sqlite_position_survives_pruning(tmp_path):

@@ -175,7 +175,7 @@ def test_from_plan_refuses_wrong_engines(tmp_path):
         SyncRunner.from_plan(load_plan(plan_file))
 
 
-def test_a_value_that_does_not_fit_stops_the_batch_naming_table_and_key(tmp_path, pg_url):
+def test_a_value_that_does_not_fit_is_parked_naming_table_and_key_and_the_sync_goes_on(tmp_path, pg_url):
     db = make_pair(tmp_path, pg_url)
     events = Events()
     r = runner(db, pg_url, interval=0.05, max_backoff=0.2, on_event=events)
@@ -184,12 +184,16 @@ def test_a_value_that_does_not_fit_stops_the_batch_naming_table_and_key(tmp_path
         blue_exec(
             db, "INSERT INTO items (id, qty) VALUES (1, 'not a number')"
         )  # SQLite takes it; PostgreSQL cannot
-        with pytest.raises(ApplyError, match="table 'items', key \\[1\\]"):
-            r.run_once()
-        assert r.lag()["blue_to_green"].pending == 1  # the change waits; nothing skipped
-        blue_exec(db, "UPDATE items SET qty = 3 WHERE id = 1")  # the row is fixed: the sync resumes
+        blue_exec(db, "INSERT INTO items (id, qty) VALUES (2, 5)")  # behind it: must not wait
         r.run_once()
+        (parked,) = events.of("sync.conflict")
+        assert parked["kind"] == "violation" and parked["constraint"] == "type"
+        assert "table 'items', key [1]" in parked["message"]
+        assert parked["blue"]["qty"] == "not a number" and parked["green"] is None
+        assert r.lag()["blue_to_green"].pending == 0  # nothing waits behind it
+        r.run_once()  # the record reaches blue, and blue's row is set back to green's (none): both sides agree
         assert_same(db, pg_url)
+        assert [row[0] for row in green_rows(pg_url, "items")] == [2]
     finally:
         r.close()
 

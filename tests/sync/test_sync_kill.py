@@ -32,11 +32,13 @@ while True:
 
 def _positions(db: Path, pg_url: str) -> tuple[int, list[int]]:
     with psycopg.connect(pg_url) as pg:
-        rows = pg.execute("SELECT position FROM cockpit.positions").fetchall()
+        rows = pg.execute(
+            "SELECT position FROM cockpit.positions WHERE direction = 'blue_to_green'"
+        ).fetchall()
     assert len(rows) <= 1
     conn = sqlite3.connect(db)
     try:
-        state = conn.execute("SELECT key, value FROM _cockpit_state").fetchall()
+        state = conn.execute("SELECT key, value FROM _cockpit_state WHERE key = 'green_to_blue'").fetchall()
     finally:
         conn.close()
     assert len(state) <= 1

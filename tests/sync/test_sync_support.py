@@ -159,3 +159,31 @@ def write_sync_plan(tmp_path: Path, db: Path, sync: str, extra: str = "") -> Pat
         "phases:\n  - {name: p, green: 100}\n" + extra
     )
     return plan
+
+
+def make_copied(tmp_path: Path, pg_url: str, ddl: Sequence[str], **kwargs: Any) -> tuple[Path, SyncRunner]:
+    """A SQLite file made by `ddl`, copied into PostgreSQL by the real initial copy (capture and keys installed);
+    the runner that did it (pass `tables=`, `conflict_policy=`, ...)."""
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db)
+    for statement in ddl:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    r = SyncRunner(db, pg_url, **kwargs)
+    r.initial_copy(jobs=1)
+    return db, r
+
+
+def store_rows(db: Path, pg_url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The conflicts store on each side: (blue's records, green's records)."""
+    from cockpit.drivers.sync import conflicts
+
+    conn = sqlite3.connect(db)
+    try:
+        blue = conflicts.sqlite_records(conn)
+    finally:
+        conn.close()
+    with psycopg.connect(pg_url) as pg:
+        green = conflicts.pg_records(pg)
+    return blue, green

@@ -24,6 +24,9 @@ PostgreSQL (green) keeps them in schema `cockpit`:
                                                      written in the same transaction as the data.
 
 An update that changes the primary key is logged as a delete of the old key and an upsert of the new one.
+A keyless table (no primary key, no `sync.row_keys` entry) logs row images instead of keys: op `+` (a row added)
+and `-` (a row removed), `pk` holding every column (SQLite: a tagged `json_array`, see `decode_image`; PostgreSQL:
+`to_jsonb(row)`); an update is `-` old, `+` new. The applier replays these in order as multiset deltas.
 SQLite has no TRUNCATE: its `DELETE FROM t` without WHERE skips per-row work only when no trigger is on the table,
 so with capture installed it fires the delete trigger for every row. PostgreSQL's TRUNCATE fires no row trigger,
 hence the statement-level one; it refuses to run under REPEATABLE READ or SERIALIZABLE (see `_PG_TRUNCATE_FUNCTION`).
@@ -43,6 +46,7 @@ import psycopg
 from psycopg import sql
 
 from cockpit.core.errors import EXIT_USAGE, CockpitError
+from cockpit.drivers.sync import conflicts
 
 SQLITE_LOG = "_cockpit_changes"
 SQLITE_CONTEXT = "_cockpit_context"
@@ -63,11 +67,13 @@ GREEN_TO_BLUE = "green_to_blue"
 # epoch seconds with sub-second precision (unixepoch('subsec') needs SQLite 3.42)
 SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 
+MULTISET_OPS = "('+', '-')"  # a keyless table's changes: one row image added / removed
+
 GreenPosition = tuple[int, int]  # (txid, seq) of the last PostgreSQL change applied to SQLite
 
 
 class CaptureError(CockpitError):
-    """Capture cannot be installed as asked (a table without a primary key, a table that does not exist)."""
+    """Capture cannot be installed as asked (a table that does not exist, a named key column missing)."""
 
     exit_code = EXIT_USAGE
 
@@ -103,22 +109,30 @@ def sqlite_primary_key(conn: sqlite3.Connection, table: str) -> tuple[str, ...]:
     return tuple(name for _, name in keyed)
 
 
-def sqlite_keys(conn: sqlite3.Connection, tables: Iterable[str] | None = None) -> dict[str, tuple[str, ...]]:
-    """Primary key columns per table; a table without one cannot be synced and is refused by name."""
+def sqlite_keys(
+    conn: sqlite3.Connection,
+    tables: Iterable[str] | None = None,
+    row_keys: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, tuple[str, ...]]:
+    """Key columns per table: the primary key, else the key the plan names (`sync.row_keys`), else `()`: a keyless
+    table, whose rows are a multiset identified by all their columns."""
     names = list(tables) if tables is not None else sqlite_tables(conn)
+    row_keys = row_keys or {}
     keys: dict[str, tuple[str, ...]] = {}
-    missing = []
     for name in names:
         pk = sqlite_primary_key(conn, name)
-        if not pk:
-            missing.append(name)
+        if not pk and row_keys.get(name):
+            columns = sqlite_columns(conn, name)
+            missing = [c for c in row_keys[name] if c not in columns]
+            if missing:
+                raise CaptureError(f"sync.row_keys.{name}: no such column in {name!r}: {', '.join(missing)}")
+            pk = tuple(row_keys[name])
         keys[name] = pk
-    if missing:
-        raise CaptureError(
-            "tables without a primary key cannot be synced (a row needs a key to be found on the other side): "
-            + ", ".join(missing)
-        )
     return keys
+
+
+def sqlite_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({qi(table)})")]
 
 
 def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
@@ -137,13 +151,16 @@ def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
         "PRIMARY KEY (tbl, pk)) WITHOUT ROWID"
     )
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_STATE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(conflicts.SQLITE_DDL)
 
 
 def _sqlite_trigger_names(table: str) -> dict[str, str]:
     return {op: f"{SQLITE_PREFIX}{table}_{op}" for op in ("ins", "upd", "del")}
 
 
-def _sqlite_trigger_sql(table: str, pk: tuple[str, ...]) -> list[str]:
+def _sqlite_trigger_sql(table: str, pk: tuple[str, ...], columns: Sequence[str]) -> list[str]:
+    if not pk:
+        return _sqlite_multiset_trigger_sql(table, columns)
     names = _sqlite_trigger_names(table)
     when = f"WHEN NOT EXISTS (SELECT 1 FROM {SQLITE_CONTEXT})"
     new_key = "json_array(" + ", ".join(f"NEW.{qi(c)}" for c in pk) + ")"
@@ -163,14 +180,65 @@ def _sqlite_trigger_sql(table: str, pk: tuple[str, ...]) -> list[str]:
     ]
 
 
+# A keyless table's change carries the whole row (its identity): `json_array` of every column, each value tagged so
+# that it comes back exactly: integers as JSON numbers, NULL as null, text 't…', reals 'r…' with 17 significant
+# digits (json_array itself keeps only 15), blobs 'b…' in hex (json_array refuses blobs). See `decode_image`.
+def _sqlite_image(row: str, columns: Sequence[str]) -> str:
+    def tagged(c: str) -> str:
+        x = f"{row}.{qi(c)}"
+        return (
+            f"CASE typeof({x}) WHEN 'integer' THEN {x} WHEN 'real' THEN 'r' || printf('%!.17g', {x})"
+            f" WHEN 'blob' THEN 'b' || hex({x}) WHEN 'text' THEN 't' || {x} END"
+        )
+
+    return "json_array(" + ", ".join(tagged(c) for c in columns) + ")"
+
+
+def _sqlite_multiset_trigger_sql(table: str, columns: Sequence[str]) -> list[str]:
+    """Triggers for a keyless table: `+` with the new row, `-` with the old one (an update is both)."""
+    names = _sqlite_trigger_names(table)
+    when = f"WHEN NOT EXISTS (SELECT 1 FROM {SQLITE_CONTEXT})"
+    log = f"INSERT INTO {SQLITE_LOG} (tbl, op, pk, ts)"
+    t = ql(table)
+    changed = " OR ".join(f"OLD.{qi(c)} IS NOT NEW.{qi(c)}" for c in columns)
+    new, old = _sqlite_image("NEW", columns), _sqlite_image("OLD", columns)
+    return [
+        f"CREATE TRIGGER {qi(names['ins'])} AFTER INSERT ON {qi(table)} {when} BEGIN"
+        f" {log} VALUES ({t}, '+', {new}, {SQLITE_NOW}); END",
+        f"CREATE TRIGGER {qi(names['upd'])} AFTER UPDATE ON {qi(table)} {when} BEGIN"
+        f" {log} SELECT {t}, '-', {old}, {SQLITE_NOW} WHERE {changed};"
+        f" {log} SELECT {t}, '+', {new}, {SQLITE_NOW} WHERE {changed}; END",
+        f"CREATE TRIGGER {qi(names['del'])} AFTER DELETE ON {qi(table)} {when} BEGIN"
+        f" {log} VALUES ({t}, '-', {old}, {SQLITE_NOW}); END",
+    ]
+
+
+def decode_image(text: str) -> tuple[Any, ...]:
+    """A keyless row image from the SQLite log back into SQLite's values (see `_sqlite_image`)."""
+    out: list[Any] = []
+    for v in json.loads(text):
+        if not isinstance(v, str):
+            out.append(v)
+        elif v[0] == "t":
+            out.append(v[1:])
+        elif v[0] == "r":
+            out.append(float(v[1:]))
+        else:
+            out.append(bytes.fromhex(v[1:]))
+    return tuple(out)
+
+
 def install_sqlite(
-    conn: sqlite3.Connection, tables: Iterable[str] | None = None
+    conn: sqlite3.Connection,
+    tables: Iterable[str] | None = None,
+    row_keys: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, tuple[str, ...]]:
-    """Create the change log and the capture triggers (idempotent: triggers are replaced). Returns the keys.
+    """Create the change log and the capture triggers (idempotent: triggers are replaced). Returns the keys
+    (`()` for a keyless table).
 
     Switches the database to WAL (the applier reads while the app writes). Runs in one write transaction.
     """
-    keys = sqlite_keys(conn, tables)
+    keys = sqlite_keys(conn, tables, row_keys)
     if conn.in_transaction:
         conn.commit()
     conn.execute("PRAGMA journal_mode=WAL")
@@ -180,7 +248,7 @@ def install_sqlite(
         for table, pk in keys.items():
             for name in _sqlite_trigger_names(table).values():
                 conn.execute(f"DROP TRIGGER IF EXISTS {qi(name)}")
-            for statement in _sqlite_trigger_sql(table, pk):
+            for statement in _sqlite_trigger_sql(table, pk, sqlite_columns(conn, table)):
                 conn.execute(statement)
         conn.execute("COMMIT")
     except BaseException:
@@ -244,7 +312,8 @@ def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
     """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place); their keys
     stay in the touched set."""
     conn.execute(
-        f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, pk FROM {SQLITE_LOG} WHERE seq < ?",
+        f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, pk FROM {SQLITE_LOG}"
+        f" WHERE seq < ? AND op NOT IN {MULTISET_OPS}",
         (applied,),
     )
     conn.execute(f"DELETE FROM {SQLITE_LOG} WHERE seq < ?", (applied,))
@@ -263,9 +332,10 @@ def touch_sqlite(conn: sqlite3.Connection, table: str, keys: Sequence[Sequence[A
 
 def touched_keys(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
     """Per table, the keys of every row the sync has carried or still has to carry, either way, since capture
-    was installed (blue's forms). The rollback's integrity step compares these rows, not the whole database."""
+    was installed (blue's forms). The rollback's integrity step compares these rows, not the whole database.
+    Keyless tables' changes (row images, not keys) are left out."""
     rows = conn.execute(
-        f"SELECT tbl, pk FROM {SQLITE_TOUCHED} UNION SELECT tbl, pk FROM {SQLITE_LOG}"
+        f"SELECT tbl, pk FROM {SQLITE_TOUCHED} UNION SELECT tbl, pk FROM {SQLITE_LOG} WHERE op NOT IN {MULTISET_OPS}"
     ).fetchall()
     out: dict[str, set[tuple[Any, ...]]] = {}
     for table, pk in rows:
@@ -322,6 +392,23 @@ $fn$
 """
 
 
+# A keyless table's rows are a multiset: `+` with the new row, `-` with the old one, the whole row as JSON (to_jsonb
+# keeps float8 exact, bytea as \x hex; `jsonb_populate_record` types it back). An update is both.
+_PG_MULTISET_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {PG_SCHEMA}.capture_rows() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD IS DISTINCT FROM NEW) THEN
+        INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk) VALUES (TG_TABLE_NAME, '-', to_jsonb(OLD));
+    END IF;
+    IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND OLD IS DISTINCT FROM NEW) THEN
+        INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk) VALUES (TG_TABLE_NAME, '+', to_jsonb(NEW));
+    END IF;
+    RETURN NULL;
+END
+$fn$
+"""
+
+
 # TRUNCATE removes rows without firing row triggers, so this statement-level trigger logs a delete for every row
 # first, keys in the row trigger's format (`jsonb_build_array` converts each value as `to_jsonb(OLD) -> col` does),
 # in the truncating transaction (same txid, seqs in commit order like any delete). It runs after TRUNCATE has taken
@@ -343,6 +430,11 @@ BEGIN
                            'their deletes would never reach blue (SQLite).',
                   HINT = format('Run the TRUNCATE in a READ COMMITTED transaction, or use DELETE FROM %I.%I.',
                                 TG_TABLE_SCHEMA, TG_TABLE_NAME);
+    END IF;
+    IF TG_NARGS = 0 THEN  -- a keyless table: one `-` with the whole row for each row
+        EXECUTE format('INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk) SELECT %L, %L, to_jsonb(r) FROM %I.%I r',
+                       TG_TABLE_NAME, '-', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+        RETURN NULL;
     END IF;
     SELECT string_agg(format('%I', k.col), ', ' ORDER BY k.ord) INTO key_list
       FROM unnest(TG_ARGV) WITH ORDINALITY AS k(col, ord);
@@ -375,7 +467,9 @@ def pg_bookkeeping(conn: psycopg.Connection) -> None:
         " updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
     )
     conn.execute(_PG_FUNCTION)
+    conn.execute(_PG_MULTISET_FUNCTION)
     conn.execute(_PG_TRUNCATE_FUNCTION)
+    conn.execute(conflicts.PG_DDL)
 
 
 def _pg_has(conn: psycopg.Connection, relation: str) -> bool:
@@ -398,7 +492,7 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
     """Create schema `cockpit`, the row capture trigger and the TRUNCATE trigger on each table (idempotent:
     triggers are replaced).
 
-    `keys` maps table -> primary key columns (as on SQLite). Runs in one transaction; commits it.
+    `keys` maps table -> key columns (as on SQLite; `()`: keyless). Runs in one transaction; commits it.
     """
     missing = [t for t in keys if not _pg_has(conn, qi(t))]
     if missing:
@@ -407,6 +501,8 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
             "tables missing on PostgreSQL (run `cockpit sync copy` first): " + ", ".join(missing)
         )
     with conn.transaction():
+        # tagged like the applier's writes: the DDL watch (cockpit.drivers.sync.ddl) skips the cockpit's own DDL
+        conn.execute("SELECT set_config('cockpit.applying', 'on', true)")
         pg_bookkeeping(conn)
         for table, pk in keys.items():
             for name in PG_TRIGGERS:
@@ -416,12 +512,19 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
                     )
                 )
             args = sql.SQL(", ").join(sql.Literal(c) for c in pk)
+            function = sql.SQL("capture" if pk else "capture_rows")
             conn.execute(
                 sql.SQL(
                     "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW"
                     f" WHEN ({PG_NOT_APPLYING})"
-                    " EXECUTE FUNCTION {}.capture({})"
-                ).format(sql.Identifier(PG_TRIGGER), sql.Identifier(table), sql.Identifier(PG_SCHEMA), args)
+                    " EXECUTE FUNCTION {}.{}({})"
+                ).format(
+                    sql.Identifier(PG_TRIGGER),
+                    sql.Identifier(table),
+                    sql.Identifier(PG_SCHEMA),
+                    function,
+                    args,
+                )
             )
             conn.execute(
                 sql.SQL(
@@ -458,6 +561,7 @@ def uninstall_pg(conn: psycopg.Connection) -> list[str]:
     dropped = []
     labels = {PG_TRIGGER: "trigger", PG_TRUNCATE_TRIGGER: "truncate trigger"}
     with conn.transaction():
+        conn.execute("SELECT set_config('cockpit.applying', 'on', true)")
         rows = conn.execute(
             "SELECT t.tgname, n.nspname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
             " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname = ANY(%s)",

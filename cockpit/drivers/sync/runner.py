@@ -12,6 +12,7 @@ at once (blue→green lag stays in tens of milliseconds); `interval` paces the p
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -23,16 +24,19 @@ import psycopg
 
 from cockpit.core.redact import redact_text
 from cockpit.core.state import Lag
+from cockpit.drivers.sync import ddl
 from cockpit.drivers.sync.apply import POLICIES, Applier, EventSink, StepResult
 from cockpit.drivers.sync.capture import (
     BLUE_TO_GREEN,
     GREEN_TO_BLUE,
     PG_SCHEMA,
     SQLITE_LOG,
+    SQLITE_STATE,
     CaptureError,
     install_pg,
     install_sqlite,
     pg_installed,
+    qi,
     read_blue_position,
     read_green_position,
     sqlite_installed,
@@ -112,6 +116,10 @@ class SyncRunner:
         max_backoff: float = 30.0,
         connect_timeout: float = 10.0,
         pass_budget_s: float = 1.0,
+        row_keys: Mapping[str, Sequence[str]] | None = None,
+        key_ceiling: int | None = None,
+        key_headroom: int = 1_000_000,
+        disjoint_keys: Sequence[str] = (),
     ):
         if conflict_policy not in POLICIES:
             raise ValueError(f"conflict policy must be one of {', '.join(POLICIES)}, not {conflict_policy!r}")
@@ -126,7 +134,12 @@ class SyncRunner:
         self.max_backoff = float(max_backoff)
         self.connect_timeout = float(connect_timeout)
         self.pass_budget_s = float(pass_budget_s)
+        self.row_keys = {t: list(c) for t, c in (row_keys or {}).items()}
+        self.key_ceiling = key_ceiling
+        self.key_headroom = int(key_headroom)
+        self.disjoint_keys = list(disjoint_keys)
         self._mappings = dict(mappings) if mappings is not None else None
+        self._given_mappings = self._mappings
         self._applier: Applier | None = None
         self._lock = threading.RLock()  # the applier's connections
         self._lag_lock = threading.Lock()  # the lag reader's connections
@@ -142,6 +155,28 @@ class SyncRunner:
         self._watch: sqlite3.Connection | None = None  # the loop's watch on blue (data_version)
         self._last_blue_position = 0
         self._last_green_lag = Lag(0.0, 0)
+        self._green_unmirrored = 0  # conflict records made on green not yet copied into blue's store
+        self._keys: list[Any] = []
+        # stall watch: a direction with changes pending whose position has not moved for `stall_after_s`
+        self.stall_after_s = 5.0
+        self._progress: dict[str, tuple[Any, float]] = {}
+        self._stalled = False
+        self._persisted: Any = ...  # the problem last written to blue for `sync status` (... = not known yet)
+        self._persist_lock = threading.Lock()
+        self._active = False  # this runner has run a pass (only such a runner reports its problem to blue)
+        self._persist_conn: sqlite3.Connection | None = None
+        # schema changes (cockpit.drivers.sync.ddl): table -> what changed; the applier holds these tables
+        self.schema_changed: dict[str, str] = {}
+        self.schema_watch: str | None = None  # why green's event trigger is missing, when it is
+        self._schema_cache: dict[str, Any] = {}
+        self._accepted: Any = ...  # the schemas blue last recorded as accepted (install, re-seed)
+        self._ddl_checked = 0.0
+        self.hold: str | None = None  # the message while a held table stops a direction
+        # figures read every `figures_ttl_s` with the lag connections (conflicts waiting, keys left)
+        self.figures_ttl_s = 5.0
+        self._figures: dict[str, Any] = {}
+        self._figures_at = 0.0
+        self._key_tables: list[Any] | None = None
         self.totals = {BLUE_TO_GREEN: 0, GREEN_TO_BLUE: 0, "conflicts": 0, "errors": 0}
         self.last_error: str | None = None
 
@@ -172,6 +207,10 @@ class SyncRunner:
             interval=float(s.interval),
             on_event=on_event,
             casts=s.casts,
+            row_keys=s.row_keys,
+            key_ceiling=s.key_ceiling,
+            key_headroom=s.key_headroom,
+            disjoint_keys=s.disjoint_keys,
         )
 
     # --------------------------------------------------------------------------------------------- connections
@@ -215,22 +254,76 @@ class SyncRunner:
 
     def applier(self) -> Applier:
         if self._applier is None:
-            self._applier = Applier(self.mappings(), self.conflict_policy, self.batch_size, self.on_event)
+            self._applier = Applier(
+                self.mappings(), self.conflict_policy, self.batch_size, self.on_event, row_keys=self.row_keys
+            )
         return self._applier
 
     # ----------------------------------------------------------------------------------------------- install
 
-    def install(self) -> dict[str, Any]:
-        """Install capture on both sides for the synced tables (idempotent)."""
+    def install(self, accept: Sequence[str] | None = None) -> dict[str, Any]:
+        """Install capture on both sides for the synced tables, and disjoint keys on green (idempotent). The keys
+        go first: when they are refused (`KeysError`), nothing has changed. The tables' schemas as they are now
+        become the ones the sync expects (all of them, or only the tables in `accept`: after a re-seed)."""
+        from cockpit.drivers.sync import keys as disjoint
+
         with self._lock:
-            keys = install_sqlite(self._sqlite(), self.table_names())
+            names = self.table_names()
+            self._keys = disjoint.install(
+                self._sqlite(),
+                self._postgres(),
+                names,
+                ceiling=self.key_ceiling,
+                headroom=self.key_headroom,
+                disjoint=self.disjoint_keys,
+            )
+            keys = install_sqlite(self._sqlite(), names, self.row_keys)
             install_pg(self._postgres(), keys)
-            return {"tables": sorted(keys)}
+            if accept is None:
+                ddl.record_sqlite(self._sqlite(), names)
+                self.schema_watch = ddl.install_pg(self._postgres(), names)
+            else:
+                ddl.record_sqlite(self._sqlite(), accept)
+                pg = self._postgres()
+                with pg.transaction():
+                    ddl.acknowledge_pg(pg, accept)
+                pg.commit()
+            self._schema_reset()
+            # the schemas as they are now are the ones synced: read the tables again
+            self._mappings = None if self._given_mappings is None else dict(self._given_mappings)
+            self._applier = None
+            return {
+                "tables": sorted(keys),
+                "keys": [k.as_dict() for k in self._keys],
+                "schema_watch": self.schema_watch or "event trigger",
+            }
+
+    # ------------------------------------------------------------------------------------------------ keys
+
+    def key_states(self) -> list[Any]:
+        """Where each table's database-chosen keys stand (`cockpit.drivers.sync.keys.KeyState`), read now."""
+        from cockpit.drivers.sync import keys as disjoint
+
+        with self._lock:
+            blue, pg = self._sqlite(), self._postgres()
+            found = disjoint.key_tables(blue, pg, self.table_names(), self.disjoint_keys)
+            return disjoint.states(blue, pg, found)
+
+    def keys_left(self) -> dict[str, int]:
+        """Per table counting down (disjoint keys), the new keys left before the two sides could meet."""
+        return {k.table: k.keys_left for k in self.key_states() if k.state == "down"}
+
+    def restore_keys(self) -> list[Any]:
+        """Green counts up again above the highest key (the end of the migration)."""
+        from cockpit.drivers.sync import keys as disjoint
+
+        with self._lock:
+            return disjoint.restore(self._sqlite(), self._postgres(), self.table_names(), self.disjoint_keys)
 
     def install_blue(self) -> dict[str, tuple[str, ...]]:
         """Install capture on SQLite only (before the initial copy, so that no write slips between)."""
         with self._lock:
-            return install_sqlite(self._sqlite(), self.table_names())
+            return install_sqlite(self._sqlite(), self.table_names(), self.row_keys)
 
     def uninstall_blue(self) -> list[str]:
         """Remove capture from SQLite only (undoes `install_blue` when the copy failed)."""
@@ -238,10 +331,17 @@ class SyncRunner:
             return uninstall_sqlite(self._sqlite())
 
     def initial_copy(
-        self, jobs: int = 4, progress: Callable[[CopyProgress], None] | None = None
+        self,
+        jobs: int = 4,
+        progress: Callable[[CopyProgress], None] | None = None,
+        tables: Sequence[str] | None = None,
     ) -> tuple[CopyReport, list[str]]:
         """Copy blue into green, then install capture on both sides. `cockpit sync copy` and the controller's
         `copy` action both come here (one code path). Returns the copy's report and the captured tables.
+
+        With `tables` while capture is installed (the migration under way), those tables are re-seeded: green's
+        copy of each is replaced by blue's, green's changes to them not yet on blue are parked, and the sync goes
+        on (`cockpit.drivers.sync.reseed`).
 
         Capture goes on blue first, so that the copy's snapshot names exactly where blue→green resumes and no
         write slips between. A failed copy takes blue's capture off again when it was not there before (blue
@@ -254,7 +354,9 @@ class SyncRunner:
         if was_running:
             self.stop()
         try:
-            names = self.table_names()
+            if tables is not None and self._capture_installed_on_green():
+                return self._reseed(list(tables), jobs, progress)
+            names = list(tables) if tables is not None else self.table_names()
             self.tables = names
             with self._lock:
                 had_capture = bool(sqlite_installed(self._sqlite()))
@@ -277,6 +379,46 @@ class SyncRunner:
             if was_running:
                 self.start()
 
+    def _capture_installed_on_green(self) -> bool:
+        with self._lock:
+            pg = self._postgres()
+            try:
+                return (
+                    pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.positions",)).fetchone()[0]
+                    is not None
+                )
+            finally:
+                pg.rollback()
+
+    def _reseed(
+        self, tables: list[str], jobs: int, progress: Callable[[CopyProgress], None] | None
+    ) -> tuple[CopyReport, list[str]]:
+        from cockpit.drivers.sync import reseed
+        from cockpit.drivers.sync.copy import copy_database
+
+        synced = self.table_names()
+        unknown = [t for t in tables if t not in synced]
+        if unknown:
+            raise CaptureError(f"not synced tables, cannot be re-seeded: {', '.join(unknown)}")
+        with self._lock:
+            parked = reseed.prepare(self._sqlite(), self._postgres(), tables)
+        for record in parked:
+            self._emit("sync.conflict", record.payload())
+        report = copy_database(
+            str(self.sqlite_path),
+            self.pg_url,
+            tables=tables,
+            jobs=jobs,
+            casts=self.casts or None,
+            progress=progress,
+        )
+        with self._lock:
+            report.warnings.extend(
+                reseed.finish(self._sqlite(), self._postgres(), tables, report.sqlite_position)
+            )
+        self._emit("sync.reseeded", {"tables": tables, "parked": len(parked), "rows": report.rows})
+        return report, self.install(accept=tables)["tables"]
+
     def uninstall(self) -> dict[str, list[str]]:
         """Remove every cockpit trigger and table from both sides (idempotent)."""
         with self._lock:
@@ -295,7 +437,7 @@ class SyncRunner:
     def check_installed(self) -> list[str]:
         """What is missing for the sync to be lossless (empty when capture is in place on both sides)."""
         names = self.table_names()
-        sqlite_keys(self._sqlite(), names)  # refuses keyless tables by name
+        sqlite_keys(self._sqlite(), names, self.row_keys)  # refuses a named key whose columns are missing
         have = self.installed()
         problems = []
         for side in ("blue", "green"):
@@ -312,13 +454,15 @@ class SyncRunner:
         Raises on failure (a PostgreSQL connection error closes the connection; the next call reconnects).
         """
         with self._lock:
+            self._active = True
             started = time.monotonic()
-            applier = self.applier()
             blue = self._sqlite()
             try:
                 pg = self._postgres()
                 if not self._capture_seen:
                     self._check_capture(blue, pg)
+                self._check_schema(blue, pg)
+                applier = self.applier()
                 b2g = self._drive(lambda: applier.blue_to_green(blue, pg))
                 position = b2g.position  # what blue→green has committed: later SQLite changes still pend
                 g2b = self._drive(lambda: applier.green_to_blue(blue, pg, position))
@@ -334,6 +478,14 @@ class SyncRunner:
                 raise
             if b2g.position is not None:
                 self._last_blue_position = int(b2g.position)
+            held = b2g.held or g2b.held
+            self.hold = (
+                None
+                if held is None
+                else f"table {held!r}: {self.schema_changed.get(held, 'its schema changed')}; its changes are held "
+                "(the other tables' keep flowing up to its first one). Make its schema the same on both sides and "
+                f"run `cockpit sync install`, or re-seed it from blue: `cockpit sync copy --tables {held}`"
+            )
             self.totals[BLUE_TO_GREEN] += b2g.changes
             self.totals[GREEN_TO_BLUE] += g2b.changes
             self.totals["conflicts"] += len(b2g.conflicts) + len(g2b.conflicts)
@@ -351,7 +503,7 @@ class SyncRunner:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)
         ).fetchone():
             missing.append("blue (SQLite)")
-        has_pg = pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is not None  # type: ignore[index]
+        has_pg = pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is not None
         pg.rollback()
         if not has_pg:
             missing.append("green (PostgreSQL)")
@@ -375,8 +527,160 @@ class SyncRunner:
             total.conflicts.extend(r.conflicts)
             total.position = r.position
             total.small_step = total.small_step or r.small_step
+            total.held = r.held
             if (r.changes < self.batch_size and not r.small_step) or time.monotonic() >= deadline:
                 return total
+
+    # ---------------------------------------------------------------------------------------------- conflicts
+
+    def conflicts(self, everything: bool = False) -> list[dict[str, Any]]:
+        """The parked versions, both sides' stores together (one record per uid, oldest first); only those
+        waiting unless `everything`. Green unreachable: blue's store alone."""
+        from cockpit.drivers.sync import conflicts
+
+        with self._lock:
+            blue = conflicts.sqlite_records(self._sqlite())
+            try:
+                pg = self._postgres()
+                try:
+                    green = conflicts.pg_records(pg)
+                finally:
+                    pg.rollback()
+            except _CONNECTION_ERRORS:
+                self._drop_pg()
+                green = None
+        records = conflicts.merged(blue, green)
+        return records if everything else [r for r in records if r["status"] == "waiting"]
+
+    def resolve_conflict(self, uid: str, keep: str) -> dict[str, Any]:
+        """Apply the lead's choice for one parked version: `keep` the kept side's version (nothing to write), the
+        parked side's (written back into blue's table; the sync carries it to green), or `both` (the parked row
+        added under a new key blue chooses). The write is an ordinary app write on blue; the record is marked
+        resolved on both sides. Raises `ResolveError` with what to do instead."""
+        from cockpit.drivers.sync import conflicts
+
+        rec = conflicts.find(self.conflicts(everything=True), uid)
+        with self._lock:
+            blue = self._sqlite()
+            columns = sqlite_keys(blue, [rec["tbl"]], self.row_keys)[rec["tbl"]]
+            info = [r for r in blue.execute(f"PRAGMA table_info({qi(rec['tbl'])})") if r[5]]
+            rowid_key = len(info) == 1 and (info[0][2] or "").strip().upper() == "INTEGER"
+            done = conflicts.apply_choice(blue, rec, keep, columns, rowid_key)
+            resolution = f"keep {keep}: {done}"
+            conflicts.mark_resolved_sqlite(blue, rec, resolution)
+            pg = self._postgres()
+            with pg.transaction():
+                conflicts.mark_resolved_pg(pg, rec, resolution)
+            pg.commit()
+        self._emit(
+            "sync.conflict_resolved", {"uid": rec["uid"], "table": rec["tbl"], "keep": keep, "done": done}
+        )
+        return {"uid": rec["uid"], "keep": keep, "done": done}
+
+    def health(self) -> dict[str, Any]:
+        """Conflicts waiting, keys left per table and schema changes, read now (what `cockpit sync status` adds
+        to the lag)."""
+        names = list(self.mappings())
+        with self._lock:
+            blue, pg = self._sqlite(), self._postgres()
+            try:
+                changed = {**ddl.sqlite_changes(blue, names, {}), **ddl.pg_changes(pg, names)}
+            finally:
+                pg.rollback()
+        return {
+            "conflicts_waiting": len(self.conflicts()),
+            "keys_left": self.keys_left(),
+            "schema_changed": changed,
+        }
+
+    # ------------------------------------------------------------------------------------------- schema watch
+
+    def _check_schema(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> None:
+        """Both sides' schemas at the start of every pass (one PRAGMA on blue, one query on green while its event
+        trigger watches; without it, the catalog fingerprints at most every `ddl_interval_s`); a newly changed
+        synced table is reported once ('sync.schema_changed') and held by the applier."""
+        accepted = blue.execute(
+            f"SELECT value FROM {SQLITE_STATE} WHERE key = ?", (ddl.STATE_KEY,)
+        ).fetchone()
+        if accepted != self._accepted:
+            if self._accepted is not ...:  # `sync install` or a re-seed (maybe in another process) since
+                self._mappings = None if self._given_mappings is None else dict(self._given_mappings)
+                self._applier = None
+                self._schema_reset()
+            self._accepted = accepted
+        names = list(self.mappings())
+        applier = self.applier()
+        applier.prepare(pg)
+        changed = dict(applier.mismatched)
+        changed.update(ddl.sqlite_changes(blue, names, self._schema_cache))
+        green_cache = self._schema_cache.setdefault("pg", {})
+        if green_cache.get("watching") or time.monotonic() - self._ddl_checked >= self.ddl_interval_s:
+            self._ddl_checked = time.monotonic()
+            try:
+                self._schema_cache["green"] = ddl.pg_changes(pg, names, green_cache)
+            finally:
+                pg.rollback()
+        changed.update(self._schema_cache.get("green", {}))
+        for table, what in changed.items():
+            if table not in self.schema_changed:
+                self._emit(
+                    "sync.schema_changed",
+                    {
+                        "table": table,
+                        "change": what,
+                        "action": "make the schema the same on both sides and run `cockpit sync install`, or re-seed "
+                        f"it from blue: `cockpit sync copy --tables {table}`",
+                    },
+                )
+        self.schema_changed = changed
+        applier.held = set(changed)
+
+    #: how often green's catalog is compared when no event trigger records its DDL
+    ddl_interval_s = 1.0
+
+    def _schema_reset(self) -> None:
+        self.schema_changed = {}
+        self._schema_cache = {}
+        self._ddl_checked = 0.0
+        self.hold = None
+        if self._applier is not None:
+            self._applier.held = set()
+
+    def problem(self) -> str | None:
+        """Why the sync is not moving: the last failed pass, or a held table; None when it runs."""
+        return self.last_error or self.hold
+
+    def _persist(self) -> None:
+        """Write the sync's problem (or its absence) and the stall flag to blue, where `cockpit sync status` run
+        from another process reads them (`read_problem`). Only when they change."""
+        state = (self.problem(), self._stalled)
+        if state == self._persisted or not self._active:
+            return  # a runner that runs no passes (`sync status` in another process) leaves it alone
+        try:
+            with self._persist_lock:  # its own connection: never waits for a batch to finish
+                if self._persist_conn is None:
+                    if not self.sqlite_path.exists():
+                        return
+                    self._persist_conn = sqlite3.connect(
+                        str(self.sqlite_path), isolation_level=None, timeout=1.0, check_same_thread=False
+                    )
+                conn = self._persist_conn
+                if not conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_STATE,)
+                ).fetchone():
+                    return
+                if state == (None, False):
+                    conn.execute(f"DELETE FROM {SQLITE_STATE} WHERE key = ?", (PROBLEM_KEY,))
+                else:
+                    value = json.dumps({"error": state[0], "stalled": state[1], "since": time.time()})
+                    conn.execute(
+                        f"INSERT INTO {SQLITE_STATE} (key, value) VALUES (?, ?)"
+                        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (PROBLEM_KEY, value),
+                    )
+            self._persisted = state
+        except sqlite3.Error:
+            pass  # best effort (blue busy): tried again at the next change or lag reading
 
     # ----------------------------------------------------------------------------------------------------- lag
 
@@ -401,6 +705,7 @@ class SyncRunner:
                 self._last_blue_position = read_blue_position(pg)
                 green_pos = read_green_position(blue)
                 self._last_green_lag = _green_lag(pg, green_pos)
+                self._green_unmirrored = _unmirrored(pg, blue)
             except _CONNECTION_ERRORS:
                 if self._lag_pg is not None:
                     try:
@@ -409,7 +714,95 @@ class SyncRunner:
                         pass
                 self._lag_pg = None
             blue_lag = _blue_lag(blue, self._last_blue_position)
-            return {BLUE_TO_GREEN: blue_lag, GREEN_TO_BLUE: self._last_green_lag}
+            lag = {BLUE_TO_GREEN: blue_lag, GREEN_TO_BLUE: self._last_green_lag}
+            self._watch_stall(
+                lag, {BLUE_TO_GREEN: self._last_blue_position, GREEN_TO_BLUE: read_green_position(blue)}
+            )
+            self._read_figures(blue)
+        self._persist()
+        return lag
+
+    def _watch_stall(self, lag: dict[str, Lag], positions: dict[str, Any]) -> None:
+        """Stalled: a pass fails, or changes are pending in a direction whose position has not moved for
+        `stall_after_s`. Reported once each way ('sync.stalled', 'sync.resumed')."""
+        now = time.monotonic()
+        worst = 0.0
+        for d in DIRECTIONS:
+            seen = self._progress.get(d)
+            if lag[d].pending == 0 or seen is None or seen[0] != positions[d]:
+                self._progress[d] = (positions[d], now)
+            elif lag[d].pending:
+                worst = max(worst, now - seen[1])
+        self.stalled_s = worst
+        stalled = worst >= self.stall_after_s or self.problem() is not None
+        if stalled != self._stalled:
+            self._stalled = stalled
+            pending = {d: lag[d].pending for d in DIRECTIONS}
+            if stalled:
+                self._emit(
+                    "sync.stalled", {"pending": pending, "for_s": round(worst, 1), "error": self.problem()}
+                )
+            else:
+                self._emit("sync.resumed", {"pending": pending})
+
+    stalled_s = 0.0
+
+    def _read_figures(self, blue: sqlite3.Connection) -> None:
+        """Conflicts waiting and keys left, read with the lag connections at most every `figures_ttl_s`."""
+        if time.monotonic() - self._figures_at < self.figures_ttl_s:
+            return
+        pg = self._lag_pg
+        try:
+            waiting = _waiting(blue, pg)
+            keys_left = None
+            if pg is not None:
+                from cockpit.drivers.sync import keys as disjoint
+
+                if self._key_tables is None:
+                    self._key_tables = disjoint.key_tables(
+                        blue, pg, self.table_names_quiet(blue), self.disjoint_keys
+                    )
+                states = [k for k in disjoint.states(blue, pg, self._key_tables) if k.state == "down"]
+                keys_left = {k.table: k.keys_left for k in states}
+            self._figures = {"conflicts_waiting": waiting, "keys_left": keys_left}
+            self._figures_at = time.monotonic()
+        except (sqlite3.Error, psycopg.Error):
+            pass
+
+    def table_names_quiet(self, blue: sqlite3.Connection) -> list[str]:
+        if isinstance(self.tables, str):
+            return (
+                sqlite_tables(blue) if self.tables == "all" else [t.strip() for t in self.tables.split(",")]
+            )
+        return list(self.tables)
+
+    def metrics(self) -> dict[str, float | None]:
+        """Figures for the controller's tick, as of the last `lag()` (call that first; this reads no database):
+        `sync.stalled` (1/0), `sync.stalled_s`, `sync.conflicts_waiting`, `sync.keys_left_min` (None: no table
+        with disjoint keys), `sync.schema_changed` (tables changed), `sync.green_only_pending` (acknowledged
+        changes on green not yet on blue)."""
+        keys_left = self._figures.get("keys_left") or {}
+        return {
+            "sync.stalled": 1.0 if self._stalled else 0.0,
+            "sync.stalled_s": round(self.stalled_s, 3),
+            "sync.conflicts_waiting": float(self._figures.get("conflicts_waiting", 0) or 0),
+            "sync.keys_left_min": float(min(keys_left.values())) if keys_left else None,
+            "sync.schema_changed": float(len(self.schema_changed)),
+            "sync.green_only_pending": float(self._last_green_lag.pending + self._green_unmirrored),
+        }
+
+    def green_only_pending(self) -> int:
+        """Acknowledged writes on green not yet on blue, read now: changes green→blue has still to apply, and
+        versions parked on green whose record has not reached blue's store yet."""
+        pending = self.lag()[GREEN_TO_BLUE].pending
+        return pending + self._green_unmirrored
+
+    def conflicts_waiting(self) -> int:
+        """Parked versions not yet resolved, both sides' stores together (read now)."""
+        with self._lag_lock:
+            self._figures_at = 0.0
+        self.lag()
+        return int(self._figures.get("conflicts_waiting", 0) or 0)
 
     def drain(self, timeout_s: float) -> bool:
         """Run passes until green→blue has nothing pending, or until the deadline. True when drained."""
@@ -465,6 +858,7 @@ class SyncRunner:
                     self._down_since = None
                 self._backoff = 0.0
                 self.last_error = None
+                self._persist()
                 busy = any(result[d]["changes"] >= self.batch_size for d in DIRECTIONS)
                 if not busy:
                     self._wait_for_blue(version, self.interval)
@@ -504,6 +898,7 @@ class SyncRunner:
             self._down_since = time.monotonic()
         if first:
             self._emit("sync.error", {"error": message, "retry_in_s": self._backoff})
+        self._persist()
         return self._backoff
 
     def _emit(self, kind: str, payload: dict[str, Any]) -> None:
@@ -519,6 +914,10 @@ class SyncRunner:
             if self._blue is not None:
                 self._blue.close()
                 self._blue = None
+        with self._persist_lock:
+            if self._persist_conn is not None:
+                self._persist_conn.close()
+                self._persist_conn = None
         with self._lag_lock:
             if self._lag_pg is not None:
                 try:
@@ -531,13 +930,21 @@ class SyncRunner:
                 self._lag_blue = None
 
     def status(self) -> dict[str, Any]:
-        """Lag per direction, pending counts and totals, as `cockpit sync status --json` prints it."""
+        """Lag per direction, pending counts, totals and what holds the sync, as `cockpit sync status --json`
+        prints it."""
         lag = self.lag()
         return {
             "blue": str(self.sqlite_path),
             "lag": {d: lag[d].as_dict() for d in DIRECTIONS},
             "totals": dict(self.totals),
             "last_error": self.last_error,
+            "error": self.problem(),
+            "stalled": self._stalled,
+            "stalled_s": round(self.stalled_s, 3),
+            "conflicts_waiting": self._figures.get("conflicts_waiting", 0),
+            "keys_left": self._figures.get("keys_left"),
+            "schema_changed": dict(self.schema_changed),
+            "green_only_pending": self._last_green_lag.pending + self._green_unmirrored,
         }
 
 
@@ -555,7 +962,7 @@ def _blue_lag(blue: sqlite3.Connection, position: int) -> Lag:
 
 
 def _green_lag(pg: psycopg.Connection, position: tuple[int, int]) -> Lag:
-    if pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is None:  # type: ignore[index]
+    if pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is None:
         return Lag(0.0, 0)
     count, age = pg.execute(  # type: ignore[misc]
         f"SELECT count(*), extract(epoch FROM clock_timestamp() - min(ts))::float8 FROM {PG_SCHEMA}.changes"
@@ -565,6 +972,48 @@ def _green_lag(pg: psycopg.Connection, position: tuple[int, int]) -> Lag:
     if not count:
         return Lag(0.0, 0)
     return Lag(max(0.0, float(age or 0.0)), int(count))
+
+
+PROBLEM_KEY = "sync_problem"  # _cockpit_state: what the running sync last reported (see SyncRunner._persist)
+
+
+def read_problem(conn: sqlite3.Connection) -> dict[str, Any] | None:
+    """What the running sync last wrote to blue: {"error", "stalled", "since"}, or None while it runs well."""
+    try:
+        row = conn.execute(f"SELECT value FROM {SQLITE_STATE} WHERE key = ?", (PROBLEM_KEY,)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return json.loads(row[0]) if row else None
+
+
+def _unmirrored(pg: psycopg.Connection, blue: sqlite3.Connection) -> int:
+    from cockpit.drivers.sync import conflicts
+
+    if pg.execute("SELECT to_regclass(%s)", (conflicts.PG_STORE,)).fetchone()[0] is None:
+        return 0
+    try:
+        row = blue.execute(
+            f"SELECT value FROM {SQLITE_STATE} WHERE key = ?", (conflicts.FROM_GREEN,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # capture not installed on blue
+        row = None
+    after = int(row[0]) if row else 0
+    return int(
+        pg.execute(
+            f"SELECT count(*) FROM {conflicts.PG_STORE} WHERE made_on = 'green' AND id > %s", (after,)
+        ).fetchone()[0]
+    )
+
+
+def _waiting(blue: sqlite3.Connection, pg: psycopg.Connection | None) -> int:
+    from cockpit.drivers.sync import conflicts
+
+    waiting, resolved = conflicts.waiting_uids_sqlite(blue)
+    if pg is not None:
+        green_waiting, green_resolved = conflicts.waiting_uids_pg(pg)
+        waiting |= green_waiting
+        resolved |= green_resolved
+    return len(waiting - resolved)
 
 
 def journal_sink(path: Path) -> EventSink:
