@@ -469,7 +469,7 @@ def _integrity(args: argparse.Namespace) -> int:
     import sqlite3
 
     from cockpit.drivers.integrity import check
-    from cockpit.drivers.sync.schema import SchemaRefused, read_mapping
+    from cockpit.drivers.sync.schema import SchemaRefused, plan_casts, read_mapping
 
     casts = None
     if args.source and args.target:
@@ -487,7 +487,7 @@ def _integrity(args: argparse.Namespace) -> int:
         )
         source, target = str(plan.path(plan.blue.database.path)), plan.green.database.url
         tables = None if plan.sync.tables == "all" else list(plan.sync.tables)
-        casts = list(plan.sync.casts) or None
+        casts = plan_casts(plan.sync) or None
     if args.tables:
         tables = [t.strip() for t in args.tables.split(",") if t.strip()]
     if not Path(source).exists():

@@ -124,6 +124,7 @@ class _Health:
 
 def _integrity_watch(plan: Plan, sync: SyncDriver, events: EventSink | None) -> IntegrityWatch:
     from cockpit.drivers.integrity import IntegrityWatch
+    from cockpit.drivers.sync.schema import plan_casts
 
     def settle() -> object:  # rows in flight: let the sync carry them before looking again (bounded)
         return sync.drain(min(30.0, float(plan.sync.drain_timeout)))
@@ -138,7 +139,7 @@ def _integrity_watch(plan: Plan, sync: SyncDriver, events: EventSink | None) -> 
         str(plan.path(plan.blue.database.path)),
         plan.green.database.url,
         tables,
-        casts=list(plan.sync.casts) or None,
+        casts=plan_casts(plan.sync) or None,
         interval_s=float(plan.sync.integrity_interval),
         settle=settle,
         on_report=report,

@@ -197,6 +197,8 @@ class SyncRunner:
             raise PlanError(errors)
         if on_event is None:
             on_event = journal_sink(plan.path(plan.journal.path))
+        from cockpit.drivers.sync.schema import plan_casts
+
         s = plan.sync
         return cls(
             plan.path(plan.blue.database.path),
@@ -206,7 +208,7 @@ class SyncRunner:
             batch_size=s.batch_size,
             interval=float(s.interval),
             on_event=on_event,
-            casts=s.casts,
+            casts=plan_casts(s),
             row_keys=s.row_keys,
             key_ceiling=s.key_ceiling,
             key_headroom=s.key_headroom,
