@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -11,6 +12,15 @@ import psycopg
 import pytest
 
 PG_ADMIN_URL = os.environ.get("COCKPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def sample_values(journal_path: str | os.PathLike[str], name: str) -> list[float | None]:
+    """The values a journal holds for one metric, oldest first (read beside any writer, as `sqlite3` would)."""
+    conn = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True)
+    try:
+        return [v for (v,) in conn.execute("SELECT value FROM samples WHERE name = ? ORDER BY ts", (name,))]
+    finally:
+        conn.close()
 
 
 def wait_for(

@@ -6,12 +6,12 @@ import argparse
 import json
 import os
 import signal
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
+from cockpit.core.errors import EXIT_USAGE
+from cockpit.core.lock import refuse_beside_controller
+from cockpit.core.plan import PlanError, load_plan
 from cockpit.core.redact import redact
 from cockpit.lab.errors import LabError
 from cockpit.lab.faults import parse_latency, parse_percent
@@ -90,7 +90,7 @@ def register(subparsers: Any) -> None:
 
 def _usage(p: argparse.ArgumentParser) -> int:
     p.print_help()
-    return 2
+    return EXIT_USAGE
 
 
 def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
@@ -108,17 +108,8 @@ def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
     )
 
 
-def _fail(exc: Exception) -> int:
-    print(f"cockpit lab: {redact(str(exc))}", file=sys.stderr)
-    return 1
-
-
 def _up(args: argparse.Namespace) -> int:
-    try:
-        opts = _options(args, quiet=args.json)
-        up(opts)
-    except LabError as exc:
-        return _fail(exc)
+    up(_options(args, quiet=args.json))
     if args.json:
         print(json.dumps(redact(status(args.root)), indent=1))
     else:
@@ -134,15 +125,21 @@ def _root_flag(args: argparse.Namespace) -> str:
 
 
 def _down(args: argparse.Namespace) -> int:
+    plan_file = Path(args.root) / "plan.yaml"
+    try:
+        plan = load_plan(plan_file) if plan_file.is_file() else None
+    except PlanError:  # a broken plan drives no controller: take the lab down all the same
+        plan = None
+    if plan is not None:
+        refuse_beside_controller(
+            plan.path(plan.journal.path), "cockpit lab down", "quit the cockpit (or stop `cockpit run`) first"
+        )
     report = down(args.root)
     return 1 if report["errors"] else 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    try:
-        doc = status(args.root)
-    except LabError as exc:
-        return _fail(exc)
+    doc = status(args.root)
     if args.json:
         print(json.dumps(redact(doc), indent=1))
     else:
@@ -151,22 +148,17 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
+    if not (args.errors or args.latency or args.db_down or args.db_up or args.clear):
+        raise LabError("say which fault: --errors 10%, --latency 800ms, --db-down, --db-up or --clear")
+    if args.db_down and args.db_up:
+        raise LabError("--db-down and --db-up contradict each other")
     try:
-        if not (args.errors or args.latency or args.db_down or args.db_up or args.clear):
-            raise LabError("say which fault: --errors 10%, --latency 800ms, --db-down, --db-up or --clear")
-        if args.db_down and args.db_up:
-            raise LabError("--db-down and --db-up contradict each other")
-        try:
-            errors = parse_percent(args.errors) if args.errors else None
-            latency = parse_latency(args.latency) if args.latency else None
-        except ValueError as exc:
-            raise LabError(str(exc)) from exc
-        db = True if args.db_down else False if args.db_up else None
-        faults = set_fault(
-            args.root, args.side, errors=errors, latency_ms=latency, db_down=db, clear=args.clear
-        )
-    except LabError as exc:
-        return _fail(exc)
+        errors = parse_percent(args.errors) if args.errors else None
+        latency = parse_latency(args.latency) if args.latency else None
+    except ValueError as exc:
+        raise LabError(str(exc)) from exc
+    db = True if args.db_down else False if args.db_up else None
+    faults = set_fault(args.root, args.side, errors=errors, latency_ms=latency, db_down=db, clear=args.clear)
     print(f"{args.side}: faults {faults.describe()}")
     return 0
 
@@ -263,10 +255,7 @@ def format_status(doc: dict[str, Any]) -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     """Lab up, initial copy, load flowing, the cockpit on the lab plan; everything stops on quit or signal."""
-    try:
-        opts = _options(args)
-    except LabError as exc:
-        return _fail(exc)
+    opts = _options(args)
 
     def on_term(signum: int, frame: Any) -> None:
         # as a Ctrl-C: the screen's event loop (asyncio) turns SIGINT into a clean shutdown of the app, and
@@ -275,28 +264,14 @@ def _demo(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_int = signal.getsignal(signal.SIGINT)
-    sync_runner = None
     started = False  # a lab this demo did not start (already up: refused) is not taken down
     try:
-        try:
-            up(opts)
-        except LabError as exc:
-            return _fail(exc)
+        up(opts)
         started = True
-        plan_path = str(Path(opts.root).resolve() / "plan.yaml")
-        try:
-            from cockpit.tui.app import run_tui
-        except ImportError as exc:
-            print(
-                f"demo: the cockpit screen is not available yet ({exc}); showing the lab's figures instead "
-                "(Ctrl-C stops everything)",
-                flush=True,
-            )
-            sync_runner = _start_sync(plan_path)
-            _watch(opts.root, sync_runner)
-            return 0
+        from cockpit.tui.app import run_tui
+
         # the screen's controller runs the sync loop itself (controller_session(run_sync=True))
-        return int(run_tui(plan_path) or 0)
+        return int(run_tui(str(Path(opts.root).resolve() / "plan.yaml")) or 0)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -304,51 +279,8 @@ def _demo(args: argparse.Namespace) -> int:
         # after the screen ended) would otherwise escape this `finally` and leave the lab half down
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if sync_runner is not None:
-            try:
-                sync_runner.stop()
-            except Exception as exc:
-                print(f"demo: stopping the sync: {redact(str(exc))}", file=sys.stderr)
         if started:
             print("demo: stopping the lab", flush=True)
             down(opts.root)
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
-
-
-def _start_sync(plan_path: str) -> Any:
-    """The sync loop in this process (used when no screen runs it)."""
-    try:
-        from cockpit.drivers.sync.runner import SyncRunner
-    except ImportError as exc:
-        print(f"demo: the sync is not available yet ({exc}): blue and green are not kept in sync", flush=True)
-        return None
-    from cockpit.core.plan import load_plan
-
-    runner = SyncRunner.from_plan(load_plan(plan_path))
-    threading.Thread(target=runner.start, name="demo-sync", daemon=True).start()
-    return runner
-
-
-def _watch(root: Path, sync_runner: Any) -> None:
-    while True:
-        doc = status(root)
-        r = ((doc.get("load") or {}).get("figures") or {}).get("recent") or {}
-        sides = r.get("by_side") or {}
-        lag = ""
-        if sync_runner is not None:
-            try:
-                lag = "  sync " + ", ".join(
-                    f"{k} {v.age_s:.1f}s/{v.pending}" for k, v in sync_runner.lag().items()
-                )
-            except Exception as exc:
-                lag = f"  sync error: {exc}"
-        print(
-            redact(
-                f"{time.strftime('%H:%M:%S')}  green {doc.get('green_percent')}%  {r.get('rps', 0)} req/s  "
-                f"errors {r.get('error_rate', 0)}%  p95 {r.get('p95_ms')} ms  blue {sides.get('blue', 0)} / "
-                f"green {sides.get('green', 0)}{lag}"
-            ),
-            flush=True,
-        )
-        time.sleep(5)

@@ -18,21 +18,18 @@ from typing import Any
 
 import yaml
 
+from cockpit.cli import show
 from cockpit.control.factory import build_traffic
 from cockpit.control.session import controller_session, journal_for
 from cockpit.control.view import read_state
+from cockpit.core import metric_names
+from cockpit.core.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CockpitError, UsageError
 from cockpit.core.journal import Journal, current_actor, format_event
-from cockpit.core.lock import ControllerLock, LockHeld
-from cockpit.core.plan import Plan, PlanError, load_plan, plan_to_dict
+from cockpit.core.lock import ControllerLock, LockHeld, refuse_beside_controller
+from cockpit.core.plan import Plan, load_plan, plan_schema, plan_to_dict
 from cockpit.core.recorder import Result
 from cockpit.core.redact import redact, redact_text
 from cockpit.core.state import CockpitState
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,16 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
-    except PlanError as exc:
-        for line in exc.errors:
+    except CockpitError as exc:  # the one place the command line maps an error to its exit code
+        for line in exc.report(_prog(args)):
             print(line, file=sys.stderr)
-        print(f"plan refused: {len(exc.errors)} error(s)", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"cockpit: {redact_text(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """The command as typed, for messages: `cockpit`, `cockpit sync run`, `cockpit backup verify`..."""
+    words = [args.command, getattr(args, f"{args.command}_command", None)] if args.command else []
+    return " ".join(["cockpit", *(w for w in words if w)])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,11 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    plan = sub.add_parser("plan", help="check or show a plan")
-    plan_sub = plan.add_subparsers(dest="plan_command", metavar="check|show", required=True)
+    plan = sub.add_parser("plan", help="check or show a plan, its JSON Schema, the metrics it may name")
+    plan_sub = plan.add_subparsers(dest="plan_command", metavar="check|show|schema|metrics", required=True)
     plan_sub.add_parser(
         "check", help="validate the plan (exit 2 with every error as file:line:column)"
     ).set_defaults(func=_plan_check)
+    plan_sub.add_parser(
+        "schema", help="the plan's JSON Schema (for editors: `# yaml-language-server: $schema=FILE`)"
+    ).set_defaults(func=_plan_schema)
+    plan_sub.add_parser(
+        "metrics", help="the metric names gates, thresholds and triggers may use"
+    ).set_defaults(func=_plan_metrics)
     show = plan_sub.add_parser("show", help="print the resolved plan, secrets redacted")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=_plan_show)
@@ -154,9 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="events as JSON lines")
     run.set_defaults(func=_run)
 
-    ig = sub.add_parser("integrity", help="compare blue and green: counts, checksums, the rows that differ")
+    ig = sub.add_parser(
+        "integrity",
+        help="compare blue and green: counts, checksums, the rows that differ",
+        description="With a plan, refused while a controller runs it (its integrity watch compares); "
+        "--from FILE.db --to URL works without a plan, for scripts.",
+    )
     ig.add_argument(
-        "--from", dest="source", metavar="FILE.db", help="the SQLite file (default: the plan's blue)"
+        "--from",
+        dest="source",
+        metavar="FILE.db",
+        help="the SQLite file (default: the plan's blue); with --to and no plan: for scripts",
     )
     ig.add_argument(
         "--to", dest="target", metavar="URL", help="the PostgreSQL URL (default: the plan's green)"
@@ -197,6 +210,17 @@ def _plan_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _plan_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(plan_schema(), indent=2))
+    return EXIT_OK
+
+
+def _plan_metrics(args: argparse.Namespace) -> int:
+    for name in sorted(metric_names.KNOWN):
+        print(name)
+    return EXIT_OK
+
+
 def _plan_show(args: argparse.Namespace) -> int:
     plan = require_plan(args)
     doc = redact(plan_to_dict(plan))
@@ -233,7 +257,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(redact(state.to_json()), indent=2, default=str))
     else:
-        print(render_status(state))
+        show.show(show.status(state))
     return EXIT_OK
 
 
@@ -242,51 +266,6 @@ def _traffic_or_none(plan: Plan) -> Any:
         return build_traffic(plan)
     except Exception:  # a status must still answer when the traffic driver cannot be built
         return None
-
-
-def render_status(s: CockpitState) -> str:
-    phase = s.phase
-    lines = [f"plan {s.plan}: {s.state}" + (f" ({s.held_reason})" if s.held_reason else "")]
-    where = f"phase {s.phase_index + 1}/{len(s.phases)} {phase.name}" if phase else "before the first phase"
-    lines.append(f"  {where}, {_dur(s.time_in_phase)} in this state")
-    live = "unknown" if s.green_live is None else f"{s.green_live:g}%"
-    lines.append(f"  green: configured {s.green_configured:g}%, live {live}")
-    if s.next_phase:
-        lines.append(f"  next: {s.next_phase.name} ({s.next_phase.green:g}%)")
-    for direction, lag in s.lag.items():
-        lines.append(f"  sync {direction}: lag {lag.age_s:.1f}s, {lag.pending} pending")
-    if s.copy is not None:
-        c = s.copy
-        eta = "" if c.state != "running" else f", ETA {'?' if c.eta_s is None else f'{c.eta_s:.0f}s'}"
-        lines.append(
-            f"  initial copy {c.state}: {c.rows_done:,}/{c.rows_total:,} rows in {len(c.tables)} tables, "
-            f"{c.seconds:.1f}s{eta}" + (f" ({c.message})" if c.message else "")
-        )
-    for gate, met, why in s.gates:
-        lines.append(f"  gate {'ok ' if met else 'NO '} {gate} ({why})")
-    for a in s.alarms:
-        lines.append(f"  {a.level.upper()}: {a.message}")
-    if s.actions:
-        last = s.actions[-1]
-        dur = f" in {last.duration_s:.2f}s" if last.duration_s is not None else " (running)"
-        lines.append(
-            f"  last action: {last.verb} by {last.actor}: {last.outcome or 'running'}{dur}"
-            + (f": {last.message}" if last.message else "")
-        )
-    ctl = s.controller
-    lines.append(
-        f"  controller: {'pid ' + str(ctl.get('pid')) + ' (' + str(ctl.get('actor')) + ')' if ctl else 'none running'}"
-    )
-    if s.message:
-        lines.append(f"  {s.message}")
-    return "\n".join(lines)
-
-
-def _dur(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
 # ------------------------------------------------------------------------------------------------ actions
@@ -427,8 +406,8 @@ def _backup_list(args: argparse.Namespace) -> int:
         print(json.dumps([redact(m.as_dict()) for m in found], indent=2, default=str))
     elif not found:
         print(f"no backups in {plan.path(plan.backup.folder)}")
-    for m in [] if args.json else found:
-        print(redact_text(m.summary()))
+    else:
+        show.show(show.backups(found))
     return EXIT_OK
 
 
@@ -438,9 +417,8 @@ def _backup_verify(args: argparse.Namespace) -> int:
     plan = require_plan(args)
     try:
         report = verify_backup(_backup_path(plan, args.path))
-    except BackupError as exc:
-        print(f"cockpit backup verify: {redact_text(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+    except BackupError as exc:  # not a backup at all: the path given is wrong
+        raise UsageError(str(exc)) from exc
     print(
         json.dumps(redact(report.as_dict()), indent=2, default=str)
         if args.json
@@ -450,14 +428,10 @@ def _backup_verify(args: argparse.Namespace) -> int:
 
 
 def _backup_restore(args: argparse.Namespace) -> int:
-    from cockpit.drivers.backup import BackupError, restore_backup
+    from cockpit.drivers.backup import restore_backup
 
     plan = require_plan(args)
-    try:
-        target = restore_backup(_backup_path(plan, args.path), args.target)
-    except BackupError as exc:
-        print(f"cockpit backup restore: {redact_text(str(exc))}", file=sys.stderr)
-        return EXIT_FAILED
+    target = restore_backup(_backup_path(plan, args.path), args.target)
     print(f"restored into {target} (mode 0600; give it to the app's user before use)")
     return EXIT_OK
 
@@ -474,9 +448,12 @@ def _journal(args: argparse.Namespace) -> int:
         last = 0
         events = journal.events(limit=args.limit)
         while True:
-            for e in events:
-                print(json.dumps(e.as_dict(), default=str) if args.json else format_event(e), flush=True)
-                last = e.id
+            if args.json:
+                for e in events:
+                    print(json.dumps(e.as_dict(), default=str), flush=True)
+            elif events:
+                show.show(show.journal(events))
+            last = events[-1].id if events else last
             if not args.follow:
                 return EXIT_OK
             time.sleep(0.5)
@@ -503,6 +480,11 @@ def _integrity(args: argparse.Namespace) -> int:
             raise UsageError(
                 "integrity compares a SQLite blue with a PostgreSQL green; give --from FILE.db --to URL"
             )
+        refuse_beside_controller(
+            plan.path(plan.journal.path),
+            "cockpit integrity",
+            "its integrity watch compares the sides (data_integrity_score in `cockpit status`)",
+        )
         source, target = str(plan.path(plan.blue.database.path)), plan.green.database.url
         tables = None if plan.sync.tables == "all" else list(plan.sync.tables)
         casts = plan_casts(plan.sync) or None
@@ -514,8 +496,8 @@ def _integrity(args: argparse.Namespace) -> int:
     try:
         mapping = read_mapping(conn, tables=tables, casts=casts)
     except SchemaRefused as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return EXIT_FAILED
+        print(redact_text("\n".join(exc.problems)), file=sys.stderr)
+        return exc.exit_code
     finally:
         conn.close()
     try:
@@ -526,18 +508,14 @@ def _integrity(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.as_dict(unmask=args.unmask), indent=2, default=str))
     else:
-        print(report.summary(unmask=args.unmask))
+        show.show(show.integrity(report, unmask=args.unmask))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 # ------------------------------------------------------------------------------------------------ run / tui
 def _run(args: argparse.Namespace) -> int:
     plan = require_plan(args)
-    try:
-        return asyncio.run(_headless(plan, not args.no_sync, args.json))
-    except LockHeld as exc:
-        print(f"cockpit: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    return asyncio.run(_headless(plan, not args.no_sync, args.json))
 
 
 async def _headless(plan: Plan, run_sync: bool, as_json: bool) -> int:

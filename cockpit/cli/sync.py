@@ -39,12 +39,14 @@ from typing import Any
 
 import psycopg
 
+from cockpit.cli.show import CopyProgress, show, sync_status
+from cockpit.core.errors import EXIT_FAILED, EXIT_OK, CockpitError, UsageError
+from cockpit.core.lock import refuse_beside_controller
 from cockpit.core.plan import Cast
 from cockpit.core.redact import redact, redact_text
-from cockpit.drivers.sync.apply import POLICIES, ApplyError, EventSink
-from cockpit.drivers.sync.capture import CaptureError, qi, sqlite_installed, sqlite_tables
-from cockpit.drivers.sync.conflicts import ResolveError, ResolveRefused
-from cockpit.drivers.sync.keys import KeysError
+from cockpit.drivers.sync.apply import POLICIES, EventSink
+from cockpit.drivers.sync.capture import qi, sqlite_installed, sqlite_tables
+from cockpit.drivers.sync.conflicts import ResolveRefused
 from cockpit.drivers.sync.runner import (
     DIRECTIONS,
     SyncRunner,
@@ -54,8 +56,6 @@ from cockpit.drivers.sync.runner import (
     read_problem,
 )
 from cockpit.drivers.sync.schema import TimestampPolicy, cast_arg, parse_cast_arg, plan_casts
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass
@@ -73,14 +73,17 @@ class _Target:
     keys: dict[str, Any] | None = None  # the plan's key settings (SyncRunner keyword arguments)
 
 
-class _Usage(Exception):
+class _Usage(UsageError):
     pass
 
 
 def register(subparsers: Any) -> None:
     """Add `sync copy|run|install|uninstall|status` to the cockpit CLI."""
     sync = subparsers.add_parser(
-        "sync", help="copy the data and keep SQLite and PostgreSQL in sync both ways"
+        "sync",
+        help="copy the data and keep SQLite and PostgreSQL in sync both ways",
+        description="With a plan, a running controller owns the sync: `sync copy` is queued to it, and run, "
+        "install and uninstall refuse beside it. --from FILE.db --to URL works without a plan, for scripts.",
     )
     sub = sync.add_subparsers(
         dest="sync_command", metavar="copy|run|install|uninstall|status|keys|conflicts", required=True
@@ -89,7 +92,11 @@ def register(subparsers: Any) -> None:
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         p.add_argument(
-            "--from", dest="source", metavar="FILE.db", help="the SQLite file (default: the plan's blue)"
+            "--from",
+            dest="source",
+            metavar="FILE.db",
+            help="the SQLite file (default: the plan's blue); with --to and no plan: for scripts, beside no "
+            "controller and no journal",
         )
         p.add_argument(
             "--to", dest="target", metavar="URL", help="the PostgreSQL URL (default: the plan's green)"
@@ -257,23 +264,25 @@ def _event_sink(t: _Target, as_json: bool) -> EventSink:
 
 
 def _guard(handler: Any) -> Any:
-    """Map the failures every command shares onto exit codes and clear messages."""
+    """Turn the failures every command shares that are not the cockpit's own into CockpitErrors (the CLI maps
+    those onto exit codes and messages)."""
 
     def wrapped(args: argparse.Namespace) -> int:
         try:
             return int(handler(args))
-        except _Usage as exc:
-            print(f"cockpit sync: {redact_text(str(exc))}", file=sys.stderr)
-            return EXIT_USAGE
-        except (CaptureError, ApplyError, FileNotFoundError, KeysError, ResolveError) as exc:
-            print(f"cockpit sync: {redact_text(str(exc))}", file=sys.stderr)
-            return EXIT_USAGE
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from exc
         except psycopg.OperationalError as exc:
-            print(f"cockpit sync: PostgreSQL unreachable: {redact_text(str(exc).strip())}", file=sys.stderr)
-            return EXIT_FAILED
+            raise CockpitError(f"PostgreSQL unreachable: {str(exc).strip()}") from exc
 
     wrapped.__name__ = handler.__name__
     return wrapped
+
+
+def _one_path(t: _Target, command: str, advice: str) -> None:
+    """With a plan, a running controller owns the sync: this command refuses beside it (naming it)."""
+    if t.journal is not None:
+        refuse_beside_controller(t.journal, f"cockpit sync {command}", advice)
 
 
 def _table_names(t: _Target) -> list[str]:
@@ -299,10 +308,11 @@ def _copy(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _Usage(str(exc)) from None
     t = _target(args)
-    printer = _ProgressPrinter(enabled=not args.json)
+    printer = CopyProgress(enabled=not args.json)
     here = args.source or args.target or args.tables or cli_casts or args.timestamps
     if t.plan is not None and not here:
         return _copy_by_controller(t.plan, args, printer)
+    _one_path(t, "copy", "leave out --from/--to/--tables/--cast/--timestamps to queue the copy to it")
     t.casts = _copy_casts(t, cli_casts, args.timestamps)
     runner = _runner(t, None)
     only = _table_names(t) if args.tables else None
@@ -322,7 +332,7 @@ def _copy(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         runner.close()
-    printer.done()
+        printer.done()
     if args.json:
         print(
             json.dumps(
@@ -365,7 +375,7 @@ def _copy_casts(t: _Target, cli_casts: list[Cast], timestamps: str | None) -> li
     return [*by_column.values(), *([policy] if policy is not None else [])]
 
 
-def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: _ProgressPrinter) -> int:
+def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: CopyProgress) -> int:
     from cockpit.cli.main import perform, print_result
 
     cmd_args: dict[str, Any] = {"reason": "cockpit sync copy"}
@@ -385,51 +395,10 @@ def _copy_by_controller(plan: Any, args: argparse.Namespace, printer: _ProgressP
     return code
 
 
-class _ProgressPrinter:
-    """Prints the copy's progress on a terminal, at most twice a second: a table's report (a copy run here) or
-    the whole copy from a controller's snapshot."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr.isatty()
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def __call__(self, item: Any) -> None:  # cockpit.sync.copy.CopyProgress, from a writer thread
-        eta = "?" if item.eta_s is None else f"{item.eta_s:.0f}s"
-        self._print(
-            f"{item.table}: {item.rows_done:,}/{item.rows_total:,} rows, {item.rows_per_s:,.0f} rows/s, "
-            f"ETA {eta}"
-        )
-
-    def state(self, state: Any) -> None:  # cockpit.state.CockpitState
-        view = state.copy
-        if view is None or view.state != "running":
-            return
-        eta = "?" if view.eta_s is None else f"{view.eta_s:.0f}s"
-        done = sum(1 for t in view.tables if t.done)
-        self._print(
-            f"copy: {view.rows_done:,}/{view.rows_total:,} rows, {done} tables done, "
-            f"{view.rows_per_s:,.0f} rows/s, ETA {eta}"
-        )
-
-    def _print(self, text: str) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < 0.5:
-                return
-            self._last = now
-        print("\r" + redact_text(text)[:120].ljust(120), end="", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.enabled and self._last:
-            print(file=sys.stderr)
-
-
 @_guard
 def _run(args: argparse.Namespace) -> int:
     t = _target(args)
+    _one_path(t, "run", "it runs the sync loop itself (`cockpit status` shows the lag)")
     runner = _runner(t, _event_sink(t, args.json))
     try:
         problems = runner.check_installed()
@@ -440,12 +409,12 @@ def _run(args: argparse.Namespace) -> int:
             lag = runner.lag()
             _print_pass(result, lag, args.json)
             return EXIT_OK
-        return _loop(runner, args.json, t.journal)
+        return _loop(runner, args.json)
     finally:
         runner.close()
 
 
-def _loop(runner: SyncRunner, as_json: bool, journal: Path | None = None) -> int:
+def _loop(runner: SyncRunner, as_json: bool) -> int:
     stop = threading.Event()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -463,27 +432,11 @@ def _loop(runner: SyncRunner, as_json: bool, journal: Path | None = None) -> int
                 print(f"lag unavailable: {redact_text(str(exc))}", file=sys.stderr)
                 continue
             _print_lag(lag, runner, as_json)
-            if journal is not None:  # lag sampled into the plan's journal, as the controller does
-                _sample(journal, lag)
     finally:
         runner.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
-
-
-def _sample(path: Path, lag: dict[str, Any]) -> None:
-    from cockpit.core.journal import Journal
-
-    metrics: dict[str, float | None] = {}
-    for d in DIRECTIONS:
-        metrics[f"sync.{d}.age_s"] = lag[d].age_s
-        metrics[f"sync.{d}.pending"] = float(lag[d].pending)
-    journal = Journal(path)
-    try:
-        journal.samples(metrics)
-    finally:
-        journal.close()
 
 
 def _lag_text(lag: dict[str, Any]) -> str:
@@ -528,6 +481,7 @@ def _print_pass(result: dict[str, Any], lag: dict[str, Any], as_json: bool) -> N
 @_guard
 def _install(args: argparse.Namespace) -> int:
     t = _target(args)
+    _one_path(t, "install", "its copy installs capture; stop it first to install by hand")
     runner = _runner(t, None)
     try:
         out = runner.install()
@@ -543,6 +497,7 @@ def _install(args: argparse.Namespace) -> int:
 @_guard
 def _uninstall(args: argparse.Namespace) -> int:
     t = _target(args)
+    _one_path(t, "uninstall", "its sync loop needs capture; stop it first")
     runner = _runner(t, None)
     try:
         if not args.yes:
@@ -616,37 +571,15 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"blue:  {out['blue']}")
-        print(f"green: {out['green']}" + ("" if out["reachable"] else f"  (unreachable: {out['error']})"))
-        inst = out["installed"]
-        print(f"capture on blue: {', '.join(inst['blue']) or 'not installed'}")
-        if inst["green"] is not None:
-            print(f"capture on green: {', '.join(inst['green']) or 'not installed'}")
-        for d in DIRECTIONS:
-            v = out["lag"][d]
-            name = d.replace("_to_", "→")
-            print(
-                f"{name}: " + ("unknown" if v is None else f"lag {v['age_s']:.2f}s, {v['pending']} pending")
-            )
-        if out["sync_error"]:
-            print(
-                f"sync: {'stalled' if out['stalled'] else 'running'}: {out['sync_error'].get('error') or ''}"
-            )
-        if out["conflicts_waiting"]:
-            print(f"conflicts waiting: {out['conflicts_waiting']} (`cockpit sync conflicts`)")
-        if out["keys_left"]:
-            table, left = min(out["keys_left"].items(), key=lambda kv: kv[1])
-            print(f"keys left: {left:,} ({table}, the fewest)")
-        for table, what in out["schema_changed"].items():
-            print(
-                f"schema changed: {table}: {what} (its changes are held; `cockpit sync copy --tables {table}`)"
-            )
+        show(sync_status(out, DIRECTIONS))
     return EXIT_OK if out["reachable"] else EXIT_FAILED
 
 
 @_guard
 def _keys(args: argparse.Namespace) -> int:
     t = _target(args)
+    if args.restore:
+        _one_path(t, "keys --restore", "it runs the sync on these keys; stop it first")
     runner = _runner(t, None)
     try:
         states = runner.restore_keys() if args.restore else runner.key_states()

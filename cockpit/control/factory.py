@@ -7,12 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cockpit.core.plan import Plan
-from cockpit.core.state import Lag
+from cockpit.core.plan import HealthCheck, Plan
+from cockpit.core.state import Lag, TableCopy
 from cockpit.drivers.services.base import ServiceDriver
 from cockpit.drivers.traffic.base import TrafficDriver
+
+if TYPE_CHECKING:  # the drivers themselves are imported when a plan names them
+    from cockpit.drivers.backup import Manifest, VerifyReport
+    from cockpit.drivers.health import HealthResult
+    from cockpit.drivers.integrity import IntegrityReport, IntegrityWatch
+    from cockpit.drivers.metrics.access_log import AccessLogMetrics
+    from cockpit.drivers.notify import DeliveryResult, Level
+    from cockpit.drivers.sync.copy import CopyReport
+
+EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class MetricsSource(Protocol):
@@ -26,32 +36,54 @@ class SyncDriver(Protocol):
 
     def drain(self, timeout_s: float) -> bool: ...
 
+    def metrics(self) -> Mapping[str, float | None]:
+        """The sync's own figures as of the last `lag()` (stalled, conflicts waiting, keys left...)."""
+        ...
+
+    def initial_copy(
+        self, jobs: int = 4, progress: Callable[[TableCopy], None] | None = None
+    ) -> tuple[CopyReport, list[str]]:
+        """Copy blue into green, then capture on both sides: the report and the captured tables. Blocking."""
+        ...
+
+    def start(self) -> None:
+        """Run the two-way loop in a background thread."""
+        ...
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and close the connections."""
+        ...
+
 
 class Notifier(Protocol):
-    def send(self, level: str, title: str, text: str, fields: dict[str, Any] | None = None) -> list[Any]: ...
+    def send(
+        self, level: Level, title: str, text: str, fields: Mapping[str, Any] | None = None
+    ) -> list[DeliveryResult]: ...
 
 
 class HealthChecker(Protocol):
-    def check(self, check: Any, max_total: float | None = None) -> Any:
-        """Run one plan health check with its retries (bounded by `max_total` s); an object with `ok`, `error`."""
+    def check(self, check: HealthCheck, max_total: float | None = None) -> HealthResult:
+        """Run one plan health check with its retries (bounded by `max_total` s)."""
         ...
 
 
-class BackupDriver(Protocol):
-    def take(self, label: str = "", progress: Callable[[str, int, int], None] | None = None) -> Any:
-        """A backup of blue (a cockpit.backup.Manifest: name, path, ok, summary()). Blocking."""
+class BackupDriver(MetricsSource, Protocol):
+    def take(self, label: str = "", progress: Callable[[str, int, int], None] | None = None) -> Manifest:
+        """A backup of blue. Blocking."""
         ...
 
-    def verify(self, path: str) -> Any:
-        """Check a backup against its manifest (a VerifyReport: ok, problems, summary()). Blocking."""
+    def verify(self, path: str) -> VerifyReport:
+        """Check a backup against its manifest. Blocking."""
         ...
 
 
-class IntegrityChecker(Protocol):
-    def check_now(self, touched_only: bool = False) -> Any:
+class IntegrityChecker(MetricsSource, Protocol):
+    def check_now(self, touched_only: bool = False) -> IntegrityReport:
         """A comparison of blue and green now: every row, or the counts and the rows the sync touched (the
-        rollback's step). An IntegrityReport: ok, score, summary()."""
+        rollback's step)."""
         ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -64,19 +96,19 @@ class Drivers:
     notifier: Notifier | None = None
     health: HealthChecker | None = None
     integrity: IntegrityChecker | None = None
-    backup: BackupDriver | None = None
+    backup: BackupDriver | None = None  # also a MetricsSource (backup_age), polled by the backup action
 
     def close(self) -> None:
-        for thing in (self.sync, self.integrity, *self.metrics):
-            stop = getattr(thing, "stop", None) or getattr(thing, "close", None)
-            if callable(stop):
-                stop()
+        if self.sync is not None:
+            self.sync.stop()
+        if self.integrity is not None:
+            self.integrity.stop()
 
 
 class _AccessLogSource:
     """Adapts the access-log metrics (issue 3) to a MetricsSource."""
 
-    def __init__(self, metrics: Any):
+    def __init__(self, metrics: AccessLogMetrics):
         self._metrics = metrics
 
     def poll(self) -> Mapping[str, float | None]:
@@ -84,20 +116,20 @@ class _AccessLogSource:
 
 
 class _Health:
-    def check(self, check: Any, max_total: float | None = None) -> Any:
+    def check(self, check: HealthCheck, max_total: float | None = None) -> HealthResult:
         from cockpit.drivers.health import check_with_retries
 
         return check_with_retries(check, max_total=max_total)
 
 
-def _integrity_watch(plan: Plan, sync: Any, events: Callable[[str, dict[str, Any]], object] | None) -> Any:
+def _integrity_watch(plan: Plan, sync: SyncDriver, events: EventSink | None) -> IntegrityWatch:
     from cockpit.drivers.integrity import IntegrityWatch
     from cockpit.drivers.sync.schema import plan_casts
 
     def settle() -> object:  # rows in flight: let the sync carry them before looking again (bounded)
         return sync.drain(min(30.0, float(plan.sync.drain_timeout)))
 
-    def report(r: Any) -> object:
+    def report(r: IntegrityReport) -> object:
         if events is not None and not r.ok:
             return events("integrity.mismatch", r.as_dict())
         return None
@@ -132,7 +164,7 @@ def build_drivers(
     *,
     with_sync: bool = True,
     with_metrics: bool = True,
-    events: Callable[[str, dict[str, Any]], object] | None = None,
+    events: EventSink | None = None,
 ) -> Drivers:
     """Everything the plan names. `events(kind, payload)` receives what drivers report (sync conflicts...)."""
     from cockpit.drivers.metrics.system import SystemMetrics
@@ -168,9 +200,10 @@ def build_drivers(
         from cockpit.drivers.sync.runner import SyncRunner
 
         drivers.sync = SyncRunner.from_plan(plan, on_event=events)
-        drivers.integrity = _integrity_watch(plan, drivers.sync, events)
+        watch = _integrity_watch(plan, drivers.sync, events)
+        drivers.integrity = watch
         if with_metrics:
-            drivers.metrics.append(drivers.integrity)
+            drivers.metrics.append(watch)
     if plan.alerts.webhook or plan.alerts.email:
         from cockpit.drivers.notify import Notifier as _Notifier
 

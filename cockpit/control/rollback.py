@@ -1,98 +1,122 @@
-"""The rollback sequence (DESIGN "The rollback sequence"), each step timed in the journal.
+"""The `rollback` action and its sequence (DESIGN "The rollback sequence"), each step timed in the journal.
 
 1 traffic to blue (one reload; `gradual` steps down through the phases with short soaks) - 2 drain green->blue
 sync - 3 stop green - 4 make sure blue runs - 5 health checks - 6 integrity - 7 notify. A failing step is reported
 and the sequence goes on where that is safe (green is never stopped while traffic may still reach it); no step
-waits without a bound.
+waits without a bound. The plan chooses the steps and their order (`rollback.steps`); `STEPS` maps each name to
+what it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from cockpit.control.commands import Rollback, RollbackMode
 from cockpit.control.factory import Drivers
 from cockpit.control.sides import check_health, set_services
+from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan
-from cockpit.core.recorder import Recorder, StepFailed
+from cockpit.core.recorder import Recorder, Result, StepFailed
+from cockpit.core.vocabulary import Outcome, RollbackStep, State
 from cockpit.drivers.services.factory import service_units
 
+if TYPE_CHECKING:
+    from cockpit.control.controller import Controller
 
-@dataclass
+
+async def run(ctl: Controller, rec: Recorder, cmd: Rollback) -> Result:
+    from_index = ctl.machine.phase_index
+    ctl.set_machine(replace(ctl.machine, state=State.ROLLING_BACK, since=ctl.clock()))
+    outcome = await run_sequence(
+        Rollbacking(ctl.plan, ctl.drivers, rec, cmd.mode, from_index, ctl.apply_split, cmd.reason)
+    )
+    ctl.monitor.triggers.reset()
+    if not outcome.traffic_ok:
+        ctl.set_machine(Machine(State.FAILED, from_index, ctl.clock()))
+        return rec.outcome(
+            Outcome.FAILED, "traffic could not be moved back to blue: " + _failed_detail(rec, "traffic")
+        )
+    ctl.set_machine(Machine(State.ROLLED_BACK, -1, ctl.clock()))
+    if outcome.failed_steps:
+        return rec.outcome(
+            Outcome.PARTIAL, "all traffic on blue; failed steps: " + ", ".join(outcome.failed_steps)
+        )
+    return rec.outcome(Outcome.OK, "all traffic on blue")
+
+
+def _failed_detail(rec: Recorder, step: str) -> str:
+    for name, status, _d, detail in rec.steps:
+        if name == step and status == "failed":
+            return detail
+    return "?"
+
+
+@dataclass(frozen=True)
+class Rollbacking:
+    """What every step of one rollback sees."""
+
+    plan: Plan
+    drivers: Drivers
+    rec: Recorder
+    mode: RollbackMode
+    from_index: int
+    apply_split: Callable[[float], Awaitable[object]]
+    reason: str
+
+
+@dataclass(frozen=True)
 class RollbackOutcome:
     traffic_ok: bool
     failed_steps: list[str]
 
 
-async def run_sequence(
-    plan: Plan,
-    drivers: Drivers,
-    rec: Recorder,
-    mode: str,
-    from_index: int,
-    apply_split: Callable[[float], Awaitable[object]],
-    reason: str,
-) -> RollbackOutcome:
+async def run_sequence(r: Rollbacking) -> RollbackOutcome:
     failed: list[str] = []
     traffic_ok = True
-    for step in plan.rollback.steps:
-        if step == "stop_green" and not traffic_ok:
-            rec.record_step(step, "skipped", 0.0, "traffic may still reach green: green left running")
+    for name in r.plan.rollback.steps:
+        step = RollbackStep(name)
+        if step == RollbackStep.STOP_GREEN and not traffic_ok:
+            r.rec.record_step(step, "skipped", 0.0, "traffic may still reach green: green left running")
             continue
         try:
-            with rec.step(step) as info:
-                await _STEPS[step](
-                    plan,
-                    drivers,
-                    info,
-                    mode=mode,
-                    from_index=from_index,
-                    apply_split=apply_split,
-                    reason=reason,
-                    rec=rec,
-                )
+            with r.rec.step(step) as info:
+                await STEPS[step](r, info)
         except asyncio.CancelledError:
             raise
         except Exception:
             failed.append(step)
-            if step == "traffic":
+            if step == RollbackStep.TRAFFIC:
                 traffic_ok = False
     return RollbackOutcome(traffic_ok, failed)
 
 
-async def _traffic(
-    plan: Plan,
-    drivers: Drivers,
-    info: dict[str, str],
-    *,
-    mode: str,
-    from_index: int,
-    apply_split: Callable[[float], Awaitable[object]],
-    **_: object,
-) -> None:
-    if drivers.traffic is None:
+async def _traffic(r: Rollbacking, info: dict[str, str]) -> None:
+    if r.drivers.traffic is None:
         info["status"], info["detail"] = "skipped", "no traffic driver in the plan"
         return
-    if mode == "gradual":
-        shares = [plan.phases[i].green for i in range(from_index - 1, -1, -1)]
+    if r.mode == "gradual":
+        shares = [r.plan.phases[i].green for i in range(r.from_index - 1, -1, -1)]
         for share in shares:
-            await apply_split(share)
-            await asyncio.sleep(plan.rollback.gradual_soak)
+            await r.apply_split(share)
+            await asyncio.sleep(r.plan.rollback.gradual_soak)
         info["detail"] = "stepped down through " + " -> ".join(f"{s:g}%" for s in [*shares, 0.0])
-    await apply_split(0.0)
+    await r.apply_split(0.0)
     info["detail"] = info["detail"] or "all traffic to blue"
 
 
-async def _drain(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    if drivers.sync is None:
+async def _drain(r: Rollbacking, info: dict[str, str]) -> None:
+    sync = r.drivers.sync
+    if sync is None:
         info["status"], info["detail"] = "skipped", "no sync running"
         return
-    timeout = float(plan.rollback.drain_timeout)
-    drained = await asyncio.to_thread(drivers.sync.drain, timeout)
+    timeout = float(r.plan.rollback.drain_timeout)
+    drained = await asyncio.to_thread(sync.drain, timeout)
     if not drained:
         try:
-            lag = await asyncio.to_thread(drivers.sync.lag)
+            lag = await asyncio.to_thread(sync.lag)
             pending = lag.get("green_to_blue")
             left = f"{pending.pending} changes still pending" if pending else "pending changes unknown"
         except Exception as exc:  # the green database may be the thing that is down
@@ -101,23 +125,24 @@ async def _drain(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object
     info["detail"] = "green->blue caught up"
 
 
-async def _stop_green(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    await set_services(drivers.green_services, service_units(plan.green.services), "stop", info)
+async def _stop_green(r: Rollbacking, info: dict[str, str]) -> None:
+    await set_services(r.drivers.green_services, service_units(r.plan.green.services), "stop", info)
 
 
-async def _start_blue(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    await set_services(drivers.blue_services, service_units(plan.blue.services), "start", info)
+async def _start_blue(r: Rollbacking, info: dict[str, str]) -> None:
+    await set_services(r.drivers.blue_services, service_units(r.plan.blue.services), "start", info)
 
 
-async def _health(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    await check_health(plan, drivers, ("blue", "front"), info)
+async def _health(r: Rollbacking, info: dict[str, str]) -> None:
+    await check_health(r.plan, r.drivers, ("blue", "front"), info)
 
 
-async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: object) -> None:
-    if drivers.integrity is None:
+async def _integrity(r: Rollbacking, info: dict[str, str]) -> None:
+    integrity = r.drivers.integrity
+    if integrity is None:
         info["status"], info["detail"] = "skipped", "no sync between blue and green in the plan"
         return
-    report = await asyncio.to_thread(drivers.integrity.check_now, True)
+    report = await asyncio.to_thread(integrity.check_now, True)
     info["detail"] = (
         f"score {report.score:g}% over {report.compared} rows the sync touched; counts compared in full"
     )
@@ -127,34 +152,33 @@ async def _integrity(plan: Plan, drivers: Drivers, info: dict[str, str], **_: ob
         raise StepFailed("blue and green differ: " + "; ".join(first))
 
 
-async def _notify(
-    plan: Plan, drivers: Drivers, info: dict[str, str], *, reason: str, rec: Recorder, **_: object
-) -> None:
-    if drivers.notifier is None:
+async def _notify(r: Rollbacking, info: dict[str, str]) -> None:
+    notifier = r.drivers.notifier
+    if notifier is None:
         info["status"], info["detail"] = "skipped", "no alerts in the plan"
         return
-    steps = ", ".join(f"{s} {st}" for s, st, _d, _x in rec.steps)
+    steps = ", ".join(f"{s} {st}" for s, st, _d, _x in r.rec.steps)
     results = await asyncio.to_thread(
-        drivers.notifier.send,
+        notifier.send,
         "critical",
-        f"ROLLBACK of {plan.name} completed",
-        f"Reason: {reason}. Steps: {steps}.",
-        {"actor": rec.actor, "plan": plan.name},
+        f"ROLLBACK of {r.plan.name} completed",
+        f"Reason: {r.reason}. Steps: {steps}.",
+        {"actor": r.rec.actor, "plan": r.plan.name},
     )
-    failed = [r for r in results if not getattr(r, "ok", False)]
+    failed = [d for d in results if not d.ok]
     info["detail"] = f"{len(results) - len(failed)}/{len(results)} channels delivered"
     if failed:
-        raise StepFailed(
-            "; ".join(f"{getattr(r, 'channel', '?')}: {getattr(r, 'error', '?')}" for r in failed)
-        )
+        raise StepFailed("; ".join(f"{d.channel}: {d.error}" for d in failed))
 
 
-_STEPS = {
-    "traffic": _traffic,
-    "drain": _drain,
-    "stop_green": _stop_green,
-    "start_blue": _start_blue,
-    "health": _health,
-    "integrity": _integrity,
-    "notify": _notify,
+Step = Callable[[Rollbacking, dict[str, str]], Awaitable[None]]
+
+STEPS: dict[RollbackStep, Step] = {
+    RollbackStep.TRAFFIC: _traffic,
+    RollbackStep.DRAIN: _drain,
+    RollbackStep.STOP_GREEN: _stop_green,
+    RollbackStep.START_BLUE: _start_blue,
+    RollbackStep.HEALTH: _health,
+    RollbackStep.INTEGRITY: _integrity,
+    RollbackStep.NOTIFY: _notify,
 }

@@ -36,7 +36,7 @@ async def controller_session(
         controller = Controller(plan, drivers, journal, actor=actor)
         await controller.start()
         try:
-            if run_sync and drivers.sync is not None and hasattr(drivers.sync, "start"):
+            if run_sync and drivers.sync is not None:
                 drivers.sync.start()
             yield controller
         finally:
@@ -47,9 +47,9 @@ async def controller_session(
         journal.close()
 
 
-def _journaling(journal: Journal) -> Callable[[str, dict[str, Any]], object]:
-    def record(kind: str, payload: dict[str, Any]) -> object:
-        return journal.event(kind, payload)
+def _journaling(journal: Journal) -> Callable[[str, dict[str, Any]], None]:
+    def record(kind: str, payload: dict[str, Any]) -> None:
+        journal.event(kind, payload)
 
     return record
 

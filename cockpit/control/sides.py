@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Literal
 
 from cockpit.control.factory import Drivers
 from cockpit.core.plan import Plan
 from cockpit.core.recorder import StepFailed
+from cockpit.drivers.services.base import ServiceDriver
 
 
-async def set_services(driver: object, units: list[str], verb: str, info: dict[str, str]) -> None:
+async def set_services(
+    driver: ServiceDriver | None, units: list[str], verb: Literal["start", "stop"], info: dict[str, str]
+) -> None:
     """`verb` (start|stop) the units; fails the step naming each unit that did not end as asked."""
     if driver is None or not units:
         info["status"], info["detail"] = "skipped", "no services driver in the plan"
         return
-    statuses = await asyncio.to_thread(getattr(driver, verb), units)
+    statuses = await asyncio.to_thread(driver.start if verb == "start" else driver.stop, units)
     want_running = verb == "start"
     bad = [s.unit for s in statuses if s.running != want_running]
     info["detail"] = ", ".join(f"{s.unit} {'running' if s.running else 'stopped'}" for s in statuses)

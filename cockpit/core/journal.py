@@ -284,14 +284,6 @@ class Journal:
         row = self._query_one("SELECT COALESCE(MAX(id), 0) FROM events", ())
         return int(row[0]) if row else 0
 
-    def sample_series(self, name: str, since: float = 0.0) -> list[tuple[float, float | None]]:
-        return [
-            (r[0], r[1])
-            for r in self._query(
-                "SELECT ts, value FROM samples WHERE name = ? AND ts >= ? ORDER BY ts", (name, since)
-            )
-        ]
-
     def actions(self, limit: int = 10) -> list[ActionRecord]:
         """The last `limit` actions, newest last, each with its steps and outcome."""
         ids = [
@@ -332,7 +324,8 @@ class Journal:
 
     def _query_one(self, sql: str, params: Iterable[Any]) -> tuple[Any, ...] | None:
         with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchone()
+            row: tuple[Any, ...] | None = self._conn.execute(sql, tuple(params)).fetchone()
+            return row
 
 
 def _event(r: tuple[Any, ...]) -> Event:
@@ -391,7 +384,17 @@ def _fold_actions(events: list[Event]) -> list[ActionRecord]:
 
 
 def format_event(e: Event) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.ts)) + f".{int(e.ts * 1000) % 1000:03d}"
+    """One line of the timeline: when, who, [action], what."""
+    tag = f" [{e.action_id}]" if e.action_id else ""
+    return f"{format_when(e.ts)} {e.actor}{tag} {describe_event(e)}"
+
+
+def format_when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+def describe_event(e: Event) -> str:
+    """What happened, in words (steps indented under their action)."""
     p = e.payload
     if e.kind == "action.intent":
         what = f"{p.get('verb')} requested" + (f": {p['reason']}" if p.get("reason") else "")
@@ -411,5 +414,4 @@ def format_event(e: Event) -> str:
             what += f": {p['message']}"
     else:
         what = e.kind + (" " + json.dumps(p, sort_keys=True, default=str) if p else "")
-    tag = f" [{e.action_id}]" if e.action_id else ""
-    return f"{when} {e.actor}{tag} {what}"
+    return what

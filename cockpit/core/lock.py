@@ -13,13 +13,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cockpit.core.errors import CockpitError
 
-class LockHeld(RuntimeError):
-    def __init__(self, holder: dict[str, Any] | None):
+
+class LockHeld(CockpitError, RuntimeError):
+    """A controller holds the plan's lock. `doing`: the command refused because of it, and `advice` the way
+    through."""
+
+    def __init__(self, holder: dict[str, Any] | None, doing: str = "", advice: str = ""):
         self.holder = holder or {}
         who = self.holder.get("actor", "another process")
         pid = self.holder.get("pid", "?")
-        super().__init__(f"a controller is already running this plan ({who}, pid {pid})")
+        running = f"a controller is already running this plan ({who}, pid {pid})"
+        message = f"{doing} refused: {running}" if doing else running
+        super().__init__(f"{message}; {advice}" if advice else message)
+
+
+def refuse_beside_controller(journal_path: str | os.PathLike[str], doing: str, advice: str) -> None:
+    """One path per action: a command that changes what a plan drives refuses while a controller holds that
+    plan's lock (the controller does it, or is asked to through the journal's queue)."""
+    holder = ControllerLock(journal_path).holder()
+    if holder is not None:
+        raise LockHeld(holder, doing, advice)
 
 
 class ControllerLock:

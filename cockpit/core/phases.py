@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.plan import Plan
-
-STATES = ("ready", "active", "held", "advancing", "rolling_back", "rolled_back", "complete", "failed")
+from cockpit.core.vocabulary import MOVING, State
 
 
 @dataclass(frozen=True)
 class Machine:
-    state: str = "ready"
+    state: State = State.READY
     phase_index: int = -1
     since: float = 0.0
     held_reason: str = ""
@@ -41,39 +41,39 @@ class Machine:
         if not d:
             return cls()
         return cls(
-            d.get("state", "ready"),
+            State(d.get("state", State.READY)),
             int(d.get("phase_index", -1)),
             float(d.get("since", 0.0)),
             d.get("held_reason", ""),
         )
 
 
-class Refused(Exception):
+class Refused(CockpitError):
     """The move is not allowed now; the message says why and what to do."""
 
 
 def settled(m: Machine, plan: Plan, now: float) -> Machine:
     """The resting state for a phase index (after an action ends or after a restart)."""
     if m.phase_index < 0:
-        state = "ready"
+        state = State.READY
     elif m.phase_index == len(plan.phases) - 1:
-        state = "complete"
+        state = State.COMPLETE
     else:
-        state = "active"
+        state = State.ACTIVE
     return Machine(state, m.phase_index, now)
 
 
 def advance_target(m: Machine, plan: Plan, to: str | None) -> int:
     """The phase index an advance goes to, or Refused."""
-    if m.state == "held":
+    if m.state == State.HELD:
         raise Refused(f"held ({m.held_reason or 'no reason given'}): resume first")
-    if m.state == "complete":
+    if m.state == State.COMPLETE:
         raise Refused("the migration is complete: every phase is done")
-    if m.state == "failed":
+    if m.state == State.FAILED:
         raise Refused("the last rollback failed: run rollback again until it succeeds before advancing")
-    if m.state in ("advancing", "rolling_back"):
+    if m.state in MOVING:
         raise Refused(f"an action is running ({m.state})")
-    current = -1 if m.state == "rolled_back" else m.phase_index
+    current = -1 if m.state == State.ROLLED_BACK else m.phase_index
     if to is None:
         return current + 1
     try:
@@ -89,14 +89,14 @@ def advance_target(m: Machine, plan: Plan, to: str | None) -> int:
 
 
 def hold(m: Machine, reason: str, now: float) -> Machine:
-    if m.state in ("held",):
+    if m.state == State.HELD:
         raise Refused(f"already held ({m.held_reason})")
-    if m.state in ("rolling_back", "rolled_back", "failed"):
+    if m.state in (State.ROLLING_BACK, State.ROLLED_BACK, State.FAILED):
         raise Refused(f"cannot hold while {m.state.replace('_', ' ')}")
-    return replace(m, state="held", held_reason=reason or "held", since=m.since or now)
+    return replace(m, state=State.HELD, held_reason=reason or "held", since=m.since or now)
 
 
 def resume(m: Machine, plan: Plan, now: float) -> Machine:
-    if m.state != "held":
+    if m.state != State.HELD:
         raise Refused(f"not held (state is {m.state})")
     return replace(settled(m, plan, now), since=m.since)

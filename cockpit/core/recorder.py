@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.journal import Journal
+from cockpit.core.vocabulary import SUCCESS, Outcome
 
 
 @dataclass(frozen=True)
@@ -18,7 +20,7 @@ class Result:
 
     action_id: str
     verb: str
-    outcome: str  # ok | refused | failed | preempted | reconciled | partial
+    outcome: Outcome
     message: str = ""
     duration_s: float = 0.0
     steps: tuple[tuple[str, str, float, str], ...] = ()
@@ -26,7 +28,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in ("ok", "reconciled")
+        return self.outcome in SUCCESS
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,7 +46,7 @@ class Result:
         }
 
 
-class StepFailed(Exception):
+class StepFailed(CockpitError):
     """Raised inside a step to mark it failed with a message (the recorder journals it)."""
 
 
@@ -97,7 +99,7 @@ class Recorder:
         finally:
             self.current_step = None
 
-    def outcome(self, outcome: str, message: str = "", extra: dict[str, Any] | None = None) -> Result:
+    def outcome(self, outcome: Outcome, message: str = "", extra: dict[str, Any] | None = None) -> Result:
         duration = time.monotonic() - self.started
         payload = {
             "verb": self.verb,

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from cockpit import __version__
+from cockpit.core.errors import CockpitError
 
 FORMAT = "cockpit-backup/1"
 DB_FILE = "blue.db.gz"
@@ -78,11 +79,11 @@ _PARTIAL = re.compile(r"^\.partial-(?P<pid>\d+)-(?P<rand>[0-9a-f]{8})-(?P<host>.
 Progress = Callable[[str, int, int], None]
 
 
-class BackupError(Exception):
+class BackupError(CockpitError):
     """A backup, verify or restore that cannot be done; the message says what and why. Nothing was left behind."""
 
 
-class _TooManyRestarts(Exception):
+class _TooManyRestarts(CockpitError):
     pass
 
 
@@ -174,7 +175,7 @@ class Manifest:
         extras = f", extra files {copied}/{len(self.extra_files)}" if self.extra_files else ""
         integrity = "ok" if self.ok else f"FAILED ({len(self.integrity)} problem(s))"
         return (
-            f"backup {self.name}: {self.source_path} {_size(self.db_size)} -> {_size(gz.size if gz else 0)} gzip, "
+            f"backup {self.name}: {self.source_path} {human_size(self.db_size)} -> {human_size(gz.size if gz else 0)} gzip, "
             f"{len(self.tables)} tables, {self.total_rows:,} rows, integrity {integrity}{extras}, "
             f"{self.duration_s:.1f} s"
         )
@@ -354,8 +355,8 @@ def _check_space(root: Path, source: Path, extras: list[Path]) -> None:
     free = shutil.disk_usage(root).free
     if free < need:
         raise BackupError(
-            f"not enough free space in {root}: the backup needs up to {_size(need)} "
-            f"(an uncompressed copy of {_size(raw)} and its gzip), {_size(free)} free"
+            f"not enough free space in {root}: the backup needs up to {human_size(need)} "
+            f"(an uncompressed copy of {human_size(raw)} and its gzip), {human_size(free)} free"
         )
 
 
@@ -469,12 +470,14 @@ def _online_copy(
             src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
         (page_size,) = src.execute("PRAGMA page_size").fetchone()
-        state = {"last": None, "restarts": 0}
+        last: int | None = None  # pages left at the previous step: more now means the copy restarted
+        restarts = 0
 
         def step(_status: int, remaining: int, total: int) -> None:
-            if state["last"] is not None and remaining > state["last"]:
-                state["restarts"] += 1
-                if state["restarts"] > max_restarts:
+            nonlocal last, restarts
+            if last is not None and remaining > last:
+                restarts += 1
+                if restarts > max_restarts:
                     advice = (
                         "retry"
                         if wal
@@ -487,7 +490,7 @@ def _online_copy(
                         f"the SQLite database {source} kept changing during the copy ({mode} journal mode: a "
                         f"write between two steps restarts it; {max_restarts} restarts allowed): {advice}"
                     )
-            state["last"] = remaining
+            last = remaining
             report("copy", (total - remaining) * page_size, total * page_size)
 
         try:
@@ -495,7 +498,7 @@ def _online_copy(
         finally:
             if wal:
                 src.execute("COMMIT")
-    return mode, state["restarts"]
+    return mode, restarts
 
 
 def _open_copy(path: Path) -> sqlite3.Connection:
@@ -564,7 +567,7 @@ def _compress(
             filename="blue.db",
             mode="wb",
             fileobj=out,
-            compresslevel=level,  # type: ignore[arg-type]
+            compresslevel=level,
             mtime=int(now.timestamp()),
         ) as gz:
             report("compress", 0, total)
@@ -749,7 +752,11 @@ def _check_files(folder: Path, manifest: Manifest, result: VerifyReport, report:
         if not path.is_file():
             result.problems.append(Problem(stored.name, "file", f"{stored.size} bytes", "missing"))
             continue
-        size, sha = _hash_file(path, lambda n, d=done: report("hash", d + n, total))
+
+        def hashed(n: int, d: int = done) -> None:
+            report("hash", d + n, total)
+
+        size, sha = _hash_file(path, hashed)
         done += stored.size
         if size != stored.size:
             result.problems.append(Problem(stored.name, "size", f"{stored.size} bytes", f"{size} bytes"))
@@ -829,7 +836,7 @@ def _compare_tables(expected: dict[str, int], found: dict[str, int], result: Ver
         )
 
 
-class _Corrupt(Exception):
+class _Corrupt(CockpitError):
     """The compressed file cannot be read to its end (bad gzip data, bad CRC, truncated)."""
 
 
@@ -963,7 +970,7 @@ def _clean_label(label: str) -> str:
     return cleaned
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

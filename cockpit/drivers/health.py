@@ -8,7 +8,7 @@ ignored (a health check talks to the server it names).
 - `check(url)`: one blocking attempt (for threads; it runs its own short-lived event loop).
 - `check_with_retries(plan_check)`: the strategy's loop (`for i in {1..5}; curl -f ...; sleep 10`), blocking,
   interruptible by a `threading.Event`, bounded.
-- `acheck`, `acheck_with_retries`, `acheck_many`: the same for asyncio (the TUI's polls).
+- `acheck`: one attempt for asyncio (what `check` runs on its own loop).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -45,12 +45,9 @@ class HealthResult:
 
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
-    try:
-        import certifi
+    import certifi  # comes with httpx
 
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with httpx
-        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _client() -> httpx.AsyncClient:
@@ -173,33 +170,3 @@ def check_with_retries(
             return dataclasses.replace(result, error=f"{result.error}; stopped after {n} attempt(s)")
     assert result is not None
     return result
-
-
-async def acheck_with_retries(check: HealthCheck, *, client: httpx.AsyncClient | None = None) -> HealthResult:
-    """`check_with_retries` for asyncio: up to `check.retries` attempts spaced by `check.interval`.
-    Cancel the task to stop it early."""
-    attempts = max(1, check.retries)
-    for n in range(1, attempts + 1):
-        result = await acheck(
-            check.url, check.expect_status, float(check.timeout), name=check.name, client=client
-        )
-        if result.ok or n == attempts:
-            return dataclasses.replace(result, attempts=n)
-        await asyncio.sleep(float(check.interval))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def acheck_many(checks: Iterable[HealthCheck], *, retries: bool = False) -> list[HealthResult]:
-    """Run the plan's health checks concurrently over one client; results in the order given.
-    One attempt each by default (a poll); `retries=True` applies each check's retries and interval."""
-    items = list(checks)
-    if not items:
-        return []
-    async with _client() as client:
-        if retries:
-            jobs = [acheck_with_retries(c, client=client) for c in items]
-        else:
-            jobs = [
-                acheck(c.url, c.expect_status, float(c.timeout), name=c.name, client=client) for c in items
-            ]
-        return list(await asyncio.gather(*jobs))

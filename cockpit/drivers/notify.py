@@ -8,13 +8,14 @@ channel that the level selected.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,15 +71,16 @@ class Notifier:
         if level not in LEVELS:
             raise ValueError(f"unknown alert level {level!r}; expected one of {', '.join(LEVELS)}")
         message = _Message.build(level, redact_text(title), redact_text(text), fields or {}, self.source)
-        jobs = []
-        if self.alerts.webhook is not None and _selected(self.alerts.webhook.min_level, level):
-            jobs.append((self._webhook, self.alerts.webhook))
-        if self.alerts.email is not None and _selected(self.alerts.email.min_level, level):
-            jobs.append((self._email, self.alerts.email))
+        jobs: list[Callable[[], DeliveryResult]] = []
+        webhook, email = self.alerts.webhook, self.alerts.email
+        if webhook is not None and _selected(webhook.min_level, level):
+            jobs.append(functools.partial(self._webhook, webhook, message))
+        if email is not None and _selected(email.min_level, level):
+            jobs.append(functools.partial(self._email, email, message))
         if len(jobs) <= 1:
-            return [fn(channel, message) for fn, channel in jobs]
+            return [job() for job in jobs]
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="cockpit-notify") as pool:
-            futures = [pool.submit(fn, channel, message) for fn, channel in jobs]
+            futures = [pool.submit(job) for job in jobs]
             return [f.result() for f in futures]
 
     # --------------------------------------------------------------------------------------------- webhook

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from cockpit.core.errors import CockpitError
 
-class ValidationError(ValueError):
+
+class ValidationError(CockpitError, ValueError):
     """A field value the API refuses (answered with 400)."""
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import psutil
 
+from cockpit.core import resources
 from cockpit.core.plan import Plan, PlanError, load_plan
 from cockpit.lab.cluster import (
     ClusterInfo,
@@ -52,7 +53,7 @@ from cockpit.lab.load import read_figures
 from cockpit.lab.seed import seed_sqlite
 
 DEFAULT_ROOT = Path(".cockpit/lab")
-TEMPLATE = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"
+TEMPLATE = resources.plan_template("lab.yaml")
 LOAD_UNIT = "lab-load"
 NGINX_HINT = "install it: apt-get install -y nginx-light (or nginx)"
 _OWN_FILES = (
@@ -261,7 +262,7 @@ def up(opts: LabOptions) -> dict[str, Any]:
     if not opts.pg_url:
         find_pg_bindir()  # fail early with the install hint
     if not TEMPLATE.is_file():
-        raise LabError(f"the lab plan template {TEMPLATE} is missing (run from a checkout of cockpit)")
+        raise LabError(f"the lab plan template {TEMPLATE} is missing: reinstall cockpit")
     for name in _OWN_FILES:
         with contextlib.suppress(FileNotFoundError):
             (root / name).unlink()
@@ -703,10 +704,8 @@ def status(root: Path) -> dict[str, Any]:
 
 def _sync_lag(plan: Plan) -> dict[str, Any]:
     """What each sync direction has pending (whoever runs the sync: the cockpit's controller, `cockpit sync run`)."""
-    try:
-        from cockpit.drivers.sync.runner import SyncRunner
-    except ImportError as exc:
-        return {"error": f"the sync is not available ({exc})"}
+    from cockpit.drivers.sync.runner import SyncRunner
+
     runner = None
     try:
         runner = SyncRunner.from_plan(plan)
@@ -734,13 +733,7 @@ def set_fault(
         raise LabError(f"no lab in {root} (cockpit lab up first)")
     path = root / "faults" / f"{side}.json"
     current = Faults() if clear else read_faults(path)
-    changed = dataclasses.replace(
-        current,
-        **{
-            k: v
-            for k, v in (("errors", errors), ("latency_ms", latency_ms), ("db_down", db_down))
-            if v is not None
-        },
-    )
+    given: dict[str, Any] = {"errors": errors, "latency_ms": latency_ms, "db_down": db_down}
+    changed = dataclasses.replace(current, **{k: v for k, v in given.items() if v is not None})
     write_faults(path, changed)
     return changed

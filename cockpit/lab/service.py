@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from cockpit.core.errors import CockpitError
 from cockpit.lab.domain import TABLES, ValidationError, parse_input, present
 from cockpit.lab.faults import FaultReader
 from cockpit.lab.store import Conflict, PostgresStore, SqliteStore, Store, Unavailable
 
 
-class HttpError(Exception):
+class HttpError(CockpitError):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
@@ -83,8 +84,10 @@ class App:
                 items = [present(table, r) for r in self.store.list(table, limit, offset, descending)]
                 return 200, {"items": items, "limit": limit, "offset": offset}, {}
             if method == "POST":
-                row = present(table, self.store.create(table, parse_input(table, _json(body), partial=False)))
-                return 201, {"id": row["id"], "item": row}, {"Location": f"/api/{table.name}/{row['id']}"}
+                made = present(
+                    table, self.store.create(table, parse_input(table, _json(body), partial=False))
+                )
+                return 201, {"id": made["id"], "item": made}, {"Location": f"/api/{table.name}/{made['id']}"}
             raise HttpError(405, f"{method} is not allowed on /api/{table.name}")
         if len(parts) != 3:
             raise HttpError(404, f"no route for {url.path}")

@@ -11,14 +11,15 @@ from typing import Any
 
 import psycopg
 
+from cockpit.core.errors import CockpitError
 from cockpit.lab.domain import TABLES, Table, new_key, now_text
 
 
-class Unavailable(RuntimeError):
+class Unavailable(CockpitError, RuntimeError):
     """The database cannot be reached or is busy beyond the timeout (answered with 503)."""
 
 
-class Conflict(RuntimeError):
+class Conflict(CockpitError, RuntimeError):
     """A unique or foreign key constraint refused the write (answered with 409)."""
 
 

@@ -35,6 +35,7 @@ from cockpit.control.controller import Controller
 from cockpit.control.factory import Drivers
 from cockpit.control.readiness import has_sync
 from cockpit.control.session import ControllerThread
+from cockpit.core import resources
 from cockpit.core.lock import LockHeld
 from cockpit.core.plan import Plan, load_plan
 from cockpit.core.recorder import Result
@@ -77,7 +78,7 @@ class CockpitApp(App[int]):
     - `serving`: the browser view (`cockpit serve`): read-only, and no key that acts exists at all.
     """
 
-    CSS_PATH = str(THEMES / "cockpit.tcss")
+    CSS_PATH = str(resources.theme("cockpit.tcss"))
     TITLE = "cockpit"
     BINDINGS = bindings()
     # themes/cockpit.tcss folds panels: the journal to one line when narrow or short, the metrics scroll

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from cockpit.core.state import CockpitState
 
@@ -181,7 +181,7 @@ ACTIONS: tuple[CockpitAction, ...] = (
 BY_NAME = {a.name: a for a in ACTIONS}
 
 
-def bindings() -> list[Binding]:
+def bindings() -> list[BindingType]:
     return [
         Binding(a.key, a.name, a.label, show=a.show, key_display=a.display, tooltip=a.description, id=a.name)
         for a in ACTIONS

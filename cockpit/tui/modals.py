@@ -14,7 +14,7 @@ follows the screen).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -24,6 +24,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
+from cockpit.control.commands import RollbackMode
 from cockpit.core.plan import Plan, format_duration
 from cockpit.core.redact import redact_text
 from cockpit.core.state import CockpitState
@@ -43,7 +44,7 @@ class AdvanceChoice:
 @dataclass(frozen=True)
 class RollbackChoice:
     reason: str
-    mode: str  # immediate | gradual
+    mode: RollbackMode
 
 
 @dataclass(frozen=True)
@@ -251,7 +252,7 @@ class RollbackModal(_Dialog):
         if mode not in ROLLBACK_MODES:
             return
         reason = self.query_one("#reason", Input).value.strip() or DEFAULT_ROLLBACK_REASON
-        self.dismiss(RollbackChoice(reason=reason, mode=mode))
+        self.dismiss(RollbackChoice(reason=reason, mode=cast(RollbackMode, mode)))
 
 
 class CopyModal(_Dialog):

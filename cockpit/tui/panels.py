@@ -77,7 +77,8 @@ class TitleBar(Panel):
         self._name, self._description, self.tag = name, description, tag
 
     def _draw_title(self, state: CockpitState | None, width: int) -> Content:
-        return render.title(self._name, self._description, tag=self.tag, width=width)
+        # Widget._name is Textual's own (str | None): this panel's name shadows it
+        return render.title(self._name, self._description, tag=self.tag, width=width)  # type: ignore[arg-type]
 
     def on_mount(self) -> None:
         self._state = None

@@ -19,7 +19,9 @@ from typing import Any
 from textual.app import App
 from textual.theme import Theme
 
-THEMES = Path(__file__).resolve().parents[2] / "themes"
+from cockpit.core import resources
+
+THEMES = resources.theme_folder()
 ORDER = ("cockpit-dark", "cockpit-light", "cockpit-high-contrast")  # the `t` key goes round in this order
 DEFAULT = ORDER[0]
 

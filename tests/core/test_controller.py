@@ -14,6 +14,7 @@ from cockpit.control.factory import Drivers
 from cockpit.core.journal import Journal
 from cockpit.core.lock import LockHeld
 from cockpit.core.plan import load_plan
+from tests.conftest import sample_values
 from tests.core.drivers import GatedTraffic, StaticMetrics
 from tests.core.plans import BASE, write_plan
 
@@ -210,13 +211,13 @@ async def test_old_samples_are_dropped_hourly_while_the_controller_runs(tmp_path
     try:
         now = [time.time()]
         c.clock = lambda: now[0]
-        c._next_prune = now[0] + 3600  # as start() left it, on this clock
+        c.monitor.next_prune = now[0] + 3600  # as start() left it, on this clock
         c.journal.samples({"cpu_usage": 50.0}, ts=now[0] - 7 * 86400 + 60)  # 7 days old in a minute
         await c.refresh()
-        assert 50.0 in [v for _, v in c.journal.sample_series("cpu_usage")]
+        assert 50.0 in sample_values(c.journal.path, "cpu_usage")
         now[0] += 3600
         await c.refresh()
-        assert 50.0 not in [v for _, v in c.journal.sample_series("cpu_usage")]
+        assert 50.0 not in sample_values(c.journal.path, "cpu_usage")
     finally:
         await c.close()
 
@@ -231,7 +232,7 @@ async def test_old_samples_are_dropped_at_start_events_never(tmp_path: Path) -> 
     journal.close()
     c = await open_controller(tmp_path)
     try:
-        assert [v for _, v in c.journal.sample_series("cpu_usage")] == [40.0]
+        assert sample_values(c.journal.path, "cpu_usage") == [40.0]
         assert (
             c.journal.events(kinds=["note"])
             and c.journal.events(kinds=["controller.start"])[0].payload["samples_pruned"] == 1

@@ -131,3 +131,58 @@ def test_choice_with_hint(tmp_path: Path) -> None:
         "'newst' is not one of 'newest', 'blue-wins', 'green-wins' (did you mean 'newest'?)" in e
         for e in errs
     ), errs
+
+
+def test_unknown_metric_names_are_refused_where_they_stand(tmp_path: Path, capsys) -> None:
+    from cockpit.cli.main import main
+
+    text = (
+        BASE.replace(
+            "{name: limited, green: 20, soak: 0s}",
+            "{name: limited, green: 20, soak: 0s, gates: [{metric: green.eror_rate, op: '<', value: 1}]}",
+        )
+        .replace(
+            "rollback:\n", "rollback:\n  triggers:\n    - {name: lag, metric: sync_lga, threshold: 60}\n"
+        )
+        .replace(
+            "tick: 0.1s",
+            "tick: 0.1s\nmetrics:\n  cpu_usage: {warning: 80}\n  response_time_p59: {warning: 1}",
+        )
+    )
+    path = write_plan(tmp_path, text)
+    assert main(["-p", str(path), "plan", "check"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    lines = text.splitlines()
+    row = next(i for i, line in enumerate(lines) if "green.eror_rate" in line)
+    col = lines[row].index("green.eror_rate")
+    assert (
+        f"{path}:{row + 1}:{col + 1}: phases[1].gates[0].metric: unknown metric 'green.eror_rate' "
+        "(did you mean 'green.error_rate'?)" in err[0]
+    ), err
+    assert "rollback.triggers[0].metric: unknown metric 'sync_lga' (did you mean 'sync_lag'?)" in err[1], err
+    assert "metrics.response_time_p59: unknown metric 'response_time_p59' (did you mean" in err[2], err
+    assert err[3:] == ["plan refused: 3 error(s)"]  # cpu_usage is known: a threshold on it stands
+
+
+def test_every_metric_of_the_shipped_plans_is_known() -> None:
+    env = {"NEON_DATABASE_URL": "postgresql://u:p@h/db", "SLACK_WEBHOOK_URL": "https://hooks.example/x"}
+    for name in ("licitacoes.yaml", "lab.yaml"):
+        load_plan(ROOT / "plans" / name, env=env)
+
+
+def test_the_schema_is_json_schema_for_editors(capsys) -> None:
+    import json
+
+    from cockpit.cli.main import main
+
+    assert main(["plan", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert (
+        schema["$schema"].startswith("https://json-schema.org/") and schema["additionalProperties"] is False
+    )
+    assert {"name", "blue", "green", "phases", "rollback"} <= set(schema["properties"])
+    trigger = schema["$defs"]["Trigger"]["properties"]
+    assert "for" in trigger and "for_" not in trigger  # the YAML key
+    assert {"type": "number", "minimum": 0} in trigger["for"]["anyOf"]  # 300, or "5m"
+    green = schema["$defs"]["Phase"]["properties"]["green"]
+    assert (green["type"], green["minimum"], green["maximum"]) == ("number", 0, 100)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cockpit.core.plan import Duration, HealthCheck
-from cockpit.drivers.health import HealthResult, acheck, acheck_many, check, check_with_retries
+from cockpit.drivers.health import HealthResult, acheck, check, check_with_retries
 
 
 def plan_check(url: str, **kw: object) -> HealthCheck:
@@ -125,30 +125,6 @@ async def test_acheck_ok_and_refused(http_server, refused_url):
     assert (await acheck(http_server.url("/ok"))).ok
     r = await acheck(refused_url, timeout=2)
     assert not r.ok and "refused" in r.error.lower()
-
-
-async def test_acheck_many_runs_concurrently_and_keeps_order(http_server, refused_url):
-    checks = [
-        plan_check(http_server.url("/ok"), name="a"),
-        plan_check(http_server.url("/status/500"), name="b"),
-        plan_check(refused_url, name="c"),
-        plan_check(http_server.url("/hang"), name="d", timeout=Duration(0.3)),
-    ]
-    results = await acheck_many(checks)
-    assert [r.name for r in results] == ["a", "b", "c", "d"]
-    assert [r.ok for r in results] == [True, False, False, False]
-    assert [r.status for r in results] == [200, 500, None, None]
-    assert results[3].error == "timed out after 0.3s"
-    assert all(r.attempts == 1 for r in results)
-
-
-async def test_acheck_many_with_retries(http_server):
-    results = await acheck_many([plan_check(http_server.url("/flaky/2/b"), retries=4)], retries=True)
-    assert results[0].ok and results[0].attempts == 3
-
-
-async def test_acheck_many_empty():
-    assert await acheck_many([]) == []
 
 
 async def test_blocking_check_refuses_to_run_on_an_event_loop(http_server):

@@ -278,11 +278,10 @@ def _plan(tmp_path: Path) -> Plan:
     db = Database(engine="sqlite", path="x.db")
     return Plan(
         name="shop",
-        blue=Side(db),
-        green=Side(db),
-        phases=[Phase("all", Percent(100))],
-        source=str(tmp_path / "plans" / "shop.yaml"),
-    )
+        blue=Side(database=db),
+        green=Side(database=db),
+        phases=[Phase(name="all", green=Percent(100))],
+    ).located(tmp_path / "plans" / "shop.yaml")
 
 
 def test_factory_builds_a_processes_driver_relative_to_the_plan(tmp_path):

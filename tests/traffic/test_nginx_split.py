@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -103,8 +102,8 @@ def test_failing_test_command_puts_previous_file_back(site: Site) -> None:
     site.driver.apply(10)
     include = Path(site.driver.balancers[0].include)
     before = include.read_bytes()
-    b = dataclasses.replace(
-        site.driver.balancers[0], test_command=[*site.nginx.test_argv(), "-c", "/nonexistent"]
+    b = site.driver.balancers[0].model_copy(
+        update={"test_command": [*site.nginx.test_argv(), "-c", "/nonexistent"]}
     )
     failing = NginxDriver([b], [site.blue.address], [site.green.address], Sticky(), Beta())
     with pytest.raises(TrafficError, match="nonexistent"):
@@ -125,7 +124,7 @@ def test_several_balancers_fail_together(tmp_path: Path, site: Site) -> None:
     root2 = tmp_path / "nginx2"
     second = PrivateNginx(root2, free_port(), root2 / "cockpit-split.conf")
     b1 = site.driver.balancers[0]
-    b2 = dataclasses.replace(second.balancer("lb2"), test_command=second.test_argv())
+    b2 = second.balancer("lb2").model_copy(update={"test_command": second.test_argv()})
     both = NginxDriver([b1, b2], [site.blue.address], [site.green.address], Sticky(), Beta())
     both.prepare(0)
     second.start()
@@ -133,8 +132,8 @@ def test_several_balancers_fail_together(tmp_path: Path, site: Site) -> None:
         assert [s.green_percent for s in both.apply(15)] == [15.0, 15.0]
         assert live_percent(both.live()) == 15.0
         # the second balancer's test fails: the first is put back to 15 % (file and reload)
-        bad_b2 = dataclasses.replace(
-            b2, test_command=[*second.test_argv(), "-c", str(root2 / "missing.conf")]
+        bad_b2 = b2.model_copy(
+            update={"test_command": [*second.test_argv(), "-c", str(root2 / "missing.conf")]}
         )
         bad = NginxDriver([b1, bad_b2], [site.blue.address], [site.green.address], Sticky(), Beta())
         workers = site.nginx.worker_pids()
@@ -151,7 +150,7 @@ def test_several_balancers_fail_together(tmp_path: Path, site: Site) -> None:
 
 def test_reload_failure_restores_file(site: Site) -> None:
     site.driver.apply(30)
-    b = dataclasses.replace(site.driver.balancers[0], reload_command=["false"])
+    b = site.driver.balancers[0].model_copy(update={"reload_command": ["false"]})
     d = NginxDriver([b], [site.blue.address], [site.green.address], Sticky(), Beta())
     with pytest.raises(TrafficError, match="reload failed"):
         d.apply(70)

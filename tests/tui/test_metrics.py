@@ -23,7 +23,7 @@ THRESHOLDS = {
     "throughput": Threshold(min=100, unit="req/s"),
     "cpu_usage": Threshold(warning=80, critical=95, unit="%"),
 }
-LEVELS = m.Levels(THRESHOLDS, [Trigger("spike", "green.error_rate", 10, ">")])
+LEVELS = m.Levels(THRESHOLDS, [Trigger(name="spike", metric="green.error_rate", threshold=10, op=">")])
 FULL = {
     "blue.rps": 80.0,
     "green.rps": 20.0,
@@ -85,7 +85,7 @@ def test_levels_follow_the_plan(key, value, level):
 
 
 def test_a_trigger_makes_a_figure_critical_below_its_thresholds():
-    levels = m.Levels({}, [Trigger("integrity", "data_integrity_score", 99, "<")])
+    levels = m.Levels({}, [Trigger(name="integrity", metric="data_integrity_score", threshold=99, op="<")])
     assert levels.level("data_integrity_score", 98.0) == "critical"
     assert levels.level("data_integrity_score", 99.5) == "plain"
 

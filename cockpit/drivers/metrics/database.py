@@ -20,9 +20,7 @@ import psycopg
 
 
 class DatabaseMetrics:
-    def __init__(
-        self, url: str, *, side: str = "green", window_s: float = 60.0, connect_timeout: float = 5.0
-    ):
+    def __init__(self, url: str, *, side: str = "green", window_s: float = 60.0, connect_timeout: int = 5):
         self.url = url
         self.side = side
         self.window_s = window_s

@@ -5,8 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from cockpit.core.errors import CockpitError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(CockpitError, RuntimeError):
     pass
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cockpit.core.errors import EXIT_USAGE, CockpitError
 from cockpit.drivers.sync import conflicts
 
 SQLITE_LOG = "_cockpit_changes"
@@ -71,8 +72,10 @@ MULTISET_OPS = "('+', '-')"  # a keyless table's changes: one row image added / 
 GreenPosition = tuple[int, int]  # (txid, seq) of the last PostgreSQL change applied to SQLite
 
 
-class CaptureError(Exception):
+class CaptureError(CockpitError):
     """Capture cannot be installed as asked (a table that does not exist, a named key column missing)."""
+
+    exit_code = EXIT_USAGE
 
 
 def qi(name: str) -> str:

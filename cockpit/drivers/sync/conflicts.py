@@ -38,6 +38,8 @@ from typing import Any
 
 import psycopg
 
+from cockpit.core.errors import EXIT_USAGE, CockpitError
+
 SQLITE_STORE = "_cockpit_conflicts"
 PG_STORE = "cockpit.conflicts"
 FROM_GREEN = "conflicts_from_green"  # on SQLite: the last green record mirrored there
@@ -376,8 +378,10 @@ def _resolved(values: dict[str, Any], resolution: str) -> tuple[Any, ...]:
 KEEP = ("blue", "green", "both")
 
 
-class ResolveError(Exception):
+class ResolveError(CockpitError):
     """A record cannot be resolved as asked (unknown, already resolved, no database-chosen key for `both`)."""
+
+    exit_code = EXIT_USAGE
 
 
 class ResolveRefused(ResolveError):

@@ -41,11 +41,13 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+from cockpit.core.errors import CockpitError
+
 ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
 
 
-class Untranslatable(Exception):
+class Untranslatable(CockpitError):
     """The SQL has no PostgreSQL form known to mean the same; the message says why."""
 
 
@@ -329,7 +331,7 @@ class Translator:
     @staticmethod
     def parse(sql: str) -> exp.Expression:
         try:
-            return sqlglot.parse_one(sql, read="sqlite")
+            return sqlglot.parse_one(sql, read="sqlite")  # type: ignore[return-value]
         except sqlglot.errors.SqlglotError as exc:
             raise Untranslatable(f"not understood ({str(exc).splitlines()[0]})") from None
 
@@ -340,7 +342,7 @@ class Translator:
     # -- helpers
 
     def col(self, node: exp.Expression) -> Col | None:
-        node = node.unnest() if isinstance(node, exp.Paren) else node
+        node = node.unnest() if isinstance(node, exp.Paren) else node  # type: ignore[assignment]
         return self.resolve(node) if isinstance(node, exp.Column) else None
 
     def collation(self, *operands: exp.Expression) -> str:
@@ -496,7 +498,9 @@ class Translator:
                     "substr() with a start below 1 or a bound that is not an integer literal"
                 )
             return exp.Substring(
-                this=self.value(node.this), start=start.copy(), length=length and length.copy()
+                this=self.value(node.this),
+                start=start.copy(),  # type: ignore[union-attr]
+                length=length and length.copy(),
             )
         if isinstance(node, exp.StrPosition):
             return exp.StrPosition(this=self.value(node.this), substr=self.value(node.args["substr"]))
@@ -631,13 +635,13 @@ class Translator:
         if isinstance(node, exp.Where | exp.Having):
             return node.__class__(this=self.cond(node.this))
         if isinstance(node, exp.Join) and node.args.get("on") is not None:
-            out = node.copy()
+            out = node.copy()  # type: ignore[assignment]
             out.set("this", self.value(node.this))
             out.set("on", self.cond(node.args["on"]))
             return out
         if not isinstance(node, self._VIEW_PASS):
             raise Untranslatable(f"{_describe(node)} has no PostgreSQL form known to mean the same")
-        out = node.copy()
+        out = node.copy()  # type: ignore[assignment]
         for key, arg in node.args.items():
             if isinstance(arg, exp.Expression):
                 out.set(key, self.value(arg))
@@ -674,7 +678,7 @@ def translate_index(name: str, sql: str, columns: dict[str, Col], unique: bool) 
     cond = Translator(resolve)
     out: list[str] = []
     why: list[str] = []
-    for ordered in params.args.get("columns") or []:
+    for ordered in params.args.get("columns") or []:  # type: ignore[union-attr]
         node = ordered.this if isinstance(ordered, exp.Ordered) else ordered
         coll = keys.collation(node)
         inner = node.this if isinstance(node, exp.Collate) else node
@@ -687,7 +691,7 @@ def translate_index(name: str, sql: str, columns: dict[str, Col], unique: bool) 
         key = keys.compared(node, coll, False) if unique else keys.value(inner)
         text = keys.sql(key)
         out.append(text if isinstance(key, exp.Column) else f"({text})")
-    where = params.args.get("where")
+    where = params.args.get("where")  # type: ignore[union-attr]
     where_sql = None
     if where is not None:
         why.append("partial")
@@ -728,8 +732,8 @@ def translate_view(name: str, sql: str, tables: dict[str, dict[str, Col]]) -> Vi
         found = [cols[c.name] for cols in aliases.values() if c.name in cols]
         return found[0] if len({id(f) for f in found}) == 1 else None
 
-    t = Translator(resolve, view=True)
-    out = t.value(query)
+    t = Translator(resolve, view=True)  # type: ignore[assignment]
+    out = t.value(query)  # type: ignore[attr-defined]
     outputs: dict[str, Col] = {}
     if isinstance(query, exp.Select):
         for e in query.expressions:

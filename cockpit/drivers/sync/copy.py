@@ -56,6 +56,7 @@ from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTable
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.redact import redact
 from cockpit.core.state import TableCopy
 from cockpit.drivers.sync import values as V
@@ -73,7 +74,7 @@ MAX_ORPHANS = 5
 _PG = postgresql.dialect()
 
 
-class CopyError(Exception):
+class CopyError(CockpitError):
     """The copy could not be done; whatever it had created in PostgreSQL was dropped again."""
 
 
@@ -517,7 +518,7 @@ class _QueuedWriter(QueuedLibpqWriter):
 
     def __init__(self, cursor: psycopg.Cursor):
         super().__init__(cursor)
-        self._queue = queue.Queue(maxsize=QUEUE_BLOCKS)  # ~128 KiB blocks: bounded memory per writer
+        self._queue = queue.Queue(maxsize=QUEUE_BLOCKS)  # type: ignore[assignment]  # ~128 KiB blocks, bounded
 
 
 def _chunks(
@@ -624,7 +625,7 @@ def _run_keys(pg_url: str, ddl: _TableDdl, report: CopyReport) -> None:
         for stmt in ddl.keys:
             conn.execute(stmt)
         conn.commit()
-        for what, stmt in ddl.translated:
+        for what, stmt in ddl.translated:  # type: ignore[assignment]
             try:
                 with conn.transaction():
                     conn.execute(stmt)
@@ -681,7 +682,7 @@ def _orphans(
     base = sql.SQL("FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
         _table_ident(schema, st.name), cond, _table_ident(schema, ref_table), match
     )
-    (count,) = conn.execute(sql.SQL("SELECT count(*) ") + base).fetchone()
+    (count,) = conn.execute(sql.SQL("SELECT count(*) ") + base).fetchone()  # type: ignore[misc]
     sel = sql.SQL("SELECT {}, {} ").format(
         sql.SQL(", ").join(sql.SQL("c.{}").format(k) for k in key),
         sql.SQL(", ").join(sql.SQL("c.{}").format(c) for c in child),

@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from cockpit.core.errors import EXIT_USAGE, CockpitError
 from cockpit.drivers.sync.capture import PG_SCHEMA, qi
 
 JS_SAFE = 2**53 - 1
@@ -42,8 +43,10 @@ TYPE_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 DEFAULT_HEADROOM = 1_000_000
 
 
-class KeysError(Exception):
+class KeysError(CockpitError):
     """Disjoint keys cannot be set as asked (too little headroom, a ceiling beyond the key type)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass(frozen=True)

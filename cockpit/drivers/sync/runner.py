@@ -53,7 +53,12 @@ if TYPE_CHECKING:
 
 DIRECTIONS = (BLUE_TO_GREEN, GREEN_TO_BLUE)
 # a server that vanishes without closing the socket is noticed in about 20 s instead of hanging a pass
-KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3, "keepalives_count": 3}
+KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 3,
+    "keepalives_count": 3,
+}
 # PostgreSQL errors that mean "the server or the connection went away": reconnect and retry
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -961,7 +966,7 @@ def _blue_lag(blue: sqlite3.Connection, position: int) -> Lag:
 def _green_lag(pg: psycopg.Connection, position: tuple[int, int]) -> Lag:
     if pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is None:
         return Lag(0.0, 0)
-    count, age = pg.execute(
+    count, age = pg.execute(  # type: ignore[misc]
         f"SELECT count(*), extract(epoch FROM clock_timestamp() - min(ts))::float8 FROM {PG_SCHEMA}.changes"
         " WHERE (txid, seq) > (%s::text::xid8, %s)",
         (str(position[0]), position[1]),

@@ -70,6 +70,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.pool import StaticPool
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.plan import Cast
 from cockpit.drivers.sync import constraints as K
 from cockpit.drivers.sync import values as V
@@ -119,7 +120,7 @@ class Fix:
     on_error: str = "refuse"
 
     def cast(self) -> Cast:
-        return Cast(self.table, self.column, self.to, self.on_error)  # type: ignore[arg-type]
+        return Cast(table=self.table, column=self.column, to=self.to, on_error=self.on_error)  # type: ignore[arg-type]
 
     def plan_line(self) -> str:
         """One item of `sync.casts` in the plan (YAML flow mapping)."""
@@ -131,7 +132,7 @@ class Fix:
         return "--cast " + shlex.quote(cast_arg(self.cast()))
 
 
-class SchemaRefused(Exception):
+class SchemaRefused(CockpitError):
     """The source cannot be carried exactly; `problems` names table, column, key and value for each, and `fixes`
     are the plan casts that would carry the refused columns (the message shows them as plan lines and as
     `--cast` arguments)."""
@@ -227,7 +228,7 @@ def parse_cast_arg(text: str) -> Cast:
         raise ValueError(f"--cast {text!r}: type {to!r} is not supported; one of: {', '.join(CAST_TYPES)}")
     if on_error not in ON_ERRORS:
         raise ValueError(f"--cast {text!r}: on_error {on_error!r} is not one of: {', '.join(ON_ERRORS)}")
-    return Cast(table, column, to, on_error)  # type: ignore[arg-type]
+    return Cast(table=table, column=column, to=to, on_error=on_error)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------- internal model
@@ -469,7 +470,7 @@ def _sql_copy(
                 f"CASE typeof({c}) WHEN 'integer' THEN CAST({c} AS TEXT) WHEN 'real' THEN {{fn}} "
                 f"{null} ELSE {{bad}} END"
             )
-        lim = f"1e{p - s}"
+        lim = f"1e{p - s}"  # type: ignore[operator]
         return (
             f"CASE WHEN {c} IS NULL THEN {_NULL} "
             f"WHEN typeof({c}) = 'integer' AND {c} > -{lim} AND {c} < {lim} THEN CAST({c} AS TEXT) "
@@ -867,7 +868,7 @@ class _Reader:
         if dk == "numeric":
             if present <= {"integer", "real"}:
                 p, s = _precision_scale(decl)
-                if p is not None and not self.fits_numeric(table, col, p, s, lo, hi):
+                if p is not None and not self.fits_numeric(table, col, p, s, lo, hi):  # type: ignore[arg-type]
                     p = s = None
                 return self.simple(col, decl, nullable, "numeric", p, s)
             mismatch({"integer", "real"}, "numeric")
@@ -1101,7 +1102,7 @@ class _Reader:
             f"SELECT DISTINCT {c} FROM {self.src(table.name)} WHERE typeof({c}) IN ('real', 'integer')"
         ):
             d = V.numeric_to_pg(v)
-            if not d.is_finite() or abs(d) >= limit or (d.as_tuple().exponent < -s):  # type: ignore[operator]
+            if not d.is_finite() or abs(d) >= limit or (d.as_tuple().exponent < -s):
                 return False
         return True
 
@@ -1428,7 +1429,7 @@ def read_source(
     engine = _inspector_engine(conn)
     try:
         with engine.connect() as sa_conn:
-            (insp_version,) = sa_conn.exec_driver_sql("PRAGMA schema_version").fetchone()
+            (insp_version,) = sa_conn.exec_driver_sql("PRAGMA schema_version").fetchone()  # type: ignore[misc]
             if insp_version != version:
                 raise RuntimeError("the SQLite schema changed while it was being read; run the copy again")
             insp = sa.inspect(sa_conn)
@@ -1517,7 +1518,7 @@ def _check_names(tables: dict[str, SourceTable], problems: list[str]) -> None:
                     f"63-byte name limit (all become {short!r}); rename one in SQLite first"
                 )
         for ix in [*table.indexes, *table.expr_indexes]:
-            relations.setdefault(pg_truncate(ix.name), []).append(f'index "{ix.name}"')
+            relations.setdefault(pg_truncate(ix.name), []).append(f'index "{ix.name}"')  # type: ignore[attr-defined]
         named = [u.name for u in table.uniques] + ([table.pk_name] if table.pk_name else [])
         for name in named:
             relations.setdefault(pg_truncate(name), []).append(f'constraint "{name}"')

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from cockpit.core.errors import EXIT_USAGE, CockpitError
 from cockpit.drivers.sync.capture import PG_SCHEMA, SQLITE_LOG, qi
 from cockpit.drivers.sync.values import identity
 
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
     from cockpit.drivers.sync.schema import TableMap
 
 
-class ApplyError(Exception):
+class ApplyError(CockpitError):
     """The two sides cannot be synced as they are (a table or column missing on PostgreSQL)."""
+
+    exit_code = EXIT_USAGE
 
 
 @dataclass

@@ -5,8 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from cockpit.core.errors import CockpitError
 
-class TrafficError(RuntimeError):
+
+class TrafficError(CockpitError, RuntimeError):
     """Applying a split failed; the previous configuration is still live. The message is the tool's own."""
 
 

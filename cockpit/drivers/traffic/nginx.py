@@ -77,7 +77,6 @@ default) in the location snippet when the local nginx binary (the test command's
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import re
@@ -190,10 +189,11 @@ class NginxDriver(TrafficDriver):
     def from_plan(cls, plan: Plan) -> NginxDriver:
         """Build the driver from a plan: include and log paths resolved relative to the plan file."""
         balancers = [
-            dataclasses.replace(
-                b,
-                include=str(plan.path(b.include)),
-                access_log=str(plan.path(b.access_log)) if b.access_log else "",
+            b.model_copy(
+                update={
+                    "include": str(plan.path(b.include)),
+                    "access_log": str(plan.path(b.access_log)) if b.access_log else "",
+                }
             )
             for b in plan.traffic.balancers
         ]

@@ -25,13 +25,14 @@ from pathlib import Path
 
 import psutil
 
+from cockpit.core.errors import CockpitError
 from cockpit.core.plan import Balancer
 from cockpit.drivers.traffic.nginx import location_path, wait_reloaded, worker_pids
 
 NGINX_BINARY = "/usr/sbin/nginx"
 
 
-class NginxSiteError(RuntimeError):
+class NginxSiteError(CockpitError, RuntimeError):
     """The private nginx could not be started, reloaded or stopped. The message carries nginx's own words."""
 
 

@@ -1,0 +1,138 @@
+"""The tick's readings: every metrics source, the sync's lag and the live split polled (in threads, never
+overlapping), a source's failure journaled once, the rules evaluated (alarms, gates, rollback triggers), the
+samples journaled and old ones pruned hourly.
+
+The controller owns one Monitor; actions read its figures (the gates of an advance, the live split) and the
+screen sees them in every snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from cockpit.control.factory import Drivers
+from cockpit.core.journal import Journal
+from cockpit.core.phases import Machine
+from cockpit.core.plan import Plan
+from cockpit.core.rules import Fired, TriggerTracker, backup_gate, check_gates, threshold_alarms
+from cockpit.core.state import Alarm, Lag
+from cockpit.core.vocabulary import EXPOSED, State
+from cockpit.drivers.traffic.base import live_percent
+
+PRUNE_EVERY_S = 3600.0  # old metric samples are dropped at start and then hourly (journal.keep_samples)
+
+GateReading = tuple[str, bool, str]  # (gate, met, why)
+
+
+class Monitor:
+    def __init__(self, plan: Plan, drivers: Drivers, journal: Journal, actor: str):
+        self.plan = plan
+        self.drivers = drivers
+        self.journal = journal
+        self.actor = actor
+        self.metrics: dict[str, float | None] = {}
+        self.lag: dict[str, Lag] = {}
+        self.alarms: tuple[Alarm, ...] = ()
+        self.gates: tuple[GateReading, ...] = ()
+        self.green_live: float | None = None  # the live split, as last read or applied
+        self.triggers = TriggerTracker(plan.rollback.triggers)
+        self.next_prune = 0.0
+        self._troubles: dict[str, str] = {}  # source -> its current error, journaled once
+
+    async def poll(self, machine: Machine, *, copying: bool) -> None:
+        """Read every source once (blocking reads in threads); a failing source is journaled, not raised."""
+        metrics: dict[str, float | None] = {}
+        sources = self.drivers.metrics
+        results = await asyncio.gather(*(asyncio.to_thread(s.poll) for s in sources), return_exceptions=True)
+        for src, res in zip(sources, results, strict=True):
+            if isinstance(res, BaseException):
+                self.trouble(f"metrics.{type(src).__name__}", res)
+            else:
+                self.trouble(f"metrics.{type(src).__name__}", None)
+                metrics.update(res)
+        if self.drivers.sync is not None and not copying:  # no change log on green until the copy is done
+            try:
+                self.lag = dict(await asyncio.to_thread(self.drivers.sync.lag))
+                metrics["sync_lag"] = max((v.age_s for v in self.lag.values()), default=0.0)
+                for direction, v in self.lag.items():
+                    metrics[f"sync.{direction}.age_s"] = v.age_s
+                    metrics[f"sync.{direction}.pending"] = float(v.pending)
+                metrics.update(self.drivers.sync.metrics())  # as of the lag just read
+                self.trouble("sync", None)
+            except Exception as exc:
+                self.trouble("sync", exc)
+        if self.drivers.traffic is not None:
+            try:
+                self.green_live = live_percent(await asyncio.to_thread(self.drivers.traffic.live))
+                self.trouble("traffic", None)
+            except Exception as exc:
+                self.trouble("traffic", exc)
+        metrics["green_configured"] = machine.green(self.plan)
+        self.metrics = metrics
+
+    async def read_split(self) -> float | None:
+        """The live split read from the world now (None without a traffic driver)."""
+        if self.drivers.traffic is not None:
+            self.green_live = live_percent(await asyncio.to_thread(self.drivers.traffic.live))
+        return self.green_live
+
+    def trouble(self, source: str, exc: BaseException | None) -> None:
+        """Journal a source's failure when it starts or changes, and its recovery: not once a tick."""
+        now = None if exc is None else f"{type(exc).__name__}: {exc}"
+        if self._troubles.get(source) == now:
+            return
+        if now is None:
+            self.journal.event("source.recovered", {"source": source}, self.actor)
+            self._troubles.pop(source, None)
+        else:
+            self.journal.event("source.error", {"source": source, "error": now}, self.actor)
+            self._troubles[source] = now
+
+    def evaluate(self, machine: Machine, now: float) -> list[Fired]:
+        """Alarms and gates from the last poll; the rollback triggers that fired (armed while users may be on
+        green)."""
+        alarms = threshold_alarms(self.plan.metrics, self.metrics)
+        nxt = machine.phase_index
+        current = self.plan.phases[nxt] if 0 <= nxt < len(self.plan.phases) else None
+        self.gates = tuple(check_gates(current, self.metrics)) if current else self.ready_gates(machine)
+        fired: list[Fired] = []
+        if machine.phase_index >= 0 and machine.state in EXPOSED:
+            fired, pending = self.triggers.update(self.metrics, now)
+            alarms += pending
+        else:
+            self.triggers.reset()
+        self.alarms = tuple(alarms)
+        return fired
+
+    def ready_gates(self, machine: Machine) -> tuple[GateReading, ...]:
+        """Before the first phase: a fresh backup of blue, when the plan requires one."""
+        if machine.phase_index >= 0 or machine.state != State.READY:
+            return ()
+        gate = backup_gate(self.plan.backup, self.metrics)
+        return (gate,) if gate else ()
+
+    def gate_problems(self, machine: Machine, now: float) -> list[str]:
+        """What stops an advance from `machine` now: soak time and unmet gates."""
+        if machine.phase_index < 0 and machine.state == State.READY:
+            return [f"{g} ({why})" for g, met, why in self.ready_gates(machine) if not met]
+        if machine.phase_index < 0 or machine.state == State.ROLLED_BACK:
+            return []
+        phase = self.plan.phases[machine.phase_index]
+        problems = []
+        in_phase = now - machine.since
+        if in_phase < phase.soak:
+            problems.append(f"soak: {in_phase:.0f}s of {phase.soak:.0f}s in {phase.name}")
+        problems += [f"{g} ({why})" for g, met, why in check_gates(phase, self.metrics) if not met]
+        return problems
+
+    def record(self, now: float) -> None:
+        """Journal the last poll's samples; prune old ones when due."""
+        if self.metrics:
+            self.journal.samples({k: v for k, v in self.metrics.items() if v is not None})
+        if now >= self.next_prune:
+            self.prune(now)
+
+    def prune(self, now: float) -> int:
+        """Drop the samples older than `journal.keep_samples` (events are never dropped); then again in an hour."""
+        self.next_prune = now + PRUNE_EVERY_S
+        return self.journal.prune_samples(now - float(self.plan.journal.keep_samples))

@@ -1,0 +1,1 @@
+"""The screen's stylesheets, shipped inside the wheel as the package `cockpit.themes` (see setup.py)."""
