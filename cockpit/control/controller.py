@@ -106,6 +106,7 @@ class Controller:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.monitor.readiness_probe.stop)
         if self.lock.held:
             self.journal.event("controller.stop", {"state": self.machine.as_dict()}, self.actor)
             self.lock.release()
@@ -142,7 +143,7 @@ class Controller:
 
     async def refresh(self) -> None:
         """Read every metrics source, evaluate the rules, journal the samples, publish a snapshot."""
-        await self.monitor.poll(self.machine, copying=self.copies.running)
+        await self.monitor.poll(self.machine, copying=self.copies.running, now=self.clock())
         fired = self.monitor.evaluate(self.machine, self.clock())
         under_way = self._triggered is not None and not self._triggered.done()
         if fired and not under_way and not self._rolling_back():
@@ -300,6 +301,8 @@ class Controller:
             running_action=self._running[0] if self._running else None,
             copy=self.copy_view(),
             now=self.clock(),
+            readiness=m.readiness,
+            sources=m.sources,
         )
 
     def publish(self) -> None:
@@ -316,6 +319,8 @@ class Controller:
                 "gates": doc["gates"],
                 "running_action": state.running_action,
                 "copy": None if state.copy is None else state.copy.as_dict(),
+                "readiness": doc["rollback_readiness"],
+                "sources": doc["sources"],
             },
         )
         for listener in self._listeners:
