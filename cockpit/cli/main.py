@@ -249,7 +249,7 @@ def _status(args: argparse.Namespace) -> int:
         traffic = _traffic_or_none(plan)
         state = build_state(
             plan,
-            Machine(since=time.time()),
+            Machine(),  # since unknown: nothing has journaled this plan
             green_live=live_percent(traffic.live()) if traffic else None,
             read_only=True,
             message="no journal yet: no controller has run this plan",

@@ -69,7 +69,8 @@ def status(s: CockpitState) -> RenderableType:
     grid = _grid()
     phase = s.phase
     where = f"phase {s.phase_index + 1}/{len(s.phases)} {phase.name}" if phase else "before the first phase"
-    grid.add_row("phase", f"{where}, {duration(s.time_in_phase)} in this state")
+    spent = f"{duration(s.time_in_phase)} in this state" if s.since_known else "time in this state unknown"
+    grid.add_row("phase", f"{where}, {spent}")
     live = "unknown" if s.green_live is None else f"{s.green_live:g}%"
     grid.add_row("green", f"configured {s.green_configured:g}%, live {live}")
     if s.next_phase:

@@ -79,7 +79,10 @@ class Controller:
         self.lock.acquire(self.actor)
         try:
             saved = self.journal.get_state("machine")
-            self.machine = Machine.from_dict(saved) if saved else Machine(since=self.clock())
+            if saved:
+                self.machine = Machine.from_dict(saved)
+            else:  # the first controller of this journal: `status` from another process reads when it began
+                self.set_machine(Machine(since=self.clock()))
             pruned = self.monitor.prune(self.clock())
             self.journal.event(
                 "controller.start",

@@ -179,7 +179,9 @@ class CockpitState:
     state: str  # ready | active | held | advancing | rolling_back | rolled_back | complete | failed
     phase_index: int  # -1 before the first phase
     phases: tuple[PhaseView, ...]
-    phase_since: float  # when the current phase (or state) began, epoch seconds
+    phase_since: (
+        float  # when the current phase (or state) began, epoch seconds; 0: unknown (nothing journaled it)
+    )
     green_configured: float  # the share the phase machine wants
     green_live: float | None  # the share the load balancers actually have
     now: float
@@ -212,6 +214,10 @@ class CockpitState:
     def time_in_phase(self) -> float:
         return max(0.0, self.now - self.phase_since)
 
+    @property
+    def since_known(self) -> bool:
+        return self.phase_since > 0
+
     def to_json(self) -> dict[str, Any]:
         """The stable `status --json` object (schema STATUS_SCHEMA, documented in the README)."""
         last = self.actions[-1] if self.actions else None
@@ -224,8 +230,8 @@ class CockpitState:
                 "name": phase.name if phase else None,
                 "index": self.phase_index,
                 "count": len(self.phases),
-                "since": self.phase_since,
-                "seconds_in_phase": round(self.time_in_phase, 3),
+                "since": self.phase_since if self.since_known else None,
+                "seconds_in_phase": round(self.time_in_phase, 3) if self.since_known else None,
                 "next": self.next_phase.name if self.next_phase else None,
             },
             "green_percent": {"configured": self.green_configured, "live": self.green_live},
