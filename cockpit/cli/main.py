@@ -471,7 +471,7 @@ def _integrity(args: argparse.Namespace) -> int:
     from cockpit.drivers.integrity import check
     from cockpit.drivers.sync.schema import SchemaRefused, plan_casts, read_mapping
 
-    casts = None
+    casts, plan = None, None
     if args.source and args.target:
         source, target, tables = args.source, args.target, None
     else:
@@ -495,21 +495,52 @@ def _integrity(args: argparse.Namespace) -> int:
     conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
         mapping = read_mapping(conn, tables=tables, casts=casts)
-    except SchemaRefused as exc:
-        print(redact_text("\n".join(exc.problems)), file=sys.stderr)
+    except SchemaRefused as exc:  # the problems and the way through (the casts that carry the columns)
+        head, *rest = str(exc).splitlines()
+        print(f"cockpit integrity: {len(exc.problems)} problem(s) stop the comparison:", file=sys.stderr)
+        print(redact_text("\n".join(rest)), file=sys.stderr)
         return exc.exit_code
     finally:
         conn.close()
+    settle, runner = _settle(plan, source, target, tables or "all", casts)
     try:
-        report = check(source, target, mapping, segment_rows=args.segment, casts=casts)
+        report = check(source, target, mapping, segment_rows=args.segment, casts=casts, settle=settle)
     except Exception as exc:  # the green database unreachable, a table missing there...
         print(f"cockpit: integrity check failed: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if runner is not None:
+            runner.close()
     if args.json:
         print(json.dumps(report.as_dict(unmask=args.unmask), indent=2, default=str))
     else:
         show.show(show.integrity(report, unmask=args.unmask))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _settle(
+    plan: Plan | None, source: str, target: str, tables: list[str] | str, casts: Any
+) -> tuple[Any, Any]:
+    """What the periodic check does before it looks again at rows that differ: let the sync carry what is in
+    flight (passes of the sync, bounded; safe beside another sync's applier, which the positions' locks
+    serialize). None when capture is not installed: then nothing is in flight."""
+    from cockpit.drivers.sync.runner import SyncRunner
+
+    if plan is not None:  # its keys settings; conflicts met on the way go to its journal
+        runner = SyncRunner.from_plan(plan)
+    else:
+        runner = SyncRunner(source, target, tables=tables, casts=casts)
+    try:
+        installed = not runner.check_installed()
+    except Exception:  # green unreachable: the check itself says so
+        installed = False
+    if not installed:
+        runner.close()
+        return None, None
+    return (lambda: runner.drain(SETTLE_S)), runner
+
+
+SETTLE_S = 30.0  # the periodic check's own bound (cockpit.control.factory)
 
 
 # ------------------------------------------------------------------------------------------------ run / tui
