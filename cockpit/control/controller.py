@@ -188,14 +188,17 @@ class Controller:
         """A backup of blue (online copy, gzip, manifest), then its verification (restore and check)."""
         return await self.act(Backup(reason=reason, label=label), actor)
 
-    async def dispatch(self, verb: str, args: Mapping[str, Any], *, actor: str | None = None) -> Result:
+    async def dispatch(
+        self, verb: str, args: Mapping[str, Any], *, actor: str | None = None, queued: int | None = None
+    ) -> Result:
         """Run a verb by name with JSON arguments (queued commands and the CLI use this)."""
-        return await self.act(command(verb, args), actor)
+        return await self.act(command(verb, args), actor, queued=queued)
 
-    async def act(self, cmd: Command, actor: str | None = None) -> Result:
+    async def act(self, cmd: Command, actor: str | None = None, *, queued: int | None = None) -> Result:
         """Carry out one command: serialized with the others, journaled as intent -> steps -> outcome.
         The action runs in its own task: a caller that goes away (a closed screen, a cancelled CLI) neither
-        stops it half-way nor lets the next action start before it ends."""
+        stops it half-way nor lets the next action start before it ends. `queued`: the journal's command this
+        action answers (its intent names it, so that a controller reconciling after a crash answers it)."""
         action = ACTIONS[cmd.verb]
         cmd = cmd.resolved(self.plan)
         running = self._running
@@ -207,16 +210,21 @@ class Controller:
         async def body(rec: Recorder) -> Result:
             return await action.body(self, rec, cmd)
 
-        task = asyncio.ensure_future(self._serialized(cmd, actor, body))
+        task = asyncio.ensure_future(self._serialized(cmd, actor, body, queued))
         self._actions.add(task)
         task.add_done_callback(self._actions.discard)
         return await asyncio.shield(task)
 
     async def _serialized(
-        self, cmd: Command, actor: str | None, body: Callable[[Recorder], Awaitable[Result]]
+        self,
+        cmd: Command,
+        actor: str | None,
+        body: Callable[[Recorder], Awaitable[Result]],
+        queued: int | None = None,
     ) -> Result:
         async with self._action_lock:
-            rec = Recorder(self.journal, cmd.verb, actor or self.actor, cmd.reason, cmd.journaled())
+            args = cmd.journaled() if queued is None else {**cmd.journaled(), "command": queued}
+            rec = Recorder(self.journal, cmd.verb, actor or self.actor, cmd.reason, args)
             rec.intent()
             me = asyncio.current_task()
             assert me is not None
@@ -265,7 +273,7 @@ class Controller:
             "command.taken", {"command": cmd.id, "verb": cmd.verb, "args": cmd.args}, cmd.actor
         )
         try:
-            result = await self.dispatch(cmd.verb, cmd.args, actor=cmd.actor)
+            result = await self.dispatch(cmd.verb, cmd.args, actor=cmd.actor, queued=cmd.id)
         except (ValueError, TypeError) as exc:
             self.journal.finish_command(
                 cmd.id, "failed", {"outcome": Outcome.REFUSED, "ok": False, "message": str(exc)}
