@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     rb = action("rollback", "all traffic back to blue, drain the sync, stop green, check health, notify")
     rb.add_argument("--reason", required=True)
     rb.add_argument("--mode", choices=("immediate", "gradual"), default="immediate")
+    rb.add_argument(
+        "--force",
+        action="store_true",
+        help="stop green even while it holds changes blue lacks (the drain goes on; journaled)",
+    )
     rb.set_defaults(func=_action, verb="rollback")
 
     bk = sub.add_parser("backup", help="blue's backups: take (and verify) one, list, verify, restore")
@@ -161,10 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     ig = sub.add_parser(
         "integrity",
-        help="compare blue and green: counts, checksums, the rows that differ",
+        help="compare blue and green: counts, checksums, the rows that differ; or repair them",
         description="With a plan, refused while a controller runs it (its integrity watch compares); "
-        "--from FILE.db --to URL works without a plan, for scripts.",
+        "--from FILE.db --to URL works without a plan, for scripts. `integrity repair --prefer blue|green "
+        "(--keys TABLE:KEY,... | --all)` brings rows that differ back in line through the sync (a controller "
+        "action: journaled, queued to the running controller).",
     )
+    ig.add_argument("action", nargs="?", choices=["repair"], help="repair the rows that differ")
+    ig.add_argument("--prefer", choices=["blue", "green"], help="repair: the side whose version stays")
+    ig.add_argument(
+        "--keys",
+        action="append",
+        default=[],
+        metavar="TABLE:KEY,...",
+        help="repair: these rows (a composite key's parts joined by /)",
+    )
+    ig.add_argument("--all", action="store_true", help="repair: every row that differs")
+    ig.add_argument("--reason", default="", help="repair: why (journaled)")
+    ig.add_argument("--wait", type=float, default=None, metavar="SECONDS", help=argparse.SUPPRESS)
     ig.add_argument(
         "--from",
         dest="source",
@@ -276,7 +295,7 @@ def _action(args: argparse.Namespace) -> int:
     if verb == "advance":
         cmd_args.update(to=args.to, force=args.force)
     if verb == "rollback":
-        cmd_args["mode"] = args.mode
+        cmd_args.update(mode=args.mode, force=args.force)
     if (
         not args.yes
         and sys.stdin.isatty()
@@ -466,6 +485,30 @@ def _journal(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ integrity
 def _integrity(args: argparse.Namespace) -> int:
+    if args.action == "repair":
+        return _repair(args)
+    if args.prefer or args.keys or args.all:
+        raise UsageError("--prefer, --keys and --all go with `cockpit integrity repair`")
+    return _compare(args)
+
+
+def _repair(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    if not args.prefer:
+        raise UsageError("integrity repair: say which side's version stays: --prefer blue|green")
+    keys = ",".join(args.keys)
+    if bool(keys) == bool(args.all):
+        raise UsageError("integrity repair: give the rows (--keys TABLE:KEY,...) or --all")
+    cmd = {
+        "reason": args.reason or "cockpit integrity repair",
+        "prefer": args.prefer,
+        "keys": keys,
+        "all": args.all,
+    }
+    return print_result(perform(plan, "repair", cmd, args.wait), args.json)
+
+
+def _compare(args: argparse.Namespace) -> int:
     import sqlite3
 
     from cockpit.drivers.integrity import check

@@ -22,11 +22,13 @@ from dataclasses import replace
 from typing import Any
 
 from cockpit.control import reconcile
+from cockpit.control.alerts import Alert, Alerts
 from cockpit.control.commands import Advance, Backup, Command, Copy, Hold, Resume, Rollback, RollbackMode
 from cockpit.control.factory import Drivers
 from cockpit.control.initial_copy import CopyTracker
 from cockpit.control.monitor import Monitor
 from cockpit.control.registry import ACTIONS, command
+from cockpit.control.stranded import StrandedChanges
 from cockpit.control.view import build_state
 from cockpit.core.journal import Command as Queued
 from cockpit.core.journal import Journal, current_actor
@@ -34,6 +36,7 @@ from cockpit.core.lock import ControllerLock
 from cockpit.core.phases import Machine, Refused
 from cockpit.core.plan import Plan
 from cockpit.core.recorder import Recorder, Result, StepFailed
+from cockpit.core.rules import schema_advice
 from cockpit.core.state import CockpitState, CopyView
 from cockpit.core.vocabulary import Outcome, State
 from cockpit.drivers.traffic.base import SplitStatus, TrafficError, live_percent
@@ -58,6 +61,9 @@ class Controller:
         self.machine = Machine(since=clock())
         self.monitor = Monitor(plan, drivers, journal, self.actor)
         self.copies = CopyTracker()
+        self.alerts = Alerts(plan.name, float(plan.alerts.gather), float(plan.alerts.every))
+        self._schema_seen: set[str] = set()  # tables whose schema change has held the machine already
+        self.stranded = StrandedChanges(self)  # changes left on green by a rollback's drain
         self.latest: CockpitState | None = None  # the last published snapshot (read from any thread)
         self._action_lock = asyncio.Lock()
         self._running: tuple[str, asyncio.Future[Result]] | None = None
@@ -130,7 +136,7 @@ class Controller:
     async def tick(self) -> None:
         """Take queued commands; start a refresh unless the last one is still out (polls never overlap)."""
         for cmd in self.journal.take_commands():
-            self._spawn(self._execute(cmd))
+            self.spawn(self._execute(cmd))
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._refresh_logged())
         else:
@@ -155,9 +161,59 @@ class Controller:
                 "trigger.fired", {"trigger": first.trigger.name, "reason": first.reason}, self.actor
             )
             rollback = Rollback(reason=first.reason, mode=first.trigger.action)
-            self._triggered = self._spawn(self.act(rollback, f"{self.actor} (trigger)"))
+            self._triggered = self.spawn(self.act(rollback, f"{self.actor} (trigger)"))
+        self._hold_on_schema_change()
+        self.stranded.tick()
+        for alert in self.alerts.due(self.clock()):
+            self.spawn(self._send(alert))
         self.monitor.record(self.clock())
         self.publish()
+
+    def on_event(self, kind: str, payload: dict[str, Any]) -> None:
+        """What a driver reports (journaled by the session already): alerts, and the integrity alarm. Any
+        thread."""
+        self.alerts.note(kind, payload, self.clock())
+        if kind == "integrity.mismatch":
+            self.monitor.note_mismatch(payload, self.clock())
+
+    def _hold_on_schema_change(self) -> None:
+        """A table whose schema changed under the sync holds the machine (once per change; the gates refuse
+        advances while it lasts, held or not)."""
+        changed = self.monitor.facts().schema_changed
+        new = sorted(set(changed) - self._schema_seen)
+        self._schema_seen = set(changed)
+        if (
+            new
+            and self.machine.state in (State.READY, State.ACTIVE, State.COMPLETE)
+            and self._running is None
+        ):
+            what = "; ".join(f"{t}: {changed[t]}" for t in new)
+            reason = f"schema changed under the sync ({what}): " + schema_advice(sorted(changed))
+            self.spawn(self.act(Hold(reason=reason), f"{self.actor} (schema watch)"))
+
+    async def _send(self, alert: Alert) -> None:
+        notifier = self.drivers.notifier
+        if notifier is None:
+            return
+        results = await asyncio.to_thread(
+            notifier.send,
+            alert.level,
+            alert.title,
+            alert.text,
+            {"plan": self.plan.name, "count": alert.count},
+        )
+        self.journal.event(
+            "alert.sent",
+            {
+                "kind": alert.kind,
+                "level": alert.level,
+                "title": alert.title,
+                "count": alert.count,
+                "delivered": f"{sum(r.ok for r in results)}/{len(results)}",
+                "errors": [f"{r.channel}: {r.error}" for r in results if not r.ok],
+            },
+            self.actor,
+        )
 
     def _rolling_back(self) -> bool:
         running = self._running
@@ -176,9 +232,9 @@ class Controller:
         return await self.act(Resume(reason=reason), actor)
 
     async def rollback(
-        self, reason: str, mode: RollbackMode = "immediate", *, actor: str | None = None
+        self, reason: str, mode: RollbackMode = "immediate", *, actor: str | None = None, force: bool = False
     ) -> Result:
-        return await self.act(Rollback(reason=reason, mode=mode), actor)
+        return await self.act(Rollback(reason=reason, mode=mode, force=force), actor)
 
     async def copy(self, reason: str = "", *, jobs: int | None = None, actor: str | None = None) -> Result:
         """The initial copy of blue into green, then capture on both sides; only while no user is on green."""
@@ -281,7 +337,7 @@ class Controller:
             return
         self.journal.finish_command(cmd.id, "done" if result.ok else "failed", result.as_dict())
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -314,6 +370,7 @@ class Controller:
             now=self.clock(),
             readiness=m.readiness,
             sources=m.sources,
+            stranded=self.stranded.current,
         )
 
     def publish(self) -> None:

@@ -14,7 +14,7 @@ from cockpit.core.journal import ActionRecord, Journal
 from cockpit.core.lock import ControllerLock
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan
-from cockpit.core.state import Alarm, CockpitState, CopyView, Lag, PhaseView, Readiness
+from cockpit.core.state import Alarm, CockpitState, CopyView, Lag, PhaseView, Readiness, Stranded
 from cockpit.drivers.traffic.base import TrafficDriver, live_percent
 
 
@@ -40,6 +40,7 @@ def build_state(
     message: str = "",
     readiness: Readiness | None = None,
     sources: Mapping[str, float] | None = None,
+    stranded: Stranded | None = None,
 ) -> CockpitState:
     return CockpitState(
         plan=plan.name,
@@ -63,6 +64,7 @@ def build_state(
         message=message,
         readiness=readiness,
         sources=dict(sources or {}),
+        stranded=stranded,
     )
 
 
@@ -92,4 +94,8 @@ def read_state(plan: Plan, journal: Journal, traffic: TrafficDriver | None = Non
         copy=CopyView.from_dict(runtime["copy"]) if runtime.get("copy") else None,
         readiness=Readiness.from_dict(runtime.get("readiness")),
         sources={k: float(v) for k, v in (runtime.get("sources") or {}).items()},
+        stranded=Stranded.from_dict(journal.get_state(STRANDED)),  # journaled: true with no controller too
     )
+
+
+STRANDED = "stranded"  # the journal's state key: cockpit.core.state.Stranded, {} when none

@@ -125,6 +125,31 @@ class Alarm:
     message: str
 
 
+@dataclass(frozen=True)
+class Stranded:
+    """After a rollback whose drain could not finish: acknowledged changes still on green only. The controller
+    keeps draining; green is not stopped while they are there (unless the lead forces it)."""
+
+    green_only: int  # -1: green could not be read (so it may still hold some)
+    since: float  # when the rollback left them (epoch seconds)
+    stop_green_deferred: bool  # the plan's `stop_green` step waits for the drain
+    action_id: str = ""  # the rollback
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Stranded | None:
+        if not doc:
+            return None
+        return cls(
+            int(doc["green_only"]),
+            float(doc["since"]),
+            bool(doc.get("stop_green_deferred")),
+            str(doc.get("action_id", "")),
+        )
+
+
 READY, FAILED, UNKNOWN, SKIPPED = "ok", "failed", "unknown", "skipped"
 SOURCE_TRAFFIC, SOURCE_SYNC = "traffic", "sync"  # the other sources are named by source_name()
 
@@ -200,6 +225,7 @@ class CockpitState:
     # source -> epoch seconds of its last good reading (traffic, sync, metrics.<Source>...): the screen greys
     # what a silent source last said, with its age
     sources: dict[str, float] = field(default_factory=dict)
+    stranded: Stranded | None = None  # changes still on green only after a rollback
 
     @property
     def phase(self) -> PhaseView | None:
@@ -258,4 +284,5 @@ class CockpitState:
             "copy": None if self.copy is None else self.copy.as_dict(),
             "rollback_readiness": None if self.readiness is None else self.readiness.as_dict(),
             "sources": {k: round(v, 3) for k, v in self.sources.items()},
+            "stranded": None if self.stranded is None else self.stranded.as_dict(),
         }

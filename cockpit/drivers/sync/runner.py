@@ -579,6 +579,16 @@ class SyncRunner:
         )
         return {"uid": rec["uid"], "keep": keep, "done": done}
 
+    def repair(self, prefer: str, diffs: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+        """Rows that differ (integrity `RowDiff`s per table) put into `prefer`'s change log, for the applier to
+        carry across (cockpit.drivers.sync.repair). Returns what was logged and what was skipped."""
+        from cockpit.drivers.sync import repair
+
+        with self._lock:
+            blue, pg = self._sqlite(), self._postgres()
+            pg.rollback()  # `transaction()` in mark() must be the real one
+            return repair.mark(blue, pg, self.mappings(), prefer, diffs)
+
     def health(self) -> dict[str, Any]:
         """Conflicts waiting, keys left per table and schema changes, read now (what `cockpit sync status` adds
         to the lag)."""
