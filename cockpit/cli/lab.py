@@ -6,13 +6,14 @@ import argparse
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
-from cockpit.core.errors import EXIT_USAGE
+from cockpit.core.errors import EXIT_FAILED, EXIT_USAGE
 from cockpit.core.lock import refuse_beside_controller
-from cockpit.core.plan import PlanError, load_plan
-from cockpit.core.redact import redact
+from cockpit.core.plan import Plan, PlanError, load_plan
+from cockpit.core.redact import redact, redact_text
 from cockpit.lab.errors import LabError
 from cockpit.lab.faults import parse_latency, parse_percent
 from cockpit.lab.lab import DEFAULT_ROOT, LabOptions, down, set_fault, status, up
@@ -62,6 +63,11 @@ def register(subparsers: Any) -> None:
 
     p_down = lab_sub.add_parser("down", help="stop everything the lab started")
     root_arg(p_down)
+    p_down.add_argument(
+        "--force",
+        action="store_true",
+        help="even while green holds acknowledged changes blue lacks (they are destroyed with green)",
+    )
     p_down.set_defaults(func=_down)
 
     p_status = lab_sub.add_parser("status", help="what runs, where, and the load's figures")
@@ -134,8 +140,40 @@ def _down(args: argparse.Namespace) -> int:
         refuse_beside_controller(
             plan.path(plan.journal.path), "cockpit lab down", "quit the cockpit (or stop `cockpit run`) first"
         )
+        if not args.force:
+            left = _green_only(plan)
+            if left:
+                print(
+                    f"cockpit lab down: refused: green holds {left} acknowledged changes blue lacks; taking the lab "
+                    f"down destroys them. Let the sync carry them (`cockpit -p {plan.source} sync run --once`, or "
+                    "start the cockpit), or give --force to destroy them",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
     report = down(args.root)
     return 1 if report["errors"] else 0
+
+
+def _green_only(plan: Plan) -> int:
+    """Acknowledged changes on green that blue lacks (0 when the sync never ran, or green cannot be read: then
+    there is nothing this process can save either)."""
+    if plan.blue.database.engine != "sqlite" or plan.green.database.engine != "postgresql":
+        return 0
+    from cockpit.drivers.sync.runner import SyncRunner
+
+    runner = None
+    try:
+        runner = SyncRunner.from_plan(plan, on_event=lambda kind, payload: None)
+        return runner.green_only_pending()
+    except Exception as exc:
+        print(
+            f"cockpit lab down: warning: cannot tell what green holds ({redact_text(str(exc))})",
+            file=sys.stderr,
+        )
+        return 0
+    finally:
+        if runner is not None:
+            runner.close()
 
 
 def _status(args: argparse.Namespace) -> int:

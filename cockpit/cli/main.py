@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     rb = action("rollback", "all traffic back to blue, drain the sync, stop green, check health, notify")
     rb.add_argument("--reason", required=True)
     rb.add_argument("--mode", choices=("immediate", "gradual"), default="immediate")
+    rb.add_argument(
+        "--force",
+        action="store_true",
+        help="stop green even while it holds changes blue lacks (the drain goes on; journaled)",
+    )
     rb.set_defaults(func=_action, verb="rollback")
 
     bk = sub.add_parser("backup", help="blue's backups: take (and verify) one, list, verify, restore")
@@ -161,10 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     ig = sub.add_parser(
         "integrity",
-        help="compare blue and green: counts, checksums, the rows that differ",
+        help="compare blue and green: counts, checksums, the rows that differ; or repair them",
         description="With a plan, refused while a controller runs it (its integrity watch compares); "
-        "--from FILE.db --to URL works without a plan, for scripts.",
+        "--from FILE.db --to URL works without a plan, for scripts. `integrity repair --prefer blue|green "
+        "(--keys TABLE:KEY,... | --all)` brings rows that differ back in line through the sync (a controller "
+        "action: journaled, queued to the running controller).",
     )
+    ig.add_argument("action", nargs="?", choices=["repair"], help="repair the rows that differ")
+    ig.add_argument("--prefer", choices=["blue", "green"], help="repair: the side whose version stays")
+    ig.add_argument(
+        "--keys",
+        action="append",
+        default=[],
+        metavar="TABLE:KEY,...",
+        help="repair: these rows (a composite key's parts joined by /)",
+    )
+    ig.add_argument("--all", action="store_true", help="repair: every row that differs")
+    ig.add_argument("--reason", default="", help="repair: why (journaled)")
+    ig.add_argument("--wait", type=float, default=None, metavar="SECONDS", help=argparse.SUPPRESS)
     ig.add_argument(
         "--from",
         dest="source",
@@ -249,7 +268,7 @@ def _status(args: argparse.Namespace) -> int:
         traffic = _traffic_or_none(plan)
         state = build_state(
             plan,
-            Machine(since=time.time()),
+            Machine(),  # since unknown: nothing has journaled this plan
             green_live=live_percent(traffic.live()) if traffic else None,
             read_only=True,
             message="no journal yet: no controller has run this plan",
@@ -276,7 +295,7 @@ def _action(args: argparse.Namespace) -> int:
     if verb == "advance":
         cmd_args.update(to=args.to, force=args.force)
     if verb == "rollback":
-        cmd_args["mode"] = args.mode
+        cmd_args.update(mode=args.mode, force=args.force)
     if (
         not args.yes
         and sys.stdin.isatty()
@@ -466,12 +485,36 @@ def _journal(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------------ integrity
 def _integrity(args: argparse.Namespace) -> int:
+    if args.action == "repair":
+        return _repair(args)
+    if args.prefer or args.keys or args.all:
+        raise UsageError("--prefer, --keys and --all go with `cockpit integrity repair`")
+    return _compare(args)
+
+
+def _repair(args: argparse.Namespace) -> int:
+    plan = require_plan(args)
+    if not args.prefer:
+        raise UsageError("integrity repair: say which side's version stays: --prefer blue|green")
+    keys = ",".join(args.keys)
+    if bool(keys) == bool(args.all):
+        raise UsageError("integrity repair: give the rows (--keys TABLE:KEY,...) or --all")
+    cmd = {
+        "reason": args.reason or "cockpit integrity repair",
+        "prefer": args.prefer,
+        "keys": keys,
+        "all": args.all,
+    }
+    return print_result(perform(plan, "repair", cmd, args.wait), args.json)
+
+
+def _compare(args: argparse.Namespace) -> int:
     import sqlite3
 
     from cockpit.drivers.integrity import check
     from cockpit.drivers.sync.schema import SchemaRefused, plan_casts, read_mapping
 
-    casts = None
+    casts, plan = None, None
     if args.source and args.target:
         source, target, tables = args.source, args.target, None
     else:
@@ -495,21 +538,52 @@ def _integrity(args: argparse.Namespace) -> int:
     conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
         mapping = read_mapping(conn, tables=tables, casts=casts)
-    except SchemaRefused as exc:
-        print(redact_text("\n".join(exc.problems)), file=sys.stderr)
+    except SchemaRefused as exc:  # the problems and the way through (the casts that carry the columns)
+        head, *rest = str(exc).splitlines()
+        print(f"cockpit integrity: {len(exc.problems)} problem(s) stop the comparison:", file=sys.stderr)
+        print(redact_text("\n".join(rest)), file=sys.stderr)
         return exc.exit_code
     finally:
         conn.close()
+    settle, runner = _settle(plan, source, target, tables or "all", casts)
     try:
-        report = check(source, target, mapping, segment_rows=args.segment, casts=casts)
+        report = check(source, target, mapping, segment_rows=args.segment, casts=casts, settle=settle)
     except Exception as exc:  # the green database unreachable, a table missing there...
         print(f"cockpit: integrity check failed: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if runner is not None:
+            runner.close()
     if args.json:
         print(json.dumps(report.as_dict(unmask=args.unmask), indent=2, default=str))
     else:
         show.show(show.integrity(report, unmask=args.unmask))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _settle(
+    plan: Plan | None, source: str, target: str, tables: list[str] | str, casts: Any
+) -> tuple[Any, Any]:
+    """What the periodic check does before it looks again at rows that differ: let the sync carry what is in
+    flight (passes of the sync, bounded; safe beside another sync's applier, which the positions' locks
+    serialize). None when capture is not installed: then nothing is in flight."""
+    from cockpit.drivers.sync.runner import SyncRunner
+
+    if plan is not None:  # its keys settings; conflicts met on the way go to its journal
+        runner = SyncRunner.from_plan(plan)
+    else:
+        runner = SyncRunner(source, target, tables=tables, casts=casts)
+    try:
+        installed = not runner.check_installed()
+    except Exception:  # green unreachable: the check itself says so
+        installed = False
+    if not installed:
+        runner.close()
+        return None, None
+    return (lambda: runner.drain(SETTLE_S)), runner
+
+
+SETTLE_S = 30.0  # the periodic check's own bound (cockpit.control.factory)
 
 
 # ------------------------------------------------------------------------------------------------ run / tui

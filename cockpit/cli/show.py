@@ -69,13 +69,16 @@ def status(s: CockpitState) -> RenderableType:
     grid = _grid()
     phase = s.phase
     where = f"phase {s.phase_index + 1}/{len(s.phases)} {phase.name}" if phase else "before the first phase"
-    grid.add_row("phase", f"{where}, {duration(s.time_in_phase)} in this state")
+    spent = f"{duration(s.time_in_phase)} in this state" if s.since_known else "time in this state unknown"
+    grid.add_row("phase", f"{where}, {spent}")
     live = "unknown" if s.green_live is None else f"{s.green_live:g}%"
     grid.add_row("green", f"configured {s.green_configured:g}%, live {live}")
     if s.next_phase:
         grid.add_row("next", f"{s.next_phase.name} ({s.next_phase.green:g}%)")
     for direction, lag in s.lag.items():
         grid.add_row("sync", f"{direction}: lag {lag.age_s:.1f}s, {lag.pending} pending")
+    for label, text in sync_notes(s):
+        grid.add_row(label, _plain(text))
     if s.copy is not None:
         c = s.copy
         eta = "" if c.state != "running" else f", ETA {'?' if c.eta_s is None else f'{c.eta_s:.0f}s'}"
@@ -108,6 +111,24 @@ def status(s: CockpitState) -> RenderableType:
     if s.message:
         parts.append(_plain(s.message))
     return Group(*parts)
+
+
+def sync_notes(s: CockpitState) -> list[tuple[str, str]]:
+    """Conflicts waiting, keys left and changes stranded on green, when the sync reports them."""
+    notes = []
+    waiting = s.metrics.get("sync.conflicts_waiting")
+    if waiting is not None:
+        notes.append(
+            ("conflicts", f"{int(waiting)} waiting" + (" (`cockpit sync conflicts`)" if waiting else ""))
+        )
+    left = s.metrics.get("sync.keys_left_min")
+    if left is not None:
+        notes.append(("keys left", f"{int(left):,} (the fewest of a table; `cockpit sync keys`)"))
+    if s.stranded is not None:
+        n = "some (green unreadable)" if s.stranded.green_only < 0 else str(s.stranded.green_only)
+        deferred = ", green left running until then" if s.stranded.stop_green_deferred else ""
+        notes.append(("green only", f"{n} changes not on blue yet after the rollback: draining{deferred}"))
+    return notes
 
 
 def _paren(text: str) -> str:

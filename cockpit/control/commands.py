@@ -54,10 +54,14 @@ class Rollback(Command):
     verb: ClassVar[str] = "rollback"
     reason: str = "manual"
     mode: RollbackMode = "immediate"
+    force: bool = False  # stop green even while it holds changes blue lacks (journaled)
 
     def __post_init__(self) -> None:
         if self.mode not in ("immediate", "gradual"):
             raise ValueError(f"rollback mode {self.mode!r} is not immediate or gradual")
+
+    def journaled(self) -> dict[str, Any]:
+        return {k: v for k, v in super().journaled().items() if k != "force" or v}  # force only when given
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +87,43 @@ class Backup(Command):
     label: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class StopGreen(Command):
+    """Green's services stopped after a rollback (the step a rollback deferred while green held changes blue
+    lacked); `force` even while it still holds some."""
+
+    verb: ClassVar[str] = "stop_green"
+    force: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Repair(Command):
+    """Rows that differ after the sync drained brought back in line through the sync: `prefer` the side whose
+    version stays; `keys` (comma-separated TABLE:KEY, a composite key's parts joined by /) or `all`."""
+
+    verb: ClassVar[str] = "repair"
+    prefer: str = ""
+    keys: str = ""
+    all: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prefer not in ("blue", "green"):
+            raise ValueError(f"repair: --prefer blue or green, not {self.prefer!r}")
+        if bool(self.keys) == bool(self.all):
+            raise ValueError("repair: give the rows (--keys TABLE:KEY,...) or --all, one of the two")
+        for item in self.wanted():
+            if not item[0] or not item[1]:
+                raise ValueError(f"repair: {':'.join(item)!r} is not TABLE:KEY")
+
+    def wanted(self) -> list[tuple[str, str]]:
+        """(table, key) of each row asked for, the key as `RowDiff.key` prints joined by /."""
+        out = []
+        for item in filter(None, (k.strip() for k in self.keys.split(","))):
+            table, _, key = item.partition(":")
+            out.append((table, key))
+        return out
+
+
 C = TypeVar("C", bound=Command)
 
 
@@ -90,6 +131,7 @@ def from_json(kind: type[C], args: Mapping[str, Any]) -> C:
     """The command of a queued verb with JSON `args`. Unknown keys are ignored and a null or empty value takes
     the default (an older CLI, a hand-written queue entry); ValueError or TypeError when it cannot be made."""
     given = {f.name: args[f.name] for f in dataclasses.fields(kind) if args.get(f.name) not in (None, "")}
-    if "force" in given:
-        given["force"] = bool(given["force"])
+    for flag in ("force", "all"):
+        if flag in given:
+            given[flag] = bool(given[flag])
     return kind(**given)

@@ -22,11 +22,13 @@ from dataclasses import replace
 from typing import Any
 
 from cockpit.control import reconcile
+from cockpit.control.alerts import Alert, Alerts
 from cockpit.control.commands import Advance, Backup, Command, Copy, Hold, Resume, Rollback, RollbackMode
 from cockpit.control.factory import Drivers
 from cockpit.control.initial_copy import CopyTracker
 from cockpit.control.monitor import Monitor
 from cockpit.control.registry import ACTIONS, command
+from cockpit.control.stranded import StrandedChanges
 from cockpit.control.view import build_state
 from cockpit.core.journal import Command as Queued
 from cockpit.core.journal import Journal, current_actor
@@ -34,6 +36,7 @@ from cockpit.core.lock import ControllerLock
 from cockpit.core.phases import Machine, Refused
 from cockpit.core.plan import Plan
 from cockpit.core.recorder import Recorder, Result, StepFailed
+from cockpit.core.rules import schema_advice
 from cockpit.core.state import CockpitState, CopyView
 from cockpit.core.vocabulary import Outcome, State
 from cockpit.drivers.traffic.base import SplitStatus, TrafficError, live_percent
@@ -58,6 +61,9 @@ class Controller:
         self.machine = Machine(since=clock())
         self.monitor = Monitor(plan, drivers, journal, self.actor)
         self.copies = CopyTracker()
+        self.alerts = Alerts(plan.name, float(plan.alerts.gather), float(plan.alerts.every))
+        self._schema_seen: set[str] = set()  # tables whose schema change has held the machine already
+        self.stranded = StrandedChanges(self)  # changes left on green by a rollback's drain
         self.latest: CockpitState | None = None  # the last published snapshot (read from any thread)
         self._action_lock = asyncio.Lock()
         self._running: tuple[str, asyncio.Future[Result]] | None = None
@@ -79,7 +85,10 @@ class Controller:
         self.lock.acquire(self.actor)
         try:
             saved = self.journal.get_state("machine")
-            self.machine = Machine.from_dict(saved) if saved else Machine(since=self.clock())
+            if saved:
+                self.machine = Machine.from_dict(saved)
+            else:  # the first controller of this journal: `status` from another process reads when it began
+                self.set_machine(Machine(since=self.clock()))
             pruned = self.monitor.prune(self.clock())
             self.journal.event(
                 "controller.start",
@@ -106,6 +115,7 @@ class Controller:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self.monitor.readiness_probe.stop)
         if self.lock.held:
             self.journal.event("controller.stop", {"state": self.machine.as_dict()}, self.actor)
             self.lock.release()
@@ -126,7 +136,7 @@ class Controller:
     async def tick(self) -> None:
         """Take queued commands; start a refresh unless the last one is still out (polls never overlap)."""
         for cmd in self.journal.take_commands():
-            self._spawn(self._execute(cmd))
+            self.spawn(self._execute(cmd))
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._refresh_logged())
         else:
@@ -142,7 +152,7 @@ class Controller:
 
     async def refresh(self) -> None:
         """Read every metrics source, evaluate the rules, journal the samples, publish a snapshot."""
-        await self.monitor.poll(self.machine, copying=self.copies.running)
+        await self.monitor.poll(self.machine, copying=self.copies.running, now=self.clock())
         fired = self.monitor.evaluate(self.machine, self.clock())
         under_way = self._triggered is not None and not self._triggered.done()
         if fired and not under_way and not self._rolling_back():
@@ -151,9 +161,59 @@ class Controller:
                 "trigger.fired", {"trigger": first.trigger.name, "reason": first.reason}, self.actor
             )
             rollback = Rollback(reason=first.reason, mode=first.trigger.action)
-            self._triggered = self._spawn(self.act(rollback, f"{self.actor} (trigger)"))
+            self._triggered = self.spawn(self.act(rollback, f"{self.actor} (trigger)"))
+        self._hold_on_schema_change()
+        self.stranded.tick()
+        for alert in self.alerts.due(self.clock()):
+            self.spawn(self._send(alert))
         self.monitor.record(self.clock())
         self.publish()
+
+    def on_event(self, kind: str, payload: dict[str, Any]) -> None:
+        """What a driver reports (journaled by the session already): alerts, and the integrity alarm. Any
+        thread."""
+        self.alerts.note(kind, payload, self.clock())
+        if kind == "integrity.mismatch":
+            self.monitor.note_mismatch(payload, self.clock())
+
+    def _hold_on_schema_change(self) -> None:
+        """A table whose schema changed under the sync holds the machine (once per change; the gates refuse
+        advances while it lasts, held or not)."""
+        changed = self.monitor.facts().schema_changed
+        new = sorted(set(changed) - self._schema_seen)
+        self._schema_seen = set(changed)
+        if (
+            new
+            and self.machine.state in (State.READY, State.ACTIVE, State.COMPLETE)
+            and self._running is None
+        ):
+            what = "; ".join(f"{t}: {changed[t]}" for t in new)
+            reason = f"schema changed under the sync ({what}): " + schema_advice(sorted(changed))
+            self.spawn(self.act(Hold(reason=reason), f"{self.actor} (schema watch)"))
+
+    async def _send(self, alert: Alert) -> None:
+        notifier = self.drivers.notifier
+        if notifier is None:
+            return
+        results = await asyncio.to_thread(
+            notifier.send,
+            alert.level,
+            alert.title,
+            alert.text,
+            {"plan": self.plan.name, "count": alert.count},
+        )
+        self.journal.event(
+            "alert.sent",
+            {
+                "kind": alert.kind,
+                "level": alert.level,
+                "title": alert.title,
+                "count": alert.count,
+                "delivered": f"{sum(r.ok for r in results)}/{len(results)}",
+                "errors": [f"{r.channel}: {r.error}" for r in results if not r.ok],
+            },
+            self.actor,
+        )
 
     def _rolling_back(self) -> bool:
         running = self._running
@@ -172,9 +232,9 @@ class Controller:
         return await self.act(Resume(reason=reason), actor)
 
     async def rollback(
-        self, reason: str, mode: RollbackMode = "immediate", *, actor: str | None = None
+        self, reason: str, mode: RollbackMode = "immediate", *, actor: str | None = None, force: bool = False
     ) -> Result:
-        return await self.act(Rollback(reason=reason, mode=mode), actor)
+        return await self.act(Rollback(reason=reason, mode=mode, force=force), actor)
 
     async def copy(self, reason: str = "", *, jobs: int | None = None, actor: str | None = None) -> Result:
         """The initial copy of blue into green, then capture on both sides; only while no user is on green."""
@@ -184,14 +244,17 @@ class Controller:
         """A backup of blue (online copy, gzip, manifest), then its verification (restore and check)."""
         return await self.act(Backup(reason=reason, label=label), actor)
 
-    async def dispatch(self, verb: str, args: Mapping[str, Any], *, actor: str | None = None) -> Result:
+    async def dispatch(
+        self, verb: str, args: Mapping[str, Any], *, actor: str | None = None, queued: int | None = None
+    ) -> Result:
         """Run a verb by name with JSON arguments (queued commands and the CLI use this)."""
-        return await self.act(command(verb, args), actor)
+        return await self.act(command(verb, args), actor, queued=queued)
 
-    async def act(self, cmd: Command, actor: str | None = None) -> Result:
+    async def act(self, cmd: Command, actor: str | None = None, *, queued: int | None = None) -> Result:
         """Carry out one command: serialized with the others, journaled as intent -> steps -> outcome.
         The action runs in its own task: a caller that goes away (a closed screen, a cancelled CLI) neither
-        stops it half-way nor lets the next action start before it ends."""
+        stops it half-way nor lets the next action start before it ends. `queued`: the journal's command this
+        action answers (its intent names it, so that a controller reconciling after a crash answers it)."""
         action = ACTIONS[cmd.verb]
         cmd = cmd.resolved(self.plan)
         running = self._running
@@ -203,16 +266,21 @@ class Controller:
         async def body(rec: Recorder) -> Result:
             return await action.body(self, rec, cmd)
 
-        task = asyncio.ensure_future(self._serialized(cmd, actor, body))
+        task = asyncio.ensure_future(self._serialized(cmd, actor, body, queued))
         self._actions.add(task)
         task.add_done_callback(self._actions.discard)
         return await asyncio.shield(task)
 
     async def _serialized(
-        self, cmd: Command, actor: str | None, body: Callable[[Recorder], Awaitable[Result]]
+        self,
+        cmd: Command,
+        actor: str | None,
+        body: Callable[[Recorder], Awaitable[Result]],
+        queued: int | None = None,
     ) -> Result:
         async with self._action_lock:
-            rec = Recorder(self.journal, cmd.verb, actor or self.actor, cmd.reason, cmd.journaled())
+            args = cmd.journaled() if queued is None else {**cmd.journaled(), "command": queued}
+            rec = Recorder(self.journal, cmd.verb, actor or self.actor, cmd.reason, args)
             rec.intent()
             me = asyncio.current_task()
             assert me is not None
@@ -261,7 +329,7 @@ class Controller:
             "command.taken", {"command": cmd.id, "verb": cmd.verb, "args": cmd.args}, cmd.actor
         )
         try:
-            result = await self.dispatch(cmd.verb, cmd.args, actor=cmd.actor)
+            result = await self.dispatch(cmd.verb, cmd.args, actor=cmd.actor, queued=cmd.id)
         except (ValueError, TypeError) as exc:
             self.journal.finish_command(
                 cmd.id, "failed", {"outcome": Outcome.REFUSED, "ok": False, "message": str(exc)}
@@ -269,7 +337,7 @@ class Controller:
             return
         self.journal.finish_command(cmd.id, "done" if result.ok else "failed", result.as_dict())
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Future[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -300,6 +368,9 @@ class Controller:
             running_action=self._running[0] if self._running else None,
             copy=self.copy_view(),
             now=self.clock(),
+            readiness=m.readiness,
+            sources=m.sources,
+            stranded=self.stranded.current,
         )
 
     def publish(self) -> None:
@@ -316,6 +387,8 @@ class Controller:
                 "gates": doc["gates"],
                 "running_action": state.running_action,
                 "copy": None if state.copy is None else state.copy.as_dict(),
+                "readiness": doc["rollback_readiness"],
+                "sources": doc["sources"],
             },
         )
         for listener in self._listeners:

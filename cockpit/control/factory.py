@@ -5,7 +5,7 @@ The controller only knows the interfaces below; tests hand it a lab's drivers (o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +38,27 @@ class SyncDriver(Protocol):
 
     def metrics(self) -> Mapping[str, float | None]:
         """The sync's own figures as of the last `lag()` (stalled, conflicts waiting, keys left...)."""
+        ...
+
+    def problem(self) -> str | None:
+        """Why the sync is not moving (its last error, a held table); None while it runs."""
+        ...
+
+    @property
+    def schema_changed(self) -> Mapping[str, str]:
+        """Tables whose schema changed under the sync (their changes are held) -> what changed."""
+        ...
+
+    def green_only_pending(self) -> int:
+        """Acknowledged changes on green not yet on blue, read now."""
+        ...
+
+    def run_once(self) -> Mapping[str, Any]:
+        """One pass in both directions. Blocking."""
+        ...
+
+    def repair(self, prefer: str, diffs: Mapping[str, Sequence[Any]]) -> Mapping[str, Any]:
+        """Rows that differ put into `prefer`'s change log, for the sync to carry across. Blocking."""
         ...
 
     def initial_copy(

@@ -1,6 +1,7 @@
 """The tick's readings: every metrics source, the sync's lag and the live split polled (in threads, never
-overlapping), a source's failure journaled once, the rules evaluated (alarms, gates, rollback triggers), the
-samples journaled and old ones pruned hourly.
+overlapping), a source's failure journaled once and each source's last good reading timed (the screen greys a
+silent one), the rules evaluated (alarms, gates, rollback triggers), the rollback-readiness light assessed (its
+costly probes run in their own thread), the samples journaled and old ones pruned hourly.
 
 The controller owns one Monitor; actions read its figures (the gates of an advance, the live split) and the
 screen sees them in every snapshot.
@@ -9,13 +10,25 @@ screen sees them in every snapshot.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cockpit.control.factory import Drivers
+from cockpit.control.readiness_probe import ReadinessProbe
 from cockpit.core.journal import Journal
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan
-from cockpit.core.rules import Fired, TriggerTracker, backup_gate, check_gates, threshold_alarms
-from cockpit.core.state import Alarm, Lag
+from cockpit.core.rules import (
+    Fired,
+    SyncFacts,
+    TriggerTracker,
+    backup_gate,
+    check_gates,
+    schema_advice,
+    sync_alarms,
+    threshold_alarms,
+)
+from cockpit.core.state import SOURCE_SYNC, SOURCE_TRAFFIC, Alarm, Lag, Readiness, source_name
 from cockpit.core.vocabulary import EXPOSED, State
 from cockpit.drivers.traffic.base import live_percent
 
@@ -37,9 +50,16 @@ class Monitor:
         self.green_live: float | None = None  # the live split, as last read or applied
         self.triggers = TriggerTracker(plan.rollback.triggers)
         self.next_prune = 0.0
+        self.readiness_probe = ReadinessProbe(plan, drivers)
+        self.readiness: Readiness | None = None
+        self.sources: dict[str, float] = {}  # source -> when it last read well (epoch seconds)
         self._troubles: dict[str, str] = {}  # source -> its current error, journaled once
+        self.stranded = 0  # after a rollback: changes still on green only (the controller keeps it)
+        # rows that differ after the sync drained (the integrity watch's last report): table -> (keys, count)
+        self.mismatched: dict[str, tuple[Sequence[str], int]] = {}
+        self._mismatch_at = 0.0
 
-    async def poll(self, machine: Machine, *, copying: bool) -> None:
+    async def poll(self, machine: Machine, *, copying: bool, now: float) -> None:
         """Read every source once (blocking reads in threads); a failing source is journaled, not raised."""
         metrics: dict[str, float | None] = {}
         sources = self.drivers.metrics
@@ -50,6 +70,7 @@ class Monitor:
             else:
                 self.trouble(f"metrics.{type(src).__name__}", None)
                 metrics.update(res)
+                self.sources[source_name(src)] = now
         if self.drivers.sync is not None and not copying:  # no change log on green until the copy is done
             try:
                 self.lag = dict(await asyncio.to_thread(self.drivers.sync.lag))
@@ -59,12 +80,14 @@ class Monitor:
                     metrics[f"sync.{direction}.pending"] = float(v.pending)
                 metrics.update(self.drivers.sync.metrics())  # as of the lag just read
                 self.trouble("sync", None)
+                self.sources[SOURCE_SYNC] = now
             except Exception as exc:
                 self.trouble("sync", exc)
         if self.drivers.traffic is not None:
             try:
                 self.green_live = live_percent(await asyncio.to_thread(self.drivers.traffic.live))
                 self.trouble("traffic", None)
+                self.sources[SOURCE_TRAFFIC] = now
             except Exception as exc:
                 self.trouble("traffic", exc)
         metrics["green_configured"] = machine.green(self.plan)
@@ -101,8 +124,50 @@ class Monitor:
             alarms += pending
         else:
             self.triggers.reset()
+        self._clear_mismatch()
+        alarms += sync_alarms(self.plan.sync, self.metrics, self.facts())
         self.alarms = tuple(alarms)
+        self.readiness = self.assess(now)
         return fired
+
+    def facts(self) -> SyncFacts:
+        sync = self.drivers.sync
+        return SyncFacts(
+            problem=sync.problem() if sync is not None else None,
+            schema_changed=dict(sync.schema_changed) if sync is not None else {},
+            stranded=self.stranded,
+            mismatched=dict(self.mismatched),
+        )
+
+    def note_mismatch(self, report: Mapping[str, Any], now: float) -> None:
+        """An integrity report with rows that differ after the sync drained (any thread)."""
+        found: dict[str, tuple[Sequence[str], int]] = {}
+        for t in report.get("tables") or []:
+            if t.get("diff_count"):
+                keys = ["(" + ", ".join(str(k) for k in d["key"]) + ")" for d in (t.get("diffs") or [])[:5]]
+                found[t["table"]] = (keys, int(t["diff_count"]))
+            elif t.get("note"):
+                found[t["table"]] = ([str(t["note"])], 1)
+        self.mismatched, self._mismatch_at = found, now
+
+    def _clear_mismatch(self) -> None:
+        """A full check that found the sides equal since the mismatch clears it."""
+        at = self.metrics.get("data_integrity_checked_at")
+        equal = self.metrics.get("data_integrity_score") == 100.0
+        if self.mismatched and equal and at is not None and at > self._mismatch_at:
+            self.mismatched = {}
+
+    def assess(self, now: float) -> Readiness:
+        """The rollback-readiness light from this tick's readings and the probe's last round (never waits)."""
+        sync = self.drivers.sync is not None
+        conflicts = self.metrics.get("sync.conflicts_waiting") if sync else None
+        return self.readiness_probe.assess(
+            self.metrics,
+            self.lag if sync else None,
+            self._troubles.get("sync") or (self.drivers.sync.problem() if self.drivers.sync else None),
+            now,
+            conflicts=None if conflicts is None else int(conflicts),
+        )
 
     def ready_gates(self, machine: Machine) -> tuple[GateReading, ...]:
         """Before the first phase: a fresh backup of blue, when the plan requires one."""
@@ -112,7 +177,12 @@ class Monitor:
         return (gate,) if gate else ()
 
     def gate_problems(self, machine: Machine, now: float) -> list[str]:
-        """What stops an advance from `machine` now: soak time and unmet gates."""
+        """What stops an advance from `machine` now: a schema changed under the sync, soak time, unmet gates."""
+        changed = self.facts().schema_changed
+        if changed:
+            return [
+                f"schema changed under the sync ({', '.join(sorted(changed))}): {schema_advice(sorted(changed))}"
+            ]
         if machine.phase_index < 0 and machine.state == State.READY:
             return [f"{g} ({why})" for g, met, why in self.ready_gates(machine) if not met]
         if machine.phase_index < 0 or machine.state == State.ROLLED_BACK:

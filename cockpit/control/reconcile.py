@@ -1,9 +1,14 @@
 """Crash reconciliation at start: the actions a crash cut short are settled against the live world (the split on
-disk), each closed with its own outcome, then the machine is matched to the live split.
+disk), each closed with its own outcome, then the machine is matched to the live split; every queued command the
+dead controller had taken gets its answer.
 
 An interrupted rollback is run again; an interrupted advance settles on the phase the live split matches (held
 when none does); an interrupted copy is reported (green may hold a partial copy); hold and resume changed nothing
 in the world, so the saved machine is the truth.
+
+A queued command is answered with what its action came to: the settlement (the rollback run again: its real
+outcome), the outcome the action had journaled before the crash, or, for a command taken but never started,
+"nothing was done" (a rollback is run now: the lead asked for it and it is always safe).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from cockpit.core.journal import ActionRecord
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan
 from cockpit.core.recorder import Recorder, Result
-from cockpit.core.vocabulary import MOVING, Outcome, State, same_split
+from cockpit.core.vocabulary import MOVING, SUCCESS, Outcome, State, same_split
 
 if TYPE_CHECKING:
     from cockpit.control.controller import Controller
@@ -46,7 +51,12 @@ async def reconcile(ctl: Controller) -> list[Result]:
         rec.action_id = action.action_id
         detail = f"cut short (last step: {action.steps[-1].name if action.steps else 'none'})"
         settle = SETTLE.get(action.verb, _nothing_moved)
-        results.append(await settle(ctl, Cut(action, rec, detail, live)))
+        result = await settle(ctl, Cut(action, rec, detail, live))
+        results.append(result)
+        queued = action.args.get("command")
+        if isinstance(queued, int):
+            answer(ctl, queued, result)
+    results += await _answer_taken(ctl)
     if ctl.machine.state in MOVING:
         ctl.set_machine(phases.settled(ctl.machine, ctl.plan, ctl.clock()))
     if results:  # what reconciliation did may have moved the split
@@ -98,6 +108,60 @@ async def _copy(ctl: Controller, cut: Cut) -> Result:
 
 async def _nothing_moved(ctl: Controller, cut: Cut) -> Result:
     return cut.rec.outcome(Outcome.RECONCILED, cut.detail)
+
+
+def answer(ctl: Controller, queued: int, result: Result) -> None:
+    ctl.journal.finish_command(queued, "done" if result.ok else "failed", result.as_dict())
+
+
+async def _answer_taken(ctl: Controller) -> list[Result]:
+    """The commands taken and not answered whose actions are settled by now: answered from the journal."""
+    ran: list[Result] = []
+    for cmd in ctl.journal.taken_commands():
+        action = ctl.journal.action_of_command(cmd.id)
+        if action is not None and action.outcome is not None:
+            outcome = Outcome(action.outcome)
+            ctl.journal.finish_command(
+                cmd.id,
+                "done" if outcome in SUCCESS else "failed",
+                {
+                    "action_id": action.action_id,
+                    "verb": action.verb,
+                    "outcome": outcome,
+                    "ok": outcome in SUCCESS,
+                    "message": action.message,
+                    "duration_s": None if action.duration_s is None else round(action.duration_s, 3),
+                    "steps": [
+                        {"step": s.name, "status": s.status, "duration_s": s.duration_s, "detail": s.detail}
+                        for s in action.steps
+                    ],
+                },
+            )
+        elif action is None and cmd.verb == Rollback.verb:
+            try:
+                result = await ctl.dispatch(cmd.verb, cmd.args, actor=cmd.actor, queued=cmd.id)
+            except (ValueError, TypeError) as exc:  # arguments no command can be made of
+                ctl.journal.finish_command(
+                    cmd.id,
+                    "failed",
+                    {"verb": cmd.verb, "outcome": Outcome.REFUSED, "ok": False, "message": str(exc)},
+                )
+                continue
+            answer(ctl, cmd.id, result)
+            ran.append(result)
+        elif action is None:
+            ctl.journal.finish_command(
+                cmd.id,
+                "failed",
+                {
+                    "verb": cmd.verb,
+                    "outcome": Outcome.INTERRUPTED,
+                    "ok": False,
+                    "message": "the controller stopped before it started this command: nothing was done; "
+                    "ask again",
+                },
+            )
+    return ran
 
 
 SETTLE: dict[str, Settle] = {"rollback": _rollback, "advance": _advance, "copy": _copy}

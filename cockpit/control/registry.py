@@ -12,8 +12,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from cockpit.control import advance, hold, initial_copy, rollback, verified_backup
-from cockpit.control.commands import Advance, Backup, Command, Copy, Hold, Resume, Rollback, from_json
+from cockpit.control import advance, hold, initial_copy, repair, rollback, verified_backup
+from cockpit.control.commands import (
+    Advance,
+    Backup,
+    Command,
+    Copy,
+    Hold,
+    Repair,
+    Resume,
+    Rollback,
+    StopGreen,
+    from_json,
+)
 from cockpit.core.recorder import Recorder, Result
 
 if TYPE_CHECKING:
@@ -39,6 +50,8 @@ ACTIONS: dict[str, Action[Any]] = {
         Action(Rollback, rollback.run, preempts=frozenset({Advance.verb}), joins=True),
         Action(Copy, initial_copy.run),
         Action(Backup, verified_backup.run),
+        Action(StopGreen, rollback.stop_green),
+        Action(Repair, repair.run),
     )
 }
 VERBS = tuple(ACTIONS)

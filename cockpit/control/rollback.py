@@ -5,21 +5,27 @@ sync - 3 stop green - 4 make sure blue runs - 5 health checks - 6 integrity - 7 
 and the sequence goes on where that is safe (green is never stopped while traffic may still reach it); no step
 waits without a bound. The plan chooses the steps and their order (`rollback.steps`); `STEPS` maps each name to
 what it does.
+
+Nothing is stranded: a drain that cannot finish in its bound says how many acknowledged changes are still on
+green only; green is then not stopped (unless the rollback is forced, which is journaled), the machine reads
+`rolled_back` with those changes counted, and the controller keeps draining (cockpit.control.stranded) and stops
+green once they are all on blue (`stop_green`, the action below).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from cockpit.control.commands import Rollback, RollbackMode
+from cockpit.control.commands import Rollback, RollbackMode, StopGreen
 from cockpit.control.factory import Drivers
 from cockpit.control.sides import check_health, set_services
-from cockpit.core.phases import Machine
+from cockpit.core.phases import Machine, Refused
 from cockpit.core.plan import Plan
 from cockpit.core.recorder import Recorder, Result, StepFailed
+from cockpit.core.state import Stranded
 from cockpit.core.vocabulary import Outcome, RollbackStep, State
 from cockpit.drivers.services.factory import service_units
 
@@ -30,8 +36,11 @@ if TYPE_CHECKING:
 async def run(ctl: Controller, rec: Recorder, cmd: Rollback) -> Result:
     from_index = ctl.machine.phase_index
     ctl.set_machine(replace(ctl.machine, state=State.ROLLING_BACK, since=ctl.clock()))
+    left = Left()
     outcome = await run_sequence(
-        Rollbacking(ctl.plan, ctl.drivers, rec, cmd.mode, from_index, ctl.apply_split, cmd.reason)
+        Rollbacking(
+            ctl.plan, ctl.drivers, rec, cmd.mode, from_index, ctl.apply_split, cmd.reason, cmd.force, left
+        )
     )
     ctl.monitor.triggers.reset()
     if not outcome.traffic_ok:
@@ -40,6 +49,15 @@ async def run(ctl: Controller, rec: Recorder, cmd: Rollback) -> Result:
             Outcome.FAILED, "traffic could not be moved back to blue: " + _failed_detail(rec, "traffic")
         )
     ctl.set_machine(Machine(State.ROLLED_BACK, -1, ctl.clock()))
+    if left.green_only:
+        ctl.stranded.strand(Stranded(left.green_only, ctl.clock(), left.deferred, rec.action_id))
+        n = "an unknown number of" if left.green_only < 0 else str(left.green_only)
+        still = "green left running" if left.deferred else "green stopped (forced)"
+        return rec.outcome(
+            Outcome.PARTIAL,
+            f"all traffic on blue; {n} changes still on green only: the drain goes on, {still}",
+            {"green_only": left.green_only},
+        )
     if outcome.failed_steps:
         return rec.outcome(
             Outcome.PARTIAL, "all traffic on blue; failed steps: " + ", ".join(outcome.failed_steps)
@@ -65,6 +83,17 @@ class Rollbacking:
     from_index: int
     apply_split: Callable[[float], Awaitable[object]]
     reason: str
+    force: bool = False  # stop green even while it holds changes blue lacks
+    left: Left = field(default_factory=lambda: Left())
+
+
+@dataclass
+class Left:
+    """What the drain left on green: acknowledged changes blue lacks (0: none, -1: green unreadable), and whether
+    the stop of green waits for them."""
+
+    green_only: int = 0
+    deferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,19 +143,60 @@ async def _drain(r: Rollbacking, info: dict[str, str]) -> None:
         return
     timeout = float(r.plan.rollback.drain_timeout)
     drained = await asyncio.to_thread(sync.drain, timeout)
-    if not drained:
-        try:
-            lag = await asyncio.to_thread(sync.lag)
-            pending = lag.get("green_to_blue")
-            left = f"{pending.pending} changes still pending" if pending else "pending changes unknown"
-        except Exception as exc:  # the green database may be the thing that is down
-            left = f"cannot read the change log ({exc})"
-        raise StepFailed(f"green->blue not drained after {timeout:g}s: {left}")
-    info["detail"] = "green->blue caught up"
+    if drained:
+        info["detail"] = "green->blue caught up"
+        return
+    try:
+        r.left.green_only = await asyncio.to_thread(sync.green_only_pending)
+        left = f"{r.left.green_only} changes still on green only"
+    except Exception as exc:  # the green database may be the thing that is down
+        r.left.green_only = -1
+        left = f"cannot read green's change log ({exc}): it may still hold changes blue lacks"
+    if r.left.green_only == 0:  # caught up between the deadline and the count
+        info["detail"] = "green->blue caught up"
+        return
+    raise StepFailed(
+        f"green->blue not drained after {timeout:g}s: {left}; the drain goes on after the rollback"
+    )
 
 
 async def _stop_green(r: Rollbacking, info: dict[str, str]) -> None:
+    n = r.left.green_only
+    if n and not r.force:
+        r.left.deferred = True
+        what = "changes blue may lack" if n < 0 else f"{n} changes blue lacks"
+        info["status"] = "skipped"
+        info["detail"] = (
+            f"deferred: green holds {what}; it is stopped once the drain has carried them "
+            "(`cockpit rollback --force` stops it now)"
+        )
+        return
+    if n:
+        r.rec.journal.event(
+            "rollback.forced", {"green_only": n, "step": "stop_green"}, r.rec.actor, r.rec.action_id
+        )
     await set_services(r.drivers.green_services, service_units(r.plan.green.services), "stop", info)
+    if n:
+        info["detail"] = (
+            f"forced with {'some' if n < 0 else n} changes still on green only; " + info["detail"]
+        )
+
+
+async def stop_green(ctl: Controller, rec: Recorder, cmd: StopGreen) -> Result:
+    """The `stop_green` action: green's services stopped after a rollback, never while users may reach green,
+    nor (unless forced) while it holds changes blue lacks."""
+    if ctl.machine.state != State.ROLLED_BACK:
+        raise Refused(f"green may serve users ({ctl.machine.state}): only after a rollback")
+    stranded = ctl.stranded.current
+    if stranded is not None and stranded.green_only and not cmd.force:
+        raise Refused(
+            f"green still holds {stranded.green_only} changes blue lacks; the drain goes on (--force stops it anyway)"
+        )
+    with rec.step(RollbackStep.STOP_GREEN) as info:
+        await set_services(ctl.drivers.green_services, service_units(ctl.plan.green.services), "stop", info)
+    if stranded is not None and stranded.green_only:
+        ctl.stranded.forced(rec)
+    return rec.outcome(Outcome.OK, "green stopped")
 
 
 async def _start_blue(r: Rollbacking, info: dict[str, str]) -> None:

@@ -32,8 +32,10 @@ async def controller_session(
     journal = journal_for(plan)
     own_drivers = drivers is None
     try:
-        drivers = drivers if drivers is not None else build_drivers(plan, events=_journaling(journal))
+        events = _Events(journal)
+        drivers = drivers if drivers is not None else build_drivers(plan, events=events)
         controller = Controller(plan, drivers, journal, actor=actor)
+        events.controller = controller
         await controller.start()
         try:
             if run_sync and drivers.sync is not None:
@@ -47,11 +49,18 @@ async def controller_session(
         journal.close()
 
 
-def _journaling(journal: Journal) -> Callable[[str, dict[str, Any]], None]:
-    def record(kind: str, payload: dict[str, Any]) -> None:
-        journal.event(kind, payload)
+class _Events:
+    """What the drivers report (sync conflicts, stalls, schema changes, integrity mismatches): journaled, then
+    handed to the controller (alerts, alarms). Called from the drivers' threads."""
 
-    return record
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.controller: Controller | None = None
+
+    def __call__(self, kind: str, payload: dict[str, Any]) -> None:
+        self.journal.event(kind, payload)
+        if self.controller is not None:
+            self.controller.on_event(kind, payload)
 
 
 class ControllerThread:

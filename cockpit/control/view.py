@@ -14,7 +14,7 @@ from cockpit.core.journal import ActionRecord, Journal
 from cockpit.core.lock import ControllerLock
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan
-from cockpit.core.state import Alarm, CockpitState, CopyView, Lag, PhaseView
+from cockpit.core.state import Alarm, CockpitState, CopyView, Lag, PhaseView, Readiness, Stranded
 from cockpit.drivers.traffic.base import TrafficDriver, live_percent
 
 
@@ -38,6 +38,9 @@ def build_state(
     copy: CopyView | None = None,
     now: float | None = None,
     message: str = "",
+    readiness: Readiness | None = None,
+    sources: Mapping[str, float] | None = None,
+    stranded: Stranded | None = None,
 ) -> CockpitState:
     return CockpitState(
         plan=plan.name,
@@ -59,6 +62,9 @@ def build_state(
         read_only=read_only,
         copy=copy,
         message=message,
+        readiness=readiness,
+        sources=dict(sources or {}),
+        stranded=stranded,
     )
 
 
@@ -86,4 +92,10 @@ def read_state(plan: Plan, journal: Journal, traffic: TrafficDriver | None = Non
         running_action=runtime.get("running_action") if holder else None,
         read_only=True,
         copy=CopyView.from_dict(runtime["copy"]) if runtime.get("copy") else None,
+        readiness=Readiness.from_dict(runtime.get("readiness")),
+        sources={k: float(v) for k, v in (runtime.get("sources") or {}).items()},
+        stranded=Stranded.from_dict(journal.get_state(STRANDED)),  # journaled: true with no controller too
     )
+
+
+STRANDED = "stranded"  # the journal's state key: cockpit.core.state.Stranded, {} when none

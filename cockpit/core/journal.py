@@ -254,6 +254,26 @@ class Journal:
         )
         return _command(row) if row else None
 
+    def taken_commands(self) -> list[Command]:
+        """Commands a controller took and never answered (it stopped or crashed before)."""
+        rows = self._query(
+            "SELECT id, ts, actor, verb, args, status, result FROM commands WHERE status = 'taken' ORDER BY id",
+            (),
+        )
+        return [_command(r) for r in rows]
+
+    def action_of_command(self, command_id: int) -> ActionRecord | None:
+        """The action a queued command started (its intent names the command), or None."""
+        row = self._query_one(
+            "SELECT action_id FROM events WHERE kind = 'action.intent' "
+            "AND json_extract(payload, '$.args.command') = ? ORDER BY id DESC LIMIT 1",
+            (command_id,),
+        )
+        if row is None:
+            return None
+        found = _fold_actions(self.events(action_id=row[0]))
+        return found[0] if found else None
+
     # -- reading ------------------------------------------------------------------------------------------
     def get_state(self, key: str) -> dict[str, Any] | None:
         row = self._query_one("SELECT value FROM state WHERE key = ?", (key,))

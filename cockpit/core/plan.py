@@ -133,6 +133,9 @@ class Sync(_Part):
     # `disjoint_keys` already hand out disjoint keys (UUIDs, a side bit) and are left alone.
     key_ceiling: int | None = None
     key_headroom: int = 1_000_000
+    key_alarm: int = (
+        100_000  # fewer keys left than this before a table's ceiling: a warning (a tenth: critical)
+    )
     disjoint_keys: list[str] = []
     # A table without a primary key is a multiset (every column together is a row's identity) unless named here
     # with the columns that identify its rows.
@@ -216,6 +219,10 @@ class Email(_Part):
 class Alerts(_Part):
     webhook: Webhook | None = None
     email: Email | None = None
+    # alerts of one kind (sync conflicts, ...) are gathered: the first after `gather`, with what came meanwhile;
+    # later ones at most once per `every`, as one alert with their count
+    gather: Duration = Duration(2)
+    every: Duration = Duration(60)
 
 
 class Backup(_Part):

@@ -1,12 +1,14 @@
-"""Rules on metrics: phase gates, DEPLOYMENT_METRICS thresholds and ROLLBACK_CONDITIONS triggers. Pure logic."""
+"""Rules on metrics: phase gates, DEPLOYMENT_METRICS thresholds, ROLLBACK_CONDITIONS triggers, and the sync's own
+alarms (conflicts waiting, key headroom, a stall, a schema change, changes stranded on green, rows that differ
+after the sync drained). Pure logic."""
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from cockpit.core.plan import Backup, Gate, Phase, Threshold, Trigger, format_duration
+from cockpit.core.plan import Backup, Gate, Phase, Sync, Threshold, Trigger, format_duration
 from cockpit.core.state import Alarm
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -145,3 +147,104 @@ class TriggerTracker:
                     )
                 )
         return fired, pending
+
+
+# ------------------------------------------------------------------------------------------------ the sync's alarms
+@dataclass(frozen=True)
+class SyncFacts:
+    """What the sync and the integrity watch say beyond the tick's figures."""
+
+    problem: str | None = None  # why the sync is not moving: its last error, or a held table
+    schema_changed: Mapping[str, str] = field(default_factory=dict)  # table -> what changed under the sync
+    stranded: int = 0  # after a rollback: acknowledged changes still on green only
+    # rows that differ after the sync drained: table -> (their keys as shown, how many)
+    mismatched: Mapping[str, tuple[Sequence[str], int]] = field(default_factory=dict)
+
+
+def schema_advice(tables: Sequence[str]) -> str:
+    """What to do when the schema of `tables` changed under the sync."""
+    names = ",".join(tables)
+    return (
+        "make the schema the same on both sides and run `cockpit sync install`, or re-seed from blue: "
+        f"`cockpit sync copy --tables {names}`; then resume"
+    )
+
+
+def sync_alarms(spec: Sync, metrics: Metrics, facts: SyncFacts) -> list[Alarm]:
+    """The sync's alarms: a conflict waiting (critical: an acknowledged write waits for a person), keys running
+    out (warning under `sync.key_alarm`, critical under a tenth), a stall (critical: an error, or pending changes
+    that do not go down), a schema change (critical: advances are held), changes stranded on green after a
+    rollback, rows that differ after the sync drained (critical, naming the keys however few)."""
+    alarms: list[Alarm] = []
+    waiting = metrics.get("sync.conflicts_waiting")
+    if waiting:
+        n = int(waiting)
+        alarms.append(
+            Alarm(
+                "sync.conflicts_waiting",
+                "critical",
+                waiting,
+                0,
+                f"{n} sync conflict{'s' * (n != 1)} waiting: `cockpit sync conflicts`, then "
+                "`cockpit sync conflicts resolve ID --keep blue|green|both`",
+            )
+        )
+    left = metrics.get("sync.keys_left_min")
+    if left is not None and left < spec.key_alarm:
+        critical = left < spec.key_alarm / 10
+        alarms.append(
+            Alarm(
+                "sync.keys_left_min",
+                "critical" if critical else "warning",
+                left,
+                spec.key_alarm / 10 if critical else spec.key_alarm,
+                f"{int(left):,} keys left before green's ceiling in a table (`cockpit sync keys`)",
+            )
+        )
+    if metrics.get("sync.stalled"):
+        for_s = metrics.get("sync.stalled_s") or 0.0
+        pending = sum(int(metrics.get(f"sync.{d}.pending") or 0) for d in ("blue_to_green", "green_to_blue"))
+        why = facts.problem or f"{pending} changes pending, not going down for {format_duration(for_s)}"
+        alarms.append(Alarm("sync.stalled", "critical", for_s, 0, f"sync stalled: {why}"))
+    if facts.schema_changed:
+        tables = sorted(facts.schema_changed)
+        what = "; ".join(f"{t}: {facts.schema_changed[t]}" for t in tables)
+        alarms.append(
+            Alarm(
+                "sync.schema_changed",
+                "critical",
+                float(len(tables)),
+                0,
+                f"schema changed under the sync ({what}): its changes are held and so are advances; "
+                + schema_advice(tables),
+            )
+        )
+    if facts.stranded:
+        count = "changes (how many: green unreadable)" if facts.stranded < 0 else f"{facts.stranded} changes"
+        alarms.append(
+            Alarm(
+                "sync.green_only_pending",
+                "critical",
+                float(facts.stranded),
+                0,
+                f"{count} still on green only after the rollback: the drain goes on, green is not stopped until it "
+                "ends (`cockpit rollback --force` stops it anyway)",
+            )
+        )
+    if facts.mismatched:
+        total = sum(n for _keys, n in facts.mismatched.values())
+        named = "; ".join(
+            f"{t} " + ", ".join(keys) + (f" and {n - len(keys)} more" if n > len(keys) else "")
+            for t, (keys, n) in sorted(facts.mismatched.items())
+        )
+        alarms.append(
+            Alarm(
+                "data_integrity_score",
+                "critical",
+                float(total),
+                0,
+                f"{total} row{'s' * (total != 1)} differ after the sync drained (changed behind its back): {named}; "
+                "`cockpit integrity repair --prefer blue|green`",
+            )
+        )
+    return alarms

@@ -125,6 +125,31 @@ class Alarm:
     message: str
 
 
+@dataclass(frozen=True)
+class Stranded:
+    """After a rollback whose drain could not finish: acknowledged changes still on green only. The controller
+    keeps draining; green is not stopped while they are there (unless the lead forces it)."""
+
+    green_only: int  # -1: green could not be read (so it may still hold some)
+    since: float  # when the rollback left them (epoch seconds)
+    stop_green_deferred: bool  # the plan's `stop_green` step waits for the drain
+    action_id: str = ""  # the rollback
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Stranded | None:
+        if not doc:
+            return None
+        return cls(
+            int(doc["green_only"]),
+            float(doc["since"]),
+            bool(doc.get("stop_green_deferred")),
+            str(doc.get("action_id", "")),
+        )
+
+
 READY, FAILED, UNKNOWN, SKIPPED = "ok", "failed", "unknown", "skipped"
 SOURCE_TRAFFIC, SOURCE_SYNC = "traffic", "sync"  # the other sources are named by source_name()
 
@@ -179,7 +204,9 @@ class CockpitState:
     state: str  # ready | active | held | advancing | rolling_back | rolled_back | complete | failed
     phase_index: int  # -1 before the first phase
     phases: tuple[PhaseView, ...]
-    phase_since: float  # when the current phase (or state) began, epoch seconds
+    phase_since: (
+        float  # when the current phase (or state) began, epoch seconds; 0: unknown (nothing journaled it)
+    )
     green_configured: float  # the share the phase machine wants
     green_live: float | None  # the share the load balancers actually have
     now: float
@@ -198,6 +225,7 @@ class CockpitState:
     # source -> epoch seconds of its last good reading (traffic, sync, metrics.<Source>...): the screen greys
     # what a silent source last said, with its age
     sources: dict[str, float] = field(default_factory=dict)
+    stranded: Stranded | None = None  # changes still on green only after a rollback
 
     @property
     def phase(self) -> PhaseView | None:
@@ -212,6 +240,10 @@ class CockpitState:
     def time_in_phase(self) -> float:
         return max(0.0, self.now - self.phase_since)
 
+    @property
+    def since_known(self) -> bool:
+        return self.phase_since > 0
+
     def to_json(self) -> dict[str, Any]:
         """The stable `status --json` object (schema STATUS_SCHEMA, documented in the README)."""
         last = self.actions[-1] if self.actions else None
@@ -224,8 +256,8 @@ class CockpitState:
                 "name": phase.name if phase else None,
                 "index": self.phase_index,
                 "count": len(self.phases),
-                "since": self.phase_since,
-                "seconds_in_phase": round(self.time_in_phase, 3),
+                "since": self.phase_since if self.since_known else None,
+                "seconds_in_phase": round(self.time_in_phase, 3) if self.since_known else None,
                 "next": self.next_phase.name if self.next_phase else None,
             },
             "green_percent": {"configured": self.green_configured, "live": self.green_live},
@@ -252,4 +284,5 @@ class CockpitState:
             "copy": None if self.copy is None else self.copy.as_dict(),
             "rollback_readiness": None if self.readiness is None else self.readiness.as_dict(),
             "sources": {k: round(v, 3) for k, v in self.sources.items()},
+            "stranded": None if self.stranded is None else self.stranded.as_dict(),
         }

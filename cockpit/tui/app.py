@@ -40,6 +40,7 @@ from cockpit.core.lock import LockHeld
 from cockpit.core.plan import Plan, load_plan
 from cockpit.core.recorder import Result
 from cockpit.core.state import CockpitState
+from cockpit.core.vocabulary import same_split
 from cockpit.tui import keys, render, themes
 from cockpit.tui.keys import ACTIONS, Context, bindings
 from cockpit.tui.modals import (
@@ -234,7 +235,9 @@ class CockpitApp(App[int]):
         s = ctx.state
         key = (
             ctx.can_act,
-            None if s is None else (s.state, s.phase_index, s.running_action, (s.green_live or 0.0) > 0.05),
+            None
+            if s is None
+            else (s.state, s.phase_index, s.running_action, not same_split(s.green_live or 0.0, 0.0)),
         )
         if key != self._bindings_key:
             self._bindings_key = key

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from textual.binding import Binding, BindingType
 
 from cockpit.core.state import CockpitState
-
-GREEN_TOLERANCE = 0.05  # % green that still counts as "nobody on green" (the controller's own tolerance)
+from cockpit.core.vocabulary import same_split
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _why_not_copy(ctx: Context) -> str | None:
         return "a copy is running"
     if (
         s.phase_index >= 0
-        or (s.green_live or 0.0) > GREEN_TOLERANCE
+        or not same_split(s.green_live or 0.0, 0.0)
         or s.state not in ("ready", "rolled_back")
     ):
         return "users are on green: the initial copy runs before any user is (roll back first)"

@@ -154,7 +154,29 @@ def sync_lines(state: CockpitState, levels: Levels) -> list[Content]:
                 _fig(f"{number(pending, 'd'):>{VALUE}}", "missing" if silent else pend_level),
             )
         )
-    return lines
+    return lines + sync_health_lines(state)
+
+
+def sync_health_lines(state: CockpitState) -> list[Content]:
+    """Conflicts waiting, the fewest keys left and changes stranded on green, when the sync reports them;
+    coloured by the controller's alarm on each (ok without one)."""
+    raised = {a.metric: a.level for a in state.alarms}
+
+    def line(label: str, text: str, metric: str) -> Content:
+        return Content.assemble(f" {label:<{LABEL}}", _fig(f"{text:>{VALUE}}", raised.get(metric, "ok")))
+
+    out = []
+    waiting = state.metrics.get("sync.conflicts_waiting")
+    if waiting is not None:
+        out.append(line("conflicts", f"{int(waiting)}", "sync.conflicts_waiting"))
+    left = state.metrics.get("sync.keys_left_min")
+    if left is not None:
+        shown = count(int(left)) if left < 1e9 else f"{left:.1e}"
+        out.append(line("keys left", shown, "sync.keys_left_min"))
+    if state.stranded is not None:
+        n = state.stranded.green_only
+        out.append(line("green only", "?" if n < 0 else f"{n}", "sync.green_only_pending"))
+    return out
 
 
 def count(n: int | None) -> str:

@@ -13,6 +13,7 @@ from textual.content import Content
 from cockpit.core.journal import ActionRecord
 from cockpit.core.plan import format_duration
 from cockpit.core.state import FAILED, UNKNOWN, CockpitState, Readiness
+from cockpit.core.vocabulary import same_split
 from cockpit.tui.readings import SOURCE_ACCESS_LOG, SOURCE_TRAFFIC, stale_age, window
 
 BAR_WIDTH = 30
@@ -288,7 +289,7 @@ def split(state: CockpitState, width: int = 0) -> Content:
             (f" {live_value:g}% green, read {format_duration(live_silent)} ago", MUTED),
         )
     else:
-        differs = abs(live_value - conf) > 0.05
+        differs = not same_split(live_value, conf)
         note = (
             (" ≠" if narrow else "  ≠ configured", WARN)
             if differs

@@ -2,6 +2,10 @@
 marker file, and waits to be killed with SIGKILL.
 
     python -m tests.core.crash_controller PLAN {advance|rollback}-{before|after}-write
+    python -m tests.core.crash_controller PLAN rollback-queued
+
+`rollback-queued`: the controller runs its tick loop (file `ready` once it does) and the rollback is the one a CLI
+queues; `in-flight` once that rollback's traffic step has begun.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ async def main(plan_path: str, mode: str) -> None:
         assert (await controller.advance()).ok
     traffic.gate = threading.Event()  # never set: the step hangs until the process is killed
     traffic.entered, traffic.applied = threading.Event(), []  # only what the action under test does counts
+    if mode == "rollback-queued":
+        loop = asyncio.ensure_future(controller.run())
+        (folder / "ready").write_text(mode)
+        while not traffic.entered.is_set():
+            await asyncio.sleep(0.01)
+        (folder / "in-flight").write_text(mode)
+        await loop  # never returns
     verb = controller.rollback("drill", "immediate") if mode.startswith("rollback") else controller.advance()
     task = asyncio.ensure_future(verb)
     while not traffic.entered.is_set() or (traffic.block_after_write and not traffic.applied):

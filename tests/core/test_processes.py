@@ -3,6 +3,7 @@ processes, and secrets kept out of output, journal and logs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -250,3 +251,82 @@ def test_confirmation_only_on_a_terminal(tmp_path: Path) -> None:
     # no terminal: no question, no wait (stdin is /dev/null in cockpit())
     p = cockpit("-p", plan, "rollback", "--reason", "drill")
     assert p.returncode == 0 and "[y/N]" not in p.stdout
+
+
+def test_a_queued_rollback_cut_short_by_sigkill_gets_its_answer(tmp_path: Path) -> None:
+    """`cockpit rollback --yes` queued to a controller that is SIGKILLed mid-rollback: the controller that
+    reconciles runs the rollback again and answers the waiting CLI with the real outcome."""
+    plan = write_plan(tmp_path)
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "tests.core.crash_controller", str(plan), "rollback-queued"],
+        env=env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    asking = None
+    try:
+        wait_for(
+            lambda: (tmp_path / "ready").exists() or victim.poll() is not None, timeout=30, what="victim"
+        )
+        asking = subprocess.Popen(
+            [sys.executable, "-m", "cockpit", "-p", str(plan), "rollback", "--yes", "--reason", "drill"]
+            + ["--json", "--wait", "60"],
+            env=env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_for(
+            lambda: (tmp_path / "in-flight").exists() or victim.poll() is not None,
+            timeout=30,
+            what="the queued rollback in flight",
+        )
+        assert victim.poll() is None, victim.stdout.read().decode() if victim.stdout else ""
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+    assert asking is not None and asking.poll() is None  # still waiting for its answer
+    c, results = asyncio.run(restart(tmp_path))
+    try:
+        assert [r.verb for r in results] == ["rollback"] and results[0].ok, results
+        out, err = asking.communicate(timeout=30)
+        assert asking.returncode == 0, out + err
+        answer = json.loads(out)
+        assert answer["outcome"] == "ok" and answer["action_id"] == results[0].action_id
+        assert json.loads((tmp_path / "split.json").read_text())["green_percent"] == 0
+    finally:
+        asyncio.run(c.close())
+        if asking.poll() is None:
+            asking.kill()
+
+
+async def test_commands_taken_and_never_answered_are_answered_at_start(tmp_path: Path) -> None:
+    """Taken, never started: nothing was done (said so), except a rollback, which runs now. Taken, finished,
+    not answered (a crash between the two): answered from the journaled outcome."""
+    from cockpit.core.recorder import Recorder
+    from cockpit.core.vocabulary import Outcome
+
+    write_plan(tmp_path)
+    j = Journal(tmp_path / "journal.db")
+    advance = j.enqueue("advance", {"reason": ""}, "ana@host")
+    rollback = j.enqueue("rollback", {"reason": "drill", "mode": "immediate"}, "ana@host")
+    hold = j.enqueue("hold", {"reason": "lunch"}, "ana@host")
+    assert [c.id for c in j.take_commands()] == [advance, rollback, hold]
+    rec = Recorder(j, "hold", "victim@host", "lunch", {"command": hold})
+    rec.intent()
+    rec.outcome(Outcome.OK, "held: lunch")
+    j.close()
+    c, results = await restart(tmp_path)
+    try:
+        assert [r.verb for r in results] == ["rollback"] and results[0].ok
+        answers = {cid: c.journal.command(cid) for cid in (advance, rollback, hold)}
+        assert answers[advance].status == "failed"
+        assert answers[advance].result["outcome"] == "interrupted"
+        assert "nothing was done" in answers[advance].result["message"]
+        assert answers[rollback].status == "done" and answers[rollback].result["outcome"] == "ok"
+        assert answers[hold].status == "done" and answers[hold].result["message"] == "held: lunch"
+        assert c.journal.taken_commands() == []
+    finally:
+        await c.close()

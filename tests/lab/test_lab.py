@@ -214,7 +214,10 @@ def test_lab_up_load_both_sides_own_databases_fault_and_down(lab_root: Path, pg_
     # down: nothing of the lab left running or listening, and the lab's database is gone
     pids = all_pids(status(lab_root))
     lab_ports = list(state["ports"])
+    # the load wrote on green with no sync running: those changes are green's only, so down needs --force
     out = cli("lab", "down", "--root", str(lab_root))
+    assert out.returncode == 1 and "acknowledged changes blue lacks" in out.stderr, out.stdout + out.stderr
+    out = cli("lab", "down", "--root", str(lab_root), "--force")
     assert out.returncode == 0, out.stdout + out.stderr
     assert not [
         p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE

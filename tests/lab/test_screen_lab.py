@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -198,23 +199,19 @@ def test_every_run_keeps_its_journal(tmp_path: Path, pg_url: str) -> None:
 
 
 def test_the_readiness_light_follows_blue(lab) -> None:
-    """Red when blue's services stop, green again when they are back (blue, and nothing else, says why).
-
-    Needs the controller to publish readiness (control/readiness_probe.py wired into the controller: see the
-    issue-10 report); until then it skips, saying so."""
+    """Red when blue's services stop, green again when they are back (blue, and nothing else, says why); the
+    light reaches `status --json` too."""
     from cockpit.control.session import ControllerThread
 
     root, plan, doc = lab
     thread = ControllerThread(plan)
     controller = thread.start()
     try:
-        deadline = time.monotonic() + 10 * float(plan.tick)  # a wired controller assesses on its first ticks
-        while (
-            controller.latest is None or controller.latest.readiness is None
-        ) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if controller.latest is None or controller.latest.readiness is None:
-            pytest.skip("the controller does not publish rollback readiness yet (wire ReadinessProbe)")
+        wait_for(
+            lambda: controller.latest is not None and controller.latest.readiness is not None,
+            timeout=10 * float(plan.tick) + 10,
+            what="the controller's first readiness assessment",
+        )
         import asyncio
 
         backup = asyncio.run_coroutine_threadsafe(controller.backup("for the readiness light"), thread.loop)
@@ -226,6 +223,8 @@ def test_the_readiness_light_follows_blue(lab) -> None:
 
         wait_for(lambda: light()[0], timeout=60, what=f"the light to turn green ({light()[1]})")
         assert controller.latest.to_json()["rollback_readiness"]["ready"] is True
+        shown = json.loads(cockpit("-p", str(plan.source), "status", "--json").stdout)  # another process
+        assert shown["rollback_readiness"]["ready"] is True and "traffic" in shown["sources"]
         units = list(plan.blue.services.units)
         controller.drivers.blue_services.stop(units)
         wait_for(lambda: not light()[0], timeout=30, what="the light to turn red")

@@ -32,6 +32,7 @@ import decimal
 import json
 import sqlite3
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +49,7 @@ from cockpit.drivers.sync.capture import (
     SQLITE_STATE,
     GreenPosition,
     decode_image,
+    one,
     prune_sqlite,
     qi,
     read_green_position,
@@ -224,7 +226,7 @@ class _Plan:
 # ---------------------------------------------------------------------------------------------------- ends
 
 
-class _End:
+class _End(ABC):
     """One direction's target and source, as the planner sees them (see below for keyless deltas).
 
     Keyless deltas: when a removal arrives while the target's log still holds a removal of an equal row on its way
@@ -243,19 +245,31 @@ class _End:
         self.pg = pg
 
     # conversions
+    @abstractmethod
     def key_in(self, t: _Table, key_o: Sequence[Any]) -> tuple[Any, ...]: ...
+    @abstractmethod
     def row_in(self, t: _Table, key: Sequence[Any], row_o: Sequence[Any]) -> tuple[Any, ...]: ...
+    @abstractmethod
     def stored_o(self, t: _Table, row_o: Sequence[Any] | None) -> dict[str, Any] | None: ...
+    @abstractmethod
     def stored(self, t: _Table, row: Sequence[Any] | None) -> dict[str, Any] | None: ...
+    @abstractmethod
     def stored_key(self, t: _Table, key: Sequence[Any]) -> tuple[Any, ...]: ...
+    @abstractmethod
     def from_store(self, t: _Table, row: Mapping[str, Any]) -> tuple[Any, ...]: ...
+    @abstractmethod
     def key_from_store(self, t: _Table, key: Sequence[Any]) -> tuple[Any, ...]: ...
 
     # reads
+    @abstractmethod
     def lock(self, t: _Table, keys: list[tuple[Any, ...]]) -> None: ...
+    @abstractmethod
     def pending(self, t: _Table, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], float]: ...
+    @abstractmethod
     def rows(self, t: _Table, keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]: ...
+    @abstractmethod
     def uniques(self, t: _Table) -> list[tuple[str, tuple[str, ...]]]: ...
+    @abstractmethod
     def holders(
         self, t: _Table, cols: tuple[str, ...], values: list[tuple[Any, ...]]
     ) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]: ...
@@ -265,19 +279,28 @@ class _End:
         """(incoming key, holder key, index) for unique indexes over expressions or partial ones."""
         return []
 
+    @abstractmethod
     def later(self, t: _Table, keys: list[tuple[Any, ...]], upper: Any) -> set[tuple[Any, ...]]: ...
+    @abstractmethod
     def origin_rows(
         self, t: _Table, keys: list[tuple[Any, ...]]
     ) -> dict[tuple[Any, ...], tuple[Any, ...]]: ...
 
     # writes
+    @abstractmethod
     def write(self, t: _Table, deletes: list[tuple[Any, ...]], upserts: list[tuple[Any, ...]]) -> None: ...
+    @abstractmethod
     def write_deltas(self, t: _Table, deltas: list[tuple[str, tuple[Any, ...]]]) -> None: ...
+    @abstractmethod
     def park(self, records: list[Parked]) -> None: ...
+    @abstractmethod
     def savepoint(self) -> Any: ...
+    @abstractmethod
     def resolved(self, uid: str) -> bool: ...
 
+    @abstractmethod
     def pending_removals(self, t: _Table) -> dict[tuple[Any, ...], list[Any]]: ...
+    @abstractmethod
     def drop_removal(self, t: _Table, seq: Any) -> None: ...
 
     def _cancelled(self, t: _Table, row: tuple[Any, ...]) -> bool:
@@ -360,7 +383,7 @@ class _ToGreen(_End):
     def expr_clashes(
         self, t: _Table, rows: dict[tuple[Any, ...], tuple[Any, ...]]
     ) -> list[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
-        out = []
+        out: list[tuple[tuple[Any, ...], tuple[Any, ...], str]] = []
         keys = list(rows)
         columns = _columns(list(rows.values()))
         for name, exprs, predicate in t.unique_exprs_pg:
@@ -552,11 +575,10 @@ class _SqliteSavepoint:
     def __enter__(self) -> None:
         self.conn.execute("SAVEPOINT cockpit_revert")
 
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:  # an error goes on up
         if kind is not None:
             self.conn.execute("ROLLBACK TO cockpit_revert")
         self.conn.execute("RELEASE cockpit_revert")
-        return False
 
 
 def _columns(keys: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -747,7 +769,7 @@ class Applier:
             (BLUE_TO_GREEN, store.FROM_BLUE),
         )
         # the row lock also keeps a second applier from applying the same batch
-        rows = dict(
+        rows: dict[str, int] = dict(
             pg.execute(
                 f"SELECT direction, position FROM {PG_SCHEMA}.positions WHERE direction IN (%s, 'reseed') FOR UPDATE",
                 (BLUE_TO_GREEN,),
@@ -772,9 +794,11 @@ class Applier:
         with pg.transaction():
             start = self._begin_pg(pg)
             mirrored = int(
-                pg.execute(
-                    f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s", (store.FROM_BLUE,)
-                ).fetchone()[0]
+                one(
+                    pg.execute(
+                        f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s", (store.FROM_BLUE,)
+                    )
+                )[0]
             )
             batch, green_pos, records = self._read_blue(blue, start, batch_size, mirrored, result)
             end = _ToGreen(self, blue, pg, green_pos)
@@ -974,7 +998,7 @@ class Applier:
             # first statement of the transaction psycopg opens: one snapshot for the whole read
             pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             pg.execute("SELECT set_config('statement_timeout', %s, true)", (STATEMENT_TIMEOUT,))
-            horizon = pg.execute(HORIZON_SQL).fetchone()[0]
+            horizon = one(pg.execute(HORIZON_SQL))[0]
             records = store.unmirrored_pg(pg, mirrored) if mirrored is not None else []
             changes = pg.execute(
                 f"SELECT txid::text::bigint, seq, tbl FROM {PG_SCHEMA}.changes"
@@ -1141,9 +1165,9 @@ class Applier:
                 if holder in plan.ops:
                     continue  # written by this batch anyway
                 # _fold: a case-insensitive index (COLLATE NOCASE) returns the holder's own spelling
-                key = wanted.get(u) or folded.get(_fold(u))
-                if key is not None:
-                    clashes.append((key, holder, name))
+                incoming_key = wanted.get(u) or folded.get(_fold(u))
+                if incoming_key is not None:
+                    clashes.append((incoming_key, holder, name))
         upserts = {k: v for k, v in plan.ops.items() if v is not None}
         if upserts:
             clashes.extend((k, h, name) for k, h, name in end.expr_clashes(t, upserts) if h not in plan.ops)
@@ -1166,6 +1190,7 @@ class Applier:
                 now = end.origin_rows(t, [holder]).get(holder)
                 plan.first(holder, None if now is None else end.row_in(t, holder, now))
                 continue
+            kept: str
             if holder in pending:
                 times = end.versions(e.ts, pending[holder])
                 kept = settle(self.policy, times["blue"], times["green"])
@@ -1250,7 +1275,8 @@ class Applier:
                         green=versions["green"],
                         revert=True,
                         restore=existing,
-                        **{f"{end.origin}_time": e.ts},
+                        blue_time=e.ts if end.origin == "blue" else None,
+                        green_time=e.ts if end.origin == "green" else None,
                     )
                 )
         for name, deltas in batch.deltas.items():

@@ -472,9 +472,18 @@ def pg_bookkeeping(conn: psycopg.Connection) -> None:
     conn.execute(conflicts.PG_DDL)
 
 
-def _pg_has(conn: psycopg.Connection, relation: str) -> bool:
+def pg_has(conn: psycopg.Connection, relation: str) -> bool:
+    """Whether `relation` (a table, possibly schema-qualified and quoted) exists on PostgreSQL."""
     row = conn.execute("SELECT to_regclass(%s)", (relation,)).fetchone()
     return bool(row and row[0] is not None)
+
+
+def one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always returns one (an aggregate, a sequence): typed as such."""
+    row = cursor.fetchone()
+    if row is None:
+        raise psycopg.ProgrammingError("the query returned no row")
+    return row
 
 
 def pg_primary_key(conn: psycopg.Connection, table: str) -> tuple[str, ...]:
@@ -494,7 +503,7 @@ def install_pg(conn: psycopg.Connection, keys: Mapping[str, tuple[str, ...]]) ->
 
     `keys` maps table -> key columns (as on SQLite; `()`: keyless). Runs in one transaction; commits it.
     """
-    missing = [t for t in keys if not _pg_has(conn, qi(t))]
+    missing = [t for t in keys if not pg_has(conn, qi(t))]
     if missing:
         conn.rollback()
         raise CaptureError(
@@ -603,7 +612,7 @@ def write_blue_position(conn: psycopg.Connection, position: int) -> None:
 
 def read_blue_position(conn: psycopg.Connection) -> int:
     """The last SQLite change applied to PostgreSQL, 0 before the first."""
-    if not _pg_has(conn, f"{PG_SCHEMA}.positions"):
+    if not pg_has(conn, f"{PG_SCHEMA}.positions"):
         return 0
     row = conn.execute(
         f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s", (BLUE_TO_GREEN,)

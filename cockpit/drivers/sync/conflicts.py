@@ -296,7 +296,8 @@ def _has_sqlite_store(conn: sqlite3.Connection) -> bool:
 
 
 def _has_pg_store(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass(%s)", (PG_STORE,)).fetchone()[0] is not None
+    row = conn.execute("SELECT to_regclass(%s)", (PG_STORE,)).fetchone()  # capture imports this module
+    return bool(row and row[0] is not None)
 
 
 def sqlite_records(conn: sqlite3.Connection) -> list[dict[str, Any]]:

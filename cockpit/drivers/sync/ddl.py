@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from cockpit.drivers.sync.capture import PG_SCHEMA, SQLITE_PREFIX, SQLITE_STATE, qi
+from cockpit.drivers.sync.capture import PG_SCHEMA, SQLITE_PREFIX, SQLITE_STATE, one, pg_has, qi
 
 STATE_KEY = "schema"  # SQLite: {"version": n, "tables": {table: fingerprint}}
 PG_ACK = "ddl"  # cockpit.positions: the last cockpit.ddl seq acknowledged
@@ -191,7 +191,7 @@ def _record_prints(pg: psycopg.Connection, tables: list[str]) -> None:
 
 
 def pg_prints(pg: psycopg.Connection, tables: list[str]) -> dict[str, str]:
-    present = [t for t in tables if pg.execute("SELECT to_regclass(%s)", (qi(t),)).fetchone()[0] is not None]
+    present = [t for t in tables if pg_has(pg, qi(t))]
     if not present:
         return {}
     return {r[0]: r[1] for r in pg.execute(_PG_PRINT, ([qi(t) for t in present],))}
@@ -218,15 +218,15 @@ def pg_changes(
     names = set(tables)
     cache = {} if cache is None else cache
     if cache.get("watching"):
-        top = pg.execute(f"SELECT coalesce(max(seq), 0) FROM {PG_SCHEMA}.ddl").fetchone()[0]
+        top = one(pg.execute(f"SELECT coalesce(max(seq), 0) FROM {PG_SCHEMA}.ddl"))[0]
         if top == cache.get("top"):
             return cache.get("changed", {})
-    elif pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.ddl",)).fetchone()[0] is None:
+    elif not pg_has(pg, f"{PG_SCHEMA}.ddl"):
         return {}
     changed: dict[str, str] = {}
     if pg_watching(pg):
         cache["watching"] = True
-        cache["top"] = pg.execute(f"SELECT coalesce(max(seq), 0) FROM {PG_SCHEMA}.ddl").fetchone()[0]
+        cache["top"] = one(pg.execute(f"SELECT coalesce(max(seq), 0) FROM {PG_SCHEMA}.ddl"))[0]
         rows = pg.execute(
             f"SELECT tbl, string_agg(DISTINCT tag, ', ') FROM {PG_SCHEMA}.ddl"
             f" WHERE seq > (SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s) AND tbl IS NOT NULL"
@@ -238,11 +238,11 @@ def pg_changes(
                 changed[table] = f"{tags} on green (PostgreSQL)"
         cache["changed"] = changed
         return changed
-    recorded = dict(pg.execute(f"SELECT tbl, print FROM {PG_SCHEMA}.ddl_prints").fetchall())
+    recorded: dict[str, str] = dict(pg.execute(f"SELECT tbl, print FROM {PG_SCHEMA}.ddl_prints").fetchall())
     for table, print_ in pg_prints(pg, sorted(names)).items():
         if table in recorded and recorded[table] != print_:
             changed[table] = "its definition changed on green (PostgreSQL)"
     for table in names:
-        if table in recorded and pg.execute("SELECT to_regclass(%s)", (qi(table),)).fetchone()[0] is None:
+        if table in recorded and not pg_has(pg, qi(table)):
             changed[table] = "dropped on green (PostgreSQL)"
     return changed

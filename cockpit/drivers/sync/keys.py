@@ -36,7 +36,7 @@ import psycopg
 from psycopg import sql
 
 from cockpit.core.errors import EXIT_USAGE, CockpitError
-from cockpit.drivers.sync.capture import PG_SCHEMA, qi
+from cockpit.drivers.sync.capture import PG_SCHEMA, one, qi
 
 JS_SAFE = 2**53 - 1
 TYPE_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
@@ -120,16 +120,18 @@ def key_tables(
     return out
 
 
-def _sequence(pg: psycopg.Connection, kt: KeyTable) -> tuple[int, int, int, int | None, bool]:
+def _sequence(pg: psycopg.Connection, kt: KeyTable) -> tuple[int, int, int, int, bool]:
     """(increment, min, max, last_value, is_called) of the table's sequence."""
-    inc, low, high = pg.execute(
-        "SELECT increment_by, min_value, max_value FROM pg_sequences"
-        " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass",
-        (kt.sequence,),
-    ).fetchone()
-    last, called = pg.execute(
-        sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(kt.sequence))
-    ).fetchone()
+    inc, low, high = one(
+        pg.execute(
+            "SELECT increment_by, min_value, max_value FROM pg_sequences"
+            " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass",
+            (kt.sequence,),
+        )
+    )
+    last, called = one(
+        pg.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(kt.sequence)))
+    )
     return int(inc), int(low), int(high), int(last), bool(called)
 
 
@@ -148,7 +150,7 @@ def _blue_next(blue: sqlite3.Connection, kt: KeyTable) -> int:
 
 def _green_max(pg: psycopg.Connection, kt: KeyTable) -> int:
     q = sql.SQL("SELECT max({}) FROM {}").format(sql.Identifier(kt.column), sql.Identifier(kt.table))
-    return int(pg.execute(q).fetchone()[0] or 0)
+    return int(one(pg.execute(q))[0] or 0)
 
 
 def _tagged(pg: psycopg.Connection) -> None:
@@ -227,11 +229,13 @@ def restore(
             if inc > 0:
                 continue
             start = max(_blue_next(blue, kt), _green_max(pg, kt) + 1)
-            type_max = pg.execute(
-                "SELECT data_type::text FROM pg_sequences"
-                " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass",
-                (kt.sequence,),
-            ).fetchone()[0]
+            type_max = one(
+                pg.execute(
+                    "SELECT data_type::text FROM pg_sequences"
+                    " WHERE format('%%I.%%I', schemaname, sequencename)::regclass = %s::regclass",
+                    (kt.sequence,),
+                )
+            )[0]
             pg.execute(
                 sql.SQL(
                     "ALTER SEQUENCE {} INCREMENT BY 1 MINVALUE 1 MAXVALUE {} START WITH {} RESTART WITH {}"
@@ -263,7 +267,7 @@ def states(blue: sqlite3.Connection, pg: psycopg.Connection, found: Iterable[Key
             q = sql.SQL("SELECT max({c}) FROM {t} WHERE {c} < %s").format(
                 c=sql.Identifier(kt.column), t=sql.Identifier(kt.table)
             )
-            below_g = pg.execute(q, (green_next,)).fetchone()[0]
+            below_g = one(pg.execute(q, (green_next,)))[0]
             lowest = max(int(below or 0), int(below_g or 0), low - 1)
             left = max(0, green_next - lowest)
             if blue_next > high:  # blue has jumped above the ceiling: its own room is what is left above it

@@ -31,6 +31,8 @@ from cockpit.drivers.sync.capture import (
     BLUE_TO_GREEN,
     PG_SCHEMA,
     SQLITE_LOG,
+    one,
+    pg_has,
     pg_primary_key,
     read_green_position,
 )
@@ -42,7 +44,7 @@ _DDL = f"CREATE TABLE IF NOT EXISTS {PG_SCHEMA}.reseed (kind text NOT NULL, name
 
 
 def in_progress(pg: psycopg.Connection) -> bool:
-    if pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.positions",)).fetchone()[0] is None:
+    if not pg_has(pg, f"{PG_SCHEMA}.positions"):
         return False
     return (
         pg.execute(f"SELECT 1 FROM {PG_SCHEMA}.positions WHERE direction = %s", (MARKER,)).fetchone()
@@ -64,14 +66,14 @@ def prepare(
             f"SELECT direction, position FROM {PG_SCHEMA}.positions WHERE direction IN (%s, %s) FOR UPDATE",
             (BLUE_TO_GREEN, MARKER),
         ).fetchall()
-        have = dict(row)
+        have: dict[str, int] = dict(row)
         if MARKER not in have:  # a first attempt (a second one keeps the first one's position and notes)
             pg.execute(
                 f"INSERT INTO {PG_SCHEMA}.positions (direction, position) VALUES (%s, %s)",
                 (MARKER, int(have.get(BLUE_TO_GREEN, 0))),
             )
         for table in tables:
-            exists = pg.execute("SELECT to_regclass(%s)", (_qi(table),)).fetchone()[0] is not None
+            exists = pg_has(pg, _qi(table))
             if exists:
                 pg.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
                 parked.extend(_park_pending(pg, table, green_pos))
@@ -179,9 +181,11 @@ def finish(
     with pg.transaction():
         pg.execute("SELECT set_config('cockpit.applying', 'on', true)")
         pg.execute(_DDL)
-        (position,) = pg.execute(
-            f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s FOR UPDATE", (MARKER,)
-        ).fetchone()
+        (position,) = one(
+            pg.execute(
+                f"SELECT position FROM {PG_SCHEMA}.positions WHERE direction = %s FOR UPDATE", (MARKER,)
+            )
+        )
         pg.execute(
             f"UPDATE {PG_SCHEMA}.positions SET position = %s, updated_at = clock_timestamp() WHERE direction = %s",
             (position, BLUE_TO_GREEN),

@@ -35,6 +35,8 @@ from cockpit.drivers.sync.capture import (
     CaptureError,
     install_pg,
     install_sqlite,
+    one,
+    pg_has,
     pg_installed,
     qi,
     read_blue_position,
@@ -385,10 +387,7 @@ class SyncRunner:
         with self._lock:
             pg = self._postgres()
             try:
-                return (
-                    pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.positions",)).fetchone()[0]
-                    is not None
-                )
+                return one(pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.positions",)))[0] is not None
             finally:
                 pg.rollback()
 
@@ -505,7 +504,7 @@ class SyncRunner:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)
         ).fetchone():
             missing.append("blue (SQLite)")
-        has_pg = pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is not None
+        has_pg = pg_has(pg, f"{PG_SCHEMA}.changes")
         pg.rollback()
         if not has_pg:
             missing.append("green (PostgreSQL)")
@@ -578,6 +577,16 @@ class SyncRunner:
             "sync.conflict_resolved", {"uid": rec["uid"], "table": rec["tbl"], "keep": keep, "done": done}
         )
         return {"uid": rec["uid"], "keep": keep, "done": done}
+
+    def repair(self, prefer: str, diffs: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+        """Rows that differ (integrity `RowDiff`s per table) put into `prefer`'s change log, for the applier to
+        carry across (cockpit.drivers.sync.repair). Returns what was logged and what was skipped."""
+        from cockpit.drivers.sync import repair
+
+        with self._lock:
+            blue, pg = self._sqlite(), self._postgres()
+            pg.rollback()  # `transaction()` in mark() must be the real one
+            return repair.mark(blue, pg, self.mappings(), prefer, diffs)
 
     def health(self) -> dict[str, Any]:
         """Conflicts waiting, keys left per table and schema changes, read now (what `cockpit sync status` adds
@@ -964,7 +973,7 @@ def _blue_lag(blue: sqlite3.Connection, position: int) -> Lag:
 
 
 def _green_lag(pg: psycopg.Connection, position: tuple[int, int]) -> Lag:
-    if pg.execute("SELECT to_regclass(%s)", (f"{PG_SCHEMA}.changes",)).fetchone()[0] is None:
+    if not pg_has(pg, f"{PG_SCHEMA}.changes"):
         return Lag(0.0, 0)
     count, age = pg.execute(  # type: ignore[misc]
         f"SELECT count(*), extract(epoch FROM clock_timestamp() - min(ts))::float8 FROM {PG_SCHEMA}.changes"
@@ -991,7 +1000,7 @@ def read_problem(conn: sqlite3.Connection) -> dict[str, Any] | None:
 def _unmirrored(pg: psycopg.Connection, blue: sqlite3.Connection) -> int:
     from cockpit.drivers.sync import conflicts
 
-    if pg.execute("SELECT to_regclass(%s)", (conflicts.PG_STORE,)).fetchone()[0] is None:
+    if not pg_has(pg, conflicts.PG_STORE):
         return 0
     try:
         row = blue.execute(
@@ -1001,9 +1010,11 @@ def _unmirrored(pg: psycopg.Connection, blue: sqlite3.Connection) -> int:
         row = None
     after = int(row[0]) if row else 0
     return int(
-        pg.execute(
-            f"SELECT count(*) FROM {conflicts.PG_STORE} WHERE made_on = 'green' AND id > %s", (after,)
-        ).fetchone()[0]
+        one(
+            pg.execute(
+                f"SELECT count(*) FROM {conflicts.PG_STORE} WHERE made_on = 'green' AND id > %s", (after,)
+            )
+        )[0]
     )
 
 

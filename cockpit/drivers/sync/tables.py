@@ -16,7 +16,6 @@ from psycopg import sql
 
 from cockpit.core.errors import EXIT_USAGE, CockpitError
 from cockpit.drivers.sync.capture import PG_SCHEMA, SQLITE_LOG, qi
-from cockpit.drivers.sync.values import identity
 
 if TYPE_CHECKING:
     from cockpit.drivers.sync.schema import TableMap
@@ -129,7 +128,7 @@ class _Table:
         p = sql.SQL(prefix)
         return sql.SQL("({})").format(sql.SQL(", ").join(p + sql.Identifier(c) for c in self.pk))
 
-    def pg_changed_rows(self) -> sql.Composable:
+    def pg_changed_rows(self) -> sql.Composed:
         keys = sql.SQL(", ").join(self._key_cast(i) + sql.SQL(f" AS k{i}") for i in range(len(self.pk)))
         group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
         join = sql.SQL(" AND ").join(
@@ -154,12 +153,12 @@ class _Table:
             join=join,
         )
 
-    def pg_lock(self) -> sql.Composable:
+    def pg_lock(self) -> sql.Composed:
         return sql.SQL("SELECT 1 FROM {} WHERE {} IN ({}) FOR UPDATE").format(
             sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
         )
 
-    def pg_pending(self) -> sql.Composable:
+    def pg_pending(self) -> sql.Composed:
         keys = sql.SQL(", ").join(self._key_cast(i) for i in range(len(self.pk)))
         group = sql.SQL(", ").join(sql.SQL(str(i + 1)) for i in range(len(self.pk)))
         return sql.SQL(
@@ -167,7 +166,7 @@ class _Table:
             " WHERE tbl = %s AND (txid, seq) > (%s::text::xid8, %s) AND ({keys}) IN ({unnest}) GROUP BY {group}"
         ).format(keys=keys, schema=sql.Identifier(PG_SCHEMA), unnest=self._unnest_keys(), group=group)
 
-    def pg_holders(self, cols: Sequence[str]) -> sql.Composable:
+    def pg_holders(self, cols: Sequence[str]) -> sql.Composed:
         """The rows holding any of the given values of the unique columns `cols`: key, then those columns."""
         arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(self.pg_types[c])) for c in cols)
         u = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
@@ -175,7 +174,7 @@ class _Table:
             sql.SQL(", ").join(sql.Identifier(c) for c in self.pk), u, sql.Identifier(self.name), u, arrays
         )
 
-    def pg_expr_holders(self, exprs: Sequence[str], predicate: str | None) -> sql.Composable:
+    def pg_expr_holders(self, exprs: Sequence[str], predicate: str | None) -> sql.Composed:
         """For an expression or partial unique index: which incoming rows (numbered by `_cockpit_ord`) share the
         index's values with a row of the table, and that row's key. Parameters: one array per column, then the
         rows' numbers. The index's own SQL (from the catalog) is evaluated on the incoming rows and, through the
@@ -205,7 +204,7 @@ class _Table:
             ixs=sql.SQL(", ").join(sql.SQL("i.") + x for x in xs),
         )
 
-    def pg_deltas(self) -> sql.Composable:
+    def pg_deltas(self) -> sql.Composed:
         """A keyless table's changes among some `seq`s of the PostgreSQL log, in commit order: (op, *columns),
         the row image typed back by `jsonb_populate_record`."""
         cols = sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in self.columns)
@@ -214,12 +213,12 @@ class _Table:
             " WHERE c.tbl = %s AND c.seq = ANY(%s) ORDER BY c.txid, c.seq"
         ).format(cols=cols, schema=sql.Identifier(PG_SCHEMA), table=sql.Identifier(self.name))
 
-    def pg_insert(self) -> sql.Composable:
+    def pg_insert(self) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in self.columns)
         return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(sql.Identifier(self.name), cols, marks)
 
-    def pg_delete_one(self) -> sql.Composable:
+    def pg_delete_one(self) -> sql.Composed:
         """Delete one row equal to the given values in every column (a multiset delete)."""
         where = sql.SQL(" AND ").join(
             sql.SQL("{} IS NOT DISTINCT FROM %s::{}").format(sql.Identifier(c), sql.SQL(self.pg_types[c]))
@@ -229,7 +228,7 @@ class _Table:
             t=sql.Identifier(self.name), w=where
         )
 
-    def pg_pending_removals(self) -> sql.Composable:
+    def pg_pending_removals(self) -> sql.Composed:
         """The removals green's log still holds for blue, for this keyless table: (seq, *columns) typed back.
         Parameters: table name, green→blue position (txid, seq)."""
         cols = sql.SQL(", ").join(sql.SQL("r.") + sql.Identifier(c) for c in self.columns)
@@ -238,7 +237,7 @@ class _Table:
             " WHERE c.tbl = %s AND c.op = '-' AND (c.txid, c.seq) > (%s::text::xid8, %s) ORDER BY c.txid, c.seq"
         ).format(cols=cols, schema=sql.Identifier(PG_SCHEMA), table=sql.Identifier(self.name))
 
-    def pg_select_rows(self) -> sql.Composable:
+    def pg_select_rows(self) -> sql.Composed:
         """The rows of several keys (one list of values per key column), key first then every column."""
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("SELECT {}, {} FROM {} WHERE {} IN ({})").format(
@@ -249,17 +248,17 @@ class _Table:
             self._unnest_keys(),
         )
 
-    def pg_select_row(self) -> sql.Composable:
+    def pg_select_row(self) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.pk)
         return sql.SQL("SELECT {} FROM {} WHERE {}").format(cols, sql.Identifier(self.name), where)
 
-    def pg_delete(self) -> sql.Composable:
+    def pg_delete(self) -> sql.Composed:
         return sql.SQL("DELETE FROM {} WHERE {} IN ({})").format(
             sql.Identifier(self.name), self._pk_tuple(), self._unnest_keys()
         )
 
-    def pg_upsert(self) -> sql.Composable:
+    def pg_upsert(self) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         marks = sql.SQL(", ").join(sql.Placeholder() for _ in self.columns)
         return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT {} {}").format(
@@ -274,17 +273,17 @@ class _Table:
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in rest
         )
 
-    def pg_stage(self, stage: str) -> sql.Composable:
+    def pg_stage(self, stage: str) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
             sql.Identifier(stage), cols, sql.Identifier(self.name)
         )
 
-    def pg_copy_stage(self, stage: str) -> sql.Composable:
+    def pg_copy_stage(self, stage: str) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(stage), cols)
 
-    def pg_merge_stage(self, stage: str) -> sql.Composable:
+    def pg_merge_stage(self, stage: str) -> sql.Composed:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT {} {}").format(
             sql.Identifier(self.name),
@@ -295,7 +294,7 @@ class _Table:
             self._conflict_action(),
         )
 
-    def pg_bump_sequence(self) -> sql.Composable:
+    def pg_bump_sequence(self) -> sql.SQL:
         """Move an ascending key sequence past the highest key applied, so green's next insert does not collide.
         A descending one (disjoint keys, `cockpit.drivers.sync.keys`) is never moved: blue's keys are above it."""
         return sql.SQL(
@@ -333,8 +332,8 @@ def _table_plan(mapping: TableMap, key: Sequence[str] | None = None) -> _Table:
         name=mapping.name,
         columns=columns,
         pk=pk,
-        to_pg=tuple(c.to_pg or identity for c in mapping.columns),
-        to_sqlite=tuple(c.to_sqlite or identity for c in mapping.columns),
+        to_pg=tuple(c.to_pg for c in mapping.columns),
+        to_sqlite=tuple(c.to_sqlite for c in mapping.columns),
         pk_index=tuple(columns.index(c) for c in pk),
         keyless=not pk,
     )
