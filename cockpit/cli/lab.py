@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -295,10 +296,16 @@ def _demo(args: argparse.Namespace) -> int:
     """Lab up, initial copy, load flowing, the cockpit on the lab plan; everything stops on quit or signal."""
     opts = _options(args)
 
+    quit_requested = threading.Event()
+    screen_up = False
+
     def on_term(signum: int, frame: Any) -> None:
-        # as a Ctrl-C: the screen's event loop (asyncio) turns SIGINT into a clean shutdown of the app, and
-        # outside it SIGINT raises KeyboardInterrupt; either way the `finally` below takes the lab down
-        os.kill(os.getpid(), signal.SIGINT)
+        # while the lab comes up, as a Ctrl-C: the `finally` below takes it down. Once the screen is starting, an
+        # exception raised here could land anywhere in it (a weakref callback swallows it, and the screen runs
+        # on): the flag makes the screen quit as soon as it is up, and from then its own handler has SIGTERM.
+        quit_requested.set()
+        if not screen_up:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     started = False  # a lab this demo did not start (already up: refused) is not taken down
@@ -307,18 +314,21 @@ def _demo(args: argparse.Namespace) -> int:
         started = True
         from cockpit.tui.app import run_tui
 
+        screen_up = True
+        if quit_requested.is_set():  # the signal came, and its KeyboardInterrupt was lost on the way
+            return 0
         # the screen's controller runs the sync loop itself (controller_session(run_sync=True))
-        return int(run_tui(str(Path(opts.root).resolve() / "plan.yaml")) or 0)
+        plan_path = str(Path(opts.root).resolve() / "plan.yaml")
+        return int(run_tui(plan_path, quit_requested=quit_requested) or 0)
     except KeyboardInterrupt:
         return 0
     finally:
-        # no second interruption while stopping: a late SIGINT (a Ctrl-C twice, or the one on_term sent landing
-        # after the screen ended) would otherwise escape this `finally` and leave the lab half down
+        # no second interruption while stopping: a late SIGINT or SIGTERM (a Ctrl-C twice, a supervisor's second
+        # signal) would otherwise escape this `finally` and leave the lab half down
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if started:
             print("demo: stopping the lab", flush=True)
             down(opts.root)
-        # the handlers stay ignored: the demo is the process's last act, and the SIGINT that on_term sent can
-        # still be pending here (seen under load: exit -2 after a clean stop) — it must not turn a clean stop into
-        # a death by signal
+        # the handlers stay ignored: the demo is the process's last act, and a late signal must not turn a clean
+        # stop into a death by signal

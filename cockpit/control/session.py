@@ -116,6 +116,8 @@ class ControllerThread:
         return await asyncio.wrap_future(future)
 
     def stop(self, timeout: float = 30.0) -> None:
+        if self._thread.ident is None:  # never started (the screen quit while it was coming up)
+            return
         if self._stopped is not None and self._thread.is_alive():
             self.loop.call_soon_threadsafe(self._stopped.set)
         self._thread.join(timeout)

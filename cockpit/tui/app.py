@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -96,9 +97,11 @@ class CockpitApp(App[int]):
         poll_interval: float = 0.25,
         serving: bool = False,
         settings: themes.Settings | None = None,
+        quit_requested: threading.Event | None = None,
     ):
         super().__init__()
         self.plan = plan
+        self.quit_requested = quit_requested  # set by a signal that came before the screen could take it
         self.serving = serving
         read_only = read_only or serving
         self.read_only = read_only
@@ -159,6 +162,9 @@ class CockpitApp(App[int]):
         return "read-only · browser" if self.serving else "read-only" if self.read_only else ""
 
     def on_mount(self) -> None:
+        self._catch_sigterm()
+        if self.quit_requested is not None and self.quit_requested.is_set():
+            self.call_later(self.action_quit)
         self.main_screen = self.screen  # the panels live here, whatever dialog is on top
         self._fit_footer(self.size.width)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -330,6 +336,29 @@ class CockpitApp(App[int]):
 
     async def on_unmount(self) -> None:
         await self._shutdown_controller()
+        self._release_sigterm()
+
+    def _catch_sigterm(self) -> None:
+        """SIGTERM quits as the quit key does (the controller ends its action first), on this loop.
+
+        Not left to a SIGINT's cancellation of the app's task: Textual can swallow that while it starts, and the
+        screen then runs on. The handler that was there comes back when the screen goes."""
+        self._old_sigterm: Any = signal.getsignal(signal.SIGTERM)
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._on_sigterm)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            self._old_sigterm = None
+
+    def _on_sigterm(self) -> None:
+        self.call_later(self.action_quit)
+
+    def _release_sigterm(self) -> None:
+        if getattr(self, "_old_sigterm", None) is None:
+            return
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+        self._old_sigterm = None
 
     def _cannot_act(self, verb: str) -> bool:
         """True (with a message) when this screen may not act: read-only, or no controller (yet)."""
@@ -487,13 +516,19 @@ class CockpitApp(App[int]):
                 yield command
 
 
-def run_tui(plan_path: str, read_only: bool = False, drivers: Drivers | None = None) -> int:
+def run_tui(
+    plan_path: str,
+    read_only: bool = False,
+    drivers: Drivers | None = None,
+    quit_requested: threading.Event | None = None,
+) -> int:
     """Load the plan, run the cockpit until the person quits; the exit code (1 when the controller failed).
 
-    A wrong plan raises cockpit.plan.PlanError (the CLI prints it and exits 2).
+    A wrong plan raises cockpit.plan.PlanError (the CLI prints it and exits 2). `quit_requested`, set before the
+    screen is up (a SIGTERM while it starts), makes it quit as soon as it is.
     """
     plan = load_plan(plan_path)
     thread = None if read_only else ControllerThread(plan, drivers=drivers)
-    app = CockpitApp(plan, read_only=read_only, controller_thread=thread)
+    app = CockpitApp(plan, read_only=read_only, controller_thread=thread, quit_requested=quit_requested)
     app.run()
     return app.return_code or 0
