@@ -29,10 +29,10 @@ from cockpit.drivers.backup import (
     verify_backup,
 )
 from tests.conftest import wait_for
+from tests.sync.test_corpus import CORPUS, FILES, MISSING
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("COCKPIT_CORPUS") or REPO.parent / "shared" / "corpus" / "pgloader-sqlite")
-CORPUS_FILES = sorted(p.name for p in CORPUS.glob("*") if p.suffix in (".db", ".sqlite"))
+CORPUS_FILES = FILES
 ODD = '"odd ""name"" table"'
 
 
@@ -103,7 +103,7 @@ def shop(tmp_path: Path) -> Path:
 # ------------------------------------------------------------------------------------------------ take + verify
 
 
-@pytest.mark.skipif(not CORPUS_FILES, reason="corpus not found")
+@pytest.mark.skipif(not CORPUS_FILES, reason=MISSING)
 @pytest.mark.parametrize("name", CORPUS_FILES)
 def test_corpus_file_backed_up_verified_and_restored_exactly(tmp_path: Path, name: str) -> None:
     source = CORPUS / name

@@ -25,6 +25,11 @@ CORPUS = Path(
 )
 
 FILES = sorted(p.name for p in CORPUS.glob("*") if p.suffix in (".db", ".sqlite"))
+# what a skip says: where the files were looked for, and how to point the tests at them
+MISSING = (
+    f"corpus not found in {CORPUS}: set COCKPIT_CORPUS to a folder of pgloader's SQLite test files "
+    "(pgloader's test/sqlite/, or ../shared/corpus/pgloader-sqlite beside this checkout)"
+)
 
 # file -> fragments that the refusal must contain (table, column, key, value)
 REFUSED = {
@@ -62,7 +67,7 @@ CASTS = {
     "sqlite.db": [Cast("intege", "id", "text"), Cast("stamps", "StartTime", "text")],
 }
 
-pytestmark = pytest.mark.skipif(not FILES, reason="corpus not found")
+pytestmark = pytest.mark.skipif(not FILES, reason=MISSING)
 
 
 @pytest.fixture

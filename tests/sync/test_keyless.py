@@ -15,7 +15,7 @@ import pytest
 from cockpit.core.plan import Cast
 from cockpit.drivers.sync.runner import SyncRunner
 from tests.sync.test_copy_support import assert_copied_exactly
-from tests.sync.test_corpus import CORPUS
+from tests.sync.test_corpus import CORPUS, MISSING
 from tests.sync.test_sync_support import Events, blue_exec, blue_rows, green_rows, make_copied, pg_exec
 
 LOG = ["CREATE TABLE log (line TEXT, n INTEGER, x REAL, b BLOB)"]
@@ -142,7 +142,7 @@ def test_a_key_the_plan_names_makes_a_keyless_table_keyed(tmp_path, pg_url):
 SQLITE_DB_CASTS = [Cast("intege", "id", "text"), Cast("stamps", "StartTime", "text")]
 
 
-@pytest.mark.skipif(not (CORPUS / "sqlite.db").exists(), reason="corpus not found")
+@pytest.mark.skipif(not (CORPUS / "sqlite.db").exists(), reason=MISSING)
 def test_pgloader_sqlite_db_copies_then_syncs_both_ways_with_duplicates(tmp_path, pg_url):
     path = tmp_path / "sqlite.db"
     shutil.copy(CORPUS / "sqlite.db", path)
