@@ -112,3 +112,26 @@ def test_bad_input_never_reaches_ssh(fleet):
     with pytest.raises(ServiceError, match="invalid unit name"):
         fleet.driver().start(["-x"])
     assert all(h.calls() == [] for h in fleet.hosts)
+
+
+def test_the_journal_keeps_each_hosts_outcome(fleet, tmp_path):
+    """The step a rollback runs (`set_services`), journaled: the ok host and the dead one, each named."""
+    import asyncio
+
+    from cockpit.control.sides import set_services
+    from cockpit.core.journal import Journal
+    from cockpit.core.recorder import Recorder
+
+    dead = f"root@127.0.0.1:{free_port()}"
+    a = fleet.names()[0]
+    journal = Journal(tmp_path / "journal.db")
+    rec = Recorder(journal, "rollback", "tester")
+    with pytest.raises(FleetError), rec.step("stop_green") as info:
+        asyncio.run(set_services(fleet.driver([a, dead]), UNITS, "stop", info))
+    (event,) = journal.events(kinds=["action.step"])
+    assert event.payload["status"] == "failed"
+    assert f"{dead}: unreachable" in event.payload["detail"]
+    assert f"(ok: {a})" in event.payload["detail"]
+    info2: dict[str, str] = {"detail": ""}
+    asyncio.run(set_services(fleet.driver([a]), UNITS, "start", info2))
+    assert info2["detail"] == f"{a} app@1 running, {a} app@2 running"
