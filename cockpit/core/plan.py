@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cockpit.core import metric_names
 from cockpit.core.errors import EXIT_USAGE, CockpitError
@@ -85,6 +93,12 @@ class Services(_Part):
         if len(set(hosts)) != len(hosts):
             raise ValueError("a host is listed twice")
         return hosts
+
+    @model_validator(mode="after")
+    def _hosts_need_systemd(self) -> Services:
+        if self.hosts and self.driver != "systemd":
+            raise ValueError(f"hosts are for the systemd driver (over ssh); driver is {self.driver!r}")
+        return self
 
     # processes driver: unit name -> argv, run without a shell; pid files under pid_dir
     commands: dict[str, list[str]] = {}

@@ -206,3 +206,5 @@ def test_fleet_hosts_and_ssh_are_read_and_checked(tmp_path: Path) -> None:
         errs
     )
     assert any("blue.services.ssh.port" in e for e in errs), errs
+    errs = errors_of(tmp_path, text.replace("driver: systemd", "driver: processes", 1), env)
+    assert any("hosts are for the systemd driver (over ssh); driver is 'processes'" in e for e in errs), errs
