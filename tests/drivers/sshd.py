@@ -2,7 +2,7 @@
 
 There is no systemd on the test machines, so the session's PATH starts with a folder holding a stand-in
 `systemctl` (a Python script) that records its argv in `calls.jsonl` and keeps unit states in `state.json`,
-both in the host's folder; a unit named `hang*` never answers, `__fail__` in the state makes every call fail.
+both in the host's folder; a unit named `hang*` (or any, with `__hang__` in the state) never answers, `__fail__` in the state makes every call fail.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ with open(path) as f:
 if state.get("__fail__"):
     print("Failed to connect to bus: No such file or directory", file=sys.stderr)
     sys.exit(1)
-if any(u.startswith("hang") for u in units):
+if state.get("__hang__") or any(u.startswith("hang") for u in units):
     time.sleep(120)
 if verb == "is-active":
     for u in units:

@@ -135,3 +135,35 @@ def test_the_journal_keeps_each_hosts_outcome(fleet, tmp_path):
     info2: dict[str, str] = {"detail": ""}
     asyncio.run(set_services(fleet.driver([a]), UNITS, "start", info2))
     assert info2["detail"] == f"{a} app@1 running, {a} app@2 running"
+
+
+async def test_a_controller_rollback_with_a_hung_and_a_dead_host_ends_partial(fleet, tmp_path):
+    """The whole rollback through the controller: green runs on two hosts; one hangs, the other dies; the
+    rollback ends `partial` (traffic on blue, stop_green failed) within the command timeout, not hung."""
+    from cockpit.control.factory import Drivers
+    from cockpit.control.session import controller_session
+    from cockpit.core.plan import load_plan
+    from cockpit.drivers.traffic.file import FileTrafficDriver
+    from tests.core.plans import BASE
+
+    text = BASE.replace(
+        "green:\n  database: {engine: sqlite, path: green.db}\n",
+        "green:\n  database: {engine: sqlite, path: green.db}\n  services: {driver: systemd, units: [app@1]}\n",
+    )
+    (tmp_path / "plan.yaml").write_text(text)
+    plan = load_plan(tmp_path / "plan.yaml")
+    drivers = Drivers(
+        traffic=FileTrafficDriver(plan.path(plan.traffic.state_file)),
+        green_services=fleet.driver(timeout=2.0),
+    )
+    async with controller_session(plan, drivers=drivers, run_sync=False) as c:
+        assert (await c.advance()).ok
+        assert all(h.state() == {"app@1": "active"} for h in fleet.hosts)
+        fleet.hosts[0].set({"app@1": "active", "__hang__": True})
+        fleet.hosts[1].close()
+        started = time.monotonic()
+        rb = await c.rollback("fleet test", "immediate")
+        took = time.monotonic() - started
+    print(f"\ncontroller rollback, one host hung and one dead: {rb.outcome} after {took:.2f}s")
+    assert rb.outcome == "partial", rb.as_dict()
+    assert took < 2.0 + 10
