@@ -19,10 +19,14 @@ async def set_services(
     if driver is None or not units:
         info["status"], info["detail"] = "skipped", "no services driver in the plan"
         return
+    # over a fleet, a FleetError's message names every failed host and why, and the hosts that were ok: the
+    # step's journaled detail
     statuses = await asyncio.to_thread(driver.start if verb == "start" else driver.stop, units)
     want_running = verb == "start"
     bad = [s.unit for s in statuses if s.running != want_running]
-    info["detail"] = ", ".join(f"{s.unit} {'running' if s.running else 'stopped'}" for s in statuses)
+    info["detail"] = ", ".join(
+        f"{s.host + ' ' if s.host else ''}{s.unit} {'running' if s.running else 'stopped'}" for s in statuses
+    )
     if bad:
         raise StepFailed(f"{verb} did not take for {', '.join(bad)}")
 

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cockpit.core import metric_names
 from cockpit.core.errors import EXIT_USAGE, CockpitError
@@ -28,6 +37,8 @@ from cockpit.core.plan_reading import parse_duration as parse_duration
 from cockpit.core.vocabulary import RollbackStep
 
 RollbackMode = Literal["immediate", "gradual"]
+# a services host: [user@]host[:port], no whitespace, nothing ssh would read as an option
+_HOST = re.compile(r"^(?:[A-Za-z0-9_.+-]+@)?[A-Za-z0-9_.\[\]:]+[A-Za-z0-9_.\]-]*$")
 
 # --------------------------------------------------------------------------------------------------- the model
 
@@ -52,9 +63,43 @@ class Database(_Part):
     url: str = ""  # postgresql (secret: comes from the environment)
 
 
+class Ssh(_Part):
+    """How the systemd driver reaches `services.hosts`: the `ssh` client, BatchMode (never a prompt)."""
+
+    user: str = ""  # empty: ssh's own default (the config, or the controller's user)
+    port: int = Field(default=22, ge=1, le=65535)
+    identity_file: str = ""  # empty: the agent or ssh's default keys
+    known_hosts: str = ""  # empty: ssh's default known_hosts files
+    strict_host_key_checking: bool = True  # an unknown or changed host key is refused
+    connect_timeout: Duration = Duration(5)
+    command_timeout: Duration = Duration(60)  # per host, per systemctl run, connection included
+
+
 class Services(_Part):
     driver: Literal["systemd", "processes", "none"] = "none"
     units: list[str] = []
+    # systemd driver: run systemctl on each of these hosts over ssh ([user@]host[:port]); empty: this machine
+    hosts: list[str] = []
+    ssh: Ssh = Ssh()
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_are_names(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not _HOST.match(host):
+                raise ValueError(
+                    f"host {host!r} is not [user@]host[:port] (no spaces, not starting with '-')"
+                )
+        if len(set(hosts)) != len(hosts):
+            raise ValueError("a host is listed twice")
+        return hosts
+
+    @model_validator(mode="after")
+    def _hosts_need_systemd(self) -> Services:
+        if self.hosts and self.driver != "systemd":
+            raise ValueError(f"hosts are for the systemd driver (over ssh); driver is {self.driver!r}")
+        return self
+
     # processes driver: unit name -> argv, run without a shell; pid files under pid_dir
     commands: dict[str, list[str]] = {}
     pid_dir: str = ""

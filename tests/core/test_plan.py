@@ -186,3 +186,25 @@ def test_the_schema_is_json_schema_for_editors(capsys) -> None:
     assert {"type": "number", "minimum": 0} in trigger["for"]["anyOf"]  # 300, or "5m"
     green = schema["$defs"]["Phase"]["properties"]["green"]
     assert (green["type"], green["minimum"], green["maximum"]) == ("number", 0, 100)
+
+
+def test_fleet_hosts_and_ssh_are_read_and_checked(tmp_path: Path) -> None:
+    env = {"NEON_DATABASE_URL": "postgresql://u@h/db", "SLACK_WEBHOOK_URL": "http://x"}
+    text = (ROOT / "plans" / "fleet.yaml").read_text()
+    plan = load_plan(write_plan(tmp_path, text), env=env)
+    assert plan.green.services.hosts == [
+        "deploy@app1.internal",
+        "deploy@app2.internal",
+        "deploy@app3.internal",
+    ]
+    assert plan.green.services.ssh.strict_host_key_checking is True
+    assert float(plan.green.services.ssh.connect_timeout) == 5
+    bad = text.replace("deploy@app2.internal", "-oProxyCommand=x", 1).replace("port: 22", "port: 0")
+    bad = bad.replace("connect_timeout: 5s", "connect_timeout: 5s\n      port: 70000", 1)
+    errs = errors_of(tmp_path, bad, env)
+    assert any("blue.services.hosts: host '-oProxyCommand=x' is not [user@]host[:port]" in e for e in errs), (
+        errs
+    )
+    assert any("blue.services.ssh.port" in e for e in errs), errs
+    errs = errors_of(tmp_path, text.replace("driver: systemd", "driver: processes", 1), env)
+    assert any("hosts are for the systemd driver (over ssh); driver is 'processes'" in e for e in errs), errs

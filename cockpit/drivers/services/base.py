@@ -17,6 +17,7 @@ class ServiceStatus:
     unit: str
     running: bool
     detail: str = ""
+    host: str = ""  # the ssh host it runs on; empty: this machine
 
 
 class ServiceDriver(ABC):

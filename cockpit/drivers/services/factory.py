@@ -7,13 +7,13 @@ from pathlib import Path
 from cockpit.core.plan import Plan, Services
 from cockpit.drivers.services.base import ServiceDriver
 from cockpit.drivers.services.processes import ProcessesDriver
-from cockpit.drivers.services.systemd import SystemdDriver
+from cockpit.drivers.services.systemd import SshOptions, SystemdDriver
 
 
 def build_services(spec: Services, plan: Plan) -> ServiceDriver | None:
     """The driver the plan names for one side, or None for driver `none` (services managed elsewhere).
 
-    - `systemd`: `SystemdDriver()`; the units are `spec.units`, passed through unchanged.
+    - `systemd`: `SystemdDriver` on `spec.hosts` over ssh (`spec.ssh`), or on this machine when there are none; the units are `spec.units`, passed through unchanged.
     - `processes`: `ProcessesDriver` over `spec.commands`; `pid_dir` relative to the plan file, by default
       `.cockpit/pids/<plan name>` beside it (logs go there too); a relative program path containing a slash
       (`./bin/app`, `scripts/run.sh`) is resolved against the plan's folder, which is also the working folder.
@@ -21,7 +21,16 @@ def build_services(spec: Services, plan: Plan) -> ServiceDriver | None:
     if spec.driver == "none":
         return None
     if spec.driver == "systemd":
-        return SystemdDriver()
+        ssh = spec.ssh
+        options = SshOptions(
+            user=ssh.user,
+            port=ssh.port,
+            identity_file=str(plan.path(ssh.identity_file)) if ssh.identity_file else "",
+            known_hosts=str(plan.path(ssh.known_hosts)) if ssh.known_hosts else "",
+            strict_host_key_checking=ssh.strict_host_key_checking,
+            connect_timeout=float(ssh.connect_timeout),
+        )
+        return SystemdDriver(timeout=float(ssh.command_timeout), hosts=spec.hosts, ssh=options)
     if spec.driver == "processes":
         base = Path(plan.source).resolve().parent if plan.source else None
         pid_dir = plan.path(spec.pid_dir) if spec.pid_dir else plan.path(f".cockpit/pids/{plan.name}")
