@@ -178,3 +178,18 @@ def test_prometheus_down_is_a_clear_error(app: App, prom: tuple[str, subprocess.
     proc.wait(10)
     with pytest.raises(PrometheusError, match="did not answer"):
         m.sample()
+
+
+def test_controller_source_marks_stale_when_prometheus_is_down(
+    app: App, prom: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    from cockpit.control.factory import _PrometheusSource
+
+    url, proc = prom
+    source = _PrometheusSource(PrometheusMetrics(url=url, jobs={"green": "green"}, stale_after=5))
+    wait_for(lambda: source.poll().get("green.prometheus_stale") == 0.0, 15, "fresh")
+    proc.terminate()
+    proc.wait(10)
+    got = source.poll()  # never raises: the tick goes on
+    assert got["prometheus.up"] == 0.0 and got["green.prometheus_stale"] == 1.0
+    assert "green.error_rate" not in got
