@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the drivers themselves are imported when a plan names them
     from cockpit.drivers.health import HealthResult
     from cockpit.drivers.integrity import IntegrityReport, IntegrityWatch
     from cockpit.drivers.metrics.access_log import AccessLogMetrics
+    from cockpit.drivers.metrics.prometheus import PrometheusMetrics
     from cockpit.drivers.notify import DeliveryResult, Level
     from cockpit.drivers.sync.copy import CopyReport
 
@@ -136,6 +137,24 @@ class _AccessLogSource:
         return self._metrics.poll().as_metrics()
 
 
+class _PrometheusSource:
+    """Adapts the Prometheus metrics (issue 12): a Prometheus that fails reads as stale, never as healthy."""
+
+    def __init__(self, metrics: PrometheusMetrics):
+        self._metrics = metrics
+
+    def poll(self) -> Mapping[str, float | None]:
+        from cockpit.drivers.metrics.prometheus import PrometheusError
+
+        try:
+            return {"prometheus.up": 1.0, **self._metrics.sample()}
+        except PrometheusError:
+            out: dict[str, float | None] = {"prometheus.up": 0.0}
+            for side in self._metrics.jobs:
+                out[f"{side}.prometheus_stale"] = 1.0
+            return out
+
+
 class _Health:
     def check(self, check: HealthCheck, max_total: float | None = None) -> HealthResult:
         from cockpit.drivers.health import check_with_retries
@@ -199,7 +218,19 @@ def build_drivers(
     )
     if with_metrics:
         drivers.metrics.append(SystemMetrics(plan))
-        if plan.traffic.driver == "nginx":
+        if plan.prometheus is not None:
+            from cockpit.drivers.metrics.prometheus import PrometheusMetrics
+
+            p = plan.prometheus
+            drivers.metrics.append(
+                _PrometheusSource(
+                    PrometheusMetrics(
+                        url=p.url, jobs=dict(p.jobs), preset=p.preset, queries=dict(p.queries),
+                        window=p.window, stale_after=p.stale_after, timeout=p.timeout,
+                    )
+                )
+            )  # fmt: skip
+        elif plan.traffic.driver == "nginx":
             from cockpit.drivers.metrics.access_log import AccessLogMetrics
 
             access = AccessLogMetrics.from_plan(plan)

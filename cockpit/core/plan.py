@@ -282,6 +282,20 @@ class JournalSpec(_Part):
     keep_samples: Duration = Duration(7 * 86400)  # older metric samples are dropped at start, then hourly
 
 
+class Prometheus(_Part):
+    """Prometheus as the metric source (issue 12), in place of the access log. `jobs` maps a side to its
+    scrape job; `queries` overrides a preset's PromQL per metric (`rps`, `error_rate`, `response_time_p95`,
+    `fresh`; `{job}` and `{window}` are filled in)."""
+
+    url: str
+    jobs: dict[str, str] = {"blue": "blue", "green": "green"}
+    preset: Literal["app", "nginx-exporter"] = "app"
+    queries: dict[str, str] = {}
+    window: str = "30s"
+    stale_after: float = 30.0
+    timeout: float = 2.0
+
+
 class Plan(_Part):
     """A migration plan: the two sides, how traffic moves between them, the phases, the rules."""
 
@@ -292,6 +306,7 @@ class Plan(_Part):
     traffic: Traffic = Traffic()
     sync: Sync = Sync()
     metrics: dict[str, Threshold] = {}
+    prometheus: Prometheus | None = None
     rollback: Rollback = Rollback()
     health_checks: list[HealthCheck] = []
     alerts: Alerts = Alerts()
