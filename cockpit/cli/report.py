@@ -19,6 +19,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="report", help="directory to write into (default ./report)")
     p.set_defaults(func=_report)
 
+    r = subparsers.add_parser("replay", help="a journal played back on the screen (space, n, + / -, q)")
+    r.add_argument("--journal", help="the journal file (default: the plan's journal)")
+    r.add_argument("--speed", type=float, default=60.0, help="replay seconds per real second (default 60)")
+    r.add_argument(
+        "--at", help="start at this time: ISO time or epoch seconds (default: the journal's start)"
+    )
+    r.set_defaults(func=_replay)
+
+
+def _journal_path(args: argparse.Namespace) -> Path:
+    if args.journal:
+        return Path(args.journal)
+    from cockpit.cli.main import require_plan
+
+    plan = require_plan(args)
+    return plan.path(plan.journal.path)
+
 
 def parse_time(text: str | None) -> float | None:
     if text is None:
@@ -38,17 +55,25 @@ def parse_time(text: str | None) -> float | None:
 def _report(args: argparse.Namespace) -> int:
     from cockpit.report import write_report
 
-    if args.journal:
-        journal = Path(args.journal)
-    else:
-        from cockpit.cli.main import require_plan
-
-        plan = require_plan(args)
-        journal = plan.path(plan.journal.path)
+    journal = _journal_path(args)
     since, until = parse_time(args.since), parse_time(args.until)
     if not journal.exists():
         print(f"no journal at {journal}", file=sys.stderr)
         return EXIT_FAILED
     paths = write_report(journal, args.out, since=since, until=until)
     print(f"{paths.events} events; wrote {paths.markdown}, {paths.html} and {len(paths.charts)} charts")
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    journal = _journal_path(args)
+    at = parse_time(args.at)
+    if args.speed <= 0:
+        raise UsageError("--speed must be above 0")
+    if not journal.exists():
+        print(f"no journal at {journal}", file=sys.stderr)
+        return EXIT_FAILED
+    from cockpit.tui.replay import ReplayApp
+
+    ReplayApp(journal, speed=args.speed, at=at).run()
     return EXIT_OK
