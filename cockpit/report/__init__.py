@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cockpit.core.journal import Event, Journal, format_when
+from cockpit.core.journal import ActionRecord, Event, Journal, format_when
 from cockpit.core.redact import redact, redact_text
 
 # metric name fragments charted, in this order, each with its title
@@ -45,6 +45,11 @@ def write_report(
     (out / "charts").mkdir(parents=True, exist_ok=True)
     with Journal(journal_path, readonly=True) as j:
         events = j.events_between(since, until)
+        actions = [
+            a
+            for a in j.actions(limit=1_000_000)
+            if (since is None or a.started >= since) and (until is None or a.started <= until)
+        ]
         names = j.sample_names()
         series = {n: j.sample_series(n, since, until) for n in names}
     rollbacks = [e.ts for e in events if "rollback" in e.kind]
@@ -55,7 +60,7 @@ def write_report(
             path = out / "charts" / f"{key}.svg"
             _chart(path, title, chosen, rollbacks)
             charts.append(path)
-    md = _markdown(Path(journal_path), events, charts, out)
+    md = _markdown(Path(journal_path), events, charts, out) + _actions(actions)
     md_path = out / "report.md"
     md_path.write_text(md)
     html_path = out / "report.html"
@@ -105,6 +110,16 @@ def _markdown(journal: Path, events: list[Event], charts: list[Path], out: Path)
         "Rolled back or triggered." if verdict else "No trigger fired, no rollback.",
         "",
     ]
+    starts = [
+        e for e in events if e.kind == "controller.start" and isinstance(e.payload.get("machine"), dict)
+    ]
+    if starts:
+        lines += ["## Machine", ""]
+        lines += [
+            f"- {format_when(e.ts)}: " + ", ".join(f"{k} {_cell(v)}" for k, v in e.payload["machine"].items())
+            for e in starts
+        ]
+        lines.append("")
     lines += ["## Charts", ""]
     lines += [f"![{c.stem}]({c.relative_to(out).as_posix()})" for c in charts] or ["No samples."]
     for title, pick in (
@@ -116,6 +131,24 @@ def _markdown(journal: Path, events: list[Event], charts: list[Path], out: Path)
         lines += ["", f"## {title}", ""]
         lines += _table(rows) if rows else ["None."]
     lines += ["", "## Timeline", ""] + (_table(events) if events else ["No events."])
+    return "\n".join(lines) + "\n"
+
+
+def _actions(actions: list[ActionRecord]) -> str:
+    lines = ["", "## Actions", ""]
+    if not actions:
+        return "\n".join([*lines, "None.", ""])
+    lines += ["| started | action | who | why | outcome | took | steps |", "|---|---|---|---|---|---|---|"]
+    for a in actions:
+        took = "open" if a.duration_s is None else f"{a.duration_s:.1f} s"
+        steps = "; ".join(
+            f"{s.name} {s.status}" + ("" if s.duration_s is None else f" {s.duration_s:.2f} s")
+            for s in a.steps
+        )
+        lines.append(
+            f"| {format_when(a.started)} | {_cell(a.verb)} | {_cell(a.actor)} | {_cell(a.reason)} | "
+            f"{_cell(a.outcome or '')} | {took} | {_cell(steps)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -20,7 +20,16 @@ SECRET_URL = "postgresql://app:hunter2secret@db.example/app"
 def _journal(path: Path) -> Path:
     t0 = time.time() - 600
     with Journal(path) as j:
-        j.event("controller.started", {"host": "box", "dsn": SECRET_URL}, actor="ana@box")
+        j.event(
+            "controller.start",
+            {"machine": {"host": "box", "user": "ana"}, "dsn": SECRET_URL},
+            actor="ana@box",
+        )
+        j.event(
+            "action.intent", {"verb": "rollback", "reason": "errors high"}, actor="ana@box", action_id="r1"
+        )
+        j.event("action.step", {"step": "split to 0", "status": "ok", "duration_s": 1.25}, action_id="r1")
+        j.event("action.outcome", {"outcome": "ok"}, action_id="r1")
         j.event(
             "phase.advanced", {"from": "blue", "to": "canary", "split": 5}, actor="ana@box", action_id="a1"
         )
@@ -42,7 +51,17 @@ def test_report_files_charts_masking_and_html(tmp_path: Path) -> None:
     for chart in paths.charts:
         assert ET.parse(chart).getroot().tag.endswith("svg")
     md = paths.markdown.read_text()
-    for needle in ("phase.advanced", "alarm.raised", "rollback.completed", "ana@box", "Verdict"):
+    for needle in (
+        "phase.advanced",
+        "alarm.raised",
+        "rollback.completed",
+        "ana@box",
+        "Verdict",
+        "## Machine",
+        "host box",
+        "split to 0 ok 1.25 s",
+        "errors high",
+    ):
         assert needle in md
     page = paths.html.read_text()
     assert "hunter2secret" not in md and "hunter2secret" not in page
