@@ -14,8 +14,8 @@ from cockpit.core.errors import EXIT_FAILED, EXIT_OK, UsageError
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("report", help="the report of a run: Markdown, SVG charts and one HTML file")
     p.add_argument("--journal", help="the journal file (default: the plan's journal)")
-    p.add_argument("--since", help="start of the window: ISO time or epoch seconds")
-    p.add_argument("--until", help="end of the window: ISO time or epoch seconds")
+    p.add_argument("--since", "--from", dest="since", help="start of the window: ISO time or epoch seconds")
+    p.add_argument("--until", "--to", dest="until", help="end of the window: ISO time or epoch seconds")
     p.add_argument("--out", default="report", help="directory to write into (default ./report)")
     p.set_defaults(func=_report)
 

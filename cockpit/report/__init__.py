@@ -52,15 +52,16 @@ def write_report(
         ]
         names = j.sample_names()
         series = {n: j.sample_series(n, since, until) for n in names}
-    rollbacks = [e.ts for e in events if "rollback" in e.kind]
+    rollbacks = [a.started for a in actions if a.verb.startswith("rollback")]
+    advances = [a.ended for a in actions if a.verb == "advance" and a.outcome == "ok" and a.ended is not None]
     charts: list[Path] = []
     for key, title in CHARTS:
         chosen = {n: s for n, s in series.items() if key in n and s}
         if chosen:
             path = out / "charts" / f"{key}.svg"
-            _chart(path, title, chosen, rollbacks)
+            _chart(path, title, chosen, rollbacks, advances)
             charts.append(path)
-    md = _markdown(Path(journal_path), events, charts, out) + _actions(actions)
+    md = _markdown(Path(journal_path), events, actions, charts, out) + _actions(actions)
     md_path = out / "report.md"
     md_path.write_text(md)
     html_path = out / "report.html"
@@ -69,7 +70,11 @@ def write_report(
 
 
 def _chart(
-    path: Path, title: str, series: dict[str, list[tuple[float, float | None]]], marks: list[float]
+    path: Path,
+    title: str,
+    series: dict[str, list[tuple[float, float | None]]],
+    marks: list[float],
+    phases: list[float],
 ) -> None:
     import matplotlib
 
@@ -82,8 +87,10 @@ def _chart(
         xs = [(t - t0) / 60 for t, v in points if v is not None]
         ys = [v for _, v in points if v is not None]
         ax.plot(xs, ys, label=redact_text(name), linewidth=1)
-    for m in marks:
+    for m in marks:  # rollbacks
         ax.axvline((m - t0) / 60, color="red", linestyle="--", linewidth=0.8)
+    for m in phases:  # each phase advanced: a band boundary
+        ax.axvline((m - t0) / 60, color="grey", linestyle=":", linewidth=0.8)
     ax.set_title(title)
     ax.set_xlabel("minutes")
     ax.legend(loc="best", fontsize="small")
@@ -96,20 +103,32 @@ def _cell(text: object) -> str:
     return redact_text(str(text)).replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown(journal: Path, events: list[Event], charts: list[Path], out: Path) -> str:
+def _markdown(
+    journal: Path, events: list[Event], actions: list[ActionRecord], charts: list[Path], out: Path
+) -> str:
     lines = [f"# Day 0 report: {_cell(journal.name)}", ""]
     if events:
         lines += [
             f"From {format_when(events[0].ts)} to {format_when(events[-1].ts)}, {len(events)} events.",
             "",
         ]
-    verdict = [e for e in events if e.kind.startswith(("rollback", "trigger"))]
+    rollbacks = [a for a in actions if a.verb.startswith("rollback")]
+    failed = [a for a in actions if a.outcome not in (None, "ok")]
+    raised = sum(1 for e in events if e.kind == "alarm.raised")
     lines += [
         "## Verdict",
         "",
-        "Rolled back or triggered." if verdict else "No trigger fired, no rollback.",
+        f"{len(rollbacks)} rollback(s), {len(failed)} action(s) not ok, {raised} alarm(s) raised.",
         "",
     ]
+    if rollbacks:
+        lines += ["### Rollbacks (time to 0 %)", ""]
+        lines += [
+            f"- {format_when(a.started)} by {_cell(a.actor)} ({_cell(a.reason)}): "
+            + ("still open" if a.duration_s is None else f"{a.duration_s:.2f} s, {_cell(a.outcome)}")
+            for a in rollbacks
+        ]
+        lines.append("")
     starts = [
         e for e in events if e.kind == "controller.start" and isinstance(e.payload.get("machine"), dict)
     ]
