@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
+import platform
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from cockpit.control import reconcile
@@ -37,7 +40,7 @@ from cockpit.core.phases import Machine, Refused
 from cockpit.core.plan import Plan
 from cockpit.core.recorder import Recorder, Result, StepFailed
 from cockpit.core.rules import schema_advice
-from cockpit.core.state import CockpitState, CopyView
+from cockpit.core.state import Alarm, CockpitState, CopyView
 from cockpit.core.vocabulary import Outcome, State
 from cockpit.drivers.traffic.base import SplitStatus, TrafficError, live_percent
 
@@ -74,6 +77,7 @@ class Controller:
         self._triggered: asyncio.Future[Any] | None = None  # the rollback a trigger started
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[CockpitState], None]] = []
+        self._alarms_seen: dict[tuple[str, str], Alarm] = {}  # journaled as alarm.raised / alarm.cleared
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -92,7 +96,12 @@ class Controller:
             pruned = self.monitor.prune(self.clock())
             self.journal.event(
                 "controller.start",
-                {"pid": os.getpid(), "state": self.machine.as_dict(), "samples_pruned": pruned},
+                {
+                    "pid": os.getpid(),
+                    "state": self.machine.as_dict(),
+                    "samples_pruned": pruned,
+                    "machine": machine_facts(),
+                },
                 self.actor,
             )
             results = await reconcile.reconcile(self)
@@ -373,10 +382,20 @@ class Controller:
             stranded=self.stranded.current,
         )
 
+    def _journal_alarm_changes(self, alarms: tuple[Alarm, ...]) -> None:
+        """One event when an alarm starts and one when it ends (the report and the replay read them)."""
+        now = {(a.metric, a.level): a for a in alarms}
+        for key in now.keys() - self._alarms_seen.keys():
+            self.journal.event("alarm.raised", asdict(now[key]), self.actor)
+        for key in self._alarms_seen.keys() - now.keys():
+            self.journal.event("alarm.cleared", asdict(self._alarms_seen[key]), self.actor)
+        self._alarms_seen = now
+
     def publish(self) -> None:
         state = self.snapshot()
         self.latest = state
         doc = state.to_json()
+        self._journal_alarm_changes(state.alarms)
         self.journal.set_state(
             "runtime",
             {
@@ -393,3 +412,24 @@ class Controller:
         )
         for listener in self._listeners:
             listener(state)
+
+
+def machine_facts() -> dict[str, str]:
+    """Where the controller runs (journaled at its start: the report names the machine of the day)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        cockpit_version = version("cockpit")
+    except PackageNotFoundError:
+        cockpit_version = "unknown"
+    try:
+        user = getpass.getuser()
+    except Exception:  # no name for this uid (containers)
+        user = str(os.getuid())
+    return {
+        "host": socket.gethostname(),
+        "user": user,
+        "python": platform.python_version(),
+        "cockpit": cockpit_version,
+        "platform": platform.platform(),
+    }

@@ -198,7 +198,10 @@ class Monitor:
     def record(self, now: float) -> None:
         """Journal the last poll's samples; prune old ones when due."""
         if self.metrics:
-            self.journal.samples({k: v for k, v in self.metrics.items() if v is not None})
+            live = (
+                {} if self.green_live is None else {"split_green_live": self.green_live}
+            )  # the report charts it
+            self.journal.samples({**{k: v for k, v in self.metrics.items() if v is not None}, **live})
         if now >= self.next_prune:
             self.prune(now)
 

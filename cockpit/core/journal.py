@@ -300,6 +300,31 @@ class Journal:
             sql = f"SELECT * FROM ({sql.replace('ORDER BY id', 'ORDER BY id DESC')} LIMIT {int(limit)}) ORDER BY id"
         return [_event(r) for r in self._query(sql, params)]
 
+    def events_between(self, since: float | None = None, until: float | None = None) -> list[Event]:
+        """Every event in a time window (epoch s), oldest first."""
+        rows = self._query(
+            "SELECT id, ts, kind, actor, action_id, payload FROM events WHERE ts >= ? AND ts <= ? ORDER BY id",
+            (since if since is not None else float("-inf"), until if until is not None else float("inf")),
+        )
+        return [_event(r) for r in rows]
+
+    def sample_series(
+        self, name: str, since: float | None = None, until: float | None = None
+    ) -> list[tuple[float, float | None]]:
+        """One metric's samples in a time window, oldest first (served by the (name, ts) index)."""
+        rows = self._query(
+            "SELECT ts, value FROM samples WHERE name = ? AND ts >= ? AND ts <= ? ORDER BY ts",
+            (
+                name,
+                since if since is not None else float("-inf"),
+                until if until is not None else float("inf"),
+            ),
+        )
+        return [(float(r[0]), None if r[1] is None else float(r[1])) for r in rows]
+
+    def sample_names(self) -> list[str]:
+        return [str(r[0]) for r in self._query("SELECT DISTINCT name FROM samples ORDER BY name", ())]
+
     def last_event_id(self) -> int:
         row = self._query_one("SELECT COALESCE(MAX(id), 0) FROM events", ())
         return int(row[0]) if row else 0

@@ -24,6 +24,7 @@ HEADLESS = [
     "cockpit.drivers.backup",
     "cockpit.drivers.notify",
     "cockpit.lab.lab",
+    "cockpit.report",
     "cockpit.cli.main",
 ]
 
