@@ -1,0 +1,83 @@
+"""`cockpit preflight` against a real PostgreSQL and real SQLite files: go, each broken variant no-go, exit codes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cockpit.cli.main import main
+from cockpit.core.journal import Journal
+
+
+def _plan(tmp_path: Path, green_url: str) -> Path:
+    db = tmp_path / "blue.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.commit()
+    conn.close()
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"""name: pf
+blue: {{database: {{engine: sqlite, path: blue.db}}}}
+green: {{database: {{engine: postgresql, url: "{green_url}"}}}}
+phases: [{{name: one, green: 5, preflight: true}}]
+preflight: {{timeout: 3s}}
+"""
+    )
+    return plan
+
+
+def _run(plan: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code = main(["-p", str(plan), "preflight", "--json", "--no-test-message"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def _status(doc: dict, name: str) -> str:
+    return next(c["status"] for c in doc["checks"] if c["name"] == name)
+
+
+def test_go_is_journaled(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = _plan(tmp_path, pg_url)
+    code, doc = _run(plan, capsys)
+    assert code == 0, doc
+    assert doc["verdict"] == "go"
+    assert _status(doc, "tls") == "warn"  # loopback without sslmode only warns
+    assert _status(doc, "integrity_check") == "pass"
+    with Journal(tmp_path / ".cockpit" / "journal.db", readonly=True) as j:
+        (event,) = j.events(kinds=["preflight"])
+    assert event.payload["verdict"] == "go"
+
+
+@pytest.mark.parametrize(
+    ("url", "check"),
+    [
+        ("postgresql://postgres@127.0.0.2:1/x?connect_timeout=2", "server answers"),  # a wrong host
+        ("postgresql://postgres@ep-x-pooler.example.invalid/db?sslmode=require", "direct host"),
+        ("postgresql://postgres@db.example.invalid/db", "tls"),  # TLS off to a remote host
+    ],
+)
+def test_a_broken_green_is_no_go(
+    tmp_path: Path, url: str, check: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, doc = _run(_plan(tmp_path, url), capsys)
+    assert code == 1 and doc["verdict"] == "no-go"
+    assert _status(doc, check) == "fail"
+
+
+def test_a_missing_blue_file_is_no_go(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path, pg_url)
+    (tmp_path / "blue.db").unlink()
+    code, doc = _run(plan, capsys)
+    assert code == 1 and _status(doc, "file") == "fail"
+
+
+def test_a_bad_plan_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\n")
+    assert main(["-p", str(bad), "preflight", "--json"]) == 2
