@@ -81,3 +81,33 @@ def test_a_bad_plan_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\n")
     assert main(["-p", str(bad), "preflight", "--json"]) == 2
+
+
+def _gated(tmp_path: Path, pg_url: str) -> Path:
+    plan = _plan(tmp_path, pg_url)
+    plan.write_text(
+        plan.read_text().replace("phases:", "traffic: {driver: file, state_file: split.json}\nphases:")
+    )
+    return plan
+
+
+def test_the_phase_gate_needs_a_fresh_go_or_force(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _gated(tmp_path, pg_url)
+    assert main(["-p", str(plan), "advance", "--yes", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert "preflight" in out["message"], out
+    assert main(["-p", str(plan), "preflight", "--json", "--no-test-message"]) == 0
+    capsys.readouterr()
+    assert main(["-p", str(plan), "advance", "--yes", "--json"]) == 0, capsys.readouterr()
+
+
+def test_force_passes_the_gate_and_is_journaled(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _gated(tmp_path, pg_url)
+    assert main(["-p", str(plan), "advance", "--yes", "--json", "--force"]) == 0, capsys.readouterr()
+    with Journal(tmp_path / ".cockpit" / "journal.db", readonly=True) as j:
+        steps = [e.payload for e in j.events(kinds=["action.step"]) if e.payload.get("step") == "gates"]
+    assert any("forced past" in str(s) and "preflight" in str(s) for s in steps), steps
