@@ -111,3 +111,25 @@ def test_force_passes_the_gate_and_is_journaled(
     with Journal(tmp_path / ".cockpit" / "journal.db", readonly=True) as j:
         steps = [e.payload for e in j.events(kinds=["action.step"]) if e.payload.get("step") == "gates"]
     assert any("forced past" in str(s) and "preflight" in str(s) for s in steps), steps
+
+
+def test_a_required_backup_missing_is_no_go(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path, pg_url)
+    plan.write_text(plan.read_text() + "backup: {required: true, max_age: 1h}\n")
+    code, doc = _run(plan, capsys)
+    assert code == 1 and _status(doc, "fresh backup") == "fail"
+    assert main(["-p", str(plan), "backup", "take"]) == 0
+    capsys.readouterr()
+    code, doc = _run(plan, capsys)
+    assert code == 0 and _status(doc, "fresh backup") == "pass"
+
+
+def test_system_past_critical_is_no_go(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = _plan(tmp_path, pg_url)
+    plan.write_text(plan.read_text() + "metrics: {disk_usage: {warning: 0, critical: 0}}\n")
+    code, doc = _run(plan, capsys)
+    assert code == 1 and _status(doc, "disk_usage") == "fail"

@@ -1,7 +1,7 @@
 """`cockpit preflight`: the go/no-go checklist before a phase (the strategy's `pre_deployment_check`,
 `validate_neon_connection`, `check_system_resources`).
 
-One module per area (so far green and blue; nginx, services, sync, backup, alerts, system are to come), each a function
+One module per area (so far green, blue, backup and system; nginx, services, sync and alerts are to come), each a function
 `checks(ctx) -> list[Check]` that reads the world through the drivers the plan names and never changes it (the
 one exception, on purpose: the alerts area sends a test message, marked as a test, unless `--no-test-message`).
 The areas run in parallel threads; each network step is bounded by `preflight.timeout`, and an area that does not
@@ -40,9 +40,14 @@ Area = Callable[[Context], list[Check]]
 
 
 def areas() -> list[tuple[str, Area]]:
-    from cockpit.control.preflight import blue, green
+    from cockpit.control.preflight import backup, blue, green, system
 
-    return [("green", green.checks), ("blue", blue.checks)]
+    return [
+        ("green", green.checks),
+        ("blue", blue.checks),
+        ("backup", backup.checks),
+        ("system", system.checks),
+    ]
 
 
 def run_preflight(plan: Plan, *, test_message: bool = True, drivers: Drivers | None = None) -> Verdict:
