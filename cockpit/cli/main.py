@@ -205,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--read-only", action="store_true", help="watch only (another controller acts)")
     tui.set_defaults(func=_tui)
 
-    from cockpit.cli import lab, report, serve, sync  # their commands reuse this module's helpers
+    from cockpit.cli import lab, preflight, report, serve, sync  # their commands reuse this module's helpers
 
+    preflight.register(sub)
     sync.register(sub)
     lab.register(sub)
     serve.register(sub)

@@ -7,6 +7,7 @@ verify (the live split read back from the world).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -34,6 +35,10 @@ async def run(ctl: Controller, rec: Recorder, cmd: Advance) -> Result:
     phase = ctl.plan.phases[target]
     with rec.step(AdvanceStep.GATES) as info:
         problems = ctl.monitor.gate_problems(ctl.machine, ctl.clock())
+        for i in range(max(1, ctl.machine.phase_index + 1), target + 1):  # phase 0's: a ready gate already
+            pre = ctl.monitor.preflight_gate(i, time.time())
+            if pre is not None and not pre[1]:
+                problems.append(f"{pre[0]} for {ctl.plan.phases[i].name} ({pre[2]})")
         if problems and not cmd.force:
             info["detail"] = "; ".join(problems)
             raise Refused("gates not met: " + "; ".join(problems) + " (--force overrides, and is journaled)")

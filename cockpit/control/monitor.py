@@ -10,14 +10,17 @@ screen sees them in every snapshot.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cockpit.control.factory import Drivers
 from cockpit.control.readiness_probe import ReadinessProbe
+from cockpit.core.checks import EVENT as PREFLIGHT_EVENT
+from cockpit.core.checks import fresh_go
 from cockpit.core.journal import Journal
 from cockpit.core.phases import Machine
-from cockpit.core.plan import Plan
+from cockpit.core.plan import Plan, format_duration
 from cockpit.core.rules import (
     Fired,
     SyncFacts,
@@ -170,11 +173,25 @@ class Monitor:
         )
 
     def ready_gates(self, machine: Machine) -> tuple[GateReading, ...]:
-        """Before the first phase: a fresh backup of blue, when the plan requires one."""
+        """Before the first phase: a fresh backup of blue, when the plan requires one; a fresh preflight go when
+        the first phase requires one."""
         if machine.phase_index >= 0 or machine.state != State.READY:
             return ()
         gate = backup_gate(self.plan.backup, self.metrics)
-        return (gate,) if gate else ()
+        pre = self.preflight_gate(0, time.time())
+        return tuple(g for g in (gate, pre) if g)
+
+    def preflight_gate(self, target: int, now: float) -> GateReading | None:
+        """Phase `target` with `preflight: true`: a go journaled within `preflight.max_age` (the CLI journals
+        every run; reading it back here keeps the gate cheap: the run itself takes seconds)."""
+        if not (0 <= target < len(self.plan.phases)) or not self.plan.phases[target].preflight:
+            return None
+        found = self.journal.events(kinds=[PREFLIGHT_EVENT], limit=1)
+        last = found[0] if found else None
+        met, why = fresh_go(
+            last.payload if last else None, last.ts if last else None, now, float(self.plan.preflight.max_age)
+        )
+        return f"preflight go within {format_duration(float(self.plan.preflight.max_age))}", met, why
 
     def gate_problems(self, machine: Machine, now: float) -> list[str]:
         """What stops an advance from `machine` now: a schema changed under the sync, soak time, unmet gates."""

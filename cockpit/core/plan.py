@@ -104,6 +104,9 @@ class Services(_Part):
     commands: dict[str, list[str]] = {}
     pid_dir: str = ""
     stop_timeout: Duration = Duration(10)
+    # connections each unit's pool opens to its side's database (0: not known); preflight weighs green's
+    # `max_connections` against them
+    pool_size: int = 0
 
 
 class Side(_Part):
@@ -202,6 +205,8 @@ class Phase(_Part):
     soak: Duration = Duration(0)
     gates: list[Gate] = []
     description: str = ""
+    # the advance INTO this phase needs a passing `cockpit preflight` journaled within `preflight.max_age`
+    preflight: bool = False
 
 
 class Threshold(_Part):
@@ -277,6 +282,13 @@ class Backup(_Part):
     max_age: Duration = Duration(24 * 3600)
 
 
+class Preflight(_Part):
+    """`cockpit preflight`: how fresh a go must be for a phase with `preflight: true`, and each check's bound."""
+
+    max_age: Duration = Duration(30 * 60)
+    timeout: Duration = Duration(10)
+
+
 class JournalSpec(_Part):
     path: str = ".cockpit/journal.db"
     keep_samples: Duration = Duration(7 * 86400)  # older metric samples are dropped at start, then hourly
@@ -311,6 +323,7 @@ class Plan(_Part):
     health_checks: list[HealthCheck] = []
     alerts: Alerts = Alerts()
     backup: Backup = Backup()
+    preflight: Preflight = Preflight()
     journal: JournalSpec = JournalSpec()
     tick: Duration = Duration(1)
     description: str = ""
