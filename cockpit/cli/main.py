@@ -88,17 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_status)
 
     def action(name: str, help_: str) -> argparse.ArgumentParser:
-        a = sub.add_parser(name, help=help_)
-        a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-        a.add_argument("--json", action="store_true", help="print the result as JSON")
-        a.add_argument(
-            "--wait",
-            type=float,
-            default=None,
-            metavar="SECONDS",
-            help="when a controller is running: how long to wait for it to act (default: plan's rollback max duration + 30s)",
-        )
-        return a
+        return action_parser(sub, name, help_)
 
     adv = action("advance", "move to the next phase (or --to PHASE)")
     adv.add_argument("--to", metavar="PHASE")
@@ -205,14 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--read-only", action="store_true", help="watch only (another controller acts)")
     tui.set_defaults(func=_tui)
 
-    from cockpit.cli import lab, preflight, report, serve, sync  # their commands reuse this module's helpers
+    from cockpit.cli import ending, lab, preflight, report, serve, sync  # their commands reuse this module's helpers
 
     preflight.register(sub)
+    ending.register(sub)
     sync.register(sub)
     lab.register(sub)
     serve.register(sub)
     report.register(sub)
     return p
+
+
+def action_parser(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
+    """A controller verb's command: --yes, --json, --wait."""
+    a: argparse.ArgumentParser = sub.add_parser(name, help=help_)
+    a.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    a.add_argument("--json", action="store_true", help="print the result as JSON")
+    a.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="when a controller is running: how long to wait for it to act (default: plan's rollback max duration + 30s)",
+    )
+    return a
 
 
 def require_plan(args: argparse.Namespace) -> Plan:

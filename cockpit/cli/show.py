@@ -62,7 +62,13 @@ def _grid() -> Table:
 
 # ------------------------------------------------------------------------------------------------ status
 def status(s: CockpitState) -> RenderableType:
-    state_style = {"held": "yellow", "failed": "red", "rolling_back": "yellow", "complete": "green"}
+    state_style = {
+        "held": "yellow",
+        "failed": "red",
+        "rolling_back": "yellow",
+        "complete": "green",
+        "abandoned": "yellow",
+    }
     head = Text.assemble(
         (f"plan {s.plan}: ", "bold"), (s.state, state_style.get(s.state, "cyan")), _paren(s.held_reason)
     )
@@ -71,6 +77,14 @@ def status(s: CockpitState) -> RenderableType:
     where = f"phase {s.phase_index + 1}/{len(s.phases)} {phase.name}" if phase else "before the first phase"
     spent = f"{duration(s.time_in_phase)} in this state" if s.since_known else "time in this state unknown"
     grid.add_row("phase", f"{where}, {spent}")
+    if s.ended is not None:
+        e = s.ended
+        done = (
+            f"{e.word} (for good)"
+            if e.done
+            else f"{e.how} under way, done: {', '.join(e.steps) or 'nothing yet'}"
+        )
+        grid.add_row("ended", _plain(done + (f"; blue archived at {e.archive}" if e.archive else "")))
     live = "unknown" if s.green_live is None else f"{s.green_live:g}%"
     grid.add_row("green", f"configured {s.green_configured:g}%, live {live}")
     if s.next_phase:

@@ -124,6 +124,24 @@ class Repair(Command):
         return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class Finalize(Command):
+    """The end of the migration on green, after the last phase's soak (cockpit.control.ending)."""
+
+    verb: ClassVar[str] = "finalize"
+    reason: str = "finalize"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Abandon(Command):
+    """The end of the migration on blue (cockpit.control.ending); `drop_green`: green's database name, typed to
+    confirm that its copy is dropped too."""
+
+    verb: ClassVar[str] = "abandon"
+    reason: str = "abandon"
+    drop_green: str = ""
+
+
 C = TypeVar("C", bound=Command)
 
 

@@ -27,12 +27,12 @@ from typing import Any
 from cockpit.control import reconcile
 from cockpit.control.alerts import Alert, Alerts
 from cockpit.control.commands import Advance, Backup, Command, Copy, Hold, Resume, Rollback, RollbackMode
-from cockpit.control.factory import Drivers
+from cockpit.control.factory import Drivers, SyncDriver
 from cockpit.control.initial_copy import CopyTracker
 from cockpit.control.monitor import Monitor
 from cockpit.control.registry import ACTIONS, command
 from cockpit.control.stranded import StrandedChanges
-from cockpit.control.view import build_state
+from cockpit.control.view import ENDED, build_state
 from cockpit.core.journal import Command as Queued
 from cockpit.core.journal import Journal, current_actor
 from cockpit.core.lock import ControllerLock
@@ -40,7 +40,7 @@ from cockpit.core.phases import Machine, Refused
 from cockpit.core.plan import Plan
 from cockpit.core.recorder import Recorder, Result, StepFailed
 from cockpit.core.rules import schema_advice
-from cockpit.core.state import Alarm, CockpitState, CopyView
+from cockpit.core.state import Alarm, CockpitState, CopyView, Ended
 from cockpit.core.vocabulary import Outcome, State
 from cockpit.drivers.traffic.base import SplitStatus, TrafficError, live_percent
 
@@ -67,6 +67,10 @@ class Controller:
         self.alerts = Alerts(plan.name, float(plan.alerts.gather), float(plan.alerts.every))
         self._schema_seen: set[str] = set()  # tables whose schema change has held the machine already
         self.stranded = StrandedChanges(self)  # changes left on green by a rollback's drain
+        self.ended: Ended | None = None  # finalize or abandon, once past its point of no return (journaled)
+        self.retired_sync: SyncDriver | None = (
+            None  # the sync an ending stopped (its last steps still use it)
+        )
         self.latest: CockpitState | None = None  # the last published snapshot (read from any thread)
         self._action_lock = asyncio.Lock()
         self._running: tuple[str, asyncio.Future[Result]] | None = None
@@ -93,6 +97,9 @@ class Controller:
                 self.machine = Machine.from_dict(saved)
             else:  # the first controller of this journal: `status` from another process reads when it began
                 self.set_machine(Machine(since=self.clock()))
+            self.ended = Ended.from_dict(self.journal.get_state(ENDED))
+            if self.ended is not None:  # the sync stays stopped once an ending has begun
+                self.retire_sync()
             pruned = self.monitor.prune(self.clock())
             self.journal.event(
                 "controller.start",
@@ -273,6 +280,8 @@ class Controller:
             running[1].cancel()
 
         async def body(rec: Recorder) -> Result:
+            if self.ended is not None and not action.after_end:
+                raise Refused(self.ended.why_not(cmd.verb))
             return await action.body(self, rec, cmd)
 
         task = asyncio.ensure_future(self._serialized(cmd, actor, body, queued))
@@ -358,6 +367,23 @@ class Controller:
         self.journal.set_state("machine", m.as_dict())
         self.publish()
 
+    def set_ended(self, ended: Ended) -> None:
+        self.ended = ended
+        self.journal.set_state(ENDED, ended.as_dict())
+        self.publish()
+
+    def retire_sync(self) -> None:
+        """Stop the sync loop and the integrity watch for good (an ending): no tick reads them again. Blocking
+        (the loop's thread is joined)."""
+        sync, integrity = self.drivers.sync, self.drivers.integrity
+        if sync is not None:
+            sync.stop()
+            self.retired_sync, self.drivers.sync = sync, None
+        if integrity is not None:
+            integrity.stop()
+            self.drivers.metrics = [m for m in self.drivers.metrics if m is not integrity]
+            self.drivers.integrity = None
+
     def copy_view(self) -> CopyView | None:
         """The copy under way (its tables as last reported), or how the last one ended. Any thread."""
         return self.copies.view()
@@ -380,6 +406,7 @@ class Controller:
             readiness=m.readiness,
             sources=m.sources,
             stranded=self.stranded.current,
+            ended=self.ended,
         )
 
     def _journal_alarm_changes(self, alarms: tuple[Alarm, ...]) -> None:

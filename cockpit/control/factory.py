@@ -62,6 +62,14 @@ class SyncDriver(Protocol):
         """Rows that differ put into `prefer`'s change log, for the sync to carry across. Blocking."""
         ...
 
+    def restore_keys(self) -> Sequence[Any]:
+        """Green's keys count up again above the highest key of both sides (the end of the migration)."""
+        ...
+
+    def uninstall(self) -> Mapping[str, Sequence[str]]:
+        """Capture and every cockpit object removed from both sides (idempotent)."""
+        ...
+
     def initial_copy(
         self, jobs: int = 4, progress: Callable[[TableCopy], None] | None = None
     ) -> tuple[CopyReport, list[str]]:
@@ -96,6 +104,14 @@ class BackupDriver(MetricsSource, Protocol):
 
     def verify(self, path: str) -> VerifyReport:
         """Check a backup against its manifest. Blocking."""
+        ...
+
+    def archive(self, folder: str, label: str, since: float) -> Manifest:
+        """Blue archived into `folder` (the one labelled `label` taken since `since` if there is one). Blocking."""
+        ...
+
+    def prune_archives(self, folder: str, max_age_s: float, protect: Sequence[str] = ()) -> Sequence[object]:
+        """The archives in `folder` older than `max_age_s` removed; what was removed. Blocking."""
         ...
 
 

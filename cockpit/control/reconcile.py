@@ -2,7 +2,7 @@
 disk), each closed with its own outcome, then the machine is matched to the live split; every queued command the
 dead controller had taken gets its answer.
 
-An interrupted rollback is run again; an interrupted advance settles on the phase the live split matches (held
+An interrupted rollback, finalize or abandon is run again; an interrupted advance settles on the phase the live split matches (held
 when none does); an interrupted copy is reported (green may hold a partial copy); hold and resume changed nothing
 in the world, so the saved machine is the truth.
 
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from cockpit.control.commands import Rollback
+from cockpit.control.commands import Abandon, Finalize, Rollback, from_json
 from cockpit.core import phases
 from cockpit.core.journal import ActionRecord
 from cockpit.core.phases import Machine
@@ -63,6 +63,7 @@ async def reconcile(ctl: Controller) -> list[Result]:
         live = await ctl.monitor.read_split()
     if (
         live is not None
+        and ctl.ended is None  # after an ending the machine stays where it ended, whatever the split says
         and ctl.machine.state not in (State.FAILED, State.HELD)
         and not same_split(live, ctl.machine.green(ctl.plan))
     ):
@@ -82,6 +83,21 @@ async def _rollback(ctl: Controller, cut: Cut) -> Result:
     again = Rollback(
         reason=f"resume interrupted rollback {cut.action.action_id}: {cut.action.reason}",
         mode=cut.action.args.get("mode", "immediate"),
+    )
+    return await ctl.act(again, ctl.actor)
+
+
+async def _ending(ctl: Controller, cut: Cut) -> Result:
+    """An interrupted finalize or abandon is run again: its steps are idempotent and the ones done are skipped."""
+    verb = cut.action.verb
+    cut.rec.outcome(Outcome.INTERRUPTED, f"{cut.detail}; {verb} is run again")
+    kind = Finalize if verb == Finalize.verb else Abandon
+    again = from_json(
+        kind,
+        {
+            **cut.action.args,
+            "reason": f"resume interrupted {verb} {cut.action.action_id}: {cut.action.reason}",
+        },
     )
     return await ctl.act(again, ctl.actor)
 
@@ -164,7 +180,13 @@ async def _answer_taken(ctl: Controller) -> list[Result]:
     return ran
 
 
-SETTLE: dict[str, Settle] = {"rollback": _rollback, "advance": _advance, "copy": _copy}
+SETTLE: dict[str, Settle] = {
+    "rollback": _rollback,
+    "advance": _advance,
+    "copy": _copy,
+    Finalize.verb: _ending,
+    Abandon.verb: _ending,
+}
 
 
 def _machine_for(ctl: Controller, matched: int | None, held_reason: str) -> Machine:

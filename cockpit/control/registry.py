@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from cockpit.control import advance, hold, initial_copy, repair, rollback, verified_backup
+from cockpit.control import advance, ending, hold, initial_copy, repair, rollback, verified_backup
 from cockpit.control.commands import (
+    Abandon,
     Advance,
     Backup,
     Command,
     Copy,
+    Finalize,
     Hold,
     Repair,
     Resume,
@@ -39,6 +41,9 @@ class Action(Generic[C]):
     body: Callable[[Controller, Recorder, C], Awaitable[Result]]
     preempts: frozenset[str] = frozenset()  # verbs this one cancels when it finds them under way
     joins: bool = False  # a second one asked while one runs waits for that one's result instead of running
+    after_end: bool = (
+        False  # may run once the migration has ended (finalize, abandon); the others are refused
+    )
 
 
 ACTIONS: dict[str, Action[Any]] = {
@@ -49,9 +54,11 @@ ACTIONS: dict[str, Action[Any]] = {
         Action(Resume, hold.resume),
         Action(Rollback, rollback.run, preempts=frozenset({Advance.verb}), joins=True),
         Action(Copy, initial_copy.run),
-        Action(Backup, verified_backup.run),
+        Action(Backup, verified_backup.run, after_end=True),
         Action(StopGreen, rollback.stop_green),
         Action(Repair, repair.run),
+        Action(Finalize, ending.finalize, joins=True, after_end=True),
+        Action(Abandon, ending.abandon, joins=True, after_end=True),
     )
 }
 VERBS = tuple(ACTIONS)

@@ -15,7 +15,7 @@ green once they are all on blue (`stop_green`, the action below).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -102,10 +102,11 @@ class RollbackOutcome:
     failed_steps: list[str]
 
 
-async def run_sequence(r: Rollbacking) -> RollbackOutcome:
+async def run_sequence(r: Rollbacking, steps: Sequence[str] | None = None) -> RollbackOutcome:
+    """The plan's rollback steps in its order, or the given ones (`cockpit abandon`: traffic and drain)."""
     failed: list[str] = []
     traffic_ok = True
-    for name in r.plan.rollback.steps:
+    for name in r.plan.rollback.steps if steps is None else steps:
         step = RollbackStep(name)
         if step == RollbackStep.STOP_GREEN and not traffic_ok:
             r.rec.record_step(step, "skipped", 0.0, "traffic may still reach green: green left running")

@@ -14,7 +14,7 @@ from cockpit.core.journal import ActionRecord, Journal
 from cockpit.core.lock import ControllerLock
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan
-from cockpit.core.state import Alarm, CockpitState, CopyView, Lag, PhaseView, Readiness, Stranded
+from cockpit.core.state import Alarm, CockpitState, CopyView, Ended, Lag, PhaseView, Readiness, Stranded
 from cockpit.drivers.traffic.base import TrafficDriver, live_percent
 
 
@@ -41,6 +41,7 @@ def build_state(
     readiness: Readiness | None = None,
     sources: Mapping[str, float] | None = None,
     stranded: Stranded | None = None,
+    ended: Ended | None = None,
 ) -> CockpitState:
     return CockpitState(
         plan=plan.name,
@@ -65,6 +66,7 @@ def build_state(
         readiness=readiness,
         sources=dict(sources or {}),
         stranded=stranded,
+        ended=ended,
     )
 
 
@@ -95,7 +97,9 @@ def read_state(plan: Plan, journal: Journal, traffic: TrafficDriver | None = Non
         readiness=Readiness.from_dict(runtime.get("readiness")),
         sources={k: float(v) for k, v in (runtime.get("sources") or {}).items()},
         stranded=Stranded.from_dict(journal.get_state(STRANDED)),  # journaled: true with no controller too
+        ended=Ended.from_dict(journal.get_state(ENDED)),
     )
 
 
 STRANDED = "stranded"  # the journal's state key: cockpit.core.state.Stranded, {} when none
+ENDED = "ended"  # the journal's state key: cockpit.core.state.Ended (finalize or abandon), absent before

@@ -280,6 +280,10 @@ class Backup(_Part):
     keep: int = 10  # complete backups kept in the folder (the oldest beyond are removed after a new one)
     required: bool = False  # the first advance (from ready) needs a backup of blue younger than max_age
     max_age: Duration = Duration(24 * 3600)
+    # `cockpit finalize` archives blue here as a verified backup, kept for `archive_keep` (the strategy: 30 days);
+    # older archives in that folder are removed after a new one verifies
+    archive_folder: str = "archive"
+    archive_keep: Duration = Duration(30 * 86400)
 
 
 class Preflight(_Part):

@@ -150,6 +150,54 @@ class Stranded:
         )
 
 
+@dataclass(frozen=True)
+class Ended:
+    """The end of the migration (`cockpit finalize` on green, `cockpit abandon` on blue): recorded when its first
+    step that cannot be undone begins, so that no advance or rollback runs after it, even half-way; `done` once
+    every step has. `steps`: the steps done so far (a resumed ending skips them)."""
+
+    how: str  # finalize | abandon
+    since: float  # when the ending passed its point of no return (epoch seconds)
+    action_id: str  # the action that began it
+    actor: str
+    done: bool = False
+    finished: float | None = None
+    steps: tuple[str, ...] = ()
+    archive: str = ""  # finalize: blue's archive (a verified backup folder)
+
+    @property
+    def word(self) -> str:
+        return "finalized" if self.how == "finalize" else "abandoned"
+
+    def why_not(self, verb: str) -> str:
+        """Why `verb` cannot run now, in words a person acts on."""
+        if not self.done:
+            return (
+                f"cannot {verb}: `cockpit {self.how}` is under way (done: {', '.join(self.steps) or 'nothing yet'});"
+                f" run `cockpit {self.how} --yes` again to finish it"
+            )
+        where = "green is the system now" if self.how == "finalize" else "blue is the system now"
+        return f"cannot {verb}: the migration was {self.word} by {self.actor} ({where}); it is over for good"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "steps": list(self.steps)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any] | None) -> Ended | None:
+        if not doc:
+            return None
+        return cls(
+            str(doc["how"]),
+            float(doc["since"]),
+            str(doc.get("action_id", "")),
+            str(doc.get("actor", "")),
+            bool(doc.get("done")),
+            None if doc.get("finished") is None else float(doc["finished"]),
+            tuple(doc.get("steps") or ()),
+            str(doc.get("archive", "")),
+        )
+
+
 READY, FAILED, UNKNOWN, SKIPPED = "ok", "failed", "unknown", "skipped"
 SOURCE_TRAFFIC, SOURCE_SYNC = "traffic", "sync"  # the other sources are named by source_name()
 
@@ -226,6 +274,7 @@ class CockpitState:
     # what a silent source last said, with its age
     sources: dict[str, float] = field(default_factory=dict)
     stranded: Stranded | None = None  # changes still on green only after a rollback
+    ended: Ended | None = None  # finalize or abandon: under way (done false) or done, for good
 
     @property
     def phase(self) -> PhaseView | None:
@@ -285,4 +334,5 @@ class CockpitState:
             "rollback_readiness": None if self.readiness is None else self.readiness.as_dict(),
             "sources": {k: round(v, 3) for k, v in self.sources.items()},
             "stranded": None if self.stranded is None else self.stranded.as_dict(),
+            "ended": None if self.ended is None else self.ended.as_dict(),
         }

@@ -21,6 +21,7 @@ class State(StrEnum):
     ROLLED_BACK = "rolled_back"
     COMPLETE = "complete"
     FAILED = "failed"
+    ABANDONED = "abandoned"  # `cockpit abandon`: the migration ended on blue, for good
 
 
 # users may be on green in these states (rollback triggers are armed)
@@ -54,6 +55,30 @@ class RollbackStep(StrEnum):
     HEALTH = "health"
     INTEGRITY = "integrity"
     NOTIFY = "notify"
+
+
+class FinalizeStep(StrEnum):
+    """`cockpit finalize`'s steps, in order (the end of the migration on green)."""
+
+    INTEGRITY = "integrity"
+    STOP_SYNC = "stop_sync"
+    KEYS = "keys"
+    CLEAN = "clean"
+    ARCHIVE = "archive"
+    NOTIFY = "notify"
+    REPORT = "report"
+
+
+class AbandonStep(StrEnum):
+    """`cockpit abandon`'s steps, in order (the end of the migration on blue); traffic and drain are the
+    rollback's own."""
+
+    TRAFFIC = "traffic"
+    DRAIN = "drain"
+    CLEAN = "clean"
+    DROP_GREEN = "drop_green"
+    NOTIFY = "notify"
+    REPORT = "report"
 
 
 class AdvanceStep(StrEnum):

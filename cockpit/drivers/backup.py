@@ -711,6 +711,35 @@ def prune_backups(
     return removed
 
 
+def prune_older(
+    folder: str | os.PathLike[str],
+    max_age_s: float,
+    *,
+    protect: Iterable[str | os.PathLike[str]] = (),
+    now: float | None = None,
+) -> list[Path]:
+    """Remove the complete cockpit backups in `folder` created more than `max_age_s` seconds ago (an archive's
+    retention); never one named in `protect`, never anything else. Returns what was removed."""
+    protected = {Path(p).resolve() for p in protect}
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    for path, manifest in _complete_backups(Path(folder)):
+        try:
+            created = dt.datetime.fromisoformat(manifest.created).timestamp()
+        except ValueError:
+            continue
+        if path.resolve() in protected or now - created <= max_age_s:
+            continue
+        doomed = path.with_name(f"{REMOVING_PREFIX}{path.name}")
+        try:
+            os.rename(path, doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 # ------------------------------------------------------------------------------------------------ verify
 
 
@@ -1028,6 +1057,21 @@ class BlueBackup:
 
     def verify(self, path: str | os.PathLike[str]) -> VerifyReport:
         return verify_backup(path)
+
+    def archive(self, folder: str | os.PathLike[str], label: str, since: float) -> Manifest:
+        """Blue as an archive in `folder` (not pruned by `keep`): the one labelled `label` taken at or after
+        `since` (epoch seconds) when there is one already (a resumed finalize), else a new one."""
+        for manifest in list_backups(folder):
+            created = dt.datetime.fromisoformat(manifest.created).timestamp()
+            if manifest.label == label and created >= since - 1 and manifest.ok:
+                return manifest
+        return take_backup(self.sqlite_path, folder, label=label, extra_files=self.extra_files)
+
+    def prune_archives(
+        self, folder: str | os.PathLike[str], max_age_s: float, protect: Iterable[str | os.PathLike[str]] = ()
+    ) -> list[Path]:
+        """The archives in `folder` older than `max_age_s` removed (their retention)."""
+        return prune_older(folder, max_age_s, protect=protect, now=self.clock())
 
     def poll(self) -> dict[str, float | None]:
         """Called once a tick: the folder's manifests are read again only when the folder changed (a backup is
