@@ -1,9 +1,10 @@
 """Initial copy of a 1,000,000-row SQLite table: ours vs pgloader vs `psql \\copy` from CSV, same server.
 
-Run: .venv/bin/python tests/bench/bench_copy.py [--rows N] [--jobs N] [--keep]
+Run: .venv/bin/python tests/bench/bench_copy.py [--rows N] [--jobs N] [--rounds N] [--skip-pgloader]
 Needs the PostgreSQL server of the tests (COCKPIT_TEST_PG, default postgresql://postgres@127.0.0.1:5432/postgres),
 `pgloader` and `psql` on PATH. Each tool loads into its own fresh database; the figures are rows per second of wall
-time, printed side by side with our ratios (targets: >= 3x pgloader, >= 0.9x psql \\copy).
+time, printed side by side with our ratios (targets: >= 3x pgloader, >= 0.9x psql \\copy). With `--rounds N` every tool
+runs N times, interleaved (so all see the same machine load), and the medians are compared.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import random
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -187,6 +189,7 @@ def main() -> int:
     ap.add_argument(
         "--jobs", type=int, default=4, help="a second cockpit run with this many jobs (the first uses 1)"
     )
+    ap.add_argument("--rounds", type=int, default=1, help="runs of every tool, interleaved; medians compared")
     ap.add_argument("--skip-pgloader", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cockpit-bench-"))
@@ -197,38 +200,52 @@ def main() -> int:
         export_csv(db, tmp / "bench.csv")
         print(
             f"generated {args.rows} rows (+ CSV) in {time.perf_counter() - t0:.1f}s; load average "
-            f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+            f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {args.rounds} round(s)"
         )
-        one, many = run_ours(db, 1), run_ours(db, args.jobs)
-        results = {
-            "cockpit copy": one[:2],
-            f"cockpit --jobs {args.jobs}": many[:2],
-            "pgloader": (None, "skipped") if args.skip_pgloader else run_pgloader(db),
-            "psql \\copy (CSV)": run_psql(tmp / "bench.csv"),
-        }
-        print(f"{'tool':<20} {'seconds':>8} {'rows/s':>12}  note")
-        for tool, (secs, note) in results.items():
+        ours_label, many_label = "cockpit copy", f"cockpit --jobs {args.jobs}"
+        times: dict[str, list[float]] = {}
+        notes: dict[str, str] = {}
+        cpus: list[float] = []
+        for _ in range(args.rounds):
+            for label, run in (
+                (ours_label, lambda: run_ours(db, 1)),
+                (many_label, lambda: run_ours(db, args.jobs)),
+                ("pgloader", lambda: (None, "skipped") if args.skip_pgloader else run_pgloader(db)),
+                ("psql \\copy (CSV)", lambda: run_psql(tmp / "bench.csv")),
+            ):
+                result = run()
+                secs, notes[label] = result[0], result[1]
+                if len(result) > 2:
+                    cpus.append(result[2])  # type: ignore[misc]
+                if secs:
+                    times.setdefault(label, []).append(secs)
+        med = {label: statistics.median(ts) for label, ts in times.items()}
+        print(f"{'tool':<20} {'median s':>8} {'rows/s':>12}  rounds (s); note")
+        for label in (ours_label, many_label, "pgloader", "psql \\copy (CSV)"):
+            secs = med.get(label)
             rate = f"{args.rows / secs:>12,.0f}" if secs else f"{'-':>12}"
-            print(f"{tool:<20} {secs if secs else float('nan'):>8.2f} {rate}  {note}")
-        ours = min(t for t in (results["cockpit copy"][0], results[f"cockpit --jobs {args.jobs}"][0]) if t)
-        print(f"ours = the faster of the two cockpit runs ({ours:.2f}s)")
-        parse = results["psql \\copy (CSV)"][0]
+            rounds = " ".join(f"{t:.2f}" for t in times.get(label, []))
+            print(f"{label:<20} {secs if secs else float('nan'):>8.2f} {rate}  {rounds}; {notes[label]}")
+        ours = min(t for t in (med.get(ours_label), med.get(many_label)) if t)
+        print(f"ours = the faster median of the two cockpit runs ({ours:.2f}s)")
+        parse = med.get("psql \\copy (CSV)")
         if parse:  # psql's time is PostgreSQL's COPY parse of the same rows, which our load needs as well
-            cpus = os.cpu_count() or 1
-            floor = (min(one[2], many[2]) + parse) / cpus
+            ncpu = os.cpu_count() or 1
+            cpu = statistics.median(cpus)
+            floor = (cpu + parse) / ncpu
             print(
-                f"CPU bound: our process {min(one[2], many[2]):.2f}s (SQLite rendering + Python) + PostgreSQL parse "
-                f"~{parse:.2f}s (psql's time) on {cpus} CPUs -> at best {floor:.2f}s wall even if perfectly parallel"
+                f"CPU bound: our process {cpu:.2f}s (median; SQLite rendering + Python) + PostgreSQL parse "
+                f"~{parse:.2f}s (psql's time) on {ncpu} CPUs -> at best {floor:.2f}s wall even if perfectly parallel"
             )
         for peer, target in (("pgloader", 3.0), ("psql \\copy (CSV)", 0.9)):
-            theirs = results[peer][0]
-            if ours and theirs:
+            theirs = med.get(peer)
+            if theirs:
                 ratio = theirs / ours
                 print(
                     f"ours / {peer}: {ratio:.2f}x (target >= {target}x) {'OK' if ratio >= target else 'MISSED'}"
                 )
             else:
-                print(f"ours / {peer}: n/a ({results[peer][1]})")
+                print(f"ours / {peer}: n/a ({notes[peer]})")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

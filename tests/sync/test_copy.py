@@ -572,3 +572,66 @@ def test_an_impossible_date_is_refused_naming_its_key(tmp_path: Path, pg_url: st
     assert "2023-02-29" in text and "id=29" in text and "2023-04-31 12:00:00" in text and "id=30" in text
     with psycopg.connect(pg_url) as pg:  # refused before any write
         assert pg.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'ev'").fetchone()[0] == 0
+
+
+def test_text_that_needs_escaping_goes_through_the_exact_path_for_its_chunk_only(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path sends text unescaped; a chunk holding a backslash, tab, newline or carriage return (in
+    either text column, first or last row of its chunk) is rendered again exactly, and every value arrives."""
+    path = str(tmp_path / "escapes.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, a TEXT, n INTEGER, b TEXT)")
+    conn.executemany(
+        "INSERT INTO notes VALUES (?, ?, ?, ?)",
+        ((i, f"plain {i}", i, None if i % 7 else "") for i in range(1, 1001)),
+    )
+    specials = {
+        100: ("a", "back\\slash"),
+        101: ("b", "tab\there"),
+        550: ("a", "new\nline"),
+        1000: ("b", "cr\r"),
+    }
+    for key, (col, value) in specials.items():
+        conn.execute(f"UPDATE notes SET {col} = ? WHERE id = ?", (value, key))
+    conn.commit()
+    conn.close()
+    checked: list[bool] = []
+    real = copy_module._needs_escaping
+
+    def spy(texts: tuple[bytes | None, ...]) -> bool:
+        checked.append(real(texts))
+        return checked[-1]
+
+    monkeypatch.setattr(copy_module, "_needs_escaping", spy)
+    report = copy_database(path, pg_url, chunk_rows=100)
+    assert report.rows == 1000
+    # chunks of 100 rows from id 1: 100 and 101 fall in two chunks, 550 in the sixth, 1000 in the tenth
+    assert checked == [i in (0, 1, 5, 9) for i in range(10)]
+    assert_copied_exactly(path, pg_url)
+    with psycopg.connect(pg_url) as pg:
+        got = dict(pg.execute("SELECT id, coalesce(a, '') || '|' || coalesce(b, '') FROM notes").fetchall())
+    assert got[100] == "back\\slash|" and got[101] == "plain 101|tab\there"
+    assert got[550] == "new\nline|" and got[1000] == "plain 1000|cr\r" and got[7] == "plain 7|"
+
+
+def test_needs_escaping_sees_every_character_copy_text_escapes() -> None:
+    assert not copy_module._needs_escaping((b"plain", None, b"caf\xc3\xa9 ok"))
+    for ch in (b"\\", b"\t", b"\n", b"\r", b"\0"):
+        assert copy_module._needs_escaping((b"ok", None, b"x" + ch + b"y"))
+
+
+def test_text_holding_nul_beyond_the_sample_is_refused_not_cut(tmp_path: Path, pg_url: str) -> None:
+    """printf() would cut the fast path's unescaped text at a NUL: the chunk check sees it, the exact path
+    rejects it, and the copy is refused naming the row (nothing silently shortened)."""
+    path = str(tmp_path / "nul.db")
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.executemany("INSERT INTO notes VALUES (?, ?)", ((i, f"note {i}") for i in range(1, 3001)))
+    conn.execute("UPDATE notes SET body = CAST(X'6100620063' AS TEXT) WHERE id = 2500")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaRefused) as err:
+        copy_database(path, pg_url, sample_rows=100)
+    assert "key id=2500" in str(err.value) and "(holds NUL)" in str(err.value)
+    assert _public_tables(pg_url) == []

@@ -242,6 +242,9 @@ class SourceColumn:
     kind: str  # int float numeric text bytes bool iso epoch_s epoch_ms julian cast
     sa_type: Any
     copy_sql: str  # SQLite expression giving the column's COPY text field; {fn} is the Python fallback call
+    # text only: the field unescaped, for the copy's fast path (`copy._Guards.select_sql`), which proves per
+    # chunk that no value needed escaping, else renders the chunk again through `copy_sql`
+    copy_sql_raw: str | None = None
     default_sql: str | None = None  # PostgreSQL expression for the server default
     identity_start: int | None = None
     fmt: V.IsoFormat | None = None  # how dates stored as text are spelled
@@ -387,6 +390,12 @@ def _sql_text(c: str) -> str:
         f"CASE WHEN instr({c},'\\') OR instr({c},char(9)) OR instr({c},char(10)) OR instr({c},char(13)) "
         f"OR instr({c},char(0)) THEN CASE WHEN instr({c},char(0)) THEN {{bad}} ELSE {chain} END ELSE {c} END"
     )
+
+
+def _sql_text_raw(c: str) -> str:
+    """A text field as it is, for the copy's fast path: exact only when the value holds none of backslash, tab,
+    newline, carriage return and NUL, which the copy checks per chunk on the values themselves."""
+    return f"CASE typeof({c}) WHEN 'text' THEN {c} WHEN 'null' THEN {_NULL} ELSE {{bad}} END"
 
 
 def _sql_real(c: str) -> str:
@@ -805,7 +814,13 @@ class _Reader:
     ) -> SourceColumn:
         cm = ColumnMap(col, decl, pg_type, nullable, conv[0], conv[1])
         return SourceColumn(
-            cm, kind, sa_type, _sql_copy(kind, qi(col), bool_pair, fmt, p, s), fmt=fmt, bool_pair=bool_pair
+            cm,
+            kind,
+            sa_type,
+            _sql_copy(kind, qi(col), bool_pair, fmt, p, s),
+            copy_sql_raw=_sql_text_raw(qi(col)) if kind == "text" else None,
+            fmt=fmt,
+            bool_pair=bool_pair,
         )
 
     def simple(
