@@ -205,11 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--read-only", action="store_true", help="watch only (another controller acts)")
     tui.set_defaults(func=_tui)
 
-    from cockpit.cli import lab, serve, sync  # their commands reuse this module's helpers
+    from cockpit.cli import lab, rehearse, serve, sync  # their commands reuse this module's helpers
 
     sync.register(sub)
     lab.register(sub)
     serve.register(sub)
+    rehearse.register(sub)
     return p
 
 
