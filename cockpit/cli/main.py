@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--read-only", action="store_true", help="watch only (another controller acts)")
     tui.set_defaults(func=_tui)
 
-    from cockpit.cli import ending, lab, preflight, report, serve, sync  # their commands reuse this module's helpers
+    from cockpit.cli import ending, lab, preflight, rehearse, report, serve, sync  # they reuse this module's helpers
 
     preflight.register(sub)
     ending.register(sub)
@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.register(sub)
     serve.register(sub)
     report.register(sub)
+    rehearse.register(sub)
     return p
 
 

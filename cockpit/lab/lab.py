@@ -487,6 +487,8 @@ def load_driver(root: Path, front_door: str, opts: LabOptions, plan: Plan) -> An
         str(opts.rows),
         "--stats",
         str(root / "load.json"),
+        "--ledger",
+        str(root / "ledger.jsonl"),
         "--sticky-kind",
         plan.traffic.sticky.kind,
         "--sticky-name",

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cockpit.lab.domain import make_cnpj, now_text
+from cockpit.lab.ledger import Ledger
 from cockpit.lab.seed import CITIES, FIRST_NAMES, SURNAMES, ascii_slug, company_name, table_sizes
 
 WINDOW_S = 10.0
@@ -161,6 +162,7 @@ class LoadGenerator:
         rows: int = 5000,
         workers: int = 0,
         seed: int | None = None,
+        ledger: Path | None = None,
     ):
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -176,6 +178,7 @@ class LoadGenerator:
         self.stop_event = threading.Event()
         self.tasks: queue.Queue[User] = queue.Queue(maxsize=self.workers * 4)
         self._local = threading.local()
+        self.ledger = Ledger(ledger) if ledger is not None else None
 
     # -- HTTP ----------------------------------------------------------------------------------------------
     def _conn(self, user: User) -> http.client.HTTPConnection:
@@ -295,7 +298,9 @@ class LoadGenerator:
             )
         elif own:
             key = own[-1]
-            code, _ = self.request(user, "DELETE", f"/api/proposals/{key}", None, "delete")
+            code, payload = self.request(user, "DELETE", f"/api/proposals/{key}", None, "delete")
+            if code == 200 and self.ledger is not None:
+                self.ledger.record("delete", "proposals", key, _side(payload))
             if code in (200, 404):
                 with user.lock:
                     if key in user.mine.get("proposals", []):
@@ -322,6 +327,9 @@ class LoadGenerator:
                 mine = user.mine.setdefault(table, [])
                 mine.append(int(payload["id"]))
                 del mine[:-50]
+            if self.ledger is not None:
+                natural = str(body.get("cnpj") or body.get("email") or "")
+                self.ledger.record("create", table, int(payload["id"]), _side(payload), natural)
 
     # -- running -------------------------------------------------------------------------------------------
     def _worker(self) -> None:
@@ -381,6 +389,10 @@ class LoadGenerator:
         os.replace(tmp, path)
 
 
+def _side(payload: Any) -> str:
+    return str(payload.get("side", "")) if isinstance(payload, dict) else ""
+
+
 def read_figures(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -399,11 +411,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--duration", type=float, default=0, help="seconds to run (default: until stopped)")
     ap.add_argument("--stats", type=Path, help="where to write the figures every second")
+    ap.add_argument("--ledger", type=Path, help="append every acknowledged write here (the write ledger)")
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.users <= 0:
         ap.error("--rate and --users must be positive")
     gen = LoadGenerator(
-        args.url, args.rate, args.users, args.sticky_kind, args.sticky_name, args.rows, args.workers
+        args.url,
+        args.rate,
+        args.users,
+        args.sticky_kind,
+        args.sticky_name,
+        args.rows,
+        args.workers,
+        ledger=args.ledger,
     )
 
     def stop(signum: int, frame: Any) -> None:
