@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     tui.add_argument("--read-only", action="store_true", help="watch only (another controller acts)")
     tui.set_defaults(func=_tui)
 
-    from cockpit.cli import ending, lab, preflight, rehearse, report, serve, sync  # they reuse this module's helpers
+    # these commands reuse this module's helpers
+    from cockpit.cli import ending, lab, preflight, rehearse, report, serve, sync
 
     preflight.register(sub)
     ending.register(sub)
