@@ -45,15 +45,11 @@ def _rehearse(args: argparse.Namespace) -> int:
 
 
 def _report(reh: Rehearsal, out: Path) -> None:
-    import importlib
+    from cockpit.report import write_report
 
-    try:
-        write_report = importlib.import_module("cockpit.report").write_report
-    except (ImportError, AttributeError):
-        print("report: not in this build")
-        return
     assert reh.plan is not None
-    write_report(reh.plan.path(reh.plan.journal.path), out)
+    written = write_report(reh.plan.path(reh.plan.journal.path), out)
+    print(f"report: {written.html}")
 
 
 def _table(outcomes: list[Outcome]) -> None:

@@ -21,7 +21,6 @@ import psycopg
 import pytest
 
 from cockpit.control.commands import Abandon
-from cockpit.control.ending import REPORT_MISSING
 from cockpit.control.factory import build_drivers
 from cockpit.control.session import controller_session
 from cockpit.core.journal import Journal
@@ -171,7 +170,9 @@ def test_finalize_ends_on_green_for_good(world: tuple[Plan, Path], pg_url: str, 
     steps = {s["step"]: (s["status"], s["detail"]) for s in result["steps"]}
     assert list(steps) == ["integrity", "stop_sync", "keys", "clean", "archive", "notify", "report"]
     assert steps["integrity"][0] == "ok" and "every row compared" in steps["integrity"][1]
-    assert steps["report"] == ("skipped", REPORT_MISSING)
+    assert steps["report"][0] == "ok"  # the report of the whole migration, beside the journal
+    reports = plan.path(plan.journal.path).parent / "reports"
+    assert (reports / "report.html").exists() and (reports / "report.md").exists()
     assert "1 older archives removed" in steps["archive"][1]
     assert_finalized(plan, db, pg_url)
     assert not stale.exists() and recent.exists()  # 40 days old removed, 10 days old kept (30 days)
