@@ -100,7 +100,11 @@ TABLES: dict[str, Table] = {
     )
 }
 
-# SQLite DDL (blue). INTEGER PRIMARY KEY is SQLite's 64-bit rowid; the services choose keys themselves (new_key).
+# How the services key new rows: 'database' (the default, as the strategy's app: SQLite's max+1, green's identity,
+# kept apart by the sync's disjoint keys) or 'side-bit' (the service chooses keys that cannot meet: new_key).
+KEY_MODES = ("database", "side-bit")
+
+# SQLite DDL (blue). INTEGER PRIMARY KEY is SQLite's 64-bit rowid alias.
 SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,

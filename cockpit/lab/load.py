@@ -163,6 +163,7 @@ class LoadGenerator:
         workers: int = 0,
         seed: int | None = None,
         ledger: Path | None = None,
+        duplicates: float = 0.1,
     ):
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -179,6 +180,10 @@ class LoadGenerator:
         self.tasks: queue.Queue[User] = queue.Queue(maxsize=self.workers * 4)
         self._local = threading.local()
         self.ledger = Ledger(ledger) if ledger is not None else None
+        # now and then a company registers again under a CNPJ another user just used, maybe on the other side:
+        # the same unique value acknowledged by both sides before the sync carries either (or a 409 on one side)
+        self.duplicates = duplicates
+        self.recent_cnpjs: deque[str] = deque(maxlen=32)
 
     # -- HTTP ----------------------------------------------------------------------------------------------
     def _conn(self, user: User) -> http.client.HTTPConnection:
@@ -262,13 +267,16 @@ class LoadGenerator:
         elif roll < 0.72:
             legal, trade = company_name(rng)
             city, uf = rng.choice(CITIES)
+            reuse = self.recent_cnpjs and rng.random() < self.duplicates
+            cnpj = rng.choice(self.recent_cnpjs) if reuse else make_cnpj(rng)
+            self.recent_cnpjs.append(cnpj)
             self._create(
                 user,
                 "companies",
                 {
                     "legal_name": legal,
                     "trade_name": trade,
-                    "cnpj": make_cnpj(rng),
+                    "cnpj": cnpj,
                     "city": city,
                     "state": uf,
                     "owner_id": rng.randint(1, self.sizes["users"]),
@@ -412,9 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=0, help="seconds to run (default: until stopped)")
     ap.add_argument("--stats", type=Path, help="where to write the figures every second")
     ap.add_argument("--ledger", type=Path, help="append every acknowledged write here (the write ledger)")
+    ap.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.1,
+        help="share of new companies that reuse a CNPJ another user just registered (default 0.1)",
+    )
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.users <= 0:
         ap.error("--rate and --users must be positive")
+    if not 0 <= args.duplicates <= 1:
+        ap.error("--duplicates is a share between 0 and 1")
     gen = LoadGenerator(
         args.url,
         args.rate,
@@ -424,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rows,
         args.workers,
         ledger=args.ledger,
+        duplicates=args.duplicates,
     )
 
     def stop(signum: int, frame: Any) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cockpit.core.errors import CockpitError
-from cockpit.lab.domain import TABLES, ValidationError, parse_input, present
+from cockpit.lab.domain import KEY_MODES, TABLES, ValidationError, parse_input, present
 from cockpit.lab.faults import FaultReader
 from cockpit.lab.store import Conflict, PostgresStore, SqliteStore, Store, Unavailable
 
@@ -187,10 +187,10 @@ def make_server(app: App, host: str, port: int) -> ThreadingHTTPServer:
     return server
 
 
-def make_store(side: str, db: str, pool_size: int = 6) -> Store:
+def make_store(side: str, db: str, pool_size: int = 6, keys: str = "database") -> Store:
     if db.startswith(("postgresql://", "postgres://")) or "=" in db:
-        return PostgresStore(side, db, pool_size=pool_size)
-    return SqliteStore(side, db, pool_size=pool_size)
+        return PostgresStore(side, db, pool_size=pool_size, keys=keys)
+    return SqliteStore(side, db, pool_size=pool_size, keys=keys)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,8 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instance", default="")
     ap.add_argument("--fault-file", type=Path)
     ap.add_argument("--pool", type=int, default=6, help="database connections at most")
+    ap.add_argument(
+        "--keys",
+        choices=KEY_MODES,
+        default="database",
+        help="who chooses new rows' keys: the database (default, as real apps) or the service (a side bit)",
+    )
     args = ap.parse_args(argv)
-    store = make_store(args.side, args.db, args.pool)
+    store = make_store(args.side, args.db, args.pool, args.keys)
     app = App(args.side, args.instance or f"{args.side}-{args.port}", store, FaultReader(args.fault_file))
     server = make_server(app, args.host, args.port)
 

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 
 from cockpit.core.errors import CockpitError
-from cockpit.lab.domain import TABLES, Table, new_key, now_text
+from cockpit.lab.domain import KEY_MODES, TABLES, Table, new_key, now_text
 
 
 class Unavailable(CockpitError, RuntimeError):
@@ -73,8 +73,11 @@ class Store:
 
     placeholder = "?"
 
-    def __init__(self, side: str, pool_size: int = 6):
+    def __init__(self, side: str, pool_size: int = 6, keys: str = "database"):
+        if keys not in KEY_MODES:
+            raise ValueError(f"keys must be one of {', '.join(KEY_MODES)}, not {keys!r}")
         self.side = side
+        self.keys = keys
         self.pool = Pool(self._connect, size=pool_size)
 
     # -- engine specifics --------------------------------------------------------------------------------
@@ -106,24 +109,30 @@ class Store:
         return dict(zip(table.columns, row, strict=True)) if row else None
 
     def create(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
+        """A new row. By default the database chooses its key, as the strategy's app lets it (SQLite max+1, green's
+        identity); with keys='side-bit' the service chooses one that cannot meet the other side's (new_key)."""
         stamp = now_text()
-        values = self._adapt(table, values)
+        values = {**self._adapt(table, values), "created_at": stamp, "updated_at": stamp}
+        if self.keys == "database":
+            return self._insert(table, values)
         for attempt in range(5):
             key = new_key(self.side)
-            row = {"id": key, **values, "created_at": stamp, "updated_at": stamp}
-            names = ", ".join(f'"{n}"' for n in row)
-            marks = ", ".join([self.placeholder] * len(row))
-            sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) RETURNING {self._cols(table)}'
             try:
-                out = self._run(sql, list(row.values()), "one")
+                return self._insert(table, {"id": key, **values})
             except Conflict:
                 if (
                     attempt < 4 and self.get(table, key) is not None
                 ):  # two instances met on one key: take another
                     continue
                 raise
-            return dict(zip(table.columns, out, strict=True))
         raise Conflict("could not allocate a key")  # pragma: no cover - five collisions in a row
+
+    def _insert(self, table: Table, row: dict[str, Any]) -> dict[str, Any]:
+        names = ", ".join(f'"{n}"' for n in row)
+        marks = ", ".join([self.placeholder] * len(row))
+        sql = f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) RETURNING {self._cols(table)}'
+        out = self._run(sql, list(row.values()), "one")
+        return dict(zip(table.columns, out, strict=True))
 
     def update(self, table: Table, key: int, values: dict[str, Any]) -> dict[str, Any] | None:
         values = {**self._adapt(table, values), "updated_at": now_text()}
@@ -147,10 +156,12 @@ class Store:
 class SqliteStore(Store):
     placeholder = "?"
 
-    def __init__(self, side: str, path: str, pool_size: int = 6, busy_timeout: float = 5.0):
+    def __init__(
+        self, side: str, path: str, pool_size: int = 6, busy_timeout: float = 5.0, keys: str = "database"
+    ):
         self.path = path
         self.busy_timeout = busy_timeout
-        super().__init__(side, pool_size)
+        super().__init__(side, pool_size, keys)
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -179,12 +190,14 @@ class SqliteStore(Store):
 class PostgresStore(Store):
     placeholder = "%s"
 
-    def __init__(self, side: str, url: str, pool_size: int = 6, connect_timeout: int = 5):
+    def __init__(
+        self, side: str, url: str, pool_size: int = 6, connect_timeout: int = 5, keys: str = "database"
+    ):
         self.url = url
         self.connect_timeout = connect_timeout
         self._types: dict[str, dict[str, str]] = {}
         self._types_lock = threading.Lock()
-        super().__init__(side, pool_size)
+        super().__init__(side, pool_size, keys)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
