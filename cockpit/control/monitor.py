@@ -19,6 +19,7 @@ from cockpit.control.readiness_probe import ReadinessProbe
 from cockpit.core.checks import EVENT as PREFLIGHT_EVENT
 from cockpit.core.checks import fresh_go
 from cockpit.core.journal import Journal
+from cockpit.core.metric_names import SIDES
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan, format_duration
 from cockpit.core.rules import (
@@ -94,6 +95,14 @@ class Monitor:
             except Exception as exc:
                 self.trouble("traffic", exc)
         metrics["green_configured"] = machine.green(self.plan)
+        for (
+            side
+        ) in SIDES:  # a database out of reach, seen by the users (502/503/504) or by the cockpit's probe
+            seen = [
+                metrics.get(f"{side}.{n}") for n in ("connection_failure_rate", "db_connection_failure_rate")
+            ]
+            if any(v is not None for v in seen):
+                metrics[f"{side}.connection_failures"] = max(v for v in seen if v is not None)
         self.metrics = metrics
 
     async def read_split(self) -> float | None:

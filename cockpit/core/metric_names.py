@@ -19,9 +19,12 @@ TRAFFIC = (
     "response_time_p50",
     "response_time_p95",
     "response_time_p99",
+    "connection_failure_rate",  # % of answers that were 502/503/504: what the users saw of an unreachable side
 )
 # each side only: its request rate (access log) and the database probe's figures (green's database)
-SIDED = ("rps", "db_connection_failure_rate", "db_up", "query_execution_time")
+SIDED = ("rps", "db_connection_failure_rate", "db_up", "query_execution_time", "connection_failures")
+# `<side>.connection_failures` (the controller): the larger of the users' connection_failure_rate and the probe's
+# db_connection_failure_rate, so database_connection_failure fires on either
 # one name each
 SINGLE = (
     "throughput",  # access log: requests per second, both sides

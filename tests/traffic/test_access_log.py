@@ -183,6 +183,7 @@ def test_metrics_match_what_the_backends_served(faulty_site: Site) -> None:
     for backend, stats in ((site.blue, s.blue), (site.green, s.green)):
         assert stats.count == backend.served
         assert stats.error_rate == pytest.approx(100.0 * backend.served_5xx / backend.served, abs=0.5)
+        assert stats.connection_failure_rate == stats.error_rate  # the backends' failures are all 503
         served = sorted(backend.durations_ms)
         p95 = served[int(0.95 * len(served)) - 1]
         print(
@@ -207,6 +208,29 @@ def test_metrics_match_what_the_backends_served(faulty_site: Site) -> None:
     ):
         assert key in metrics, key
     m.close()
+
+
+def test_an_unreachable_side_is_seen_as_its_users_see_it(tmp_path: Path) -> None:
+    """Nothing listens on green: nginx answers 502, counted as green's connection failures (what fires
+    database_connection_failure through the controller's green.connection_failures, beside its own probe)."""
+    blue, green = Backend("blue").start(), Backend("green").start()
+    site = make_site(tmp_path, blue, green)
+    try:
+        site.driver.apply(50)
+        green.stop()
+        m = AccessLogMetrics(site.access_log)
+        n = 300
+        answers = fetch_sides(site.url, [f"k{i}" for i in range(n)], threads=4)
+        wait_for(lambda: m.poll().overall.count >= n, timeout=20, what="all lines read")
+        s = m.poll()
+        assert s.green.count > 0 and s.blue.count > 0
+        assert s.green.connection_failure_rate == 100.0 and s.blue.connection_failure_rate == 0.0
+        assert sum(1 for a in answers if a[2] == 502) == s.green.count
+        assert s.as_metrics()["green.connection_failure_rate"] == 100.0
+        m.close()
+    finally:
+        site.nginx.stop()
+        blue.stop()
 
 
 def test_nginx_log_rotation_loses_no_line(site: Site) -> None:

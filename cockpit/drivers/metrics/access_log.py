@@ -226,6 +226,9 @@ class SideStats:
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    # % of responses that were 502, 503 or 504: the upstream (or its database) could not be reached, as the users
+    # saw it (nginx answers 502 when it cannot connect to the upstream, the app 503 without its database)
+    connection_failure_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,7 @@ def _put(out: dict[str, float], prefix: str, s: SideStats) -> None:
         ("response_time_p50", s.p50_ms),
         ("response_time_p95", s.p95_ms),
         ("response_time_p99", s.p99_ms),
+        ("connection_failure_rate", s.connection_failure_rate),
     ):
         if value is not None:
             out[prefix + key] = value
@@ -296,13 +300,16 @@ def bucket_value(idx: int) -> float:
     return low * (1.0 + 0.005)
 
 
+_UNREACHABLE = frozenset((502, 503, 504))
+
+
 class _Second:
-    """Counters for one second: per side [count, 5xx, 4xx] and a latency histogram."""
+    """Counters for one second: per side [count, 5xx, 4xx, 502/503/504] and a latency histogram."""
 
     __slots__ = ("counts", "hists")
 
     def __init__(self) -> None:
-        self.counts = [0, 0, 0, 0, 0, 0]  # blue n, blue 5xx, blue 4xx, green n, green 5xx, green 4xx
+        self.counts = [0] * 8  # blue n, 5xx, 4xx, 502-504, then green's same four
         self.hists: tuple[dict[int, int], dict[int, int]] = ({}, {})
 
 
@@ -380,10 +387,12 @@ class AccessLogMetrics:
                 cur_sec = sec
                 counts = slot.counts
                 hists = slot.hists
-            base = 3 if g else 0
+            base = 4 if g else 0
             counts[base] += 1
             if status >= 500:
                 counts[base + 1] += 1
+                if status in _UNREACHABLE:
+                    counts[base + 3] += 1
             elif status >= 400:
                 counts[base + 2] += 1
             idx = int(ms) if ms < _LINEAR_MS else latency_bucket(ms)
@@ -433,7 +442,7 @@ class AccessLogMetrics:
         # met either split), up to the whole window
         restarted = self.split_changed_at is not None and int(self.split_changed_at) + 1 > first
         share_from = int(self.split_changed_at) + 1 if restarted else first  # type: ignore[arg-type]
-        counts = [0] * 6
+        counts = [0] * 8
         share_counts = [0, 0]  # blue, green since share_from
         hists: tuple[dict[int, int], dict[int, int]] = ({}, {})
         for sec, slot in self._seconds.items():
@@ -441,19 +450,19 @@ class AccessLogMetrics:
                 continue
             if sec >= share_from:
                 share_counts[0] += slot.counts[0]
-                share_counts[1] += slot.counts[3]
+                share_counts[1] += slot.counts[4]
             for i, c in enumerate(slot.counts):
                 counts[i] += c
             for side in (0, 1):
                 h = hists[side]
                 for k, v in slot.hists[side].items():
                     h[k] = h.get(k, 0) + v
-        blue = _side_stats(counts[0], counts[1], counts[2], hists[0], span)
-        green = _side_stats(counts[3], counts[4], counts[5], hists[1], span)
+        blue = _side_stats(counts[0:4], hists[0], span)
+        green = _side_stats(counts[4:8], hists[1], span)
         both: dict[int, int] = dict(hists[0])
         for k, v in hists[1].items():
             both[k] = both.get(k, 0) + v
-        overall = _side_stats(counts[0] + counts[3], counts[1] + counts[4], counts[2] + counts[5], both, span)
+        overall = _side_stats([b + g for b, g in zip(counts[0:4], counts[4:8], strict=True)], both, span)
         total = share_counts[0] + share_counts[1]
         share = 100.0 * share_counts[1] / total if total else None
         share_window = max(0.0, min(self.window_s, now - share_from, now - self._started))
@@ -479,11 +488,13 @@ class AccessLogMetrics:
             tail.close()
 
 
-def _side_stats(n: int, e5: int, e4: int, hist: dict[int, int], span: float) -> SideStats:
+def _side_stats(counts: Sequence[int], hist: dict[int, int], span: float) -> SideStats:
+    """One side's figures from its counters: requests, 5xx, 4xx, 502/503/504."""
+    n, e5, e4, unreachable = counts
     if n == 0:
         return SideStats(0, 0.0, None, None, None, None, None)
     p50, p95, p99 = percentiles(hist, (0.50, 0.95, 0.99))
-    return SideStats(n, n / span, 100.0 * e5 / n, 100.0 * e4 / n, p50, p95, p99)
+    return SideStats(n, n / span, 100.0 * e5 / n, 100.0 * e4 / n, p50, p95, p99, 100.0 * unreachable / n)
 
 
 def percentiles(hist: dict[int, int], qs: Sequence[float]) -> list[float | None]:
