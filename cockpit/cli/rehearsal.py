@@ -21,6 +21,7 @@ from cockpit.control.session import ControllerThread
 from cockpit.core.journal import Journal
 from cockpit.core.plan import Plan, load_plan
 from cockpit.core.recorder import Result
+from cockpit.core.rules import holds
 from cockpit.lab.cluster import ClusterInfo, start_cluster, stop_cluster
 from cockpit.lab.errors import LabError
 from cockpit.lab.lab import LabOptions, down, read_state, set_fault, up
@@ -149,6 +150,9 @@ class Rehearsal:
         out = Outcome(sc.name)
         trig = next(t for t in self.plan.rollback.triggers if t.name == sc.trigger)
         out.trigger_for_s = float(trig.for_)
+        # each scenario from a quiet world: no trigger's condition still holds from the one before (a probe's
+        # window remembers an outage for its whole length), so what fires is this scenario's own doing
+        _wait(self._quiet, 120, f"{sc.name}: the figures to settle before the fault")
         # from where the day stands (100 % after the advance; a rolled-back day is advanced again first)
         if _split(self.plan) == 0.0:
             self.advance_to(sc.start_split)
@@ -194,6 +198,15 @@ class Rehearsal:
         if out.rollback_s is not None and out.rollback_s > budget:
             out.problems.append(f"rollback took {out.rollback_s}s, over the budget {budget:g}s")
         return out
+
+    def _quiet(self) -> bool:
+        """No trigger of the plan is breached by the controller's current figures (a missing figure is quiet)."""
+        assert self.plan is not None and self.ct is not None and self.ct.controller is not None
+        metrics = self.ct.controller.metrics
+        return not any(
+            (value := metrics.get(t.metric)) is not None and holds(t.op, value, t.threshold)
+            for t in self.plan.rollback.triggers
+        )
 
     def _idle(self) -> bool:
         assert self.ct is not None and self.ct.controller is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,16 @@ def _table(outcomes: list[Outcome]) -> None:
         t.add_row(
             o.scenario,
             ", ".join(o.fired) or "-",
-            f"{o.trigger_s}s ({o.trigger_for_s:g}s)",
-            f"{o.zero_s}s",
-            f"{o.rollback_steps} / {o.rollback_s}s",
+            f"{_s(o.trigger_s)} ({o.trigger_for_s:g}s)",
+            _s(o.zero_s),
+            f"{o.rollback_steps} / {_s(o.rollback_s)}",
             f"{o.failed_inside} / {o.failed_outside}",
             f"{led.acknowledged} / {len(led.missing)}" if led else "-",
             "ok" if o.ok else "; ".join(o.problems),
         )
-    Console().print(t)
+    # a pipe or a CI log gets every column whole (rich would fold them into 80)
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
+
+
+def _s(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:g}s"

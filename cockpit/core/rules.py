@@ -22,6 +22,11 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 Metrics = Mapping[str, float | None]
 
 
+def holds(op: str, value: float, threshold: float) -> bool:
+    """`value op threshold`, with a plan's comparison operator."""
+    return _OPS[op](value, threshold)
+
+
 def gate_label(g: Gate) -> str:
     return f"{g.metric} {g.op} {g.value:g}"
 
