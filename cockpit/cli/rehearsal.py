@@ -28,6 +28,8 @@ from cockpit.lab.lab import LabOptions, down, read_state, set_fault, up
 from cockpit.lab.ledger import LedgerCheck, check, read_ledger, sqlite_present
 from cockpit.lab.load import read_figures
 
+DIVERGED_ROWS = 100  # of the 1,000 rows a rehearsal seeds: the integrity score falls to about 90 %, under 99
+
 
 @dataclass
 class Scenario:
@@ -45,6 +47,13 @@ SCENARIOS = {
             "neon-down", "database_connection_failure", "ab-test", "the lab's PostgreSQL really stopped"
         ),
         Scenario("slow", "response_time_degradation", "ab-test", "green answers 6 s late"),
+        # last: the rows stay different until the fault is taken back, and the next check sees it
+        Scenario(
+            "diverging",
+            "data_integrity_failure",
+            "ab-test",
+            f"{DIVERGED_ROWS} proposals changed on green behind the sync's back",
+        ),
     )
 }
 
@@ -99,6 +108,9 @@ class Rehearsal:
         self.say = say
         self.plan: Plan | None = None
         self.ct: ControllerThread | None = None
+        self._diverged: list[
+            tuple[int, str | None]
+        ] = []  # the rows the diverging scenario changed, as they were
 
     # -- the world ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -217,6 +229,8 @@ class Rehearsal:
             set_fault(self.root, "green", errors=50.0 if on else 0.0)
         elif sc.name == "slow":
             set_fault(self.root, "green", latency_ms=6000.0 if on else 0.0)
+        elif sc.name == "diverging":
+            self._diverge(on)
         elif sc.name == "neon-down":
             state = read_state(self.root) or {}
             pg = state.get("postgres") or {}
@@ -224,6 +238,29 @@ class Rehearsal:
                 raise LabError("neon-down needs the lab's private PostgreSQL cluster")
             info = ClusterInfo(**pg["cluster"])
             (stop_cluster if on else start_cluster)(info)
+
+    def _diverge(self, on: bool) -> None:
+        """Change rows on green as an operator with psql would, out of the sync's sight (its capture skips the
+        applier's own writes, tagged cockpit.applying); off puts the same rows back the same way."""
+        assert self.plan is not None
+        import psycopg
+
+        with psycopg.connect(self.plan.green.database.url) as conn, conn.transaction():
+            conn.execute("SELECT set_config('cockpit.applying', 'on', true)")
+            if on:
+                self._diverged = conn.execute(
+                    "SELECT id, notes FROM proposals ORDER BY id LIMIT %s", (DIVERGED_ROWS,)
+                ).fetchall()
+                conn.execute(
+                    "UPDATE proposals SET notes = coalesce(notes, '') || ' (changed on green by hand)'"
+                    " WHERE id = ANY(%s)",
+                    ([k for k, _ in self._diverged],),
+                )
+            else:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE proposals SET notes = %s WHERE id = %s", [(n, k) for k, n in self._diverged]
+                    )
 
     def _settle_sync(self) -> None:
         """Wait until the sync has nothing pending either way (the lab's status reads it)."""
