@@ -32,5 +32,8 @@ def test_error_spike_rehearsal_fires_its_trigger_and_loses_no_write(tmp_path: Pa
     assert "advanced to complete (100% green)" in text, text
     row = next(line for line in text.splitlines() if "error-spike" in line and "│" in line)
     assert "error_rate_spike" in row, text
-    acked, missing = re.findall(r"│\s*(\d+) / (\d+)\s*│", row)[-1]  # writes acknowledged / missing
+    cells = [
+        c.strip() for c in row.split("│")
+    ]  # '', scenario, fired, trigger, 0 %, rollback, failed, writes, ...
+    acked, missing = re.fullmatch(r"(\d+) / (\d+)", cells[7]).groups()  # type: ignore[union-attr]
     assert int(acked) > 0 and int(missing) == 0, row
