@@ -32,6 +32,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
+from cockpit.control.commands import Abandon, Finalize
 from cockpit.control.controller import Controller
 from cockpit.control.factory import Drivers
 from cockpit.control.readiness import has_sync
@@ -48,6 +49,7 @@ from cockpit.tui.modals import (
     AdvanceChoice,
     AdvanceModal,
     CopyModal,
+    EndingModal,
     HelpModal,
     RollbackChoice,
     RollbackModal,
@@ -243,7 +245,13 @@ class CockpitApp(App[int]):
             ctx.can_act,
             None
             if s is None
-            else (s.state, s.phase_index, s.running_action, not same_split(s.green_live or 0.0, 0.0)),
+            else (
+                s.state,
+                s.phase_index,
+                s.running_action,
+                not same_split(s.green_live or 0.0, 0.0),
+                s.ended,
+            ),
         )
         if key != self._bindings_key:
             self._bindings_key = key
@@ -464,6 +472,27 @@ class CockpitApp(App[int]):
             self.notify("copy cancelled: nothing changed", timeout=3)
             return
         self._send("copy", lambda c: c.copy("from the cockpit"))
+
+    def action_finalize(self) -> None:
+        self._end("finalize")
+
+    def action_abandon(self) -> None:
+        self._end("abandon")
+
+    def _end(self, verb: str) -> None:
+        """Finalize or abandon: one dialog, then the command queued like the CLI's (abandon never drops green
+        from here: that is `cockpit abandon --yes --drop-green DBNAME`, the name typed)."""
+        if self._cannot_act(verb):
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                self.notify(f"{verb} cancelled: nothing changed", timeout=3)
+                return
+            kind = Finalize if verb == "finalize" else Abandon
+            self._send(verb, lambda c: c.act(kind(reason=f"{verb} from the cockpit")))
+
+        self._dialog(EndingModal(self.plan, verb), confirmed)
 
     def action_backup(self) -> None:
         if not self._cannot_act(

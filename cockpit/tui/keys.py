@@ -40,6 +40,8 @@ def _why_not_advance(ctx: Context) -> str | None:
     s = ctx.state
     if s is None or _busy(ctx):
         return _busy(ctx)
+    if s.ended is not None:
+        return s.ended.why_not("advance")
     if s.state == "held":
         return f"held ({s.held_reason or 'no reason given'}): resume first (r)"
     if s.state == "complete" or s.next_phase is None:
@@ -94,6 +96,23 @@ def _why_not_backup(ctx: Context) -> str | None:
     if ctx.state is not None and ctx.state.running_action == "backup":
         return "a backup is running"
     return None
+
+
+def _why_not_end(verb: str) -> Callable[[Context], str | None]:
+    """Finalize and abandon: not while an action runs, nor once the other ending has begun; the rest (the last
+    phase's soak for finalize) the controller says, refusing with its reason."""
+
+    def why_not(ctx: Context) -> str | None:
+        s = ctx.state
+        if s is None or _busy(ctx):
+            return _busy(ctx)
+        if s.ended is not None and (s.ended.done or s.ended.how != verb):
+            return s.ended.why_not(verb)
+        if verb == "finalize" and s.state != "complete" and s.ended is None:
+            return "finalize comes after the last phase and its soak: advance to it first"
+        return None
+
+    return why_not
 
 
 def _always(ctx: Context) -> str | None:
@@ -164,6 +183,24 @@ ACTIONS: tuple[CockpitAction, ...] = (
         "Save a backup of blue (online copy, gzip, manifest with SHA-256), then verify it",
         acts=True,
         why_not=_why_not_backup,
+    ),
+    CockpitAction(
+        "finalize",
+        "f",
+        "Finalize",
+        "End on green, for good, after the last phase's soak: sync stopped, capture removed, blue archived",
+        acts=True,
+        why_not=_why_not_end("finalize"),
+        show=False,
+    ),
+    CockpitAction(
+        "abandon",
+        "x",
+        "Abandon",
+        "End on blue, for good: all traffic on blue, capture removed (dropping green: CLI only)",
+        acts=True,
+        why_not=_why_not_end("abandon"),
+        show=False,
     ),
     CockpitAction("theme", "t", "Theme", "Next theme: dark, light, high contrast (remembered)", show=False),
     CockpitAction(

@@ -1,7 +1,7 @@
-"""Confirmation dialogs (advance, rollback, copy) and the help screen, all in one grammar:
+"""Confirmation dialogs (advance, rollback, copy, finalize, abandon) and the help screen, all in one grammar:
 
 - Esc cancels (changes nothing);
-- one named letter confirms, printed on its button and in the hint line at the bottom (`y` for advance and copy;
+- one named letter confirms, printed on its button and in the hint line at the bottom (`y` for advance, copy, finalize and abandon;
   `i` immediate or `g` gradual for a rollback: the mode is the confirmation, so it is always chosen, and the
   emergency path stays two keys, `b` then `i`);
 - nothing has focus when a dialog opens, so Enter alone never confirms (a button reached with Tab is pressed with
@@ -255,10 +255,31 @@ class RollbackModal(_Dialog):
         self.dismiss(RollbackChoice(reason=reason, mode=cast(RollbackMode, mode)))
 
 
-class CopyModal(_Dialog):
+class _YesDialog(_Dialog):
+    """A dialog confirmed by `y` alone (copy, finalize, abandon): dismisses with True."""
+
+    BINDINGS = [Binding("y", "confirm", "Confirm", show=False)]
+    VERB = ""  # on the button and in the hints
+    VARIANT: Any = "primary"
+
+    def buttons(self) -> list[Button]:
+        return [
+            *super().buttons(),
+            Button(f"{self.VERB.capitalize()}  y", id="confirm", variant=self.VARIANT, compact=True),
+        ]
+
+    def hints(self) -> list[Hint]:
+        return [Hint("y", self.VERB), self.CANCEL_HINT]
+
+    @on(Button.Pressed, "#confirm")
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+
+class CopyModal(_YesDialog):
     """Confirm the initial copy: from which file to which database, which tables, how many in parallel."""
 
-    BINDINGS = [Binding("y", "confirm", "Copy", show=False)]
+    VERB = "copy"
 
     def __init__(self, plan: Plan):
         super().__init__("copy")
@@ -288,15 +309,40 @@ class CopyModal(_Dialog):
             classes="muted",
         )
 
-    def buttons(self) -> list[Button]:
-        return [*super().buttons(), Button("Copy  y", id="confirm", variant="primary", compact=True)]
 
-    def hints(self) -> list[Hint]:
-        return [Hint("y", "copy"), self.CANCEL_HINT]
+ENDING_STEPS = {
+    "finalize": "integrity check → stop the sync → green's keys count up → capture and every cockpit object "
+    "removed from green → blue archived (verified backup) → notify → report",
+    "abandon": "all traffic on blue and drained → capture removed from both sides → notify → report",
+}
 
-    @on(Button.Pressed, "#confirm")
-    def action_confirm(self) -> None:
-        self.dismiss(True)
+
+class EndingModal(_YesDialog):
+    """Confirm finalize (end on green) or abandon (end on blue): the steps, and that it is for good."""
+
+    VARIANT = "error"
+
+    def __init__(self, plan: Plan, verb: str):
+        super().__init__(verb)
+        self.plan = plan
+        self.VERB = verb
+
+    def body(self) -> ComposeResult:
+        green = self.VERB == "finalize"
+        title = "Finalize: end on green" if green else "Abandon: end on blue"
+        yield Label(title, classes="dialog-title")
+        yield Static(Content.assemble(("steps: ", "$text-muted"), ENDING_STEPS[self.VERB]), id="ending-steps")
+        if not green:
+            yield Static(
+                "Green's copy is kept: dropping it is CLI only (cockpit abandon --yes --drop-green DBNAME).",
+                classes="muted",
+                id="ending-drop",
+            )
+        yield Static(
+            "This cannot be undone: after it no advance or rollback runs. Journaled step by step; a crash "
+            "resumes where it stopped.",
+            classes="warning",
+        )
 
 
 GRAMMAR = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cockpit.core.lock import ControllerLock
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.keys import ACTIONS
-from cockpit.tui.modals import DEFAULT_ROLLBACK_REASON, AdvanceModal, HelpModal, RollbackModal
+from cockpit.tui.modals import DEFAULT_ROLLBACK_REASON, AdvanceModal, EndingModal, HelpModal, RollbackModal
 from tests.tui.conftest import green_in_file, journal_actions, text, until
 
 SIZE = (120, 40)
@@ -210,3 +210,72 @@ async def test_quit_stops_the_controller_and_releases_the_lock(plan, controller_
     lock = ControllerLock(plan.path(plan.journal.path))
     lock.acquire("test")  # would raise LockHeld if the controller still ran
     lock.release()
+
+
+async def test_finalize_is_not_offered_before_the_end(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        assert app.check_action("finalize", ()) is False
+        await pilot.press("f")  # no dialog: the screen says why
+        await until(pilot, lambda: app.last_result is not None, what="the refusal")
+        assert not isinstance(app.screen, EndingModal)
+        assert app.last_result[:2] == ("finalize", "refused")
+        assert "after the last phase" in app.last_result[2]
+    assert journal_actions(plan) == []
+
+
+async def test_finalize_confirmed_is_dispatched_to_the_controller(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        while app.state.state != "complete":
+            index = app.state.phase_index
+            await _open(pilot, app, "a", AdvanceModal)
+            await pilot.press("f", "y")  # forced: whatever the gates say
+            await until(
+                pilot,
+                lambda i=index: app.state.phase_index == i + 1 and app.state.running_action is None,
+                what="the advance to end",
+            )
+        await until(pilot, lambda: app.check_action("finalize", ()) is True, what="finalize offered")
+        await _open(pilot, app, "f", EndingModal)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, EndingModal), what="the dialog to close")
+        assert "finalize" not in [a.verb for a in journal_actions(plan)]
+        await _open(pilot, app, "f", EndingModal)
+        await pilot.press("y")
+        await until(
+            pilot, lambda: app.last_result is not None and app.last_result[0] == "finalize", what="finalize"
+        )
+        assert app.last_result[1] == "ok", app.last_result
+        await until(pilot, lambda: app.state.ended is not None and app.state.ended.done, what="ended")
+        assert app.state.ended.how == "finalize"
+        await until(
+            pilot, lambda: app.check_action("finalize", ()) is False, what="finalize no longer offered"
+        )
+        assert app.check_action("abandon", ()) is False
+    assert [(a.verb, a.outcome) for a in journal_actions(plan)].count(("finalize", "ok")) == 1
+
+
+async def test_abandon_confirmed_ends_on_blue_and_esc_cancels(plan, controller_thread):
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(pilot, app)
+        await _advance(pilot, app)
+        await _open(pilot, app, "x", EndingModal)
+        assert "CLI only" in str(app.screen.query_one("#ending-drop").content)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, EndingModal), what="the dialog to close")
+        assert [a.verb for a in journal_actions(plan)] == ["advance"]
+        await _open(pilot, app, "x", EndingModal)
+        await pilot.press("y")
+        await until(
+            pilot, lambda: app.last_result is not None and app.last_result[0] == "abandon", what="abandon"
+        )
+        assert app.last_result[1] == "ok", app.last_result
+        await until(pilot, lambda: app.state.ended is not None and app.state.ended.done, what="ended")
+        await until(pilot, lambda: app.check_action("abandon", ()) is False, what="abandon no longer offered")
+        assert app.check_action("advance", ()) is False
+    assert green_in_file(plan) == 0.0
+    assert [(a.verb, a.outcome) for a in journal_actions(plan)].count(("abandon", "ok")) == 1

@@ -12,6 +12,7 @@ from cockpit.tui.modals import (
     AdvanceChoice,
     AdvanceModal,
     CopyModal,
+    EndingModal,
     HelpModal,
     RollbackChoice,
     RollbackModal,
@@ -98,6 +99,16 @@ def _dialogs(app):
             ],
         ),
         "copy": (lambda: CopyModal(plan), ["Cancel  Esc", "Copy  y"], [("y", lambda r: r is True)]),
+        "finalize": (
+            lambda: EndingModal(plan, "finalize"),
+            ["Cancel  Esc", "Finalize  y", "cannot be undone"],
+            [("y", lambda r: r is True)],
+        ),
+        "abandon": (
+            lambda: EndingModal(plan, "abandon"),
+            ["Cancel  Esc", "Abandon  y", "CLI only", "cannot be undone"],
+            [("y", lambda r: r is True)],
+        ),
         "help": (HelpModal, ["Close  Esc"], []),
     }
 
