@@ -74,7 +74,7 @@ def test_the_browser_sees_the_phases_and_the_split_read_only(served, tmp_path: P
     with Browser(tmp_path) as browser:
         browser.open(f"{url}/?token={token}")
         shown = browser.wait_for_text(
-            "Phases", "Traffic split", "configured", "observed", "read-only", timeout=90
+            "Phases", "Traffic split", "configured", "observed", "read-only", "Quit", timeout=90
         )
     assert "ready" in shown and "validation 5%" in shown  # the lab plan's phases
     footer = [line for line in shown.splitlines() if "Quit" in line]
