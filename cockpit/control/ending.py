@@ -58,26 +58,29 @@ Step = Callable[[Ending, dict[str, str]], Awaitable[None]]
 
 
 # ------------------------------------------------------------------------------------------------ the actions
-async def finalize(ctl: Controller, rec: Recorder, cmd: Finalize) -> Result:
+def _settled(ctl: Controller, rec: Recorder, verb: str) -> Result | None:
+    """The answer when an ending already decided this one: the other ending refuses it, this one done says so."""
     ended = ctl.ended
-    if ended is not None and ended.how != Finalize.verb:
-        raise Refused(ended.why_not(Finalize.verb))
-    if ended is not None and ended.done:
-        return _already(rec, ended)
-    if ended is None:
+    if ended is not None and ended.how != verb:
+        raise Refused(ended.why_not(verb))
+    return _already(rec, ended) if ended is not None and ended.done else None
+
+
+async def finalize(ctl: Controller, rec: Recorder, cmd: Finalize) -> Result:
+    if (done := _settled(ctl, rec, Finalize.verb)) is not None:
+        return done
+    if ctl.ended is None:
         _ready_to_finalize(ctl)
     return await _run(Ending(ctl, rec, Finalize.verb), FINALIZE, FinalizeStep.STOP_SYNC)
 
 
 async def abandon(ctl: Controller, rec: Recorder, cmd: Abandon) -> Result:
-    ended = ctl.ended
-    if ended is not None and ended.how != Abandon.verb:
-        raise Refused(ended.why_not(Abandon.verb))
-    if ended is not None and ended.done:
-        return _already(rec, ended)
+    if (done := _settled(ctl, rec, Abandon.verb)) is not None:
+        return done
     if cmd.drop_green:
         _check_drop(ctl, cmd.drop_green)
     e = Ending(ctl, rec, Abandon.verb, cmd.drop_green)
+    ended = ctl.ended
     if ended is None:
         failed = await _all_on_blue(e)
         if failed:

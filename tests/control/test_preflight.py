@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,17 +133,6 @@ def test_system_past_critical_is_no_go(
     plan.write_text(plan.read_text() + "metrics: {disk_usage: {warning: 0, critical: 0}}\n")
     code, doc = _run(plan, capsys)
     assert code == 1 and _status(doc, "disk_usage") == "fail"
-
-
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A loopback port bound but not listening: connecting is refused at once."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/health"
-    finally:
-        sock.close()
 
 
 def test_a_blue_unit_stopped_and_a_dead_health_check_are_no_go(

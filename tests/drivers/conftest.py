@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 from collections import Counter
@@ -116,14 +115,3 @@ def http_server() -> Iterator[LocalHTTP]:
         srv.release.set()
         srv.server.shutdown()
         srv.server.server_close()
-
-
-@pytest.fixture
-def refused_url() -> Iterator[str]:
-    """A loopback URL whose port is bound but not listening: connecting is refused at once."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/health"
-    finally:
-        sock.close()
