@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from cockpit.cli.rehearsal.measure import Outcome, errors_so_far, live_split, wait_until
+from cockpit.cli.rehearsal.scenarios import DIVERGED_ROWS, Scenario
 from cockpit.control.controller import Controller
 from cockpit.control.session import ControllerThread
 from cockpit.core.journal import Journal
@@ -26,76 +27,6 @@ from cockpit.lab.cluster import ClusterInfo, start_cluster, stop_cluster
 from cockpit.lab.errors import LabError
 from cockpit.lab.lab import LabOptions, down, read_state, set_fault, up
 from cockpit.lab.ledger import LedgerCheck, check, read_ledger, sqlite_present
-from cockpit.lab.load import read_figures
-
-DIVERGED_ROWS = 100  # of the 1,000 rows a rehearsal seeds: the integrity score falls to about 90 %, under 99
-
-
-@dataclass
-class Scenario:
-    name: str
-    trigger: str  # the plan's trigger this scenario must fire
-    start_split: str  # the phase it starts from
-    what: str
-
-
-SCENARIOS = {
-    s.name: s
-    for s in (
-        Scenario("error-spike", "error_rate_spike", "ab-test", "50% of green's answers are 500"),
-        Scenario(
-            "neon-down", "database_connection_failure", "ab-test", "the lab's PostgreSQL really stopped"
-        ),
-        Scenario("slow", "response_time_degradation", "ab-test", "green answers 6 s late"),
-        # last: the rows stay different until the fault is taken back, and the next check sees it
-        Scenario(
-            "diverging",
-            "data_integrity_failure",
-            "ab-test",
-            f"{DIVERGED_ROWS} proposals changed on green behind the sync's back",
-        ),
-    )
-}
-
-
-@dataclass
-class Outcome:
-    scenario: str
-    fired: list[str] = field(default_factory=list)
-    trigger_s: float | None = None  # fault -> the scenario's trigger fired
-    trigger_for_s: float = 0.0  # the plan's `for`
-    zero_s: float | None = None  # fault -> the split at 0 %
-    rollback_steps: int = 0
-    rollback_s: float | None = None
-    failed_inside: int = 0
-    failed_outside: int = 0
-    ledger: LedgerCheck | None = None
-    sync_lag_s: float | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def _wait(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.25) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cond():
-            return time.monotonic() - t0
-        time.sleep(step)
-    raise LabError(f"rehearsal: {what} did not happen within {timeout:g}s")
-
-
-def _split(plan: Plan) -> float:
-    from cockpit.drivers.traffic.nginx import NginxDriver
-
-    return float(NginxDriver.from_plan(plan).live()[0].green_percent or 0.0)
-
-
-def _errors(root: Path) -> int:
-    fig = read_figures(root / "load.json") or {}
-    return int((fig.get("total") or {}).get("errors", 0))
 
 
 class Rehearsal:
@@ -151,7 +82,7 @@ class Rehearsal:
             while True:
                 res = self._advance(name)
                 if res.outcome == "ok":
-                    self.say(f"advanced to {name} ({_split(self.plan):g}% green)")
+                    self.say(f"advanced to {name} ({live_split(self.plan):g}% green)")
                     break
                 if time.monotonic() > deadline:
                     raise LabError(f"rehearsal: could not advance to {name}: {res.message}")
@@ -164,25 +95,25 @@ class Rehearsal:
         out.trigger_for_s = float(trig.for_)
         # each scenario from a quiet world: no trigger's condition still holds from the one before (a probe's
         # window remembers an outage for its whole length), so what fires is this scenario's own doing
-        _wait(self._quiet, 120, f"{sc.name}: the figures to settle before the fault")
+        wait_until(self._quiet, 120, f"{sc.name}: the figures to settle before the fault")
         # from where the day stands (100 % after the advance; a rolled-back day is advanced again first)
-        if _split(self.plan) == 0.0:
+        if live_split(self.plan) == 0.0:
             self.advance_to(sc.start_split)
         with self.journal() as j:
             since = j.last_event_id()
-        errors_before = _errors(self.root)
+        errors_before = errors_so_far(self.root)
         t0 = time.time()
         self._inject(sc, True)
         try:
-            zero = _wait(lambda: _split(self.plan) == 0.0, 300, f"{sc.name}: the split at 0 %")  # type: ignore[arg-type]
+            zero = wait_until(lambda: live_split(self.plan) == 0.0, 300, f"{sc.name}: the split at 0 %")  # type: ignore[arg-type]
             out.zero_s = round(zero, 1)
         except LabError as exc:
             out.problems.append(str(exc))
         finally:
             self._inject(sc, False)
-        out.failed_inside = _errors(self.root) - errors_before
+        out.failed_inside = errors_so_far(self.root) - errors_before
         # settle: the rollback ends, the sync carries green's writes home
-        _wait(lambda: self._idle(), 120, "the rollback to end")
+        wait_until(lambda: self._idle(), 120, "the rollback to end")
         with self.journal() as j:
             evs = j.events(since_id=since)
         for e in evs:
@@ -198,9 +129,9 @@ class Rehearsal:
         out.rollback_s = round(max(ends) - min(ends), 1) if ends else None
         if sc.trigger not in out.fired:
             out.problems.append(f"{sc.trigger} did not fire")
-        errors_settled = _errors(self.root)
+        errors_settled = errors_so_far(self.root)
         self._settle_sync()
-        out.failed_outside = _errors(self.root) - errors_settled
+        out.failed_outside = errors_so_far(self.root) - errors_settled
         out.ledger = self.ledger_check()
         if out.ledger.missing:
             out.problems.append(f"{len(out.ledger.missing)} acknowledged writes missing")
@@ -274,7 +205,7 @@ class Rehearsal:
                 and all(int(v.get("pending", 1)) == 0 for v in sync.values() if isinstance(v, dict))
             )
 
-        _wait(settled, 120, "the sync to settle", step=1.0)
+        wait_until(settled, 120, "the sync to settle", step=1.0)
 
     def ledger_check(self) -> LedgerCheck:
         assert self.plan is not None
