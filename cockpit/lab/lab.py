@@ -85,6 +85,9 @@ class LabOptions:
         False  # the private cluster serves TLS and everything connects with sslmode=verify-full (as to Neon)
     )
     quiet: bool = False
+    template: Path | None = (
+        None  # a plan template with the ${COCKPIT_LAB_*} placeholders (default: plans/lab.yaml)
+    )
 
 
 # --------------------------------------------------------------------------------------------------- state
@@ -261,8 +264,8 @@ def up(opts: LabOptions) -> dict[str, Any]:
     nginx_bin = find_nginx()
     if not opts.pg_url:
         find_pg_bindir()  # fail early with the install hint
-    if not TEMPLATE.is_file():
-        raise LabError(f"the lab plan template {TEMPLATE} is missing: reinstall cockpit")
+    if not (opts.template or TEMPLATE).is_file():
+        raise LabError(f"the lab plan template {opts.template or TEMPLATE} is missing")
     for name in _OWN_FILES:
         with contextlib.suppress(FileNotFoundError):
             (root / name).unlink()
@@ -349,7 +352,7 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         "COCKPIT_LAB_JOURNAL": str(root / JOURNALS / f"{state['run']}.db"),
     }
     plan_path = root / "plan.yaml"
-    plan = render_plan(TEMPLATE, values, plan_path)
+    plan = render_plan(opts.template or TEMPLATE, values, plan_path)
     shutil.copyfile(plan_path, root / JOURNALS / f"{state['run']}.plan.yaml")  # this run's, readable later
     if plan.traffic.balancers[0].test_command != site.test_argv():  # the template and the site must agree
         raise LabError(

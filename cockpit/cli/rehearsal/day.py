@@ -1,74 +1,168 @@
 """`cockpit rehearse`: the whole Day 0 in a fresh lab, under load, with the write ledger.
 
-The lab comes up (private PostgreSQL, services, nginx, the load writing to the ledger), the controller runs in
-this process (`ControllerThread`, the same one the screen uses), advances through every phase to 100 % (with
-`fast`, each advance is forced past its soak, journaled as such), then each scenario starts from a split of its
-choice, injects its fault through the lab's own machinery (`set_fault`, the private cluster's stop), and waits for
-the plan's trigger to fire and the split to reach 0 %. After the fault is cleared and the sync has settled, the
-ledger is checked against the side that serves (blue, after a rollback).
+The lab comes up (private PostgreSQL, services, nginx, the load writing to the ledger) on the lab's plan or on a
+given one (`--plan`: a plan template with the lab's ${COCKPIT_LAB_*} placeholders, checked before anything
+starts); its alerts are pointed at the rehearsal's own webhook (`webhook.py`). The controller runs in this process
+(`ControllerThread`, the same one the screen uses), except in the scenarios that kill it, which run it as a child
+process (`cockpit run`). It advances through every phase to 100 % (with `fast`, each advance is forced past its
+soak, journaled as such), then each scenario starts from a split of its choice and plays (`scenarios.py`).
+
+The fault's window, which decides whether a failed request counts as inside or outside:
+- it opens when the fault is injected;
+- it closes when the world is healthy again: the fault taken back, the rollback (if one ran) ended in the journal
+  with the split at 0 %, the front door answering /health with 200 and green's database accepting connections
+  (a stopped PostgreSQL counts as recovered once it answers again, not once `pg_ctl start` returned).
+- Outside is the rest of the scenario: from its start (including the advance to its split) to the moment the
+  sync has nothing pending either way. Failures are read from nginx's access log by their own time (`measure`).
+After settling, the ledger is checked against blue (the side that serves after a rollback) and, while green serves
+too, against green; rows parked in the conflicts store count as kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from cockpit.cli.rehearsal.measure import Outcome, errors_so_far, live_split, wait_until
-from cockpit.cli.rehearsal.scenarios import DIVERGED_ROWS, Scenario
+import yaml
+
+from cockpit.cli.rehearsal.measure import Outcome, access_log, failures, lag_text, live_split, wait_until
+from cockpit.cli.rehearsal.scenarios import Scenario
+from cockpit.cli.rehearsal.webhook import Webhook
 from cockpit.control.controller import Controller
 from cockpit.control.session import ControllerThread
 from cockpit.core.journal import Journal
 from cockpit.core.plan import Plan, load_plan
 from cockpit.core.recorder import Result
 from cockpit.core.rules import holds
-from cockpit.lab.cluster import ClusterInfo, start_cluster, stop_cluster
+from cockpit.drivers.sync.runner import SyncRunner
 from cockpit.lab.errors import LabError
-from cockpit.lab.lab import LabOptions, down, read_state, set_fault, up
-from cockpit.lab.ledger import LedgerCheck, check, read_ledger, sqlite_present
+from cockpit.lab.lab import LabOptions, down, read_state, up
+from cockpit.lab.ledger import LedgerCheck, check, postgres_present, read_ledger, sqlite_present
 
 
 class Rehearsal:
     def __init__(
-        self, root: Path, *, fast: bool, rate: float = 20.0, rows: int = 1000, say: Callable[[str], None]
+        self,
+        root: Path,
+        *,
+        fast: bool,
+        rate: float = 20.0,
+        rows: int = 1000,
+        say: Callable[[str], None],
+        template: Path | None = None,
     ):
         self.root = root.resolve()
         self.fast = fast
-        self.opts = LabOptions(root=self.root, rate=rate, users=100, rows=rows, quiet=True)
+        self.opts = LabOptions(root=self.root, rate=rate, users=100, rows=rows, quiet=True, template=template)
         self.say = say
         self.plan: Plan | None = None
         self.ct: ControllerThread | None = None
-        self._diverged: list[
-            tuple[int, str | None]
-        ] = []  # the rows the diverging scenario changed, as they were
+        self.child: subprocess.Popen[bytes] | None = None
+        self.reader: SyncRunner | None = None  # reads the lag and the conflicts store, whoever runs the sync
+        self.webhook = Webhook()
+        self.scratch: dict[str, Any] = {}  # what a scenario keeps between its fault and taking it back
 
     # -- the world ---------------------------------------------------------------------------------------
     def start(self) -> None:
         if read_state(self.root) is not None:
             down(self.root, quiet=True)
+        # this rehearsal's ledger only: a last run's writes are not this lab's (its databases are new)
+        (self.root / "ledger.jsonl").unlink(missing_ok=True)
+        self.webhook.start()
         up(self.opts)
-        self.plan = load_plan(self.root / "plan.yaml")
+        self.plan = self._alerts_to_webhook(self.root / "plan.yaml")
+        self.reader = SyncRunner.from_plan(self.plan)
+        self.start_controller()
+
+    def _alerts_to_webhook(self, path: Path) -> Plan:
+        """The resolved plan's alerts go to the rehearsal's webhook only (no e-mail, no real channel)."""
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc["alerts"] = {
+            **(doc.get("alerts") or {}),
+            "webhook": {"url": self.webhook.url, "min_level": "info"},
+        }
+        doc["alerts"].pop("email", None)
+        text = "# Resolved by `cockpit rehearse`: the lab's plan, alerts to the rehearsal's webhook.\n"
+        path.write_text(text + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return load_plan(path)
+
+    def stop(self) -> None:
+        self.stop_child()
+        if self.ct is not None:
+            self.ct.stop()
+        if self.reader is not None:
+            self.reader.close()
+        self.webhook.stop()
+        down(self.root, quiet=True)
+
+    def start_controller(self) -> None:
+        assert self.plan is not None
         self.ct = ControllerThread(self.plan)
         self.ct.start()
 
-    def stop(self) -> None:
+    def stop_controller(self) -> None:
         if self.ct is not None:
             self.ct.stop()
-        down(self.root, quiet=True)
+            self.ct = None
 
-    def _advance(self, name: str) -> Result:
+    def spawn_child(self) -> subprocess.Popen[bytes]:
+        """The controller as its own process (`cockpit run`, sync included), once its start is journaled."""
+        assert self.plan is not None
+        since = self.last_event()
+        log = (self.root / "run" / "rehearsal-controller.log").open("ab")
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "cockpit", "-p", str(self.root / "plan.yaml"), "run"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_until(lambda: self.has_event(since, "controller.start"), 60, "the controller process to start")
+        return self.child
+
+    def kill_child(self) -> None:
+        assert self.child is not None
+        os.kill(self.child.pid, signal.SIGKILL)
+        self.child.wait(30)
+        self.child = None
+
+    def stop_child(self) -> None:
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(float(self.plan.rollback.max_duration) if self.plan else 60)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+                self.child.wait(10)
+        self.child = None
+
+    def advance(self, name: str, force: bool | None = None) -> Result:
         assert self.ct is not None
-        fast = self.fast
+        forced = self.fast if force is None else force
 
         async def go(c: Controller) -> Result:
-            return await c.advance(name, force=fast, reason="rehearsal", actor="rehearsal")
+            return await c.advance(name, force=forced, reason="rehearsal", actor="rehearsal")
 
         return asyncio.run(self.ct.call(go))
 
     def journal(self) -> Journal:
         assert self.plan is not None
         return Journal(self.plan.path(self.plan.journal.path), readonly=True)
+
+    def last_event(self) -> int:
+        with self.journal() as j:
+            return j.last_event_id()
+
+    def has_event(self, since: int, kind: str) -> bool:
+        with self.journal() as j:
+            return any(e.kind == kind for e in j.events(since_id=since))
 
     # -- the day -----------------------------------------------------------------------------------------
     def advance_to(self, phase: str | None) -> None:
@@ -80,7 +174,7 @@ class Rehearsal:
                 return
             deadline = time.monotonic() + 600
             while True:
-                res = self._advance(name)
+                res = self.advance(name)
                 if res.outcome == "ok":
                     self.say(f"advanced to {name} ({live_split(self.plan):g}% green)")
                     break
@@ -90,30 +184,46 @@ class Rehearsal:
 
     def run_scenario(self, sc: Scenario) -> Outcome:
         assert self.plan is not None
-        out = Outcome(sc.name)
-        trig = next(t for t in self.plan.rollback.triggers if t.name == sc.trigger)
-        out.trigger_for_s = float(trig.for_)
+        plan = self.plan
+        out = Outcome(sc.name, expect=sc.expect)
+        if sc.trigger:
+            trig = next(t for t in plan.rollback.triggers if t.name == sc.trigger)
+            out.trigger_for_s = float(trig.for_)
         # each scenario from a quiet world: no trigger's condition still holds from the one before (a probe's
         # window remembers an outage for its whole length), so what fires is this scenario's own doing
         wait_until(self._quiet, 120, f"{sc.name}: the figures to settle before the fault")
-        # from where the day stands (100 % after the advance; a rolled-back day is advanced again first)
-        if live_split(self.plan) == 0.0:
-            self.advance_to(sc.start_split)
-        with self.journal() as j:
-            since = j.last_event_id()
-        errors_before = errors_so_far(self.root)
-        t0 = time.time()
-        self._inject(sc, True)
+        span_start = time.time()
+        if (
+            live_split(plan) == 0.0
+        ):  # a rolled-back day is advanced again first (a plan without that phase: its middle)
+            names = [p.name for p in plan.phases]
+            self.advance_to(sc.start_split if sc.start_split in names else names[len(names) // 2])
+        since = self.last_event()
+        out.fault_at = time.time()
         try:
-            zero = wait_until(lambda: live_split(self.plan) == 0.0, 300, f"{sc.name}: the split at 0 %")  # type: ignore[arg-type]
-            out.zero_s = round(zero, 1)
-        except LabError as exc:
-            out.problems.append(str(exc))
+            sc.play(self, out)
         finally:
-            self._inject(sc, False)
-        out.failed_inside = errors_so_far(self.root) - errors_before
-        # settle: the rollback ends, the sync carries green's writes home
-        wait_until(lambda: self._idle(), 120, "the rollback to end")
+            if self.ct is None:  # a scenario that ran the controller as a child hands it back
+                self.stop_child()
+                self.start_controller()
+        if not out.recovered_at:
+            out.recovered_at = time.time()
+        out.window_s = round(out.recovered_at - out.fault_at, 1)
+        lag = self.lag()
+        settle = wait_until(self._sync_settled, 180, f"{sc.name}: the sync to settle", step=0.5)
+        out.lag_after = lag_text(lag, settle)
+        span_end = time.time()
+        log = access_log(plan)
+        out.failed_inside = len(failures(log, out.fault_at, out.recovered_at))
+        out.failed_outside = len(failures(log, span_start, out.fault_at)) + len(
+            failures(log, out.recovered_at + 1e-3, span_end)
+        )
+        self._read_journal(out, since, sc)
+        out.ledger = self.ledger_check()
+        self._judge(out, sc)
+        return out
+
+    def _read_journal(self, out: Outcome, since: int, sc: Scenario) -> None:
         with self.journal() as j:
             evs = j.events(since_id=since)
         for e in evs:
@@ -121,26 +231,33 @@ class Rehearsal:
                 name = str(e.payload.get("trigger"))
                 out.fired.append(name)
                 if name == sc.trigger and out.trigger_s is None:
-                    out.trigger_s = round(e.ts - t0, 1)
+                    out.trigger_s = round(e.ts - out.fault_at, 1)
         ids = {e.action_id for e in evs if e.kind == "action.intent" and e.payload.get("verb") == "rollback"}
         acts = [e for e in evs if e.action_id in ids]
         out.rollback_steps = sum(1 for e in acts if e.kind == "action.step")
         ends = [e.ts for e in acts]
         out.rollback_s = round(max(ends) - min(ends), 1) if ends else None
-        if sc.trigger not in out.fired:
+        zero = [e.ts for e in acts if e.kind == "action.step" and e.payload.get("step") == "traffic"]
+        if out.zero_s is None and zero and sc.rolls_back:
+            out.zero_s = round(min(zero) - out.fault_at, 1)
+
+    def _judge(self, out: Outcome, sc: Scenario) -> None:
+        assert self.plan is not None and out.ledger is not None
+        if sc.trigger and sc.trigger not in out.fired:
             out.problems.append(f"{sc.trigger} did not fire")
-        errors_settled = errors_so_far(self.root)
-        self._settle_sync()
-        out.failed_outside = errors_so_far(self.root) - errors_settled
-        out.ledger = self.ledger_check()
+        if not sc.rolls_back and out.rollback_s is not None:
+            out.problems.append("a rollback ran where none should")
+        if sc.rolls_back and out.rollback_s is None:
+            out.problems.append("no rollback ran")
         if out.ledger.missing:
             out.problems.append(f"{len(out.ledger.missing)} acknowledged writes missing")
         if out.failed_outside:
             out.problems.append(f"{out.failed_outside} requests failed outside the fault's window")
+        if not sc.may_fail and out.failed_inside:
+            out.problems.append(f"{out.failed_inside} requests failed (none should)")
         budget = float(self.plan.rollback.max_duration)
         if out.rollback_s is not None and out.rollback_s > budget:
             out.problems.append(f"rollback took {out.rollback_s}s, over the budget {budget:g}s")
-        return out
 
     def _quiet(self) -> bool:
         """No trigger of the plan is breached by the controller's current figures (a missing figure is quiet)."""
@@ -151,63 +268,62 @@ class Rehearsal:
             for t in self.plan.rollback.triggers
         )
 
-    def _idle(self) -> bool:
-        assert self.ct is not None and self.ct.controller is not None
-        return self.ct.controller._running is None
+    def idle(self) -> bool:
+        """No action under way: the in-process controller's, or in the journal (a child's)."""
+        if self.ct is not None and self.ct.controller is not None:
+            return self.ct.controller._running is None
+        with self.journal() as j:
+            return not j.open_actions()
 
-    def _inject(self, sc: Scenario, on: bool) -> None:
-        if sc.name == "error-spike":
-            set_fault(self.root, "green", errors=50.0 if on else 0.0)
-        elif sc.name == "slow":
-            set_fault(self.root, "green", latency_ms=6000.0 if on else 0.0)
-        elif sc.name == "diverging":
-            self._diverge(on)
-        elif sc.name == "neon-down":
-            state = read_state(self.root) or {}
-            pg = state.get("postgres") or {}
-            if pg.get("mode") != "private":
-                raise LabError("neon-down needs the lab's private PostgreSQL cluster")
-            info = ClusterInfo(**pg["cluster"])
-            (stop_cluster if on else start_cluster)(info)
+    def healthy(self) -> bool:
+        """The front door answers /health with 200 and green's database accepts connections."""
+        import http.client
 
-    def _diverge(self, on: bool) -> None:
-        """Change rows on green as an operator with psql would, out of the sync's sight (its capture skips the
-        applier's own writes, tagged cockpit.applying); off puts the same rows back the same way."""
-        assert self.plan is not None
         import psycopg
 
-        with psycopg.connect(self.plan.green.database.url) as conn, conn.transaction():
-            conn.execute("SELECT set_config('cockpit.applying', 'on', true)")
-            if on:
-                self._diverged = conn.execute(
-                    "SELECT id, notes FROM proposals ORDER BY id LIMIT %s", (DIVERGED_ROWS,)
-                ).fetchall()
-                conn.execute(
-                    "UPDATE proposals SET notes = coalesce(notes, '') || ' (changed on green by hand)'"
-                    " WHERE id = ANY(%s)",
-                    ([k for k, _ in self._diverged],),
-                )
-            else:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "UPDATE proposals SET notes = %s WHERE id = %s", [(n, k) for k, n in self._diverged]
-                    )
+        assert self.plan is not None
+        state = read_state(self.root) or {}
+        try:
+            host, port = str(state["front_door"]).removeprefix("http://").rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=2)
+            conn.request("GET", "/health")
+            if conn.getresponse().status != 200:
+                return False
+            with psycopg.connect(self.plan.green.database.url, connect_timeout=2) as pg:
+                pg.execute("SELECT 1")
+            return True
+        except (OSError, KeyError, ValueError, psycopg.Error):
+            return False
 
-    def _settle_sync(self) -> None:
-        """Wait until the sync has nothing pending either way (the lab's status reads it)."""
-        from cockpit.lab.lab import status
+    def lag(self) -> dict[str, dict[str, float]]:
+        assert self.reader is not None
+        try:
+            return {d: lag.as_dict() for d, lag in self.reader.lag().items()}
+        except Exception:
+            return {}
 
-        def settled() -> bool:
-            sync = status(self.root).get("sync") or {}
-            return (
-                bool(sync)
-                and not sync.get("error")
-                and all(int(v.get("pending", 1)) == 0 for v in sync.values() if isinstance(v, dict))
-            )
+    def _sync_settled(self) -> bool:
+        lag = self.lag()
+        return bool(lag) and all(int(v.get("pending", 1)) == 0 for v in lag.values())
 
-        wait_until(settled, 120, "the sync to settle", step=1.0)
+    def parked(self) -> set[tuple[str, int]]:
+        """(table, key) of every version the conflicts store holds: kept, not lost."""
+        assert self.reader is not None
+        out: set[tuple[str, int]] = set()
+        for rec in self.reader.conflicts(everything=True):
+            row = rec.get(rec.get("parked") or "") or {}
+            if isinstance(row, dict) and row.get("id") is not None:
+                out.add((str(rec["tbl"]), int(row["id"])))
+        return out
 
     def ledger_check(self) -> LedgerCheck:
         assert self.plan is not None
-        blue = self.plan.blue.database.path
-        return check(read_ledger(self.root / "ledger.jsonl"), sqlite_present(Path(self.plan.path(str(blue)))))
+        entries = read_ledger(self.root / "ledger.jsonl")
+        parked = self.parked()
+        blue = self.plan.path(str(self.plan.blue.database.path))
+        result = check(entries, sqlite_present(Path(blue)), parked)
+        if live_split(self.plan) > 0.0:  # green serves too: every acknowledged write must be there as well
+            green = check(entries, postgres_present(self.plan.green.database.url), parked)
+            seen = {(e.table, e.key) for e in result.missing}
+            result.missing += [e for e in green.missing if (e.table, e.key) not in seen]
+        return result
