@@ -63,6 +63,8 @@ def _rehearse(args: argparse.Namespace) -> int:
                 outcomes.append(reh.run_scenario(SCENARIOS[name]))
             except LabError as exc:  # this scenario could not be measured; the others still are
                 outcomes.append(Outcome(name, expect=SCENARIOS[name].expect, problems=[str(exc)]))
+        if outcomes:
+            outcomes.append(reh.final_check())
         if args.report is not None:
             _report(reh, args.report)
     finally:

@@ -42,7 +42,8 @@ def test_error_spike_rehearsal_fires_its_trigger_and_loses_no_write(tmp_path: Pa
     assert "advanced to complete (100% green)" in text, text
     row = next(line for line in text.splitlines() if "error-spike" in line and "│" in line)
     assert "error_rate_spike" in row, text
-    (o,) = json.loads(figures.read_text())
+    o, final = json.loads(figures.read_text())
+    assert final["scenario"] == "all writes" and final["ledger"]["missing"] == 0, final
     assert o["scenario"] == "error-spike" and "error_rate_spike" in o["fired"], o
     assert o["ledger"]["acknowledged"] > 0 and o["ledger"]["missing"] == 0, o
     assert re.fullmatch(r"b→g \d+\.\ds/\d+, g→b \d+\.\ds/\d+; 0 in \d+\.\ds", o["lag_after"]), o
@@ -58,6 +59,8 @@ def test_every_scenario_rehearsed_at_once(tmp_path: Path) -> None:
     text = out.stdout + out.stderr
     print(text)
     outcomes: dict[str, dict[str, Any]] = {o["scenario"]: o for o in json.loads(figures.read_text())}
+    final = outcomes.pop("all writes")  # the load stopped, the sync settled: the whole ledger
+    assert final["ok"] and final["ledger"]["missing"] == 0, final
     assert list(outcomes) == list(SCENARIOS), text
     for name, o in outcomes.items():
         sc = SCENARIOS[name]

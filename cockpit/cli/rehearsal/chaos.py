@@ -116,6 +116,8 @@ def _kill_mid(r: Rehearsal, out: Outcome, verb: str, args: dict[str, Any], after
             e for e in j.events(since_id=since) if e.action_id == cut[0] and e.kind == "action.outcome"
         ]
     what = outcome[-1].payload.get("outcome") if outcome else "?"
+    if outcome and outcome[-1].ts < killed_at:
+        out.problems.append(f"the {verb} ended before the kill: nothing was cut short")
     out.facts.append(
         f"{verb} killed after {', '.join(cut[1:]) or 'its intent'}; journaled {what}, settled {settled:.1f}s after"
         " the kill"

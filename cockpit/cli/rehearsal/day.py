@@ -43,7 +43,7 @@ from cockpit.core.recorder import Result
 from cockpit.core.rules import holds
 from cockpit.drivers.sync.runner import SyncRunner
 from cockpit.lab.errors import LabError
-from cockpit.lab.lab import LabOptions, down, read_state, up
+from cockpit.lab.lab import LOAD_UNIT, LabOptions, down, load_driver, read_state, up
 from cockpit.lab.ledger import LedgerCheck, check, postgres_present, read_ledger, sqlite_present
 
 
@@ -210,7 +210,16 @@ class Rehearsal:
             out.recovered_at = time.time()
         out.window_s = round(out.recovered_at - out.fault_at, 1)
         lag = self.lag()
-        settle = wait_until(self._sync_settled, 180, f"{sc.name}: the sync to settle", step=0.5)
+        settled_from = (
+            time.time()
+        )  # every write acknowledged before the settled reading began is on both sides
+
+        def settled() -> bool:
+            nonlocal settled_from
+            settled_from = time.time()
+            return self._sync_settled()
+
+        settle = wait_until(settled, 180, f"{sc.name}: the sync to settle", step=0.5)
         out.lag_after = lag_text(lag, settle)
         span_end = time.time()
         log = access_log(plan)
@@ -219,8 +228,23 @@ class Rehearsal:
             failures(log, out.recovered_at + 1e-3, span_end)
         )
         self._read_journal(out, since, sc)
-        out.ledger = self.ledger_check()
+        out.ledger = self.ledger_check(settled_from)
         self._judge(out, sc)
+        return out
+
+    def final_check(self) -> Outcome:
+        """The load stopped and the sync settled: the whole ledger against the serving side(s)."""
+        assert self.plan is not None
+        out = Outcome("all writes", expect="load stopped, sync settled: every acknowledged write kept")
+        state = read_state(self.root) or {}
+        load_driver(self.root, str(state.get("front_door")), self.opts, self.plan).stop([LOAD_UNIT])
+        t0 = time.time()
+        lag = self.lag()
+        out.lag_after = lag_text(lag, wait_until(self._sync_settled, 180, "the sync to settle", step=0.5))
+        out.ledger = self.ledger_check(time.time())
+        if out.ledger.missing:
+            out.problems.append(f"{len(out.ledger.missing)} acknowledged writes missing")
+        out.fault_at = out.recovered_at = t0
         return out
 
     def _read_journal(self, out: Outcome, since: int, sc: Scenario) -> None:
@@ -316,9 +340,11 @@ class Rehearsal:
                 out.add((str(rec["tbl"]), int(row["id"])))
         return out
 
-    def ledger_check(self) -> LedgerCheck:
+    def ledger_check(self, until: float) -> LedgerCheck:
+        """The writes acknowledged before `until` (when the sync was seen settled: a later one may still be on its
+        way to the other side) against the serving side(s); every delete counts, whenever it came."""
         assert self.plan is not None
-        entries = read_ledger(self.root / "ledger.jsonl")
+        entries = [e for e in read_ledger(self.root / "ledger.jsonl") if e.op == "delete" or e.at < until]
         parked = self.parked()
         blue = self.plan.path(str(self.plan.blue.database.path))
         result = check(entries, sqlite_present(Path(blue)), parked)
