@@ -51,6 +51,7 @@ def test_error_spike_rehearsal_fires_its_trigger_and_loses_no_write(tmp_path: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_every_scenario_rehearsed_at_once(tmp_path: Path) -> None:
     figures = tmp_path / "figures.json"
     out = rehearse(

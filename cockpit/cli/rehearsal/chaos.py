@@ -161,7 +161,7 @@ def nginx_test_fails(r: Rehearsal, out: Outcome) -> None:
     finally:
         conf.write_bytes(original)
     out.recovered_at = time.time()
-    out.facts.append(f"advance to {nxt}: {res.outcome}: {' '.join(res.message.split())[:240]}")
+    out.facts.append(f"advance to {nxt}: {res.outcome}: {' '.join(res.message.split())[:320]}")
     if res.ok:
         out.problems.append("the advance was not refused")
     if live_split(plan) != split:

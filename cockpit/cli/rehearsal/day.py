@@ -45,6 +45,7 @@ from cockpit.drivers.sync.runner import SyncRunner
 from cockpit.lab.errors import LabError
 from cockpit.lab.lab import LOAD_UNIT, LabOptions, down, load_driver, read_state, up
 from cockpit.lab.ledger import LedgerCheck, check, postgres_present, read_ledger, sqlite_present
+from cockpit.lab.load import read_figures
 
 
 class Rehearsal:
@@ -244,6 +245,14 @@ class Rehearsal:
         out.ledger = self.ledger_check(time.time())
         if out.ledger.missing:
             out.problems.append(f"{len(out.ledger.missing)} acknowledged writes missing")
+        # the users' own count: a failure the front door never logged (a refused connection) would be missed above
+        seen = int(((read_figures(self.root / "load.json") or {}).get("total") or {}).get("errors", 0))
+        logged = len(failures(access_log(self.plan), 0.0, time.time()))
+        out.facts.append(f"the load saw {seen} failed requests in all, the front door's log {logged}")
+        if seen > logged:
+            out.problems.append(
+                f"{seen - logged} requests failed where the front door's log does not see them"
+            )
         out.fault_at = out.recovered_at = t0
         return out
 
