@@ -35,9 +35,11 @@ def rehearse(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[st
 
 def test_error_spike_rehearsal_fires_its_trigger_and_loses_no_write(tmp_path: Path) -> None:
     figures = tmp_path / "figures.json"
+    lab_plan = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"  # --plan: the template given
     out = rehearse(
-        "--root", str(tmp_path / "lab"), "--fast", "--scenario", "error-spike", "--json", str(figures)
-    )
+        "--root", str(tmp_path / "lab"), "--plan", str(lab_plan), "--fast", "--scenario", "error-spike",
+        "--json", str(figures),
+    )  # fmt: skip
     text = out.stdout + out.stderr
     assert "advanced to complete (100% green)" in text, text
     row = next(line for line in text.splitlines() if "error-spike" in line and "│" in line)

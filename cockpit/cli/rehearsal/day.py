@@ -21,6 +21,7 @@ too, against green; rows parked in the conflicts store count as kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -32,7 +33,15 @@ from typing import Any
 
 import yaml
 
-from cockpit.cli.rehearsal.measure import Outcome, access_log, failures, lag_text, live_split, wait_until
+from cockpit.cli.rehearsal.measure import (
+    Outcome,
+    access_log,
+    failures,
+    lag_text,
+    live_split,
+    missing_text,
+    wait_until,
+)
 from cockpit.cli.rehearsal.scenarios import Scenario
 from cockpit.cli.rehearsal.webhook import Webhook
 from cockpit.control.controller import Controller
@@ -46,6 +55,8 @@ from cockpit.lab.errors import LabError
 from cockpit.lab.lab import LOAD_UNIT, LabOptions, down, load_driver, read_state, up
 from cockpit.lab.ledger import LedgerCheck, check, postgres_present, read_ledger, sqlite_present
 from cockpit.lab.load import read_figures
+
+LOAD_TIMEOUT_S = 10.0  # the load's HTTP timeout: an answer comes within it, or the request failed
 
 
 class Rehearsal:
@@ -68,6 +79,8 @@ class Rehearsal:
         self.child: subprocess.Popen[bytes] | None = None
         self.reader: SyncRunner | None = None  # reads the lag and the conflicts store, whoever runs the sync
         self.webhook = Webhook()
+        self.missing_on: dict[tuple[str, int], str] = {}
+        self.late_deletes = 0  # rows the check found gone whose user's delete was answered just after
         self.scratch: dict[str, Any] = {}  # what a scenario keeps between its fault and taking it back
 
     # -- the world ---------------------------------------------------------------------------------------
@@ -229,7 +242,12 @@ class Rehearsal:
             failures(log, out.recovered_at + 1e-3, span_end)
         )
         self._read_journal(out, since, sc)
+        self.late_deletes = 0
         out.ledger = self.ledger_check(settled_from)
+        if self.late_deletes:
+            out.facts.append(
+                f"{self.late_deletes} rows gone at the check were deleted by their users (200 just after)"
+            )
         self._judge(out, sc)
         return out
 
@@ -244,7 +262,7 @@ class Rehearsal:
         out.lag_after = lag_text(lag, wait_until(self._sync_settled, 180, "the sync to settle", step=0.5))
         out.ledger = self.ledger_check(time.time())
         if out.ledger.missing:
-            out.problems.append(f"{len(out.ledger.missing)} acknowledged writes missing")
+            out.problems.append(missing_text(out.ledger, self.missing_on))
         # the users' own count: a failure the front door never logged (a refused connection) would be missed above
         seen = int(((read_figures(self.root / "load.json") or {}).get("total") or {}).get("errors", 0))
         logged = len(failures(access_log(self.plan), 0.0, time.time()))
@@ -283,7 +301,7 @@ class Rehearsal:
         if sc.rolls_back and out.rollback_s is None:
             out.problems.append("no rollback ran")
         if out.ledger.missing:
-            out.problems.append(f"{len(out.ledger.missing)} acknowledged writes missing")
+            out.problems.append(missing_text(out.ledger, self.missing_on))
         if out.failed_outside:
             out.problems.append(f"{out.failed_outside} requests failed outside the fault's window")
         if not sc.may_fail and out.failed_inside:
@@ -351,14 +369,39 @@ class Rehearsal:
 
     def ledger_check(self, until: float) -> LedgerCheck:
         """The writes acknowledged before `until` (when the sync was seen settled: a later one may still be on its
-        way to the other side) against the serving side(s); every delete counts, whenever it came."""
+        way to the other side) against the serving side(s); every delete counts, whenever it came.
+
+        A row its user deleted just before the check is gone while the delete's 200 may not be in the ledger yet:
+        a missing row is only reported once the requests in flight at the check have had their answer (the load's
+        timeout) and no acknowledged delete of it came meanwhile. Presence is not read again."""
         assert self.plan is not None
         entries = [e for e in read_ledger(self.root / "ledger.jsonl") if e.op == "delete" or e.at < until]
         parked = self.parked()
         blue = self.plan.path(str(self.plan.blue.database.path))
         result = check(entries, sqlite_present(Path(blue)), parked)
+        self.missing_on = {(e.table, e.key): "blue" for e in result.missing}
         if live_split(self.plan) > 0.0:  # green serves too: every acknowledged write must be there as well
             green = check(entries, postgres_present(self.plan.green.database.url), parked)
-            seen = {(e.table, e.key) for e in result.missing}
-            result.missing += [e for e in green.missing if (e.table, e.key) not in seen]
+            for e in green.missing:
+                if (e.table, e.key) not in self.missing_on:
+                    result.missing.append(e)
+                self.missing_on[(e.table, e.key)] = " and ".join(
+                    filter(None, (self.missing_on.get((e.table, e.key)), "green"))
+                )
+        if result.missing:
+            wanted = {(e.table, e.key) for e in result.missing}
+            deleted: set[tuple[str, int]] = set()
+
+            def answered() -> bool:
+                deleted.update(
+                    (e.table, e.key) for e in read_ledger(self.root / "ledger.jsonl") if e.op == "delete"
+                )
+                return wanted <= deleted
+
+            with contextlib.suppress(LabError):  # not all of them: those stay missing
+                wait_until(answered, LOAD_TIMEOUT_S, "the deletes in flight to be answered", step=0.5)
+            late = [e for e in result.missing if (e.table, e.key) in deleted]
+            result.missing = [e for e in result.missing if (e.table, e.key) not in deleted]
+            result.deleted += len(late)
+            self.late_deletes = len(late)
         return result
