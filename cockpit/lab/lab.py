@@ -85,9 +85,8 @@ class LabOptions:
         False  # the private cluster serves TLS and everything connects with sslmode=verify-full (as to Neon)
     )
     quiet: bool = False
-    template: Path | None = (
-        None  # a plan template with the ${COCKPIT_LAB_*} placeholders (default: plans/lab.yaml)
-    )
+    # a plan template with the ${COCKPIT_LAB_*} placeholders (default: plans/lab.yaml; `cockpit rehearse --plan`)
+    template: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------------- state
