@@ -11,18 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cockpit.core.journal import Journal
-from cockpit.report.charts import chart
+from cockpit.report.charts import CHARTS, chart
+from cockpit.report.day import BEFORE, bands
 from cockpit.report.markdown import actions_table, markdown
 from cockpit.report.page import html_page
-
-# metric name fragments charted, in this order, each with its title
-CHARTS: tuple[tuple[str, str], ...] = (
-    ("split", "Green share (%)"),
-    ("error", "Error rate"),
-    ("p95", "p95 latency"),
-    ("lag", "Sync lag"),
-    ("integrity", "Integrity score"),
-)
 
 
 @dataclass(frozen=True)
@@ -52,16 +44,16 @@ def write_report(
         ]
         names = j.sample_names()
         series = {n: j.sample_series(n, since, until) for n in names}
+    start = min([e.ts for e in events] + [p[0][0] for p in series.values() if p], default=0.0)
+    end = max([e.ts for e in events] + [p[-1][0] for p in series.values() if p], default=0.0)
+    phases = bands(actions, start, end, first=BEFORE if since is None else "as the window opened")
     rollbacks = [a.started for a in actions if a.verb.startswith("rollback")]
-    advances = [a.ended for a in actions if a.verb == "advance" and a.outcome == "ok" and a.ended is not None]
-    charts: list[Path] = []
-    for key, title in CHARTS:
-        chosen = {n: s for n, s in series.items() if key in n and s}
-        if chosen:
-            path = out / "charts" / f"{key}.svg"
-            chart(path, title, chosen, rollbacks, advances)
-            charts.append(path)
-    md = markdown(Path(journal_path), events, actions, charts, out) + actions_table(actions)
+    charts = [
+        out / "charts" / f"{spec.key}.svg"
+        for spec in CHARTS
+        if chart(out / "charts" / f"{spec.key}.svg", spec, series, phases, rollbacks)
+    ]
+    md = markdown(Path(journal_path), events, actions, charts, out, series, phases) + actions_table(actions)
     md_path = out / "report.md"
     md_path.write_text(md)
     html_path = out / "report.html"
