@@ -10,9 +10,10 @@ What the journal records, and so what a replay shows:
   actions moved it (their intents, steps and outcomes, folded with the phase machine's own rules);
 - the actions with their steps, the alarms raised and cleared, who held the controller.
 
-Not recorded, so never shown as if it were: the rollback-readiness light, the initial copy's progress, the
-stranded changes and an ending (finalize or abandon) under way. The gates of the next advance are worked out
-again from the recorded figures by the same rules the controller uses.
+Changes a rollback stranded on green follow the `rollback.stranded` / `.forced` / `.drained` events (their count
+as the rollback left it); an ending (finalize or abandon) shows from its outcome, which carries it. The gates of
+the next advance are worked out again from the recorded figures by the controller's own rules. Not recorded, so
+never shown as if it were: the rollback-readiness light, the initial copy's progress, an ending still under way.
 
 The journal is read once (`ReplayClock.load`, blocking: call it in a thread); `state_at(t)` then answers from
 memory by bisection and folds nothing again, so a 4 h journal steps in milliseconds.
@@ -36,8 +37,8 @@ from cockpit.core.journal import ActionRecord, Event, Journal, _fold_actions
 from cockpit.core.phases import Machine
 from cockpit.core.plan import Plan, format_duration
 from cockpit.core.rules import backup_gate, check_gates
-from cockpit.core.state import SOURCE_SYNC, SOURCE_TRAFFIC, Alarm, CockpitState, Lag
-from cockpit.core.vocabulary import State
+from cockpit.core.state import SOURCE_SYNC, SOURCE_TRAFFIC, Alarm, CockpitState, Ended, Lag, Stranded
+from cockpit.core.vocabulary import MOVING, State
 
 LIVE_SPLIT = "split_green_live"  # Monitor.record journals the live split under this name
 DIRECTIONS = ("blue_to_green", "green_to_blue")
@@ -64,6 +65,8 @@ class Moment:
     alarms: tuple[Alarm, ...] = ()
     controller: dict[str, Any] | None = None
     running: str | None = None
+    stranded: Stranded | None = None
+    ended: Ended | None = None
 
 
 class _Fold:
@@ -75,10 +78,13 @@ class _Fold:
         self.alarms: dict[tuple[str, str], Alarm] = {}
         self.controller: dict[str, Any] | None = None
         self.open: dict[str, tuple[str, str, Machine]] = {}  # action id -> (verb, reason, machine before)
+        self.stranded: Stranded | None = None
+        self.ended: Ended | None = None
 
     def moment(self) -> Moment:
         running = next(reversed(self.open.values()))[0] if self.open else None
-        return Moment(self.machine, tuple(self.alarms.values()), self.controller, running)
+        alarms = tuple(self.alarms.values())
+        return Moment(self.machine, alarms, self.controller, running, self.stranded, self.ended)
 
     def add(self, e: Event) -> None:
         p = e.payload
@@ -102,8 +108,29 @@ class _Fold:
                     float(p.get("threshold") or 0.0),
                     str(p.get("message", "")),
                 )
+        elif e.kind == "reconcile.split":  # a restart found another split live than the journal's phase
+            matched = p.get("phase_index")
+            if matched is None:
+                live = p.get("live_green")
+                why = f"live split {'?' if live is None else format(float(live), 'g')}% matches no phase"
+                self.machine = Machine(State.HELD, self.machine.phase_index, e.ts, why)
+            else:
+                self.machine = phases.settled(Machine(phase_index=int(matched)), self.plan, e.ts)
+        elif e.kind.startswith("rollback."):
+            self._stranded(e)
         elif e.action_id is not None:
             self._action(e)
+
+    def _stranded(self, e: Event) -> None:
+        """Changes left on green only by a rollback (cockpit/control/stranded.py journals each change of it)."""
+        p = e.payload
+        if e.kind == "rollback.stranded":
+            deferred = bool(p.get("stop_green_deferred"))
+            self.stranded = Stranded(int(p.get("green_only", -1)), e.ts, deferred, str(e.action_id or ""))
+        elif e.kind == "rollback.forced" and self.stranded is not None:
+            self.stranded = replace(self.stranded, stop_green_deferred=False)
+        elif e.kind in ("rollback.drained", "rollback.stranded_ended"):
+            self.stranded = None
 
     def _action(self, e: Event) -> None:
         p, aid = e.payload, str(e.action_id)
@@ -123,6 +150,8 @@ class _Fold:
         if e.kind != "action.outcome":
             return
         del self.open[aid]
+        if isinstance((p.get("extra") or {}).get("ended"), dict):  # finalize or abandon: its end, as it was
+            self.ended = Ended.from_dict(p["extra"]["ended"])
         self.machine = self._after(verb, reason, before, str(p.get("outcome")), p.get("extra") or {}, e.ts)
 
     def _after(
@@ -130,6 +159,12 @@ class _Fold:
     ) -> Machine:
         """The machine after an action's outcome, as the action itself set it (cockpit/control/*.py)."""
         try:
+            if outcome in (
+                "reconciled",
+                "interrupted",
+            ):  # settled after a restart (cockpit/control/reconcile.py)
+                moving = self.machine.state in MOVING and not self.open
+                return phases.settled(self.machine, self.plan, ts) if moving else self.machine
             if outcome == "preempted":
                 return replace(before, state=State.ACTIVE if before.phase_index >= 0 else State.READY)
             if verb == "rollback":
@@ -145,6 +180,8 @@ class _Fold:
                 return phases.hold(before, reason, ts)
             if verb == "resume":
                 return phases.resume(before, self.plan, ts)
+            if verb == "abandon":
+                return Machine(State.ABANDONED, -1, ts)
         except Exception:  # a journal of another plan (a phase it does not name): keep what was known
             return self.machine
         return self.machine
@@ -239,6 +276,8 @@ class ReplayClock:
             read_only=True,
             now=ts,
             sources=sources,
+            stranded=moment.stranded,
+            ended=moment.ended,
         )
 
     def _actions(self, n: int) -> tuple[ActionRecord, ...]:

@@ -5,9 +5,10 @@ rollback. The replay tests play it back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cockpit.control.controller import Controller
 from cockpit.control.factory import Drivers
@@ -66,7 +67,7 @@ def _events(path: Path) -> list[Event]:
         return j.events_between()
 
 
-def _act(thread: ControllerThread, make: Callable[[Controller], Awaitable[Result]]) -> Result:
+def _act(thread: ControllerThread, make: Callable[[Controller], Coroutine[Any, Any, Result]]) -> Result:
     """Run one action on the controller's own loop, from any thread (running loop or none)."""
     assert thread.controller is not None
     return asyncio.run_coroutine_threadsafe(make(thread.controller), thread.loop).result(60)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from cockpit.control.replay import Playback, ReplayClock
-from cockpit.core.state import CockpitState
+from cockpit.core.journal import Journal
+from cockpit.core.plan import load_plan
+from cockpit.core.state import CockpitState, Ended
 from tests.control.recorded_day import CALM, SPIKE, Recorded, record_day
+from tests.core.plans import write_plan
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +92,66 @@ def test_playback_pauses_steps_and_changes_speed() -> None:
     assert p.position() == 1100.0 and p.paused  # stops at the end
     assert p.toggle() is False and p.position() == 1000.0  # play again from the start
     assert p.set_speed(1e9) == 4096.0 and p.set_speed(0.001) == 0.25
+
+
+def test_stranded_changes_and_an_ending_follow_their_events(tmp_path: Path) -> None:
+    day = load_plan(write_plan(tmp_path))
+    path = tmp_path / "journal.db"
+    with Journal(path) as j:
+        stranded = j.event(
+            "rollback.stranded", {"green_only": 7, "stop_green_deferred": True}, action_id="rb1"
+        )
+        forced = j.event("rollback.forced", {"green_only": 7}, action_id="rb2")
+        drained = j.event("rollback.drained", {"after_s": 3.0, "stop_green": False}, action_id="rb1")
+        ended = Ended("abandon", time.time(), "ab1", "lead@host", done=True, steps=("traffic",))
+        j.event("action.intent", {"verb": "abandon", "reason": "", "args": {}}, action_id="ab1")
+        j.event(
+            "action.outcome",
+            {"verb": "abandon", "outcome": "ok", "extra": {"ended": ended.as_dict()}},
+            action_id="ab1",
+        )
+        events = j.events_between()
+    clock = ReplayClock.load(path, day)
+    ts = {e.id: e.ts for e in events}
+    left = clock.state_at(ts[stranded]).stranded
+    assert left is not None and (left.green_only, left.stop_green_deferred, left.action_id) == (
+        7,
+        True,
+        "rb1",
+    )
+    forced_state = clock.state_at(ts[forced]).stranded
+    assert forced_state is not None and not forced_state.stop_green_deferred
+    assert clock.state_at(ts[drained]).stranded is None
+    end = clock.state_at(events[-1].ts)
+    assert end.ended == ended and end.state == "abandoned"
+    assert clock.state_at(ts[drained]).ended is None  # not before its outcome
+
+
+def test_a_restart_after_a_crash_is_followed(tmp_path: Path) -> None:
+    """A controller killed mid-advance (no controller.stop): the next one starts from the saved machine, settles
+    the cut action and the live split; the replay follows each step."""
+    plan = load_plan(write_plan(tmp_path))
+    path = tmp_path / "journal.db"
+    moving = {"state": "advancing", "phase_index": 0, "since": 1.0, "held_reason": ""}
+    with Journal(path) as j:
+        j.event("controller.start", {"pid": 1, "state": {**moving, "state": "active"}})
+        j.event("action.intent", {"verb": "advance", "reason": "", "args": {}}, action_id="ad1")
+        j.event("action.step", {"step": "gates", "status": "ok"}, action_id="ad1")
+        restart = j.event("controller.start", {"pid": 2, "state": moving})
+        settle = j.event("action.outcome", {"verb": "advance", "outcome": "reconciled"}, action_id="ad1")
+        split = j.event("reconcile.split", {"journal_green": 5.0, "live_green": 20.0, "phase_index": 1})
+        odd = j.event("reconcile.split", {"journal_green": 20.0, "live_green": 33.0, "phase_index": None})
+        ts = {e.id: e.ts for e in j.events_between()}
+    clock = ReplayClock.load(path, plan)
+    s = clock.state_at(ts[restart])
+    assert (s.state, s.running_action, s.controller) == (
+        "advancing",
+        "advance",
+        {"pid": 2, "actor": s.controller["actor"]},
+    )
+    s = clock.state_at(ts[settle])
+    assert (s.state, s.phase_index, s.running_action) == ("active", 0, None)
+    s = clock.state_at(ts[split])
+    assert (s.state, s.phase_index, s.green_configured) == ("active", 1, 20.0)
+    s = clock.state_at(ts[odd])
+    assert (s.state, s.phase_index, s.held_reason) == ("held", 1, "live split 33% matches no phase")

@@ -4,9 +4,12 @@ refused read-only, and 80x24."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from textual.widgets import Static
 
+from cockpit.cli.main import main
 from cockpit.core.journal import Journal
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import HelpModal
@@ -102,7 +105,7 @@ async def test_pause_stops_time_and_speed_keys(day: Recorded) -> None:
         assert playback.speed == 1.0
         await pilot.press("space")
         assert not playback.paused
-        await until(pilot, lambda: app.state.now > frozen, what="time moving again")  # type: ignore[union-attr]
+        await until(pilot, lambda: app.state is not None and app.state.now > frozen, what="time moving again")
 
 
 async def test_action_keys_are_refused_read_only(day: Recorded) -> None:
@@ -168,3 +171,19 @@ async def test_an_unreadable_journal_is_said_once(tmp_path, day: Recorded) -> No
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: "cannot read the state" in app.note, what="the error shown")
         assert "REPLAY · reading the journal" in _title(app) and app.state is None
+
+
+def test_cli_refuses_bad_input_before_any_screen(
+    tmp_path: Path, day: Recorded, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COCKPIT_PLAN", raising=False)
+    journal = str(day.journal)
+    assert main(["replay", "--journal", journal]) == 2
+    assert "no plan: the replay draws the plan's phases" in capsys.readouterr().err
+    plan = str(day.plan.path("plan.yaml"))
+    assert main(["-p", plan, "replay", "--journal", journal, "--speed", "0"]) == 2
+    assert "--speed must be above 0" in capsys.readouterr().err
+    assert main(["-p", plan, "replay", "--journal", journal, "--at", "soon"]) == 2
+    assert "not a time" in capsys.readouterr().err
+    assert main(["-p", plan, "replay", "--journal", str(tmp_path / "none.db")]) == 1
+    assert "no journal at" in capsys.readouterr().err
