@@ -103,7 +103,8 @@ def record_day(folder: Path) -> Recorded:
         assert _act(thread, lambda c: c.rollback("rehearsed rollback")).ok
         with Journal(journal, readonly=True) as j:
             seen = len(j.sample_series("green.error_rate"))
-            wait_for(lambda: len(j.sample_series("green.error_rate")) >= seen + 2, what="ticks after")
+            # a second of ticks after it (10 at 0.1 s): at the slowest speed a replay takes 4 s to get through
+            wait_for(lambda: len(j.sample_series("green.error_rate")) >= seen + 10, what="ticks after")
     finally:
         thread.stop()
     return Recorded(plan, journal, _events(journal))
