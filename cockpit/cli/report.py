@@ -19,7 +19,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="report", help="directory to write into (default ./report)")
     p.set_defaults(func=_report)
 
-    r = subparsers.add_parser("replay", help="a journal played back on the screen (space, n, + / -, q)")
+    r = subparsers.add_parser(
+        "replay",
+        help="the cockpit screen over a recorded journal, read-only (space, n, + / -, q); needs the plan",
+    )
     r.add_argument("--journal", help="the journal file (default: the plan's journal)")
     r.add_argument("--speed", type=float, default=60.0, help="replay seconds per real second (default 60)")
     r.add_argument(
@@ -66,14 +69,22 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    journal = _journal_path(args)
-    at = parse_time(args.at)
+    from cockpit.cli.main import require_plan
+
+    if not args.plan:
+        raise UsageError(
+            "no plan: the replay draws the plan's phases and thresholds; give -p PLAN (the plan the journal "
+            "was recorded with) or set COCKPIT_PLAN"
+        )
     if args.speed <= 0:
         raise UsageError("--speed must be above 0")
+    at = parse_time(args.at)
+    plan = require_plan(args)
+    journal = Path(args.journal) if args.journal else plan.path(plan.journal.path)
     if not journal.exists():
         print(f"no journal at {journal}", file=sys.stderr)
         return EXIT_FAILED
     from cockpit.tui.replay import ReplayApp
 
-    ReplayApp(journal, speed=args.speed, at=at).run()
+    ReplayApp(plan, journal, speed=args.speed, at=at).run()
     return EXIT_OK

@@ -85,6 +85,7 @@ class CockpitApp(App[int]):
     CSS_PATH = str(resources.theme("cockpit.tcss"))
     TITLE = "cockpit"
     BINDINGS = bindings()
+    KEY_ACTIONS = ACTIONS  # every key of this screen, for help and the palette (a replay adds its own)
     # themes/cockpit.tcss folds panels: the journal to one line when narrow or short, the metrics scroll
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
@@ -141,8 +142,8 @@ class CockpitApp(App[int]):
     def compose(self) -> ComposeResult:
         yield TitleBar(self.plan.name, self.plan.description, tag=self._tag(), id="title")
         yield StatusBar(id="status")
-        readiness = Panel(render.readiness, id="readiness")
-        readiness.show_content(render.readiness(None))
+        readiness = Panel(self.readiness_text, id="readiness")
+        readiness.show_content(self.readiness_text(None))
         yield readiness
         yield Panel(lambda s: Content(""), id="result")
         yield Panel(render.timeline, title="Phases", id="timeline", sized=True)
@@ -159,6 +160,10 @@ class CockpitApp(App[int]):
             yield figures
         yield Panel(render.journal_line, id="journal-line")
         yield Footer(compact=True)
+
+    def readiness_text(self, state: CockpitState | None) -> Content:
+        """The rollback-readiness light (a replay says it was not recorded)."""
+        return render.readiness(state)
 
     def _tag(self) -> str:
         return "read-only · browser" if self.serving else "read-only" if self.read_only else ""
@@ -501,7 +506,7 @@ class CockpitApp(App[int]):
             self._send("backup", lambda c: c.backup("from the cockpit"))
 
     def action_help(self) -> None:
-        self._dialog(HelpModal(), None)
+        self._dialog(HelpModal(self.KEY_ACTIONS), None)
 
     def _dialog(self, screen: Screen[Any], done: Callable[[Any], None] | None) -> None:
         """A dialog has the screen to itself: toasts go (the last result stays on the main screen), so none can
@@ -535,7 +540,7 @@ class CockpitApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         titles = set()
-        for a in ACTIONS:
+        for a in self.KEY_ACTIONS:
             if a.acts and self.serving:
                 continue  # the browser view has no action at all, not even in the palette
             titles.add(a.label)

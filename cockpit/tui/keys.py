@@ -216,11 +216,19 @@ ACTIONS: tuple[CockpitAction, ...] = (
 )
 BY_NAME = {a.name: a for a in ACTIONS}
 
+# `cockpit replay` adds these to the same screen (read-only: none of ACTIONS that acts runs there)
+REPLAY_ACTIONS: tuple[CockpitAction, ...] = (
+    CockpitAction("replay_pause", "space", "Pause", "Replay: pause, or play on", display="␣"),
+    CockpitAction("replay_next", "n", "Next", "Replay: jump to the journal's next event"),
+    CockpitAction("replay_faster", "plus", "Faster", "Replay: twice as fast", display="+"),
+    CockpitAction("replay_slower", "minus", "Slower", "Replay: half as fast", display="-"),
+)
 
-def bindings() -> list[BindingType]:
+
+def bindings(actions: tuple[CockpitAction, ...] = ACTIONS) -> list[BindingType]:
     return [
         Binding(a.key, a.name, a.label, show=a.show, key_display=a.display, tooltip=a.description, id=a.name)
-        for a in ACTIONS
+        for a in actions
     ]
 
 

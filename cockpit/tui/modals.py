@@ -29,7 +29,7 @@ from cockpit.core.plan import Plan, format_duration
 from cockpit.core.redact import redact_text
 from cockpit.core.state import CockpitState
 from cockpit.tui import render
-from cockpit.tui.keys import ACTIONS
+from cockpit.tui.keys import ACTIONS, CockpitAction
 
 DEFAULT_ROLLBACK_REASON = "manual rollback from the cockpit"
 ROLLBACK_MODES = ("immediate", "gradual")
@@ -359,15 +359,16 @@ class HelpModal(_Dialog):
     ]
     CANCEL_HINT = Hint("Esc", "close")
 
-    def __init__(self) -> None:
+    def __init__(self, actions: tuple[CockpitAction, ...] = ACTIONS) -> None:
         super().__init__("help")
+        self.actions = actions
 
     def body(self) -> ComposeResult:
         rows = [
             Content.assemble(
                 (f"{a.shown_key:>3}  ", "bold $accent"), (f"{a.label:<9}", "bold"), a.description
             )
-            for a in ACTIONS
+            for a in self.actions
         ]
         yield Label("Keys", classes="dialog-title")
         yield Static(
