@@ -38,7 +38,7 @@ from cockpit.core.journal import Command as Queued
 from cockpit.core.journal import Journal, current_actor
 from cockpit.core.lock import ControllerLock
 from cockpit.core.phases import Machine
-from cockpit.core.plan import Plan
+from cockpit.core.plan import Plan, plan_record
 from cockpit.core.recorder import Result
 from cockpit.core.state import CockpitState, CopyView, Ended
 from cockpit.core.vocabulary import Outcome, State
@@ -108,6 +108,7 @@ class Controller:
                     "state": self.machine.as_dict(),
                     "samples_pruned": pruned,
                     "machine": machine_facts(),
+                    "plan": plan_record(self.plan),
                 },
                 self.actor,
             )

@@ -34,6 +34,7 @@ from cockpit.core.plan_reading import Loc, explain, read, where, yaml_keys
 from cockpit.core.plan_reading import Percent as Percent
 from cockpit.core.plan_reading import format_duration as format_duration
 from cockpit.core.plan_reading import parse_duration as parse_duration
+from cockpit.core.redact import redact
 from cockpit.core.vocabulary import RollbackStep
 
 RollbackMode = Literal["immediate", "gradual"]
@@ -503,6 +504,22 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     doc: dict[str, Any] = conv(plan.model_dump(by_alias=True))
     doc["source"] = plan.source
     return doc
+
+
+def plan_record(plan: Plan) -> dict[str, Any]:
+    """The plan as the journal keeps it at each controller start (redacted): `cockpit replay --journal` draws the
+    day with the plan it was recorded with."""
+    doc = plan_to_dict(plan)
+    doc.pop("source", None)
+    return typing.cast(dict[str, Any], redact(doc))
+
+
+def plan_from_record(doc: dict[str, Any], where: str | os.PathLike[str]) -> Plan:
+    """A plan kept by `plan_record`, read back (for drawing only: its secrets are masked). Raises PlanError."""
+    try:
+        return Plan.model_validate(doc).located(where)
+    except ValidationError as exc:
+        raise PlanError([f"{where}: the plan recorded in the journal cannot be read back: {exc}"]) from None
 
 
 def plan_schema() -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from cockpit.core.journal import ActionRecord, Event, format_when
+from cockpit.core.journal import UNSHOWN, ActionRecord, Event, format_when
 from cockpit.core.plan_reading import format_duration
 from cockpit.core.redact import redact, redact_text
 from cockpit.report.charts import Series
@@ -166,7 +166,7 @@ def _table(events: list[Event]) -> list[str]:
         return []
     rows = ["| time | kind | actor | action | details |", "|---|---|---|---|---|"]
     for e in events:
-        details = ", ".join(f"{k}={v}" for k, v in redact(e.payload).items())
+        details = ", ".join(f"{k}={v}" for k, v in redact(e.payload).items() if k not in UNSHOWN)
         rows.append(
             f"| {format_when(e.ts)} | {_cell(e.kind)} | {_cell(e.actor)} | {_cell(e.action_id or '')} | "
             f"{_cell(details)} |"

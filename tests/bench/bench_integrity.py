@@ -102,9 +102,7 @@ def main() -> int:
         )
         relad = importlib.util.find_spec("reladiff") is not None
         if not relad:
-            print(
-                "reladiff: not installed; .venv/bin/pip install -e '.[bench]' to print it beside ours"
-            )
+            print("reladiff: not installed; .venv/bin/pip install -e '.[bench]' to print it beside ours")
         # the first and last keys, and random ones
         changed = sorted({1, args.rows, *random.Random(7).sample(range(2, args.rows), args.changed - 2)})
         server = urlsplit(ADMIN)

@@ -10,6 +10,7 @@ import pytest
 from textual.widgets import Static
 
 from cockpit.cli.main import main
+from cockpit.cli.report import recorded_plan
 from cockpit.core.journal import Journal
 from cockpit.tui.app import CockpitApp
 from cockpit.tui.modals import HelpModal
@@ -178,8 +179,13 @@ def test_cli_refuses_bad_input_before_any_screen(
 ) -> None:
     monkeypatch.delenv("COCKPIT_PLAN", raising=False)
     journal = str(day.journal)
-    assert main(["replay", "--journal", journal]) == 2
-    assert "no plan: the replay draws the plan's phases" in capsys.readouterr().err
+    assert main(["replay"]) == 2
+    assert "nothing to replay: give --journal FILE" in capsys.readouterr().err
+    old = tmp_path / "old.db"  # a journal from before plans were recorded at each start
+    with Journal(old) as j:
+        j.event("controller.start", {"pid": 1, "state": {}}, actor="ana@box")
+    assert main(["replay", "--journal", str(old)]) == 2
+    assert "does not record its plan" in capsys.readouterr().err
     plan = str(day.plan.path("plan.yaml"))
     assert main(["-p", plan, "replay", "--journal", journal, "--speed", "0"]) == 2
     assert "--speed must be above 0" in capsys.readouterr().err
@@ -187,3 +193,10 @@ def test_cli_refuses_bad_input_before_any_screen(
     assert "not a time" in capsys.readouterr().err
     assert main(["-p", plan, "replay", "--journal", str(tmp_path / "none.db")]) == 1
     assert "no journal at" in capsys.readouterr().err
+
+
+def test_the_journal_carries_its_plan(day: Recorded) -> None:
+    """Each controller start journals its plan (redacted): `replay --journal FILE` needs nothing else."""
+    plan = recorded_plan(day.journal)
+    assert [p.name for p in plan.phases] == [p.name for p in day.plan.phases]
+    assert plan.rollback.triggers == day.plan.rollback.triggers and plan.name == day.plan.name
