@@ -106,7 +106,8 @@ class PrometheusMetrics:
         return None if q is None else q.format(job=job, window=self.window)
 
     def sample(self) -> dict[str, float]:
-        """Flat metrics (`blue.error_rate`, `green.response_time_p95`, ...); a stale side has no figures."""
+        """Flat metrics (`blue.error_rate`, `green.response_time_p95`, ..., and `throughput` when every side has
+        its rate); a stale side has no figures."""
         out: dict[str, float] = {}
         for side, job in self.jobs.items():
             fresh = self._q("fresh", job)
@@ -120,6 +121,11 @@ class PrometheusMetrics:
                 value = None if promql is None else self.query(promql)
                 if value is not None:
                     out[f"{side}.{name}"] = value
+        rates = [out.get(f"{side}.rps") for side in self.jobs]
+        if rates and all(
+            r is not None for r in rates
+        ):  # both sides fresh: a partial sum would read as a drop
+            out["throughput"] = sum(r for r in rates if r is not None)
         return out
 
     def close(self) -> None:
