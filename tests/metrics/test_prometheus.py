@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cockpit.drivers.metrics.prometheus import PrometheusError, PrometheusMetrics
+from cockpit.drivers.metrics.prometheus import PRESETS, PrometheusError, PrometheusMetrics
 from cockpit.lab.app_metrics import AppMetrics
 
 PROM = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -178,3 +178,18 @@ def test_controller_source_marks_stale_when_prometheus_is_down(
     got = source.poll()  # never raises: the tick goes on
     assert got["prometheus.up"] == 0.0 and got["green.prometheus_stale"] == 1.0
     assert "green.error_rate" not in got
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_presets_queries_parse_in_a_real_prometheus(
+    preset: str, prom: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    """Prometheus parses and runs each query (no exporter of the nginx-exporter preset here: an empty answer,
+    never a parse error)."""
+    url, _ = prom
+    m = PrometheusMetrics(url=url, jobs={"green": "green"}, preset=preset)
+    for promql in PRESETS[preset].values():
+        m.query(promql.format(job="green", window="30s"))  # PrometheusError on a parse error
+    with pytest.raises(PrometheusError, match="rejected"):
+        m.query("sum(rate(x[30s])")  # and a parse error is seen as one
+    m.close()

@@ -28,6 +28,7 @@ from cockpit.control.controller import Controller
 from cockpit.control.factory import build_drivers
 from cockpit.core.journal import Journal
 from cockpit.core.plan import Plan, load_plan
+from cockpit.core.rules import TriggerTracker
 from cockpit.drivers.metrics.access_log import AccessLogMetrics
 from cockpit.drivers.metrics.prometheus import APP_REQUESTS, PrometheusMetrics
 from cockpit.drivers.services.processes import ProcessesDriver
@@ -175,5 +176,39 @@ async def test_prometheus_gone_marks_the_controllers_metrics_stale_within_two_ti
     finally:
         if how == "frozen":
             os.kill(pid, signal.SIGCONT)
+        await controller.close()
+        drivers.close()
+
+
+async def test_database_connection_failure_fires_from_prometheus(
+    lab: tuple[Path, Plan], tmp_path: Path
+) -> None:
+    """The lab plan's database_connection_failure trigger (green.connection_failures > 50) on what the controller
+    reads through Prometheus: green's database down (the fault switch: the services answer 503, the database
+    itself is up, so the cockpit's own probe sees nothing)."""
+    root, plan = lab
+    drivers = build_drivers(plan, with_sync=False)
+    controller = Controller(plan, drivers, Journal(tmp_path / "journal.db"))
+    await controller.start()
+    tracker = TriggerTracker(plan.rollback.triggers)
+    try:
+        await _fresh(controller)
+        fired, _pending = tracker.update(controller.metrics, time.time())
+        assert fired == []
+        set_fault(root, "green", db_down=True)
+        end = time.monotonic() + 45
+        while not fired:
+            assert time.monotonic() < end, f"never fired: {controller.metrics}"
+            await asyncio.sleep(0.5)
+            await controller.refresh()
+            fired, _pending = tracker.update(controller.metrics, time.time())
+        m = controller.metrics
+        print(f"fired: {[f.reason for f in fired]}")
+        assert [f.trigger.name for f in fired] == ["database_connection_failure"]
+        assert (m["green.connection_failure_rate"] or 0) > 50 and (
+            m.get("green.db_connection_failure_rate") or 0
+        ) < 50
+        assert m["green.connection_failures"] == m["green.connection_failure_rate"]
+    finally:
         await controller.close()
         drivers.close()
