@@ -255,6 +255,9 @@ def up(opts: LabOptions) -> dict[str, Any]:
             "--tls makes the lab's private cluster serve TLS; with an existing server (--pg-url or "
             "COCKPIT_LAB_PG_URL) put sslmode=require in its URL instead"
         )
+    if opts.metrics not in METRICS:
+        raise LabError(f"unknown metrics source {opts.metrics!r}; known: {', '.join(METRICS)}")
+    prometheus_bin = find_prometheus() if opts.metrics == "prometheus" else ""
     root = Path(opts.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     previous = read_state(root)
@@ -266,10 +269,7 @@ def up(opts: LabOptions) -> dict[str, Any]:
                 f"{'' if root == DEFAULT_ROOT.resolve() else f' --root {root}'}` first"
             )
         down(root, quiet=True)  # a stale one: clean it before starting again
-    if opts.metrics not in METRICS:
-        raise LabError(f"unknown metrics source {opts.metrics!r}; known: {', '.join(METRICS)}")
     nginx_bin = find_nginx()
-    prometheus_bin = find_prometheus() if opts.metrics == "prometheus" else ""
     if not opts.pg_url:
         find_pg_bindir()  # fail early with the install hint
     if not TEMPLATE.is_file():

@@ -193,3 +193,20 @@ def test_every_presets_queries_parse_in_a_real_prometheus(
     with pytest.raises(PrometheusError, match="rejected"):
         m.query("sum(rate(x[30s])")  # and a parse error is seen as one
     m.close()
+
+
+def test_a_plan_overriding_an_unknown_query_is_refused_where_it_stands(tmp_path: Path) -> None:
+    from tests.core.plans import write_plan
+    from tests.core.test_processes import cockpit
+
+    plan = write_plan(tmp_path)
+    with open(plan, "a", encoding="utf-8") as f:
+        f.write("prometheus:\n  url: http://127.0.0.1:9\n  queries: {p99: 'x'}\n")
+    done = cockpit("-p", str(plan), "plan", "check")
+    assert done.returncode == 2
+    assert (
+        "prometheus.queries: unknown query 'p99'; known: rps, error_rate, connection_failure_rate"
+        in done.stderr
+    )
+    with pytest.raises(PrometheusError, match="unknown Prometheus query name"):
+        PrometheusMetrics(url="http://127.0.0.1:9", jobs={}, queries={"p99": "x"})

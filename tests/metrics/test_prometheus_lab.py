@@ -27,16 +27,18 @@ import pytest
 from cockpit.control.controller import Controller
 from cockpit.control.factory import build_drivers
 from cockpit.core.journal import Journal
+from cockpit.core.metric_names import KNOWN
 from cockpit.core.plan import Plan, load_plan
 from cockpit.core.rules import TriggerTracker
 from cockpit.drivers.metrics.access_log import AccessLogMetrics
 from cockpit.drivers.metrics.prometheus import APP_REQUESTS, PrometheusMetrics
 from cockpit.drivers.services.processes import ProcessesDriver
 from cockpit.lab.errors import LabError
-from cockpit.lab.lab import LOAD_UNIT, LabOptions, down, set_fault, up
+from cockpit.lab.lab import LOAD_UNIT, LabOptions, down, listening, set_fault, status, up
 from cockpit.lab.prometheus import UNIT as PROMETHEUS_UNIT
 from cockpit.lab.prometheus import find_prometheus
 from tests.conftest import wait_for
+from tests.core.test_processes import cockpit
 
 try:
     find_prometheus()
@@ -165,6 +167,7 @@ async def test_prometheus_gone_marks_the_controllers_metrics_stale_within_two_ti
     pid = int(json.loads((root / "run" / f"{PROMETHEUS_UNIT}.pid").read_text())["pid"])
     try:
         await _fresh(controller)
+        assert set(controller.metrics) <= KNOWN, sorted(set(controller.metrics) - KNOWN)
         if how == "stopped":
             prometheus.stop([PROMETHEUS_UNIT])
         else:  # alive but answering nothing: each query waits for the source's timeout
@@ -204,7 +207,7 @@ async def test_database_connection_failure_fires_from_prometheus(
             fired, _pending = tracker.update(controller.metrics, time.time())
         m = controller.metrics
         print(f"fired: {[f.reason for f in fired]}")
-        assert [f.trigger.name for f in fired] == ["database_connection_failure"]
+        assert [f.trigger.name for f in fired] == ["database_connection_failure"], [f.reason for f in fired]
         assert (m["green.connection_failure_rate"] or 0) > 50 and (
             m.get("green.db_connection_failure_rate") or 0
         ) < 50
@@ -212,3 +215,25 @@ async def test_database_connection_failure_fires_from_prometheus(
     finally:
         await controller.close()
         drivers.close()
+
+
+def test_lab_down_stops_prometheus(lab: tuple[Path, Plan]) -> None:
+    root, plan = lab
+    doc = status(root)
+    prom = doc["prometheus"]
+    assert doc["metrics"] == "prometheus" and prom["running"] and prom["url"] == plan.prometheus.url
+    assert "Prometheus " + prom["url"] in cockpit("lab", "status", "--root", str(root)).stdout
+    down(root, quiet=True)
+    assert listening([prom["port"]]) == [] and not status(root)["up"]
+
+
+def test_bad_metrics_choices_are_refused_before_anything_changes(tmp_path: Path) -> None:
+    root = tmp_path / "lab"
+    with pytest.raises(LabError, match="unknown metrics source 'graphite'; known: access-log, prometheus"):
+        up(LabOptions(root=root, metrics="graphite", quiet=True))
+    assert not root.exists()
+    with pytest.raises(LabError, match=r"prometheus not found .*apt-get install -y prometheus"):
+        find_prometheus(path=str(tmp_path), fallbacks=())
+    done = cockpit("lab", "up", "--root", str(root), "--metrics", "graphite")
+    assert done.returncode == 2 and "--metrics: invalid choice: 'graphite'" in done.stderr
+    assert not root.exists()

@@ -11,10 +11,12 @@ absent) means the side's figures are empty, never the last values. A Prometheus 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 import httpx
 
 from cockpit.core.errors import CockpitError
+from cockpit.core.plan import PrometheusQuery
 
 # The app preset's metric names: what a prometheus_client app exports (the lab's services do, see
 # cockpit/lab/app_metrics.py): a request counter by status code and a latency histogram.
@@ -56,8 +58,8 @@ PRESETS: dict[str, dict[str, str]] = {
         "fresh": 'time() - max(timestamp(up{{job="nginx"}} == 1))',
     },
 }
-FIGURES = ("rps", "error_rate", "connection_failure_rate", "response_time_p95")  # read each tick, per side
-QUERY_NAMES = (*FIGURES, "fresh")
+QUERY_NAMES: tuple[str, ...] = get_args(PrometheusQuery)  # one definition: the plan's
+FIGURES = tuple(n for n in QUERY_NAMES if n != "fresh")  # read each tick, per side
 
 
 class PrometheusError(CockpitError):
