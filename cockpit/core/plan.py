@@ -299,10 +299,14 @@ class JournalSpec(_Part):
     keep_samples: Duration = Duration(7 * 86400)  # older metric samples are dropped at start, then hourly
 
 
+# the PromQL a `prometheus` section may override, one per figure per side (and `fresh`: the age of the newest scrape)
+PrometheusQuery = Literal["rps", "error_rate", "connection_failure_rate", "response_time_p95", "fresh"]
+
+
 class Prometheus(_Part):
     """Prometheus as the metric source (issue 12), in place of the access log. `jobs` maps a side to its
-    scrape job; `queries` overrides a preset's PromQL per metric (`rps`, `error_rate`, `response_time_p95`,
-    `fresh`; `{job}` and `{window}` are filled in)."""
+    scrape job; `queries` overrides a preset's PromQL per metric (PrometheusQuery; `{job}` and `{window}` are
+    filled in)."""
 
     url: str
     jobs: dict[str, str] = {"blue": "blue", "green": "green"}
@@ -311,6 +315,18 @@ class Prometheus(_Part):
     window: str = "30s"
     stale_after: float = 30.0
     timeout: float = 2.0
+
+    @field_validator("queries")
+    @classmethod
+    def _known_queries(cls, queries: dict[str, str]) -> dict[str, str]:
+        known = typing.get_args(PrometheusQuery)
+        unknown = [name for name in queries if name not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown quer{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(known)}"
+            )
+        return queries
 
 
 class Plan(_Part):
