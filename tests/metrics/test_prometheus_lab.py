@@ -176,6 +176,10 @@ async def test_prometheus_gone_marks_the_controllers_metrics_stale_within_two_ti
         print(f"Prometheus {how}: stale after {ticks} tick(s)")
         assert ticks <= 2
         assert controller.metrics["prometheus.up"] == 0.0
+        # journaled once, as any failing source is (the screen greys the source from its last good reading)
+        errors = controller.journal.events(kinds=["source.error"])
+        assert [e.payload["source"] for e in errors] == ["metrics._PrometheusSource"], errors
+        assert "PrometheusError" in errors[0].payload["error"]
     finally:
         if how == "frozen":
             os.kill(pid, signal.SIGCONT)
