@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from cockpit.cli.main import main
 from cockpit.core.journal import Journal
+from tests.control.preflight_support import make_plan, run_json
 
 
 def _plan(tmp_path: Path, green_url: str) -> Path:
-    db = tmp_path / "blue.db"
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    conn.commit()
-    conn.close()
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(
-        f"""name: pf
-blue: {{database: {{engine: sqlite, path: blue.db}}}}
-green: {{database: {{engine: postgresql, url: "{green_url}"}}}}
-phases: [{{name: one, green: 5, preflight: true}}]
-preflight: {{timeout: 3s}}
-"""
-    )
-    return plan
+    return make_plan(tmp_path, green_url)
 
 
 def _run(plan: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
-    code = main(["-p", str(plan), "preflight", "--json", "--no-test-message"])
-    return code, json.loads(capsys.readouterr().out)
+    return run_json(plan, capsys)
 
 
 def _status(doc: dict, name: str) -> str:

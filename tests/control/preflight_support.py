@@ -1,0 +1,46 @@
+"""What the preflight tests share: a plan around a real SQLite blue and a PostgreSQL green, one run's JSON."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cockpit.cli.main import main
+
+
+def make_plan(tmp_path: Path, green_url: str, extra: str = "") -> Path:
+    """A plan with a WAL SQLite blue (one table) and `green_url`; `extra` YAML is appended."""
+    db = tmp_path / "blue.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.commit()
+    conn.close()
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        f"""name: pf
+blue: {{database: {{engine: sqlite, path: blue.db}}}}
+green: {{database: {{engine: postgresql, url: "{green_url}"}}}}
+phases: [{{name: one, green: 5, preflight: true}}]
+preflight: {{timeout: 3s}}
+"""
+        + extra
+    )
+    return plan
+
+
+def run_json(plan: Path, capsys: pytest.CaptureFixture[str], *more: str) -> tuple[int, dict]:
+    """`cockpit preflight --json --no-test-message` (plus `more`): exit code and the parsed document."""
+    flags = list(more) or ["--no-test-message"]
+    code = main(["-p", str(plan), "preflight", "--json", *flags])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def check(doc: dict, area: str, name: str) -> dict:
+    """The one check named `name` in `area` (fails the test when it is not there)."""
+    found = [c for c in doc["checks"] if c["area"] == area and c["name"] == name]
+    assert len(found) == 1, [f"{c['area']}/{c['name']}" for c in doc["checks"]]
+    return found[0]
