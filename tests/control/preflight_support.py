@@ -9,20 +9,32 @@ from pathlib import Path
 import pytest
 
 from cockpit.cli.main import main
+from cockpit.drivers.sync.runner import SyncRunner
 
 
-def make_plan(tmp_path: Path, green_url: str, extra: str = "") -> Path:
-    """A plan with a WAL SQLite blue (one table) and `green_url`; `extra` YAML is appended."""
-    db = tmp_path / "blue.db"
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)")
-    conn.commit()
-    conn.close()
+def make_plan(
+    tmp_path: Path, green_url: str, extra: str = "", blue: str = "blue.db", copied: bool = False
+) -> Path:
+    """A plan with a WAL SQLite blue and `green_url`; `extra` YAML is appended. A `blue` file that is not there
+    yet is made with one table; `copied`: blue is copied into green by the real initial copy (capture on both
+    sides), so that the sync area can pass."""
+    db = tmp_path / blue
+    if not db.exists():
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        conn.commit()
+        conn.close()
+    if copied:
+        runner = SyncRunner(db, green_url)
+        try:
+            runner.initial_copy(jobs=1)
+        finally:
+            runner.close()
     plan = tmp_path / "plan.yaml"
     plan.write_text(
         f"""name: pf
-blue: {{database: {{engine: sqlite, path: blue.db}}}}
+blue: {{database: {{engine: sqlite, path: {blue}}}}}
 green: {{database: {{engine: postgresql, url: "{green_url}"}}}}
 phases: [{{name: one, green: 5, preflight: true}}]
 preflight: {{timeout: 3s}}

@@ -12,8 +12,8 @@ from cockpit.core.journal import Journal
 from tests.control.preflight_support import make_plan, run_json
 
 
-def _plan(tmp_path: Path, green_url: str) -> Path:
-    return make_plan(tmp_path, green_url)
+def _plan(tmp_path: Path, green_url: str, copied: bool = False) -> Path:
+    return make_plan(tmp_path, green_url, copied=copied)
 
 
 def _run(plan: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
@@ -25,7 +25,7 @@ def _status(doc: dict, name: str) -> str:
 
 
 def test_go_is_journaled(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    plan = _plan(tmp_path, pg_url)
+    plan = _plan(tmp_path, pg_url, copied=True)
     code, doc = _run(plan, capsys)
     assert code == 0, doc
     assert doc["verdict"] == "go"
@@ -68,7 +68,7 @@ def test_a_bad_plan_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def _gated(tmp_path: Path, pg_url: str) -> Path:
-    plan = _plan(tmp_path, pg_url)
+    plan = _plan(tmp_path, pg_url, copied=True)
     plan.write_text(
         plan.read_text().replace("phases:", "traffic: {driver: file, state_file: split.json}\nphases:")
     )
@@ -100,7 +100,7 @@ def test_force_passes_the_gate_and_is_journaled(
 def test_a_required_backup_missing_is_no_go(
     tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = _plan(tmp_path, pg_url)
+    plan = _plan(tmp_path, pg_url, copied=True)
     plan.write_text(plan.read_text() + "backup: {required: true, max_age: 1h}\n")
     code, doc = _run(plan, capsys)
     assert code == 1 and _status(doc, "fresh backup") == "fail"

@@ -40,7 +40,7 @@ def _nginx_plan(tmp_path: Path, pg_url: str, site: Site) -> Path:
             }
         ],
     }
-    plan = make_plan(tmp_path, pg_url, f"traffic: {json.dumps(traffic)}\n")
+    plan = make_plan(tmp_path, pg_url, f"traffic: {json.dumps(traffic)}\n", copied=True)
     plan.write_text(
         plan.read_text()
         .replace("blue: {database:", f"blue: {{upstreams: ['{site.blue.address}'], database:")

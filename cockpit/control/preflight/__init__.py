@@ -1,7 +1,7 @@
 """`cockpit preflight`: the go/no-go checklist before a phase (the strategy's `pre_deployment_check`,
 `validate_neon_connection`, `check_system_resources`).
 
-One module per area (green, blue, nginx, services, backup and system; sync and alerts are to come), each a function
+One module per area (green, blue, nginx, services, sync, backup and system; alerts is to come), each a function
 `checks(ctx) -> list[Check]` that reads the world through the drivers the plan names and never changes it (the
 one exception, on purpose: the alerts area sends a test message, marked as a test, unless `--no-test-message`).
 The areas run in parallel threads; each network step is bounded by `preflight.timeout`, and an area that does not
@@ -40,13 +40,14 @@ Area = Callable[[Context], list[Check]]
 
 
 def areas() -> list[tuple[str, Area]]:
-    from cockpit.control.preflight import backup, blue, green, nginx, services, system
+    from cockpit.control.preflight import backup, blue, green, nginx, services, sync, system
 
     return [
         ("green", green.checks),
         ("blue", blue.checks),
         ("nginx", nginx.checks),
         ("services", services.checks),
+        ("sync", sync.checks),
         ("backup", backup.checks),
         ("system", system.checks),
     ]
