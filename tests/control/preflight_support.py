@@ -44,9 +44,9 @@ preflight: {{timeout: 3s}}
     return plan
 
 
-def run_json(plan: Path, capsys: pytest.CaptureFixture[str], *more: str) -> tuple[int, dict]:
-    """`cockpit preflight --json --no-test-message` (plus `more`): exit code and the parsed document."""
-    flags = list(more) or ["--no-test-message"]
+def run_json(plan: Path, capsys: pytest.CaptureFixture[str], test_message: bool = False) -> tuple[int, dict]:
+    """`cockpit preflight --json` (with `--no-test-message` unless `test_message`): exit code and the document."""
+    flags = [] if test_message else ["--no-test-message"]
     code = main(["-p", str(plan), "preflight", "--json", *flags])
     return code, json.loads(capsys.readouterr().out)
 

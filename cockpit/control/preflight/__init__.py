@@ -1,7 +1,7 @@
 """`cockpit preflight`: the go/no-go checklist before a phase (the strategy's `pre_deployment_check`,
 `validate_neon_connection`, `check_system_resources`).
 
-One module per area (green, blue, nginx, services, sync, backup and system; alerts is to come), each a function
+One module per area (green, blue, nginx, services, sync, backup, alerts, system), each a function
 `checks(ctx) -> list[Check]` that reads the world through the drivers the plan names and never changes it (the
 one exception, on purpose: the alerts area sends a test message, marked as a test, unless `--no-test-message`).
 The areas run in parallel threads; each network step is bounded by `preflight.timeout`, and an area that does not
@@ -40,7 +40,7 @@ Area = Callable[[Context], list[Check]]
 
 
 def areas() -> list[tuple[str, Area]]:
-    from cockpit.control.preflight import backup, blue, green, nginx, services, sync, system
+    from cockpit.control.preflight import alerts, backup, blue, green, nginx, services, sync, system
 
     return [
         ("green", green.checks),
@@ -49,6 +49,7 @@ def areas() -> list[tuple[str, Area]]:
         ("services", services.checks),
         ("sync", sync.checks),
         ("backup", backup.checks),
+        ("alerts", alerts.checks),
         ("system", system.checks),
     ]
 
