@@ -1,4 +1,5 @@
-"""Green (PostgreSQL / Neon): the direct host, TLS, the server and its version, the cold start, connections."""
+"""Green (PostgreSQL / Neon): the direct host, TLS, the server and its version, the cold start, connections; the
+sync's rights and the keys left (cockpit.control.preflight.green_rights)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from cockpit.control.preflight import Context
+from cockpit.control.preflight import Context, green_rights
 from cockpit.core.checks import FAIL, PASS, WARN, Check
 from cockpit.core.redact import redact_text
 from cockpit.drivers.sync.runner import pooler_warning
@@ -80,8 +81,14 @@ def checks(ctx: Context) -> list[Check]:
             )
         )
         out.append(_connections(ctx, conn))
+        if (
+            ctx.plan.blue.database.engine == "sqlite"
+        ):  # the sync's rights and keys: a SQLite blue to sync from
+            out += green_rights.rights(ctx, conn)
     finally:
         conn.close()
+    if ctx.plan.blue.database.engine == "sqlite":
+        out += green_rights.keys_left(ctx)
     return out
 
 

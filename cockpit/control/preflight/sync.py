@@ -12,7 +12,7 @@ import contextlib
 from typing import Any
 
 from cockpit.control.preflight import Context
-from cockpit.core.checks import FAIL, PASS, WARN, Check
+from cockpit.core.checks import FAIL, PASS, WARN, Check, counted
 from cockpit.core.plan import Plan
 from cockpit.core.plan_reading import format_duration
 from cockpit.drivers.sync import ddl
@@ -48,7 +48,7 @@ def checks(ctx: Context) -> list[Check]:
                 )
             ]
         names = runner.table_names()
-        out = [Check("sync", "capture", PASS, f"installed on both sides for {len(names)} tables")]
+        out = [Check("sync", "capture", PASS, f"installed on both sides for {counted(len(names), 'table')}")]
         status = runner.status()
         out.append(_lag(plan, status["lag"]))
         out.append(_conflicts(int(status.get("conflicts_waiting") or 0)))
@@ -130,7 +130,7 @@ def _schema(ctx: Context, names: list[str]) -> Check:
             "make the schema the same on both sides and run cockpit sync install, or re-seed: "
             f"cockpit sync copy --tables {','.join(tables)}",
         )
-    return Check("sync", "schema", PASS, f"no change since the copy ({len(names)} tables, {how})")
+    return Check("sync", "schema", PASS, f"no change since the copy ({counted(len(names), 'table')}, {how})")
 
 
 def _problem(ctx: Context) -> Check:
