@@ -133,3 +133,23 @@ def test_a_blue_unit_stopped_and_a_dead_health_check_are_no_go(
     assert code == 1
     assert _status(doc, "blue app") == "fail"
     assert _status(doc, "health front") == "fail"
+
+
+def test_the_table_shows_every_check_the_json_has(
+    tmp_path: Path,
+    pg_url: str,
+    refused_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = make_plan(tmp_path, pg_url, f"alerts: {{webhook: {{url: '{refused_url}'}}}}\n", copied=True)
+    code, doc = run_json(plan, capsys)
+    monkeypatch.setenv("COLUMNS", "240")
+    assert main(["-p", str(plan), "preflight", "--no-test-message"]) == code == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "preflight pf: no-go:" in lines[0]
+    rows = [[cell.strip() for cell in ln.split("│")[1:4]] for ln in lines if ln.startswith("│")]
+    for c in doc["checks"]:  # one row each: area, check and status in their cells
+        assert rows.count([c["area"], c["name"], c["status"]]) == 1, (c, rows)
+    areas = {c["area"] for c in doc["checks"]}
+    assert {"green", "blue", "sync", "backup", "alerts", "system"} <= areas
