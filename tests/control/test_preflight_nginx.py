@@ -122,3 +122,18 @@ def test_the_dump_lists_what_nginx_loads(site: Site) -> None:
     assert str(site.nginx.conf_path.resolve()) in files
     assert str(site.nginx.driver_include.resolve()) in files
     assert dump_argv(["systemctl", "reload", "nginx"]) is None
+
+
+def test_an_access_log_not_written_lately_warns(
+    tmp_path: Path, pg_url: str, site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import time
+
+    _get(site)
+    long_ago = time.time() - 3600  # older than the plan's 60 s traffic window
+    os.utime(site.access_log, (long_ago, long_ago))
+    code, doc = run_json(_nginx_plan(tmp_path, pg_url, site), capsys)
+    assert code == 0
+    log = check(doc, "nginx", "lb1 access log")
+    assert log["status"] == "warn" and "older than the 1m window" in log["found"], log

@@ -94,3 +94,33 @@ def test_a_schema_change_since_the_copy_is_no_go(
     assert code == 1
     c = check(doc, "sync", "schema")
     assert c["status"] == "fail" and "companies" in c["found"] and "--tables companies" in c["do"], c
+
+
+def test_a_problem_the_running_sync_reported_warns(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from cockpit.drivers.sync.runner import read_problem
+    from tests.conftest import wait_for
+
+    plan, runner = _copied(tmp_path, pg_url)
+    db = tmp_path / "app.db"
+
+    def reported() -> object:
+        conn = sqlite3.connect(db)
+        try:
+            return read_problem(conn)
+        finally:
+            conn.close()
+
+    pg_exec(pg_url, "ALTER TABLE companies ADD COLUMN extra text")  # the running sync holds the table...
+    blue_exec(db, "INSERT INTO companies VALUES (1, '11', 'held')")  # ...and says so once a change waits
+    runner.start()
+    try:
+        wait_for(reported, timeout=20, what="the running sync to report its problem")
+    finally:
+        runner.stop()
+    code, doc = run_json(plan, capsys)
+    c = check(doc, "sync", "running sync")
+    assert c["status"] == "warn" and "companies" in c["found"], c
