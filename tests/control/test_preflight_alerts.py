@@ -121,3 +121,50 @@ def test_no_channel_only_warns(tmp_path: Path, pg_url: str, capsys: pytest.Captu
     code, doc = run_json(make_plan(tmp_path, pg_url, copied=True), capsys)
     assert code == 0
     assert check(doc, "alerts", "channels")["status"] == "warn"
+
+
+def test_starttls_then_login(
+    tmp_path: Path, pg_url: str, receiver: LocalHTTP, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """A real STARTTLS: aiosmtpd with a certificate for 127.0.0.1 made by openssl, trusted through SSL_CERT_FILE
+    (what ssl.create_default_context reads), login only after TLS (auth_require_tls)."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    seen: list[LoginPassword] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        seen.append(auth_data)
+        return AuthResult(success=auth_data == LoginPassword(USER, PASSWORD), handled=False)
+
+    controller = BoundController(
+        Inbox(),
+        authenticator=authenticator,
+        tls_context=context,
+        require_starttls=True,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        plan = _plan(tmp_path, pg_url, receiver.url("/ok"), controller.port)
+        plan.write_text(plan.read_text().replace('"smtp_host"', '"starttls": true, "smtp_host"'))
+        code, doc = run_json(plan, capsys)
+        mail = check(doc, "alerts", "smtp")
+        assert code == 0 and mail["status"] == "pass" and "login accepted, TLS" in mail["found"], mail
+        assert seen == [LoginPassword(USER, PASSWORD)]
+        monkeypatch.delenv("SSL_CERT_FILE")  # the same server, its certificate no longer trusted
+        code, doc = run_json(plan, capsys)
+        mail = check(doc, "alerts", "smtp")
+        assert code == 1 and mail["status"] == "fail" and "CERTIFICATE_VERIFY_FAILED" in mail["found"], mail
+    finally:
+        controller.stop()
