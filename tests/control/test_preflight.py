@@ -59,6 +59,8 @@ def test_a_missing_blue_file_is_no_go(
     (tmp_path / "blue.db").unlink()
     code, doc = _run(plan, capsys)
     assert code == 1 and _status(doc, "file") == "fail"
+    assert not (tmp_path / "blue.db").exists()  # looked for, never created
+    assert _status(doc, "server answers") == "pass"  # green's own checks still ran
 
 
 def test_a_bad_plan_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,7 @@ The verdict is journaled as a `preflight` event; a phase with `preflight: true` 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,14 @@ class Context:
 
 
 Area = Callable[[Context], list[Check]]
+
+
+def read_blue(ctx: Context) -> sqlite3.Connection:
+    """Blue's SQLite file opened read-only (a preflight never writes, nor creates a missing file)."""
+    path = ctx.plan.path(ctx.plan.blue.database.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no SQLite file at {path}")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=ctx.timeout, check_same_thread=False)
 
 
 def areas() -> list[tuple[str, Area]]:

@@ -52,6 +52,9 @@ def checks(ctx: Context) -> list[Check]:
                 "add ?sslmode=require to green.database.url",
             )
         )
+    # the sync's rights and keys need a SQLite blue to sync from (a missing file: the blue area says so)
+    blue = ctx.plan.blue.database
+    syncs = blue.engine == "sqlite" and ctx.plan.path(blue.path).is_file()
     started = time.monotonic()
     try:
         conn = psycopg.connect(db.url, connect_timeout=max(1, int(ctx.timeout)), autocommit=True)
@@ -81,13 +84,11 @@ def checks(ctx: Context) -> list[Check]:
             )
         )
         out.append(_connections(ctx, conn))
-        if (
-            ctx.plan.blue.database.engine == "sqlite"
-        ):  # the sync's rights and keys: a SQLite blue to sync from
+        if syncs:
             out += green_rights.rights(ctx, conn)
     finally:
         conn.close()
-    if ctx.plan.blue.database.engine == "sqlite":
+    if syncs:
         out += green_rights.keys_left(ctx)
     return out
 

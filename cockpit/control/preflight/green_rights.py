@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import psycopg
 
-from cockpit.control.preflight import Context
+from cockpit.control.preflight import Context, read_blue
 from cockpit.core.checks import FAIL, PASS, WARN, Check, counted
 from cockpit.core.redact import redact_text
 from cockpit.drivers.sync.capture import PG_SCHEMA, sqlite_tables
-from cockpit.drivers.sync.runner import SyncRunner, connect_sqlite
+from cockpit.drivers.sync.runner import SyncRunner
 
 WRITES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRIGGER")
 
@@ -41,7 +41,7 @@ def _synced(ctx: Context) -> list[str]:
     tables = ctx.plan.sync.tables
     if isinstance(tables, list):
         return list(tables)
-    blue = connect_sqlite(ctx.plan.path(ctx.plan.blue.database.path))
+    blue = read_blue(ctx)
     try:
         return sqlite_tables(blue)
     finally:

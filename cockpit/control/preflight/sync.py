@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from cockpit.control.preflight import Context
+from cockpit.control.preflight import Context, read_blue
 from cockpit.core.checks import FAIL, PASS, WARN, Check, counted
 from cockpit.core.plan import Plan
 from cockpit.core.plan_reading import format_duration
@@ -22,7 +22,6 @@ from cockpit.drivers.sync.runner import (
     GREEN_TO_BLUE,
     SyncRunner,
     connect_pg,
-    connect_sqlite,
     read_problem,
 )
 
@@ -106,7 +105,7 @@ def _conflicts(waiting: int) -> Check:
 
 def _schema(ctx: Context, names: list[str]) -> Check:
     plan = ctx.plan
-    blue = connect_sqlite(plan.path(plan.blue.database.path))
+    blue = read_blue(ctx)
     try:
         pg = connect_pg(plan.green.database.url, ctx.timeout)
         try:
@@ -134,7 +133,7 @@ def _schema(ctx: Context, names: list[str]) -> Check:
 
 
 def _problem(ctx: Context) -> Check:
-    blue = connect_sqlite(ctx.plan.path(ctx.plan.blue.database.path))
+    blue = read_blue(ctx)
     try:
         said = read_problem(blue)
     finally:
