@@ -72,7 +72,7 @@ def _config(b: Balancer, timeout: float) -> list[Check]:
             Check("nginx", test_name, FAIL, said or f"exit code {code}", "fix the configuration nginx names"),
             Check("nginx", inc_name, FAIL, "not read: the configuration does not test", "fix nginx -t first"),
         ]
-    out = [Check("nginx", test_name, PASS, said or "syntax ok, test successful")]
+    out = [Check("nginx", test_name, PASS, "syntax is ok, test is successful")]
     if argv is None:
         out.append(
             Check(
