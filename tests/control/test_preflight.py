@@ -155,3 +155,15 @@ def test_the_table_shows_every_check_the_json_has(
         assert rows.count([c["area"], c["name"], c["status"]]) == 1, (c, rows)
     areas = {c["area"] for c in doc["checks"]}
     assert {"green", "blue", "sync", "backup", "alerts", "system"} <= areas
+
+
+def test_a_backup_too_old_is_no_go(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = _plan(tmp_path, pg_url, copied=True)
+    text = plan.read_text()
+    plan.write_text(text + "backup: {required: true, max_age: 1h}\n")
+    assert main(["-p", str(plan), "backup", "take"]) == 0
+    capsys.readouterr()
+    plan.write_text(text + "backup: {required: true, max_age: 0s}\n")  # the same backup, now too old
+    code, doc = _run(plan, capsys)
+    fresh = next(c for c in doc["checks"] if c["name"] == "fresh backup")
+    assert code == 1 and fresh["status"] == "fail" and "limit 0s" in fresh["found"], fresh
