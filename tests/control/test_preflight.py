@@ -167,3 +167,19 @@ def test_a_backup_too_old_is_no_go(tmp_path: Path, pg_url: str, capsys: pytest.C
     code, doc = _run(plan, capsys)
     fresh = next(c for c in doc["checks"] if c["name"] == "fresh backup")
     assert code == 1 and fresh["status"] == "fail" and "limit 0s" in fresh["found"], fresh
+
+
+def test_tls_required_of_a_server_without_it_is_no_go(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test server has no TLS: a URL that requires it passes the tls check and fails to connect, saying why."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        if conn.execute("SHOW ssl").fetchone() != ("off",):
+            pytest.skip("this server speaks TLS")
+    code, doc = _run(_plan(tmp_path, pg_url + "?sslmode=require"), capsys)
+    assert code == 1
+    assert _status(doc, "tls") == "pass"
+    answers = next(c for c in doc["checks"] if c["name"] == "server answers")
+    assert answers["status"] == "fail" and "does not support SSL" in answers["found"], answers
