@@ -12,6 +12,7 @@ import pytest
 
 from cockpit.control.preflight.nginx import dump_argv, loaded_files
 from cockpit.drivers.traffic.nginx import location_path
+from tests.conftest import wait_for
 from tests.control.preflight_support import check, make_plan, run_json
 from tests.traffic.conftest import Backend, Site, make_site
 
@@ -50,10 +51,22 @@ def _nginx_plan(tmp_path: Path, pg_url: str, site: Site) -> Path:
 
 
 def _get(site: Site) -> None:
+    """One request through the site, and its line in the access log (nginx logs after it answers)."""
+    before = site.access_log.stat().st_size if site.access_log.exists() else 0
     conn = http.client.HTTPConnection("127.0.0.1", site.nginx.listen_port, timeout=5)
     conn.request("GET", "/")
     conn.getresponse().read()
     conn.close()
+
+    def logged() -> bool:
+        data = site.access_log.read_bytes() if site.access_log.exists() else b""
+        return len(data) > before and data.endswith(b"\n")
+
+    wait_for(logged, timeout=10, what="the request's line in the access log")
+
+
+def _failed(doc: dict) -> list[dict]:
+    return [c for c in doc["checks"] if c["status"] == "fail"]
 
 
 def test_a_served_site_is_go(
@@ -61,7 +74,7 @@ def test_a_served_site_is_go(
 ) -> None:
     _get(site)
     code, doc = run_json(_nginx_plan(tmp_path, pg_url, site), capsys)
-    assert code == 0, doc
+    assert code == 0, _failed(doc)
     assert check(doc, "nginx", "lb1 nginx -t")["status"] == "pass"
     assert check(doc, "nginx", "lb1 includes")["status"] == "pass"
     log = check(doc, "nginx", "lb1 access log")
@@ -134,6 +147,6 @@ def test_an_access_log_not_written_lately_warns(
     long_ago = time.time() - 3600  # older than the plan's 60 s traffic window
     os.utime(site.access_log, (long_ago, long_ago))
     code, doc = run_json(_nginx_plan(tmp_path, pg_url, site), capsys)
-    assert code == 0
+    assert code == 0, _failed(doc)
     log = check(doc, "nginx", "lb1 access log")
     assert log["status"] == "warn" and "older than the 1m window" in log["found"], log
