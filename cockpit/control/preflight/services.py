@@ -1,6 +1,6 @@
-"""Services: every unit exists and is active, and the plan's health checks answer. Blue's are required (a
-rollback sends every user there); green's stopped units only warn before its first phase, since the advance
-starts them."""
+"""Services: every unit exists and is active on every host (a host that does not answer is named), and the plan's
+health checks answer. Blue's are required (a rollback sends every user there); green's stopped units only warn
+before its first phase, since the advance starts them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from cockpit.control.preflight import Context
 from cockpit.core.checks import FAIL, PASS, WARN, Check
 from cockpit.core.redact import redact_text
 from cockpit.drivers.services.factory import service_units
+from cockpit.drivers.services.systemd import FleetError
 
 
 def checks(ctx: Context) -> list[Check]:
@@ -21,18 +22,22 @@ def checks(ctx: Context) -> list[Check]:
             continue
         down = FAIL if side == "blue" else WARN
         try:
-            for s in driver.status(units):
-                found = f"{'running' if s.running else 'not running'}{': ' + s.detail if s.detail else ''}"
-                out.append(
-                    Check(
-                        "services",
-                        f"{side} {s.unit}",
-                        PASS if s.running else down,
-                        found,
-                        "" if s.running else "start it (green: the advance starts it)",
+            statuses = driver.status(units)
+        except FleetError as exc:  # some hosts answered: their units, and a failed check per silent host
+            statuses = exc.statuses
+            for host, why, _ in exc.outcomes:
+                if why != "ok":
+                    out.append(
+                        Check(
+                            "services",
+                            f"{side} units on {host}",
+                            down,
+                            redact_text(why),
+                            "reach the host (ssh, its key, systemd), or take it out of services.hosts",
+                        )
                     )
-                )
         except Exception as exc:  # the driver cannot say: that is not healthy
+            statuses = []
             out.append(
                 Check(
                     "services",
@@ -40,6 +45,17 @@ def checks(ctx: Context) -> list[Check]:
                     down,
                     f"{type(exc).__name__}: {redact_text(str(exc))}",
                     "fix the services driver's settings",
+                )
+            )
+        for s in statuses:
+            found = f"{'running' if s.running else 'not running'}{': ' + s.detail if s.detail else ''}"
+            out.append(
+                Check(
+                    "services",
+                    f"{side} {s.unit}" + (f" on {s.host}" if s.host else ""),
+                    PASS if s.running else down,
+                    found,
+                    "" if s.running else "start it (green: the advance starts it)",
                 )
             )
     from cockpit.drivers.health import check
