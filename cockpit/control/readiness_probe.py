@@ -18,7 +18,7 @@ from cockpit.core.plan import Plan
 from cockpit.core.redact import redact_text
 from cockpit.core.state import Lag, Readiness
 from cockpit.drivers.services.base import ServiceDriver
-from cockpit.drivers.services.systemd import FleetError
+from cockpit.drivers.services.systemd import status_by_host
 
 NGINX_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 3.0
@@ -112,17 +112,12 @@ class ReadinessProbe:
 def service_probes(driver: ServiceDriver, units: list[str]) -> list[Probe]:
     """One probe per unit (per host, over a fleet: `unit@host`), and one per host that did not answer."""
     probes: list[Probe] = []
-    failed: list[tuple[str, str]] = []  # (host, what went wrong) of a fleet's hosts that did not answer
-    try:
-        statuses = driver.status(units)
-    except FleetError as exc:  # each host that answered is shown, each that did not is named
-        statuses, failed = exc.statuses, [(h, why) for h, why, _ in exc.outcomes if why != "ok"]
-    except Exception as exc:  # the driver cannot say: that is not healthy
-        statuses, failed = [], [("services", f"{type(exc).__name__}: {exc}")]
+    statuses, failed = status_by_host(driver, units)
     for s in statuses:
         where = f"@{s.host}" if s.host else ""
         probes.append(Probe(s.running, f"{s.unit}{where} {'running' if s.running else 'stopped'}"))
     probes += [
-        Probe(False, redact_text(why if why.startswith(host) else f"{host}: {why}")) for host, why in failed
+        Probe(False, redact_text(why if why.startswith(host) else f"{host or 'services'}: {why}"))
+        for host, why in failed
     ]
     return probes

@@ -8,7 +8,7 @@ from cockpit.control.preflight import Context
 from cockpit.core.checks import FAIL, PASS, WARN, Check
 from cockpit.core.redact import redact_text
 from cockpit.drivers.services.factory import service_units
-from cockpit.drivers.services.systemd import FleetError
+from cockpit.drivers.services.systemd import status_by_host
 
 
 def checks(ctx: Context) -> list[Check]:
@@ -21,30 +21,17 @@ def checks(ctx: Context) -> list[Check]:
         if not units or driver is None:
             continue
         down = FAIL if side == "blue" else WARN
-        try:
-            statuses = driver.status(units)
-        except FleetError as exc:  # some hosts answered: their units, and a failed check per silent host
-            statuses = exc.statuses
-            for host, why, _ in exc.outcomes:
-                if why != "ok":
-                    out.append(
-                        Check(
-                            "services",
-                            f"{side} units on {host}",
-                            down,
-                            redact_text(why),
-                            "reach the host (ssh, its key, systemd), or take it out of services.hosts",
-                        )
-                    )
-        except Exception as exc:  # the driver cannot say: that is not healthy
-            statuses = []
+        statuses, failed = status_by_host(driver, units)
+        for host, why in failed:  # a failed check per silent host, or for a driver that cannot answer
             out.append(
                 Check(
                     "services",
-                    f"{side} units",
+                    f"{side} units" + (f" on {host}" if host else ""),
                     down,
-                    f"{type(exc).__name__}: {redact_text(str(exc))}",
-                    "fix the services driver's settings",
+                    redact_text(why),
+                    "reach the host (ssh, its key, systemd), or take it out of services.hosts"
+                    if host
+                    else "fix the services driver's settings",
                 )
             )
         for s in statuses:
