@@ -51,6 +51,7 @@ from cockpit.tui.modals import (
     CopyModal,
     EndingModal,
     HelpModal,
+    PreflightModal,
     RollbackChoice,
     RollbackModal,
 )
@@ -504,6 +505,26 @@ class CockpitApp(App[int]):
             "backup"
         ):  # nothing to confirm: it only adds a backup (the plan's keep prunes)
             self._send("backup", lambda c: c.backup("from the cockpit"))
+
+    def action_preflight(self) -> None:
+        """The checklist in a worker thread (it sends a marked test message and reads both databases), journaled
+        like `cockpit preflight`, then shown; the screen keeps drawing meanwhile."""
+        if self._cannot_act("preflight"):
+            return
+        self.notify("preflight: running the checks…", timeout=3)
+        self.run_worker(self._preflight(), group="preflight", exclusive=True, exit_on_error=False)
+
+    async def _preflight(self) -> None:
+        from cockpit.control.preflight import record, run_preflight
+
+        try:
+            verdict = await asyncio.to_thread(run_preflight, self.plan)
+            await asyncio.to_thread(record, self.plan, verdict)
+        except Exception as exc:
+            self._report("preflight", "failed", f"{type(exc).__name__}: {exc}")
+            return
+        self._report("preflight", "ok" if verdict.go else "refused", verdict.summary())
+        self._dialog(PreflightModal(verdict), None)
 
     def action_help(self) -> None:
         self._dialog(HelpModal(self.KEY_ACTIONS), None)

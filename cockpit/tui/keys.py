@@ -202,6 +202,14 @@ ACTIONS: tuple[CockpitAction, ...] = (
         why_not=_why_not_end("abandon"),
         show=False,
     ),
+    CockpitAction(
+        "preflight",
+        "p",
+        "Preflight",
+        "Run the go/no-go checklist (journaled: a phase with `preflight: true` needs a fresh go) and show it",
+        acts=True,
+        show=False,
+    ),
     CockpitAction("theme", "t", "Theme", "Next theme: dark, light, high contrast (remembered)", show=False),
     CockpitAction(
         "help", "question_mark", "Help", "Show the keys and what they do", display="?", pinned=True

@@ -25,6 +25,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from cockpit.control.commands import RollbackMode
+from cockpit.core.checks import Verdict
 from cockpit.core.plan import Plan, format_duration
 from cockpit.core.redact import redact_text
 from cockpit.core.state import CockpitState
@@ -350,6 +351,37 @@ GRAMMAR = (
     "Rollback is on b (back to blue), not a shifted twin of r (resume): b then i rolls back at once.",
     "ctrl+p opens the command palette with the same actions (and the themes; t switches theme).",
 )
+
+
+class PreflightModal(_Dialog):
+    """The go/no-go checklist just run (and journaled): failures first, then warnings, then passes."""
+
+    BINDINGS = [Binding("q", "cancel", "Close", show=False)]
+    CANCEL_HINT = Hint("Esc", "close")
+    ORDER = {"fail": 0, "warn": 1, "pass": 2}
+    STYLE = {"fail": "bold $error", "warn": "bold $warning", "pass": "$success"}
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__("preflight")
+        self.verdict = verdict
+
+    def body(self) -> ComposeResult:
+        v = self.verdict
+        yield Label(f"Preflight: {v.summary()}", classes="dialog-title", id="preflight-verdict")
+        rows = [
+            Content.assemble(
+                (f"{c.status:<4} ", self.STYLE[c.status]),
+                (f"{c.area:<8} ", "$text-muted"),
+                (redact_text(c.name), "bold"),
+                f": {redact_text(c.found)}",
+                *(((f"  → {redact_text(c.do)}", "$text-muted"),) if c.do and c.status != "pass" else ()),
+            )
+            for c in sorted(v.checks, key=lambda c: self.ORDER.get(c.status, 3))
+        ]
+        yield Static(Content("\n").join(rows), id="preflight-checks")
+
+    def buttons(self) -> list[Button]:
+        return [Button("Close  Esc", id="cancel", compact=True)]
 
 
 class HelpModal(_Dialog):
