@@ -199,6 +199,10 @@ def test_postgres_captures_and_skips_the_applier(tmp_path, pg_url):
         pg.execute("UPDATE items SET id = 2 WHERE id = 1")
         pg.execute("DELETE FROM items WHERE id = 2")
         pg.execute("""INSERT INTO "Pairs" VALUES ('x', 1, 'v')""")
+        pg.execute(
+            """UPDATE "Pairs" SET b = 2 WHERE a = 'x'"""
+        )  # a two-column key changes: old and new in order
+        pg.execute("""DELETE FROM "Pairs" WHERE a = 'x'""")
         pg.commit()
         with pg.transaction():
             pg.execute("SET LOCAL cockpit.applying = 'on'")
@@ -213,6 +217,9 @@ def test_postgres_captures_and_skips_the_applier(tmp_path, pg_url):
         ("items", "U", [2]),
         ("items", "D", [2]),
         ("Pairs", "I", ["x", 1]),
+        ("Pairs", "D", ["x", 1]),
+        ("Pairs", "U", ["x", 2]),
+        ("Pairs", "D", ["x", 2]),
         ("items", "I", [8]),
     ]
 

@@ -424,19 +424,29 @@ def write_green_position(conn: sqlite3.Connection, position: GreenPosition) -> N
 
 # --------------------------------------------------------------------------------------------------- PostgreSQL
 
+# The key: `to_jsonb(row) -> column` for each key column named in TG_ARGV, in order, as a JSON array. Built with
+# simple expressions in a loop (plpgsql evaluates those without the executor): a `jsonb_agg` over `unnest(TG_ARGV)`
+# gave the same array at 0.72x this one's insert rate (server-side inserts of 1,000 rows per transaction).
 _PG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {PG_SCHEMA}.capture() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
+    j jsonb;
     new_key jsonb;
     old_key jsonb;
 BEGIN
     IF TG_OP <> 'DELETE' THEN
-        SELECT jsonb_agg(r.j -> k.col ORDER BY k.ord) INTO new_key
-          FROM (SELECT to_jsonb(NEW) AS j) r, unnest(TG_ARGV) WITH ORDINALITY AS k(col, ord);
+        j := to_jsonb(NEW);
+        new_key := jsonb_build_array(j -> TG_ARGV[0]);
+        FOR i IN 1 .. TG_NARGS - 1 LOOP
+            new_key := new_key || jsonb_build_array(j -> TG_ARGV[i]);
+        END LOOP;
     END IF;
     IF TG_OP <> 'INSERT' THEN
-        SELECT jsonb_agg(r.j -> k.col ORDER BY k.ord) INTO old_key
-          FROM (SELECT to_jsonb(OLD) AS j) r, unnest(TG_ARGV) WITH ORDINALITY AS k(col, ord);
+        j := to_jsonb(OLD);
+        old_key := jsonb_build_array(j -> TG_ARGV[0]);
+        FOR i IN 1 .. TG_NARGS - 1 LOOP
+            old_key := old_key || jsonb_build_array(j -> TG_ARGV[i]);
+        END LOOP;
     END IF;
     IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND old_key IS DISTINCT FROM new_key) THEN
         INSERT INTO {PG_SCHEMA}.changes (tbl, op, pk) VALUES (TG_TABLE_NAME, 'D', old_key);
