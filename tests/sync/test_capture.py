@@ -80,6 +80,20 @@ def test_sqlite_applier_writes_are_not_captured_and_later_writes_are(tmp_path):
     assert _blue_log(db) == [("items", "I", [1]), ("items", "I", [2]), ("items", "I", [3])]
 
 
+def test_sqlite_applying_registers_on_a_connection_that_reuses_an_old_ones_id(tmp_path):
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    capture.install_sqlite(conn, TABLES)
+    # what a closed connection at the same address would have left: an entry, but no function on this one
+    capture._APPLYING[id(conn)] = capture._Applying("left by a closed connection")
+    conn.execute("BEGIN IMMEDIATE")
+    with capture.sqlite_applying(conn):
+        conn.execute("INSERT INTO items (id, name) VALUES (1, 'applied')")
+    conn.execute("COMMIT")
+    assert _blue_log(db) == []
+
+
 def test_sqlite_applying_ends_when_the_block_raises(tmp_path):
     db = tmp_path / "b.db"
     make_blue(db)

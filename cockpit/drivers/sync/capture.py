@@ -268,23 +268,25 @@ def sqlite_applying(conn: sqlite3.Connection) -> Iterator[None]:
     the caller's rollback removes it.
     """
     state = _APPLYING.get(id(conn))
-    if state is not None:
-        state.on = True
-    if state is None or conn.execute("SELECT sqlite_source_id()").fetchone()[0] != SQLITE_APPLIER:
-        if state is not None:
-            state.on = False
-        state = _Applying(conn.execute("SELECT sqlite_source_id()").fetchone()[0])
-        # an application-defined function in a trigger needs a trusted schema; cockpit's triggers are the users
-        conn.execute("PRAGMA trusted_schema = ON")
-        conn.create_function("sqlite_source_id", 0, state)
-        _APPLYING[id(conn)] = state
-        state.on = True
     try:
+        if state is not None:
+            state.on = True
+        if state is None or conn.execute("SELECT sqlite_source_id()").fetchone()[0] != SQLITE_APPLIER:
+            # not registered on this connection (the entry, if any, was another connection's at the same id)
+            if state is not None:
+                state.on = False
+            state = _Applying(conn.execute("SELECT sqlite_source_id()").fetchone()[0])
+            # an application-defined function in a trigger needs a trusted schema; cockpit's triggers are the users
+            conn.execute("PRAGMA trusted_schema = ON")
+            conn.create_function("sqlite_source_id", 0, state)
+            _APPLYING[id(conn)] = state
+            state.on = True
         conn.execute(f"INSERT INTO {SQLITE_CONTEXT} (applier) VALUES ('cockpit')")
         yield
         conn.execute(f"DELETE FROM {SQLITE_CONTEXT}")
     finally:
-        state.on = False
+        if state is not None:
+            state.on = False
 
 
 def install_sqlite(
