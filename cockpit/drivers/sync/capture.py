@@ -250,22 +250,22 @@ class _Applying:
         return SQLITE_APPLIER if self.on else self.source_id
 
 
-_APPLYING: dict[
-    int, _Applying
-] = {}  # by id(connection); checked on each use: an id can be reused once closed
+# by id(connection), checked on each use: a closed connection's id can be another's
+_APPLYING: dict[int, _Applying] = {}
 
 
 @contextmanager
 def sqlite_applying(conn: sqlite3.Connection) -> Iterator[None]:
     """The applier's writes inside this block, in a transaction already begun on `conn`, are not captured.
 
-    The triggers skip a write when `sqlite_source_id()` answers `SQLITE_APPLIER`: on this connection only, and only
-    inside the block, that built-in is replaced by an application-defined function of the same name (SQLite lets a
-    connection override a built-in; every other connection, the app's, keeps the built-in: a function call, no
-    table read, on each of its writes). The first use on a connection registers it (with no statement of the
-    connection still running); later uses flip a flag. The block also writes a `_cockpit_context` row, which the
-    triggers installed by an older cockpit skip writes for, and removes it on the way out; when the block raises,
-    the caller's rollback removes it.
+    The triggers skip a write when `sqlite_source_id()` answers `SQLITE_APPLIER`. On this connection only, that
+    built-in is replaced by an application-defined function of the same name (SQLite lets a connection override a
+    built-in) which answers `SQLITE_APPLIER` inside the block and SQLite's own answer outside it; every other
+    connection, the app's, keeps the built-in: a function call, no table read, on each of its writes. The first use
+    on a connection registers it (no statement of the connection may be running then); later uses flip a flag,
+    which goes off however the block ends. The block also writes a `_cockpit_context` row, which the triggers
+    installed by an older cockpit skip writes for, and removes it on the way out; when the block raises, the
+    caller's rollback removes it.
     """
     state = _APPLYING.get(id(conn))
     try:
