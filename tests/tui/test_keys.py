@@ -293,7 +293,9 @@ async def test_preflight_runs_off_the_loop_is_journaled_and_shown(plan, controll
         await _open(pilot, app, "p", PreflightModal)
         await until(pilot, lambda: bool(app.screen.query("#preflight-checks")), what="the checks on screen")
         verdict = app.screen.verdict
-        assert str(app.screen.query_one("#preflight-verdict").content).startswith(f"Preflight: {verdict.word}")
+        assert str(app.screen.query_one("#preflight-verdict").content).startswith(
+            f"Preflight: {verdict.word}"
+        )
         shown = str(app.screen.query_one("#preflight-checks").content).splitlines()
         assert len(shown) == len(verdict.checks) and shown[0].split()[0] == min(
             (c.status for c in verdict.checks), key={"fail": 0, "warn": 1, "pass": 2}.get
