@@ -17,7 +17,7 @@ from cockpit.core.plan import Plan, PlanError, load_plan
 from cockpit.core.redact import redact, redact_text
 from cockpit.lab.errors import LabError
 from cockpit.lab.faults import parse_latency, parse_percent
-from cockpit.lab.lab import DEFAULT_ROOT, LabOptions, down, set_fault, status, up
+from cockpit.lab.lab import DEFAULT_ROOT, METRICS, LabOptions, down, set_fault, status, up
 
 
 def register(subparsers: Any) -> None:
@@ -52,6 +52,13 @@ def register(subparsers: Any) -> None:
             action="store_true",
             help="the private cluster serves TLS (a throwaway CA) and every client connects with "
             "sslmode=verify-full, as to Neon",
+        )
+        p.add_argument(
+            "--metrics",
+            choices=METRICS,
+            default="access-log",
+            help="where the plan reads each side's error rate, p95 and requests/s: nginx's access log "
+            "(default), or a private Prometheus (Debian's `prometheus`) scraping the services each second",
         )
 
     p_up = lab_sub.add_parser("up", help="start PostgreSQL, the demo services, nginx and the load")
@@ -112,6 +119,7 @@ def _options(args: argparse.Namespace, quiet: bool = False) -> LabOptions:
         green_percent=getattr(args, "green", 0.0),
         quiet=quiet,
         tls=args.tls,
+        metrics=args.metrics,
     )
 
 
@@ -250,6 +258,12 @@ def format_status(doc: dict[str, Any]) -> str:
         lines.append(
             f"nginx       :{n.get('port')}  pid {n.get('pid')}  {'running' if n.get('running') else 'NOT RUNNING'}  "
             f"log {n.get('access_log')}"
+        )
+    prom = doc.get("prometheus") or {}
+    if prom:
+        lines.append(
+            f"metrics     Prometheus {prom.get('url')}  pid {prom.get('pid')}  "
+            f"{'running' if prom.get('running') else 'NOT RUNNING'}  (the plan reads its figures from it)"
         )
     load = doc.get("load") or {}
     fig = load.get("figures") or {}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cockpit.core.errors import EXIT_FAILED, EXIT_OK, UsageError
+from cockpit.core.plan import Plan, PlanError, plan_from_record
 
 
 def register(subparsers: Any) -> None:
@@ -19,7 +20,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", default="report", help="directory to write into (default ./report)")
     p.set_defaults(func=_report)
 
-    r = subparsers.add_parser("replay", help="a journal played back on the screen (space, n, + / -, q)")
+    r = subparsers.add_parser(
+        "replay",
+        help="the cockpit screen over a recorded journal, read-only (space, n, + / -, q)",
+    )
     r.add_argument("--journal", help="the journal file (default: the plan's journal)")
     r.add_argument("--speed", type=float, default=60.0, help="replay seconds per real second (default 60)")
     r.add_argument(
@@ -66,14 +70,41 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    journal = _journal_path(args)
-    at = parse_time(args.at)
+    from cockpit.cli.main import require_plan
+
+    if not args.plan and not args.journal:
+        raise UsageError(
+            "nothing to replay: give --journal FILE (it carries the plan it was recorded with), or -p PLAN for "
+            "the plan's own journal"
+        )
     if args.speed <= 0:
         raise UsageError("--speed must be above 0")
+    at = parse_time(args.at)
+    plan = require_plan(args) if args.plan else None
+    journal = plan.path(plan.journal.path) if plan is not None and not args.journal else Path(args.journal)
     if not journal.exists():
         print(f"no journal at {journal}", file=sys.stderr)
         return EXIT_FAILED
+    if plan is None:
+        plan = recorded_plan(journal)
     from cockpit.tui.replay import ReplayApp
 
-    ReplayApp(journal, speed=args.speed, at=at).run()
+    ReplayApp(plan, journal, speed=args.speed, at=at).run()
     return EXIT_OK
+
+
+def recorded_plan(journal: Path) -> Plan:
+    """The plan of the journal's last controller start (journals from before it was recorded have none)."""
+    from cockpit.core.journal import Journal
+
+    with Journal(journal, readonly=True) as j:
+        starts = [e for e in j.events(kinds=["controller.start"]) if isinstance(e.payload.get("plan"), dict)]
+    if not starts:
+        raise UsageError(
+            f"{journal} does not record its plan (it was written before plans were journaled): give -p PLAN, "
+            "the plan it was recorded with"
+        )
+    try:
+        return plan_from_record(starts[-1].payload["plan"], journal.with_suffix(".plan.yaml"))
+    except PlanError as exc:
+        raise UsageError(f"{exc}; give -p PLAN, the plan it was recorded with") from None

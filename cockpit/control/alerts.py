@@ -9,13 +9,18 @@ from its tick, in a thread. Personal data (e-mails, CPF/CNPJ) is masked in what 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cockpit.core.plan import format_duration
 from cockpit.drivers.integrity.report import mask
+
+if TYPE_CHECKING:
+    from cockpit.control.factory import Notifier
+    from cockpit.core.journal import Journal
 
 Level = Literal["info", "warning", "critical"]
 Describe = Callable[[Mapping[str, Any]], str]
@@ -133,3 +138,26 @@ class Alerts:
                 text = "\n".join(batch.texts) + (f"\n… and {more} more" if more > 0 else "")
                 out.append(Alert(level, title, text, batch.count, kind))
         return out
+
+
+async def send_alert(
+    notifier: Notifier | None, alert: Alert, plan: str, journal: Journal, actor: str
+) -> None:
+    """Send one gathered alert through every channel (in a thread), and journal what was delivered."""
+    if notifier is None:
+        return
+    results = await asyncio.to_thread(
+        notifier.send, alert.level, alert.title, alert.text, {"plan": plan, "count": alert.count}
+    )
+    journal.event(
+        "alert.sent",
+        {
+            "kind": alert.kind,
+            "level": alert.level,
+            "title": alert.title,
+            "count": alert.count,
+            "delivered": f"{sum(r.ok for r in results)}/{len(results)}",
+            "errors": [f"{r.channel}: {r.error}" for r in results if not r.ok],
+        },
+        actor,
+    )

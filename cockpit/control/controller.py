@@ -3,8 +3,9 @@ reconciliation at start.
 
 The TUI, the CLI and automated triggers all call the controller. Each action is a command (`commands.py`) carried
 out by its sequence (`registry.py` maps verb -> command type and sequence: `advance.py`, `rollback.py`,
-`hold.py`, `initial_copy.py`, `verified_backup.py`); the tick's readings live in `monitor.py`, crash
-reconciliation in `reconcile.py`. Actions are serialized; a rollback preempts an advance in flight. Blocking
+`hold.py`, `initial_copy.py`, `verified_backup.py`), run one at a time by `acting.py`; the tick's readings live
+in `monitor.py`, crash reconciliation in `reconcile.py`, alerts in `alerts.py`, the schema watch in `hold.py`, the
+published state in `view.py`. Actions are serialized; a rollback preempts an advance in flight. Blocking
 driver calls run in threads, so the controller's loop stays free to preempt. Every action is journaled as
 intent -> steps -> outcome. One controller acts at a time (the lock beside the journal); other processes put
 commands in the journal's queue, which the running controller takes within one tick.
@@ -21,28 +22,27 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, replace
 from typing import Any
 
-from cockpit.control import reconcile
-from cockpit.control.alerts import Alert, Alerts
+from cockpit.control import acting, reconcile
+from cockpit.control.alerts import Alerts, send_alert
 from cockpit.control.commands import Advance, Backup, Command, Copy, Hold, Resume, Rollback, RollbackMode
 from cockpit.control.factory import Drivers, SyncDriver
+from cockpit.control.hold import SchemaWatch
 from cockpit.control.initial_copy import CopyTracker
 from cockpit.control.monitor import Monitor
-from cockpit.control.registry import ACTIONS, command
+from cockpit.control.registry import command
 from cockpit.control.stranded import StrandedChanges
-from cockpit.control.view import ENDED, build_state
+from cockpit.control.view import ENDED, AlarmLog, build_state, runtime
 from cockpit.core.journal import Command as Queued
 from cockpit.core.journal import Journal, current_actor
 from cockpit.core.lock import ControllerLock
-from cockpit.core.phases import Machine, Refused
-from cockpit.core.plan import Plan
-from cockpit.core.recorder import Recorder, Result, StepFailed
-from cockpit.core.rules import schema_advice
-from cockpit.core.state import Alarm, CockpitState, CopyView, Ended
+from cockpit.core.phases import Machine
+from cockpit.core.plan import Plan, plan_record
+from cockpit.core.recorder import Result
+from cockpit.core.state import CockpitState, CopyView, Ended
 from cockpit.core.vocabulary import Outcome, State
-from cockpit.drivers.traffic.base import SplitStatus, TrafficError, live_percent
+from cockpit.drivers.traffic.base import SplitStatus, live_percent
 
 
 class Controller:
@@ -65,7 +65,7 @@ class Controller:
         self.monitor = Monitor(plan, drivers, journal, self.actor)
         self.copies = CopyTracker()
         self.alerts = Alerts(plan.name, float(plan.alerts.gather), float(plan.alerts.every))
-        self._schema_seen: set[str] = set()  # tables whose schema change has held the machine already
+        self.schema_watch = SchemaWatch()  # a schema changed under the sync holds the machine
         self.stranded = StrandedChanges(self)  # changes left on green by a rollback's drain
         self.ended: Ended | None = None  # finalize or abandon, once past its point of no return (journaled)
         self.retired_sync: SyncDriver | None = (
@@ -81,7 +81,7 @@ class Controller:
         self._triggered: asyncio.Future[Any] | None = None  # the rollback a trigger started
         self._stop = asyncio.Event()
         self._listeners: list[Callable[[CockpitState], None]] = []
-        self._alarms_seen: dict[tuple[str, str], Alarm] = {}  # journaled as alarm.raised / alarm.cleared
+        self.alarm_log = AlarmLog()  # alarms journaled as alarm.raised / alarm.cleared
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -108,6 +108,7 @@ class Controller:
                     "state": self.machine.as_dict(),
                     "samples_pruned": pruned,
                     "machine": machine_facts(),
+                    "plan": plan_record(self.plan),
                 },
                 self.actor,
             )
@@ -178,10 +179,10 @@ class Controller:
             )
             rollback = Rollback(reason=first.reason, mode=first.trigger.action)
             self._triggered = self.spawn(self.act(rollback, f"{self.actor} (trigger)"))
-        self._hold_on_schema_change()
+        self.schema_watch.check(self)
         self.stranded.tick()
         for alert in self.alerts.due(self.clock()):
-            self.spawn(self._send(alert))
+            self.spawn(send_alert(self.drivers.notifier, alert, self.plan.name, self.journal, self.actor))
         self.monitor.record(self.clock())
         self.publish()
 
@@ -191,45 +192,6 @@ class Controller:
         self.alerts.note(kind, payload, self.clock())
         if kind == "integrity.mismatch":
             self.monitor.note_mismatch(payload, self.clock())
-
-    def _hold_on_schema_change(self) -> None:
-        """A table whose schema changed under the sync holds the machine (once per change; the gates refuse
-        advances while it lasts, held or not)."""
-        changed = self.monitor.facts().schema_changed
-        new = sorted(set(changed) - self._schema_seen)
-        self._schema_seen = set(changed)
-        if (
-            new
-            and self.machine.state in (State.READY, State.ACTIVE, State.COMPLETE)
-            and self._running is None
-        ):
-            what = "; ".join(f"{t}: {changed[t]}" for t in new)
-            reason = f"schema changed under the sync ({what}): " + schema_advice(sorted(changed))
-            self.spawn(self.act(Hold(reason=reason), f"{self.actor} (schema watch)"))
-
-    async def _send(self, alert: Alert) -> None:
-        notifier = self.drivers.notifier
-        if notifier is None:
-            return
-        results = await asyncio.to_thread(
-            notifier.send,
-            alert.level,
-            alert.title,
-            alert.text,
-            {"plan": self.plan.name, "count": alert.count},
-        )
-        self.journal.event(
-            "alert.sent",
-            {
-                "kind": alert.kind,
-                "level": alert.level,
-                "title": alert.title,
-                "count": alert.count,
-                "delivered": f"{sum(r.ok for r in results)}/{len(results)}",
-                "errors": [f"{r.channel}: {r.error}" for r in results if not r.ok],
-            },
-            self.actor,
-        )
 
     def _rolling_back(self) -> bool:
         running = self._running
@@ -267,65 +229,8 @@ class Controller:
         return await self.act(command(verb, args), actor, queued=queued)
 
     async def act(self, cmd: Command, actor: str | None = None, *, queued: int | None = None) -> Result:
-        """Carry out one command: serialized with the others, journaled as intent -> steps -> outcome.
-        The action runs in its own task: a caller that goes away (a closed screen, a cancelled CLI) neither
-        stops it half-way nor lets the next action start before it ends. `queued`: the journal's command this
-        action answers (its intent names it, so that a controller reconciling after a crash answers it)."""
-        action = ACTIONS[cmd.verb]
-        cmd = cmd.resolved(self.plan)
-        running = self._running
-        if running is not None and running[0] == cmd.verb and action.joins:
-            return await asyncio.shield(running[1])  # one at a time: join the one under way
-        if running is not None and running[0] in action.preempts:
-            running[1].cancel()
-
-        async def body(rec: Recorder) -> Result:
-            if self.ended is not None and not action.after_end:
-                raise Refused(self.ended.why_not(cmd.verb))
-            return await action.body(self, rec, cmd)
-
-        task = asyncio.ensure_future(self._serialized(cmd, actor, body, queued))
-        self._actions.add(task)
-        task.add_done_callback(self._actions.discard)
-        return await asyncio.shield(task)
-
-    async def _serialized(
-        self,
-        cmd: Command,
-        actor: str | None,
-        body: Callable[[Recorder], Awaitable[Result]],
-        queued: int | None = None,
-    ) -> Result:
-        async with self._action_lock:
-            args = cmd.journaled() if queued is None else {**cmd.journaled(), "command": queued}
-            rec = Recorder(self.journal, cmd.verb, actor or self.actor, cmd.reason, args)
-            rec.intent()
-            me = asyncio.current_task()
-            assert me is not None
-            self._running = (cmd.verb, me)
-            self.publish()
-            try:
-                return await self._guarded(rec, body)
-            finally:
-                self._running = None
-                self.publish()
-
-    async def _guarded(self, rec: Recorder, body: Callable[[Recorder], Awaitable[Result]]) -> Result:
-        before = self.machine
-        try:
-            return await body(rec)
-        except Refused as exc:
-            self.set_machine(before)
-            return rec.outcome(Outcome.REFUSED, str(exc))
-        except asyncio.CancelledError:
-            # preempted (by a rollback): the machine stays where the world is; the rollback takes it from here
-            self.set_machine(replace(before, state=State.ACTIVE if before.phase_index >= 0 else State.READY))
-            step = rec.steps[-1][0] if rec.steps else "?"
-            return rec.outcome(Outcome.PREEMPTED, f"preempted by a rollback during step {step}")
-        except Exception as exc:
-            self.set_machine(before)
-            known = isinstance(exc, (StepFailed, TrafficError))
-            return rec.outcome(Outcome.FAILED, str(exc) if known else f"{type(exc).__name__}: {exc}")
+        """Carry out one command (`acting.act`): serialized, journaled as intent -> steps -> outcome."""
+        return await acting.act(self, cmd, actor, queued=queued)
 
     async def apply_split(self, green: float) -> list[SplitStatus]:
         """Make `green` % live (one apply at a time, in a thread); the live split is what the balancers say."""
@@ -409,34 +314,11 @@ class Controller:
             ended=self.ended,
         )
 
-    def _journal_alarm_changes(self, alarms: tuple[Alarm, ...]) -> None:
-        """One event when an alarm starts and one when it ends (the report and the replay read them)."""
-        now = {(a.metric, a.level): a for a in alarms}
-        for key in now.keys() - self._alarms_seen.keys():
-            self.journal.event("alarm.raised", asdict(now[key]), self.actor)
-        for key in self._alarms_seen.keys() - now.keys():
-            self.journal.event("alarm.cleared", asdict(self._alarms_seen[key]), self.actor)
-        self._alarms_seen = now
-
     def publish(self) -> None:
         state = self.snapshot()
         self.latest = state
-        doc = state.to_json()
-        self._journal_alarm_changes(state.alarms)
-        self.journal.set_state(
-            "runtime",
-            {
-                "green_live": state.green_live,
-                "metrics": doc["metrics"],
-                "lag": doc["sync_lag"],
-                "alarms": doc["alarms"],
-                "gates": doc["gates"],
-                "running_action": state.running_action,
-                "copy": None if state.copy is None else state.copy.as_dict(),
-                "readiness": doc["rollback_readiness"],
-                "sources": doc["sources"],
-            },
-        )
+        self.alarm_log.note(state.alarms, self.journal, self.actor)
+        self.journal.set_state("runtime", runtime(state))
         for listener in self._listeners:
             listener(state)
 

@@ -28,7 +28,9 @@ EventSink = Callable[[str, dict[str, Any]], None]
 
 class MetricsSource(Protocol):
     def poll(self) -> Mapping[str, float | None]:
-        """Flat metrics (e.g. `green.error_rate`, `cpu_usage`). Blocking; called in a thread once a tick."""
+        """Flat metrics (e.g. `green.error_rate`, `cpu_usage`). Blocking; called in a thread once a tick. A
+        source that answers with what it knows but could not read its figures (Prometheus down: `prometheus.up`
+        0, every side stale) says why in a `problem` attribute (an exception, None when it read well)."""
         ...
 
 
@@ -158,13 +160,17 @@ class _PrometheusSource:
 
     def __init__(self, metrics: PrometheusMetrics):
         self._metrics = metrics
+        self.problem: Exception | None = None  # why the last poll read no figures (journaled by the monitor)
 
     def poll(self) -> Mapping[str, float | None]:
         from cockpit.drivers.metrics.prometheus import PrometheusError
 
         try:
-            return {"prometheus.up": 1.0, **self._metrics.sample()}
-        except PrometheusError:
+            figures = {"prometheus.up": 1.0, **self._metrics.sample()}
+            self.problem = None
+            return figures
+        except PrometheusError as exc:
+            self.problem = exc
             out: dict[str, float | None] = {"prometheus.up": 0.0}
             for side in self._metrics.jobs:
                 out[f"{side}.prometheus_stale"] = 1.0

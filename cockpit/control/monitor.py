@@ -72,9 +72,11 @@ class Monitor:
             if isinstance(res, BaseException):
                 self.trouble(f"metrics.{type(src).__name__}", res)
             else:
-                self.trouble(f"metrics.{type(src).__name__}", None)
+                problem = getattr(src, "problem", None)  # answered, but could not read its figures
+                self.trouble(f"metrics.{type(src).__name__}", problem)
                 metrics.update(res)
-                self.sources[source_name(src)] = now
+                if problem is None:
+                    self.sources[source_name(src)] = now
         if self.drivers.sync is not None and not copying:  # no change log on green until the copy is done
             try:
                 self.lag = dict(await asyncio.to_thread(self.drivers.sync.lag))

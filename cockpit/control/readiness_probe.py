@@ -17,6 +17,8 @@ from cockpit.control.readiness import Probe, ReadinessInputs, assess
 from cockpit.core.plan import Plan
 from cockpit.core.redact import redact_text
 from cockpit.core.state import Lag, Readiness
+from cockpit.drivers.services.base import ServiceDriver
+from cockpit.drivers.services.systemd import status_by_host
 
 NGINX_TIMEOUT_S = 10.0
 HEALTH_TIMEOUT_S = 3.0
@@ -92,11 +94,7 @@ class ReadinessProbe:
         units = list(self.plan.blue.services.units)
         driver = self.drivers.blue_services
         if units and driver is not None:
-            try:
-                for s in driver.status(units):
-                    probes.append(Probe(s.running, f"{s.unit} {'running' if s.running else 'stopped'}"))
-            except Exception as exc:  # the driver cannot say: that is not healthy
-                probes.append(Probe(False, f"services: {type(exc).__name__}: {redact_text(str(exc))}"))
+            probes += service_probes(driver, units)
         from cockpit.drivers.health import check
 
         for c in self.plan.health_checks:
@@ -109,3 +107,17 @@ class ReadinessProbe:
     def stop(self) -> None:
         if self._thread is not None:
             self._thread.join(NGINX_TIMEOUT_S)
+
+
+def service_probes(driver: ServiceDriver, units: list[str]) -> list[Probe]:
+    """One probe per unit (per host, over a fleet: `unit@host`), and one per host that did not answer."""
+    probes: list[Probe] = []
+    statuses, failed = status_by_host(driver, units)
+    for s in statuses:
+        where = f"@{s.host}" if s.host else ""
+        probes.append(Probe(s.running, f"{s.unit}{where} {'running' if s.running else 'stopped'}"))
+    probes += [
+        Probe(False, redact_text(why if why.startswith(host) else f"{host or 'services'}: {why}"))
+        for host, why in failed
+    ]
+    return probes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from cockpit.core.journal import ActionRecord, Journal
@@ -103,3 +104,35 @@ def read_state(plan: Plan, journal: Journal, traffic: TrafficDriver | None = Non
 
 STRANDED = "stranded"  # the journal's state key: cockpit.core.state.Stranded, {} when none
 ENDED = "ended"  # the journal's state key: cockpit.core.state.Ended (finalize or abandon), absent before
+
+
+def runtime(state: CockpitState) -> dict[str, Any]:
+    """What the controller keeps in the journal's `runtime` state for other processes (`status`, the screen of
+    a CLI without the lock) to read."""
+    doc = state.to_json()
+    return {
+        "green_live": state.green_live,
+        "metrics": doc["metrics"],
+        "lag": doc["sync_lag"],
+        "alarms": doc["alarms"],
+        "gates": doc["gates"],
+        "running_action": state.running_action,
+        "copy": None if state.copy is None else state.copy.as_dict(),
+        "readiness": doc["rollback_readiness"],
+        "sources": doc["sources"],
+    }
+
+
+class AlarmLog:
+    """One journal event when an alarm starts and one when it ends (the report and the replay read them)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], Alarm] = {}
+
+    def note(self, alarms: tuple[Alarm, ...], journal: Journal, actor: str) -> None:
+        now = {(a.metric, a.level): a for a in alarms}
+        for key in now.keys() - self.seen.keys():
+            journal.event("alarm.raised", asdict(now[key]), actor)
+        for key in self.seen.keys() - now.keys():
+            journal.event("alarm.cleared", asdict(self.seen[key]), actor)
+        self.seen = now

@@ -93,5 +93,10 @@ def fresh_go(
     return True, f"go {when}"
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 table`, `3 tables`: a count for a check's `found`."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def failed(checks: Sequence[Check]) -> list[Check]:
     return [c for c in checks if c.status == FAIL]

@@ -428,6 +428,10 @@ def _fold_actions(events: list[Event]) -> list[ActionRecord]:
     ]
 
 
+# payload keys kept for machines, not for reading: the plan a controller started with (the replay draws it)
+UNSHOWN = frozenset({"plan"})
+
+
 def format_event(e: Event) -> str:
     """One line of the timeline: when, who, [action], what."""
     tag = f" [{e.action_id}]" if e.action_id else ""
@@ -458,5 +462,6 @@ def describe_event(e: Event) -> str:
         if p.get("message"):
             what += f": {p['message']}"
     else:
-        what = e.kind + (" " + json.dumps(p, sort_keys=True, default=str) if p else "")
+        shown = {k: v for k, v in p.items() if k not in UNSHOWN}
+        what = e.kind + (" " + json.dumps(shown, sort_keys=True, default=str) if shown else "")
     return what

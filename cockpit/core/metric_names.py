@@ -22,12 +22,20 @@ TRAFFIC = (
     "connection_failure_rate",  # % of answers that were 502/503/504: what the users saw of an unreachable side
 )
 # each side only: its request rate (access log) and the database probe's figures (green's database)
-SIDED = ("rps", "db_connection_failure_rate", "db_up", "query_execution_time", "connection_failures")
+SIDED = (
+    "rps",
+    "db_connection_failure_rate",
+    "db_up",
+    "query_execution_time",
+    "connection_failures",
+    "prometheus_stale",  # Prometheus as the source: 1 when the side's newest good scrape is too old (no figures)
+)
 # `<side>.connection_failures` (the controller): the larger of the users' connection_failure_rate and the probe's
 # db_connection_failure_rate, so database_connection_failure fires on either
 # one name each
 SINGLE = (
-    "throughput",  # access log: requests per second, both sides
+    "throughput",  # access log (or Prometheus): requests per second, both sides
+    "prometheus.up",  # Prometheus as the source: 0 when it does not answer (every side then reads stale)
     "traffic_distribution",  # access log: the green share actually served
     "traffic_distribution.window_s",  # the window it is observed over, restarted at a split change
     "traffic_distribution.restarted",

@@ -34,6 +34,7 @@ from cockpit.core.plan_reading import Loc, explain, read, where, yaml_keys
 from cockpit.core.plan_reading import Percent as Percent
 from cockpit.core.plan_reading import format_duration as format_duration
 from cockpit.core.plan_reading import parse_duration as parse_duration
+from cockpit.core.redact import redact
 from cockpit.core.vocabulary import RollbackStep
 
 RollbackMode = Literal["immediate", "gradual"]
@@ -298,10 +299,14 @@ class JournalSpec(_Part):
     keep_samples: Duration = Duration(7 * 86400)  # older metric samples are dropped at start, then hourly
 
 
+# the PromQL a `prometheus` section may override, one per figure per side (and `fresh`: the age of the newest scrape)
+PrometheusQuery = Literal["rps", "error_rate", "connection_failure_rate", "response_time_p95", "fresh"]
+
+
 class Prometheus(_Part):
     """Prometheus as the metric source (issue 12), in place of the access log. `jobs` maps a side to its
-    scrape job; `queries` overrides a preset's PromQL per metric (`rps`, `error_rate`, `response_time_p95`,
-    `fresh`; `{job}` and `{window}` are filled in)."""
+    scrape job; `queries` overrides a preset's PromQL per metric (PrometheusQuery; `{job}` and `{window}` are
+    filled in)."""
 
     url: str
     jobs: dict[str, str] = {"blue": "blue", "green": "green"}
@@ -310,6 +315,18 @@ class Prometheus(_Part):
     window: str = "30s"
     stale_after: float = 30.0
     timeout: float = 2.0
+
+    @field_validator("queries")
+    @classmethod
+    def _known_queries(cls, queries: dict[str, str]) -> dict[str, str]:
+        known = typing.get_args(PrometheusQuery)
+        unknown = [name for name in queries if name not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown quer{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(known)}"
+            )
+        return queries
 
 
 class Plan(_Part):
@@ -503,6 +520,22 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     doc: dict[str, Any] = conv(plan.model_dump(by_alias=True))
     doc["source"] = plan.source
     return doc
+
+
+def plan_record(plan: Plan) -> dict[str, Any]:
+    """The plan as the journal keeps it at each controller start (redacted): `cockpit replay --journal` draws the
+    day with the plan it was recorded with."""
+    doc = plan_to_dict(plan)
+    doc.pop("source", None)
+    return typing.cast(dict[str, Any], redact(doc))
+
+
+def plan_from_record(doc: dict[str, Any], where: str | os.PathLike[str]) -> Plan:
+    """A plan kept by `plan_record`, read back (for drawing only: its secrets are masked). Raises PlanError."""
+    try:
+        return Plan.model_validate(doc).located(where)
+    except ValidationError as exc:
+        raise PlanError([f"{where}: the plan recorded in the journal cannot be read back: {exc}"]) from None
 
 
 def plan_schema() -> dict[str, Any]:

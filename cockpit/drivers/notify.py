@@ -8,6 +8,7 @@ channel that the level selected.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import json
@@ -15,7 +16,7 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,14 +64,23 @@ class Notifier:
         return any(_selected(ch.min_level, level) for ch in (self.alerts.webhook, self.alerts.email) if ch)
 
     def send(
-        self, level: Level, title: str, text: str, fields: Mapping[str, Any] | None = None
+        self,
+        level: Level,
+        title: str,
+        text: str,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        test: bool = False,
     ) -> list[DeliveryResult]:
         """Deliver one alert to every channel whose `min_level` is at or below `level` (info < warning <
         critical). Returns one result per channel tried (empty when none was selected); never raises for a
-        delivery failure. Raises ValueError for an unknown level (a programming error)."""
+        delivery failure. Raises ValueError for an unknown level (a programming error). A `test` message (the
+        preflight's) says so: `"test": true` in the webhook's JSON, `[TEST]` and `X-Cockpit-Test` in a mail."""
         if level not in LEVELS:
             raise ValueError(f"unknown alert level {level!r}; expected one of {', '.join(LEVELS)}")
-        message = _Message.build(level, redact_text(title), redact_text(text), fields or {}, self.source)
+        message = _Message.build(
+            level, redact_text(title), redact_text(text), fields or {}, self.source, test=test
+        )
         jobs: list[Callable[[], DeliveryResult]] = []
         webhook, email = self.alerts.webhook, self.alerts.email
         if webhook is not None and _selected(webhook.min_level, level):
@@ -144,35 +154,55 @@ class Notifier:
 
         if not mail.to:
             return result("no recipients ('to' is empty)")
-        implicit_tls = mail.smtp_port == 465
-        if mail.username and not (mail.starttls or implicit_tls or _is_loopback(mail.smtp_host)):
-            return result(
-                f"refusing to send the SMTP password unencrypted to {mail.smtp_host}; set starttls: true"
-            )
         try:
             msg = message.email(mail)
-            if implicit_tls:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    mail.smtp_host, mail.smtp_port, timeout=self.timeout, context=ssl.create_default_context()
-                )
-            else:
-                smtp = smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=self.timeout)
-            with smtp:
-                smtp.ehlo()
-                if mail.starttls and not implicit_tls:
-                    smtp.starttls(context=ssl.create_default_context())
-                    smtp.ehlo()
-                if mail.username:
-                    smtp.login(mail.username, mail.password)
+            with smtp_session(mail, self.timeout) as smtp:
                 refused = smtp.send_message(msg)
+        except SmtpRefused as exc:
+            return result(str(exc))
         except (smtplib.SMTPException, OSError, ValueError) as exc:
-            # smtplib reports a read timeout as "SMTPServerDisconnected: ... timed out"
-            if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-                return result(f"SMTP {mail.smtp_host}:{mail.smtp_port}: timed out after {self.timeout:g}s")
-            return result(f"SMTP {mail.smtp_host}:{mail.smtp_port}: {type(exc).__name__}: {exc}")
+            return result(smtp_error(mail, exc, self.timeout))
         if refused:
             return result("recipients refused: " + ", ".join(f"{r} ({c})" for r, (c, _m) in refused.items()))
         return result(None)
+
+
+class SmtpRefused(ValueError):
+    """The plan asks for something the cockpit will not do (a password in clear to a remote server)."""
+
+
+@contextlib.contextmanager
+def smtp_session(mail: Email, timeout: float) -> Iterator[smtplib.SMTP]:
+    """An SMTP session as the plan sets it up: connect (TLS at once on port 465), EHLO, STARTTLS when asked, login
+    when a username is set; QUIT on the way out. Raises SmtpRefused before connecting when the password would go
+    unencrypted to a remote server, and smtplib's or the socket's errors (see `smtp_error`)."""
+    implicit_tls = mail.smtp_port == 465
+    if mail.username and not (mail.starttls or implicit_tls or _is_loopback(mail.smtp_host)):
+        raise SmtpRefused(
+            f"refusing to send the SMTP password unencrypted to {mail.smtp_host}; set starttls: true"
+        )
+    if implicit_tls:
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            mail.smtp_host, mail.smtp_port, timeout=timeout, context=ssl.create_default_context()
+        )
+    else:
+        smtp = smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=timeout)
+    with smtp:
+        smtp.ehlo()
+        if mail.starttls and not implicit_tls:
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if mail.username:
+            smtp.login(mail.username, mail.password)
+        yield smtp
+
+
+def smtp_error(mail: Email, exc: BaseException, timeout: float) -> str:
+    """What went wrong in an SMTP session, for a person (redact it before showing)."""
+    # smtplib reports a read timeout as "SMTPServerDisconnected: ... timed out"
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+        return f"SMTP {mail.smtp_host}:{mail.smtp_port}: timed out after {timeout:g}s"
+    return f"SMTP {mail.smtp_host}:{mail.smtp_port}: {type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)
@@ -185,15 +215,18 @@ class _Message:
     fields: dict[str, str]
     source: str
     at: datetime
+    test: bool = False
 
     @classmethod
-    def build(cls, level: str, title: str, text: str, fields: Mapping[str, Any], source: str) -> _Message:
+    def build(
+        cls, level: str, title: str, text: str, fields: Mapping[str, Any], source: str, test: bool = False
+    ) -> _Message:
         masked = redact(dict(fields))  # masks values under secret-looking keys
         clean = {
             str(k): redact_text(v if isinstance(v, str) else json.dumps(v, default=str))
             for k, v in masked.items()
         }
-        return cls(level, title, text, clean, redact_text(source), datetime.now(UTC))
+        return cls(level, title, text, clean, redact_text(source), datetime.now(UTC), test)
 
     def lines(self) -> list[str]:
         return [f"{k}: {v}" for k, v in self.fields.items()]
@@ -203,6 +236,7 @@ class _Message:
         body = "\n".join([head, self.text, *self.lines()]).strip()
         return {
             "text": body,  # what Slack (and most chat webhooks) display
+            **({"test": True} if self.test else {}),
             "cockpit": {
                 "level": self.level,
                 "title": self.title,
@@ -215,12 +249,14 @@ class _Message:
 
     def email(self, mail: Email) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = f"[cockpit] {self.level.upper()}: {self.title}"
+        msg["Subject"] = f"[cockpit]{' [TEST]' if self.test else ''} {self.level.upper()}: {self.title}"
         msg["From"] = mail.sender
         msg["To"] = ", ".join(mail.to)
         msg["Date"] = formatdate(self.at.timestamp(), localtime=True)
         msg["Message-ID"] = make_msgid(domain=mail.sender.rpartition("@")[2] or None)
         msg["X-Cockpit-Level"] = self.level
+        if self.test:
+            msg["X-Cockpit-Test"] = "true"
         footer = f"-- \n{self.source}, {self.at.isoformat(timespec='seconds')}, level {self.level.upper()}"
         parts = [self.text, "\n".join(self.lines()), footer]
         msg.set_content("\n\n".join(p for p in parts if p) + "\n")

@@ -9,6 +9,7 @@ Everything lives under one folder (`.cockpit/lab/` by default):
     nginx/            the private nginx: nginx.conf, the traffic driver's include, access.json, error.log
     run/              pid files and logs of the demo services and the load generator (processes driver)
     faults/           blue.json, green.json: the fault switches the services read on every request
+    prometheus/       with `--metrics prometheus`: the private Prometheus's prometheus.yml and data/ (prometheus.py)
     load.json         the load generator's figures, rewritten every second
     journals/         one journal per run, RUN.db, beside RUN.plan.yaml (the plan of that run, pointing at it):
                       `lab up` and `lab down` never remove them, so `cockpit -p journals/RUN.plan.yaml journal`
@@ -50,6 +51,8 @@ from cockpit.lab.cluster import (
 from cockpit.lab.errors import LabError
 from cockpit.lab.faults import Faults, read_faults, write_faults
 from cockpit.lab.load import read_figures
+from cockpit.lab.prometheus import SCRAPE_INTERVAL_S, LabPrometheus, find_prometheus, plan_section
+from cockpit.lab.prometheus import UNIT as PROMETHEUS_UNIT
 from cockpit.lab.seed import seed_sqlite
 
 DEFAULT_ROOT = Path(".cockpit/lab")
@@ -70,7 +73,8 @@ _OLD_JOURNAL = (
     "journal.db-shm",
 )  # before journals/: kept as journals/before-*.db
 JOURNALS = "journals"
-_OWN_DIRS = ("pg", "nginx", "run", "faults", "backups")
+_OWN_DIRS = ("pg", "nginx", "run", "faults", "backups", "prometheus")
+METRICS = ("access-log", "prometheus")  # where the lab's plan reads the per-side figures from
 
 
 @dataclass
@@ -85,6 +89,9 @@ class LabOptions:
         False  # the private cluster serves TLS and everything connects with sslmode=verify-full (as to Neon)
     )
     quiet: bool = False
+    # where the plan reads the per-side figures: "access-log", or "prometheus" (a private Prometheus scrapes the
+    # services, see prometheus.py)
+    metrics: str = "access-log"
     # a plan template with the ${COCKPIT_LAB_*} placeholders (default: plans/lab.yaml; `cockpit rehearse --plan`)
     template: Path | None = None
 
@@ -137,8 +144,9 @@ def _free_port() -> int:
     return free_port()
 
 
-def render_plan(template: Path, values: dict[str, str], out: Path) -> Plan:
-    """Fill the template's ${COCKPIT_LAB_*} with real values (JSON-escaped: they sit in double quotes) and load it."""
+def render_plan(template: Path, values: dict[str, str], out: Path, extra: str = "") -> Plan:
+    """Fill the template's ${COCKPIT_LAB_*} with real values (JSON-escaped: they sit in double quotes), append
+    `extra` (more top-level sections) and load it."""
     text = template.read_text(encoding="utf-8")
 
     def sub(m: re.Match[str]) -> str:
@@ -151,7 +159,7 @@ def render_plan(template: Path, values: dict[str, str], out: Path) -> Plan:
     header = "# Resolved by `cockpit lab up` from plans/lab.yaml: real ports and paths of this lab.\n"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(header + resolved)
+        f.write(header + resolved + extra)
     try:
         return load_plan(out)
     except PlanError as exc:
@@ -249,6 +257,9 @@ def up(opts: LabOptions) -> dict[str, Any]:
             "--tls makes the lab's private cluster serve TLS; with an existing server (--pg-url or "
             "COCKPIT_LAB_PG_URL) put sslmode=require in its URL instead"
         )
+    if opts.metrics not in METRICS:
+        raise LabError(f"unknown metrics source {opts.metrics!r}; known: {', '.join(METRICS)}")
+    prometheus_bin = find_prometheus() if opts.metrics == "prometheus" else ""
     root = Path(opts.root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     previous = read_state(root)
@@ -280,11 +291,11 @@ def up(opts: LabOptions) -> dict[str, Any]:
         "run": new_run_id(root),
         "up_pid": os.getpid(),
         "ports": [],
-        "options": {"rate": opts.rate, "users": opts.users, "rows": opts.rows},
+        "options": {"rate": opts.rate, "users": opts.users, "rows": opts.rows, "metrics": opts.metrics},
     }
     _save(state)
     try:
-        _up_steps(opts, root, state, nginx_bin)
+        _up_steps(opts, root, state, nginx_bin, prometheus_bin)
     except BaseException as exc:
         with contextlib.suppress(Exception):
             down(root, quiet=True)
@@ -297,7 +308,9 @@ def up(opts: LabOptions) -> dict[str, Any]:
     return state
 
 
-def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: str) -> None:
+def _up_steps(
+    opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: str, prometheus_bin: str
+) -> None:
     from cockpit.drivers.services.factory import build_services
     from cockpit.drivers.traffic.nginx import NginxDriver
     from cockpit.drivers.traffic.nginx_site import PrivateNginx
@@ -329,7 +342,12 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
     for side in ("blue", "green"):
         write_faults(root / "faults" / f"{side}.json", Faults())
     ports = {k: _free_port() for k in ("FRONT", "BLUE_1", "BLUE_2", "GREEN_1", "GREEN_2")}
-    state["ports"] += list(ports.values())
+    prometheus = (
+        LabPrometheus(root / "prometheus", _free_port(), prometheus_bin, root / "run")
+        if prometheus_bin
+        else None
+    )
+    state["ports"] += list(ports.values()) + ([prometheus.port] if prometheus else [])
     nginx_dir = root / "nginx"
     site = PrivateNginx(
         nginx_dir, ports["FRONT"], nginx_dir / "cockpit-split.conf", daemon=True, binary=nginx_bin
@@ -351,7 +369,11 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         "COCKPIT_LAB_JOURNAL": str(root / JOURNALS / f"{state['run']}.db"),
     }
     plan_path = root / "plan.yaml"
-    plan = render_plan(opts.template or TEMPLATE, values, plan_path)
+    template = opts.template or TEMPLATE
+    plan = render_plan(template, values, plan_path)
+    if prometheus is not None:  # the same window as the access log's, so the two sources' figures compare
+        section = plan_section(prometheus.url, f"{max(1, round(plan.traffic.window))}s")
+        plan = render_plan(template, values, plan_path, section)
     shutil.copyfile(plan_path, root / JOURNALS / f"{state['run']}.plan.yaml")  # this run's, readable later
     if plan.traffic.balancers[0].test_command != site.test_argv():  # the template and the site must agree
         raise LabError(
@@ -399,6 +421,20 @@ def _up_steps(opts: LabOptions, root: Path, state: dict[str, Any], nginx_bin: st
         _save(state)
     _wait_healthy(services, root / "run")
     _say(opts, "services: " + ", ".join(f"{s['unit']} :{s['port']}" for s in services))
+
+    # 4b. the private Prometheus scraping them (--metrics prometheus)
+    if prometheus is not None:
+        state["step"] = "prometheus"
+        state["prometheus"] = {
+            "url": prometheus.url,
+            "port": prometheus.port,
+            "folder": str(prometheus.folder),
+        }
+        _save(state)
+        prometheus.start({side: list(getattr(plan, side).upstreams) for side in ("blue", "green")})
+        state["prometheus"]["pid"] = _pid_from_file(root / "run" / f"{PROMETHEUS_UNIT}.pid")
+        _save(state)
+        _say(opts, f"metrics:  Prometheus {prometheus.url} scrapes the services every {SCRAPE_INTERVAL_S}s")
 
     # 5. nginx with the traffic driver's include, at the starting split
     state["step"] = "nginx"
@@ -593,7 +629,7 @@ def _stray_processes(markers: list[str]) -> list[psutil.Process]:
         argv = p.info["cmdline"] or []
         cmd = " ".join(argv)
         ours = any(m in cmd for m in ("cockpit.lab.service", "cockpit.lab.load")) or (
-            bool(argv) and Path(argv[0]).name.startswith(("nginx", "postgres"))
+            bool(argv) and Path(argv[0]).name.startswith(("nginx", "postgres", "prometheus"))
         )
         if ours and any(m in cmd for m in markers):
             out.append(p)
@@ -628,6 +664,8 @@ def _running_parts(state: dict[str, Any]) -> list[str]:
         parts.append("postgres")
     if _alive(_pid_from_file(Path(state["root"]) / "run" / f"{LOAD_UNIT}.pid")):
         parts.append("load")
+    if _alive(_pid_from_file(Path(state["root"]) / "run" / f"{PROMETHEUS_UNIT}.pid")):
+        parts.append("prometheus")
     return parts
 
 
@@ -663,6 +701,10 @@ def status(root: Path) -> dict[str, Any]:
         pg["running"] = None  # an outside server: not ours to watch
     load_pid = _pid_from_file(run_dir / f"{LOAD_UNIT}.pid")
     figures = read_figures(root / "load.json")
+    prometheus = dict(state.get("prometheus") or {})
+    if prometheus:
+        prometheus["pid"] = _pid_from_file(run_dir / f"{PROMETHEUS_UNIT}.pid")
+        prometheus["running"] = _alive(prometheus["pid"])
     split = None
     sync: dict[str, Any] | None = None
     plan = None
@@ -688,6 +730,8 @@ def status(root: Path) -> dict[str, Any]:
         "sync": sync,
         "services": services,
         "nginx": nginx,
+        "metrics": (state.get("options") or {}).get("metrics", "access-log"),
+        "prometheus": prometheus or None,
         "load": {
             **(state.get("load") or {}),
             "pid": load_pid,

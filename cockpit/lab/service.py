@@ -12,6 +12,8 @@ header is nginx's, the side it routed to: set once, by the balancer, so a client
     PUT    /api/<table>/<id>            200 {"item": row} (PATCH is the same: only the fields given change)
     DELETE /api/<table>/<id>            200 {"deleted": true} or 404
     GET    /api                         the tables and their row counts
+    GET    /metrics                     Prometheus text format: requests by status, latency histogram (scraped
+                                        on the service's own port; see app_metrics.py)
 Errors: 400 bad input, 404 unknown row or route, 409 a constraint refused the write, 500 an injected or
 unexpected error, 503 the database is down (or its fault switch says so).
 """
@@ -31,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cockpit.core.errors import CockpitError
+from cockpit.lab.app_metrics import AppMetrics
 from cockpit.lab.domain import KEY_MODES, TABLES, ValidationError, parse_input, present
 from cockpit.lab.faults import FaultReader
 from cockpit.lab.store import Conflict, PostgresStore, SqliteStore, Store, Unavailable
@@ -52,6 +55,7 @@ class App:
         self.faults = faults
         self.in_flight = 0  # requests being answered: a graceful stop waits for them
         self.lock = threading.Lock()
+        self.metrics = AppMetrics()
 
     def handle(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         url = urlsplit(target)
@@ -129,6 +133,9 @@ def _json(body: bytes) -> Any:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "cockpit-lab"
+    # TCP_NODELAY: the headers and the body go out as two writes; with Nagle the body waited for nginx's delayed
+    # ACK of the headers (up to 40 ms on Linux) on a kept-alive connection, a stall the service never saw
+    disable_nagle_algorithm = True
     app: App  # set on the subclass built by make_server
 
     def _serve(self) -> None:
@@ -141,6 +148,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.app.in_flight -= 1
 
     def _answer(self) -> None:
+        if self.path == "/metrics" and self.command in ("GET", "HEAD"):
+            self._send(200, self.app.metrics.render(), {"Content-Type": self.app.metrics.content_type})
+            return
+        started = time.perf_counter()
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers: dict[str, str] = {}
@@ -161,8 +172,12 @@ class Handler(BaseHTTPRequestHandler):
             )
             status, payload = 500, {"error": f"{type(exc).__name__}: {exc}"}
         data = json.dumps({"side": self.app.side, **payload}, ensure_ascii=False).encode()
+        self._send(status, data, {"Content-Type": "application/json; charset=utf-8", **headers})
+        if self.app.metrics.counted(self.path):
+            self.app.metrics.observe(status, time.perf_counter() - started)
+
+    def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Cockpit-Instance", self.app.instance)
         for k, v in headers.items():

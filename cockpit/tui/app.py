@@ -51,6 +51,7 @@ from cockpit.tui.modals import (
     CopyModal,
     EndingModal,
     HelpModal,
+    PreflightModal,
     RollbackChoice,
     RollbackModal,
 )
@@ -85,6 +86,7 @@ class CockpitApp(App[int]):
     CSS_PATH = str(resources.theme("cockpit.tcss"))
     TITLE = "cockpit"
     BINDINGS = bindings()
+    KEY_ACTIONS = ACTIONS  # every key of this screen, for help and the palette (a replay adds its own)
     # themes/cockpit.tcss folds panels: the journal to one line when narrow or short, the metrics scroll
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
@@ -141,8 +143,8 @@ class CockpitApp(App[int]):
     def compose(self) -> ComposeResult:
         yield TitleBar(self.plan.name, self.plan.description, tag=self._tag(), id="title")
         yield StatusBar(id="status")
-        readiness = Panel(render.readiness, id="readiness")
-        readiness.show_content(render.readiness(None))
+        readiness = Panel(self.readiness_text, id="readiness")
+        readiness.show_content(self.readiness_text(None))
         yield readiness
         yield Panel(lambda s: Content(""), id="result")
         yield Panel(render.timeline, title="Phases", id="timeline", sized=True)
@@ -159,6 +161,10 @@ class CockpitApp(App[int]):
             yield figures
         yield Panel(render.journal_line, id="journal-line")
         yield Footer(compact=True)
+
+    def readiness_text(self, state: CockpitState | None) -> Content:
+        """The rollback-readiness light (a replay says it was not recorded)."""
+        return render.readiness(state)
 
     def _tag(self) -> str:
         return "read-only · browser" if self.serving else "read-only" if self.read_only else ""
@@ -500,8 +506,28 @@ class CockpitApp(App[int]):
         ):  # nothing to confirm: it only adds a backup (the plan's keep prunes)
             self._send("backup", lambda c: c.backup("from the cockpit"))
 
+    def action_preflight(self) -> None:
+        """The checklist in a worker thread (it sends a marked test message and reads both databases), journaled
+        like `cockpit preflight`, then shown; the screen keeps drawing meanwhile."""
+        if self._cannot_act("preflight"):
+            return
+        self.notify("preflight: running the checks…", timeout=3)
+        self.run_worker(self._preflight(), group="preflight", exclusive=True, exit_on_error=False)
+
+    async def _preflight(self) -> None:
+        from cockpit.control.preflight import record, run_preflight
+
+        try:
+            verdict = await asyncio.to_thread(run_preflight, self.plan)
+            await asyncio.to_thread(record, self.plan, verdict)
+        except Exception as exc:
+            self._report("preflight", "failed", f"{type(exc).__name__}: {exc}")
+            return
+        self._report("preflight", "ok" if verdict.go else "refused", verdict.summary())
+        self._dialog(PreflightModal(verdict), None)
+
     def action_help(self) -> None:
-        self._dialog(HelpModal(), None)
+        self._dialog(HelpModal(self.KEY_ACTIONS), None)
 
     def _dialog(self, screen: Screen[Any], done: Callable[[Any], None] | None) -> None:
         """A dialog has the screen to itself: toasts go (the last result stays on the main screen), so none can
@@ -535,7 +561,7 @@ class CockpitApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         titles = set()
-        for a in ACTIONS:
+        for a in self.KEY_ACTIONS:
             if a.acts and self.serving:
                 continue  # the browser view has no action at all, not even in the palette
             titles.add(a.label)

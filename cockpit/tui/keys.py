@@ -202,6 +202,14 @@ ACTIONS: tuple[CockpitAction, ...] = (
         why_not=_why_not_end("abandon"),
         show=False,
     ),
+    CockpitAction(
+        "preflight",
+        "p",
+        "Preflight",
+        "Run the go/no-go checklist (journaled: a phase with `preflight: true` needs a fresh go) and show it",
+        acts=True,
+        show=False,
+    ),
     CockpitAction("theme", "t", "Theme", "Next theme: dark, light, high contrast (remembered)", show=False),
     CockpitAction(
         "help", "question_mark", "Help", "Show the keys and what they do", display="?", pinned=True
@@ -216,11 +224,19 @@ ACTIONS: tuple[CockpitAction, ...] = (
 )
 BY_NAME = {a.name: a for a in ACTIONS}
 
+# `cockpit replay` adds these to the same screen (read-only: none of ACTIONS that acts runs there)
+REPLAY_ACTIONS: tuple[CockpitAction, ...] = (
+    CockpitAction("replay_pause", "space", "Pause", "Replay: pause, or play on", display="␣"),
+    CockpitAction("replay_next", "n", "Next", "Replay: jump to the journal's next event"),
+    CockpitAction("replay_faster", "plus", "Faster", "Replay: twice as fast", display="+"),
+    CockpitAction("replay_slower", "minus", "Slower", "Replay: half as fast", display="-"),
+)
 
-def bindings() -> list[BindingType]:
+
+def bindings(actions: tuple[CockpitAction, ...] = ACTIONS) -> list[BindingType]:
     return [
         Binding(a.key, a.name, a.label, show=a.show, key_display=a.display, tooltip=a.description, id=a.name)
-        for a in ACTIONS
+        for a in actions
     ]
 
 

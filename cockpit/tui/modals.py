@@ -25,11 +25,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from cockpit.control.commands import RollbackMode
+from cockpit.core.checks import Verdict
 from cockpit.core.plan import Plan, format_duration
 from cockpit.core.redact import redact_text
 from cockpit.core.state import CockpitState
 from cockpit.tui import render
-from cockpit.tui.keys import ACTIONS
+from cockpit.tui.keys import ACTIONS, CockpitAction
 
 DEFAULT_ROLLBACK_REASON = "manual rollback from the cockpit"
 ROLLBACK_MODES = ("immediate", "gradual")
@@ -352,6 +353,37 @@ GRAMMAR = (
 )
 
 
+class PreflightModal(_Dialog):
+    """The go/no-go checklist just run (and journaled): failures first, then warnings, then passes."""
+
+    BINDINGS = [Binding("q", "cancel", "Close", show=False)]
+    CANCEL_HINT = Hint("Esc", "close")
+    ORDER = {"fail": 0, "warn": 1, "pass": 2}
+    STYLE = {"fail": "bold $error", "warn": "bold $warning", "pass": "$success"}
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__("preflight")
+        self.verdict = verdict
+
+    def body(self) -> ComposeResult:
+        v = self.verdict
+        yield Label(f"Preflight: {v.summary()}", classes="dialog-title", id="preflight-verdict")
+        rows = [
+            Content.assemble(
+                (f"{c.status:<4} ", self.STYLE[c.status]),
+                (f"{c.area:<8} ", "$text-muted"),
+                (redact_text(c.name), "bold"),
+                f": {redact_text(c.found)}",
+                *(((f"  → {redact_text(c.do)}", "$text-muted"),) if c.do and c.status != "pass" else ()),
+            )
+            for c in sorted(v.checks, key=lambda c: self.ORDER.get(c.status, 3))
+        ]
+        yield Static(Content("\n").join(rows), id="preflight-checks")
+
+    def buttons(self) -> list[Button]:
+        return [Button("Close  Esc", id="cancel", compact=True)]
+
+
 class HelpModal(_Dialog):
     BINDINGS = [
         Binding("q", "cancel", "Close", show=False),
@@ -359,15 +391,16 @@ class HelpModal(_Dialog):
     ]
     CANCEL_HINT = Hint("Esc", "close")
 
-    def __init__(self) -> None:
+    def __init__(self, actions: tuple[CockpitAction, ...] = ACTIONS) -> None:
         super().__init__("help")
+        self.actions = actions
 
     def body(self) -> ComposeResult:
         rows = [
             Content.assemble(
                 (f"{a.shown_key:>3}  ", "bold $accent"), (f"{a.label:<9}", "bold"), a.description
             )
-            for a in ACTIONS
+            for a in self.actions
         ]
         yield Label("Keys", classes="dialog-title")
         yield Static(

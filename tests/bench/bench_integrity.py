@@ -10,7 +10,7 @@ socket, beside the figure the check reports itself.
 - ours: `cockpit.drivers.integrity.check` (segment hashes computed in SQLite and in PostgreSQL);
 - streaming: the same check with `in_sql=False`, every green value streamed and hashed in Python, as it did before;
 - reladiff: PostgreSQL to PostgreSQL on the same rows (the clone direct, green through the proxy), its hashdiff with
-  its defaults. Not a dependency of cockpit: `.venv/bin/pip install 'reladiff[postgresql]'` to include it.
+  its defaults. Not a dependency of cockpit: `.venv/bin/pip install -e '.[bench]'` to include it.
 
 Targets: ours faster than reladiff, and under 1 % of the table's size moved when the tables are equal; every
 differing row found by key.
@@ -102,9 +102,7 @@ def main() -> int:
         )
         relad = importlib.util.find_spec("reladiff") is not None
         if not relad:
-            print(
-                "reladiff: not installed; .venv/bin/pip install 'reladiff[postgresql]' to print it beside ours"
-            )
+            print("reladiff: not installed; .venv/bin/pip install -e '.[bench]' to print it beside ours")
         # the first and last keys, and random ones
         changed = sorted({1, args.rows, *random.Random(7).sample(range(2, args.rows), args.changed - 2)})
         server = urlsplit(ADMIN)

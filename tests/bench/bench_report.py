@@ -12,7 +12,9 @@ from pathlib import Path
 
 from cockpit.control.replay import ReplayClock
 from cockpit.core.journal import Journal
+from cockpit.core.plan import load_plan
 from cockpit.report import write_report
+from tests.core.plans import write_plan
 
 METRICS = (
     "split_configured",
@@ -47,13 +49,13 @@ def main() -> None:
             took = time.perf_counter() - started
             size = sum(p.stat().st_size for p in (paths.markdown, paths.html, *paths.charts)) / 1e6
             began = time.perf_counter()
-            clock = ReplayClock.load(journal)
+            clock = ReplayClock.load(journal, load_plan(write_plan(Path(tmp))))
             load_ms = (time.perf_counter() - began) * 1000
             times = []
             for i in range(50):
                 t = clock.start + (clock.end - clock.start) * i / 49
                 began = time.perf_counter()
-                clock.at(t)
+                clock.state_at(t)
                 times.append((time.perf_counter() - began) * 1000)
             print(
                 f"{hours} h journal: report {took:.2f} s, {size:.2f} MB; "

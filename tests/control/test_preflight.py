@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from cockpit.cli.main import main
 from cockpit.core.journal import Journal
+from tests.control.preflight_support import make_plan, run_json
 
 
-def _plan(tmp_path: Path, green_url: str) -> Path:
-    db = tmp_path / "blue.db"
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    conn.commit()
-    conn.close()
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(
-        f"""name: pf
-blue: {{database: {{engine: sqlite, path: blue.db}}}}
-green: {{database: {{engine: postgresql, url: "{green_url}"}}}}
-phases: [{{name: one, green: 5, preflight: true}}]
-preflight: {{timeout: 3s}}
-"""
-    )
-    return plan
+def _plan(tmp_path: Path, green_url: str, copied: bool = False) -> Path:
+    return make_plan(tmp_path, green_url, copied=copied)
 
 
 def _run(plan: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
-    code = main(["-p", str(plan), "preflight", "--json", "--no-test-message"])
-    return code, json.loads(capsys.readouterr().out)
+    return run_json(plan, capsys)
 
 
 def _status(doc: dict, name: str) -> str:
@@ -41,7 +25,7 @@ def _status(doc: dict, name: str) -> str:
 
 
 def test_go_is_journaled(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    plan = _plan(tmp_path, pg_url)
+    plan = _plan(tmp_path, pg_url, copied=True)
     code, doc = _run(plan, capsys)
     assert code == 0, doc
     assert doc["verdict"] == "go"
@@ -75,6 +59,8 @@ def test_a_missing_blue_file_is_no_go(
     (tmp_path / "blue.db").unlink()
     code, doc = _run(plan, capsys)
     assert code == 1 and _status(doc, "file") == "fail"
+    assert not (tmp_path / "blue.db").exists()  # looked for, never created
+    assert _status(doc, "server answers") == "pass"  # green's own checks still ran
 
 
 def test_a_bad_plan_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +70,7 @@ def test_a_bad_plan_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def _gated(tmp_path: Path, pg_url: str) -> Path:
-    plan = _plan(tmp_path, pg_url)
+    plan = _plan(tmp_path, pg_url, copied=True)
     plan.write_text(
         plan.read_text().replace("phases:", "traffic: {driver: file, state_file: split.json}\nphases:")
     )
@@ -116,7 +102,7 @@ def test_force_passes_the_gate_and_is_journaled(
 def test_a_required_backup_missing_is_no_go(
     tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plan = _plan(tmp_path, pg_url)
+    plan = _plan(tmp_path, pg_url, copied=True)
     plan.write_text(plan.read_text() + "backup: {required: true, max_age: 1h}\n")
     code, doc = _run(plan, capsys)
     assert code == 1 and _status(doc, "fresh backup") == "fail"
@@ -149,3 +135,51 @@ def test_a_blue_unit_stopped_and_a_dead_health_check_are_no_go(
     assert code == 1
     assert _status(doc, "blue app") == "fail"
     assert _status(doc, "health front") == "fail"
+
+
+def test_the_table_shows_every_check_the_json_has(
+    tmp_path: Path,
+    pg_url: str,
+    refused_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = make_plan(tmp_path, pg_url, f"alerts: {{webhook: {{url: '{refused_url}'}}}}\n", copied=True)
+    code, doc = run_json(plan, capsys)
+    monkeypatch.setenv("COLUMNS", "240")
+    assert main(["-p", str(plan), "preflight", "--no-test-message"]) == code == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "preflight pf: no-go:" in lines[0]
+    rows = [[cell.strip() for cell in ln.split("│")[1:4]] for ln in lines if ln.startswith("│")]
+    for c in doc["checks"]:  # one row each: area, check and status in their cells
+        assert rows.count([c["area"], c["name"], c["status"]]) == 1, (c, rows)
+    areas = {c["area"] for c in doc["checks"]}
+    assert {"green", "blue", "sync", "backup", "alerts", "system"} <= areas
+
+
+def test_a_backup_too_old_is_no_go(tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = _plan(tmp_path, pg_url, copied=True)
+    text = plan.read_text()
+    plan.write_text(text + "backup: {required: true, max_age: 1h}\n")
+    assert main(["-p", str(plan), "backup", "take"]) == 0
+    capsys.readouterr()
+    plan.write_text(text + "backup: {required: true, max_age: 0s}\n")  # the same backup, now too old
+    code, doc = _run(plan, capsys)
+    fresh = next(c for c in doc["checks"] if c["name"] == "fresh backup")
+    assert code == 1 and fresh["status"] == "fail" and "limit 0s" in fresh["found"], fresh
+
+
+def test_tls_required_of_a_server_without_it_is_no_go(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test server has no TLS: a URL that requires it passes the tls check and fails to connect, saying why."""
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        if conn.execute("SHOW ssl").fetchone() != ("off",):
+            pytest.skip("this server speaks TLS")
+    code, doc = _run(_plan(tmp_path, pg_url + "?sslmode=require"), capsys)
+    assert code == 1
+    assert _status(doc, "tls") == "pass"
+    answers = next(c for c in doc["checks"] if c["name"] == "server answers")
+    assert answers["status"] == "fail" and "does not support SSL" in answers["found"], answers

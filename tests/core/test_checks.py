@@ -33,3 +33,13 @@ def test_the_plan_knows_preflight_fields() -> None:
     schema = Plan.model_json_schema()
     assert "preflight" in schema["properties"]
     assert "pool_size" in schema["$defs"]["Services"]["properties"]
+
+
+def test_counted_says_one_and_many() -> None:
+    from cockpit.core.checks import counted
+
+    assert (counted(1, "table"), counted(0, "table"), counted(1200, "table")) == (
+        "1 table",
+        "0 tables",
+        "1,200 tables",
+    )

@@ -137,6 +137,22 @@ def test_the_journal_keeps_each_hosts_outcome(fleet, tmp_path):
     assert info2["detail"] == f"{a} app@1 running, {a} app@2 running"
 
 
+def test_readiness_shows_each_host(fleet):
+    """The screen's readiness light over a fleet: each unit on each host that answered, each dead host named."""
+    from cockpit.control.readiness_probe import service_probes
+
+    a = fleet.names()[0]
+    dead = f"root@127.0.0.1:{free_port()}"
+    d = fleet.driver([a, dead], timeout=5.0)
+    fleet.driver([a]).start(["app@1"])
+    probes = service_probes(d, UNITS)
+    assert [(p.ok, p.detail) for p in probes[:2]] == [
+        (True, f"app@1@{a} running"),
+        (False, f"app@2@{a} stopped"),
+    ]
+    assert len(probes) == 3 and not probes[2].ok and probes[2].detail.startswith(f"{dead}: unreachable")
+
+
 async def test_a_controller_rollback_with_a_hung_and_a_dead_host_ends_partial(fleet, tmp_path):
     """The whole rollback through the controller: green runs on two hosts; one hangs, the other dies; the
     rollback ends `partial` (traffic on blue, stop_green failed) within the command timeout, not hung."""

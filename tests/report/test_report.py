@@ -31,13 +31,29 @@ def _journal(path: Path) -> Path:
         j.event("action.step", {"step": "split to 0", "status": "ok", "duration_s": 1.25}, action_id="r1")
         j.event("action.outcome", {"outcome": "ok"}, action_id="r1")
         j.event(
-            "phase.advanced", {"from": "blue", "to": "canary", "split": 5}, actor="ana@box", action_id="a1"
+            "action.intent", {"verb": "advance", "args": {"to": "canary"}, "reason": "go"}, action_id="a1"
         )
+        j.event("action.outcome", {"outcome": "ok"}, action_id="a1")
+        j.event("action.intent", {"verb": "backup", "args": {}, "reason": "before phase 2"}, action_id="b1")
+        j.event("action.step", {"step": "verify", "status": "ok", "detail": "integrity ok"}, action_id="b1")
+        j.event("action.outcome", {"outcome": "ok"}, action_id="b1")
+        j.event("sync.conflict", {"table": "companies", "key": 7}, actor="controller")
+        j.event("sync.conflict_resolved", {"uid": "blue:1", "keep": "green"}, actor="ana@box")
+        j.event("integrity.mismatch", {"tables": {"companies": [7]}}, actor="controller")
         j.event("alarm.raised", {"rule": "error_rate_spike", "value": 0.07}, actor="controller")
         j.event("rollback.completed", {"to": 0, "seconds": 2.5}, actor="controller", action_id="a2")
         for i in range(300):
             j.samples(
-                {"split_configured": 5.0, "error_rate_green": 0.01 * (i % 7), "p95_green_ms": 80.0 + i % 10},
+                {
+                    "green_configured": 5.0,
+                    "traffic_distribution": 4.0 + i % 3,
+                    "green.error_rate": 0.5 * (i % 7),
+                    "blue.error_rate": 0.1,
+                    "green.response_time_p95": 80.0 + i % 10,
+                    "data_integrity_score": 100.0 if i < 200 else 99.5,
+                    "data_integrity_checked_at": t0 + (i // 100) * 100,
+                    "client_error_rate": 50.0,  # charted nowhere: only the named series are
+                },
                 ts=t0 + i,
             )
     return path
@@ -47,13 +63,18 @@ def test_report_files_charts_masking_and_html(tmp_path: Path) -> None:
     journal = _journal(tmp_path / "journal.db")
     paths = write_report(journal, tmp_path / "out")
     assert paths.markdown.exists() and paths.html.exists()
-    assert {c.name for c in paths.charts} == {"split.svg", "error.svg", "p95.svg"}
+    assert {c.name for c in paths.charts} == {"split.svg", "error.svg", "p95.svg", "integrity.svg"}
     for chart in paths.charts:
         assert ET.parse(chart).getroot().tag.endswith("svg")
     md = paths.markdown.read_text()
     for needle in (
-        "phase.advanced",
+        "| canary |",  # the Phases table
         "alarm.raised",
+        "| error_rate_spike | - | 1 |",  # the alarms summary (this one names a rule, no metric or level)
+        "1 parked, 1 resolved.",
+        "verify: integrity ok",  # the backup's steps
+        "3 full check(s) ended, 1 mismatch(es), 0 repair(s).",
+        "lowest score 99.5 %",
         "rollback.completed",
         "ana@box",
         "Verdict",
@@ -66,7 +87,7 @@ def test_report_files_charts_masking_and_html(tmp_path: Path) -> None:
     page = paths.html.read_text()
     assert "hunter2secret" not in md and "hunter2secret" not in page
     assert (
-        page.count("<svg") == 3 and "src=" not in page and 'href="http' not in page and "url(http" not in page
+        page.count("<svg") == 4 and "src=" not in page and 'href="http' not in page and "url(http" not in page
     )
 
 
@@ -90,4 +111,4 @@ def test_html_opens_in_chromium(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, f"the page never showed the report; it shows:\n{shown}"
             shown = browser.evaluate("document.body ? document.body.innerText : ''") or ""
             time.sleep(0.2)
-        assert browser.evaluate("document.querySelectorAll('svg').length") == 3
+        assert browser.evaluate("document.querySelectorAll('svg').length") == 4

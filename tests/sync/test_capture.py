@@ -55,19 +55,94 @@ def test_sqlite_captures_insert_update_delete_and_key_change(tmp_path):
     assert abs(ts[1] - time.time()) < 60 and ts[0] <= ts[1]
 
 
-def test_sqlite_applier_context_is_not_captured(tmp_path):
+def test_sqlite_applier_writes_are_not_captured_and_later_writes_are(tmp_path):
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE loose (a TEXT, b INTEGER)")  # keyless: its triggers log row images
+    capture.install_sqlite(conn, [*TABLES, "loose"])
+    for round_ in (1, 2):  # the first use registers the override, the second only flips it on
+        conn.execute("BEGIN IMMEDIATE")
+        with capture.sqlite_applying(conn):
+            conn.execute("INSERT INTO items (id, name) VALUES (?, 'applied')", (round_ * 10,))
+            conn.execute("UPDATE items SET id = id + 1 WHERE id = ?", (round_ * 10,))
+            conn.execute("INSERT INTO loose (a, b) VALUES ('applied', ?)", (round_,))
+        conn.execute("COMMIT")
+        # the same connection outside the block: captured (the cockpit's own repairs go through capture)
+        conn.execute("INSERT INTO items (id, name) VALUES (?, 'cockpit, not applying')", (round_,))
+    assert conn.execute("SELECT count(*) FROM _cockpit_context").fetchone()[0] == 0
+    assert (
+        conn.execute("SELECT sqlite_source_id()").fetchone()[0]
+        == sqlite3.connect(":memory:").execute("SELECT sqlite_source_id()").fetchone()[0]
+    )
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("INSERT INTO items (id, name) VALUES (3, 'app')")
+    assert _blue_log(db) == [("items", "I", [1]), ("items", "I", [2]), ("items", "I", [3])]
+
+
+def test_sqlite_applying_registers_on_a_connection_that_reuses_an_old_ones_id(tmp_path):
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    capture.install_sqlite(conn, TABLES)
+    # what a closed connection at the same address would have left: an entry, but no function on this one
+    capture._APPLYING[id(conn)] = capture._Applying("left by a closed connection")
+    conn.execute("BEGIN IMMEDIATE")
+    with capture.sqlite_applying(conn):
+        conn.execute("INSERT INTO items (id, name) VALUES (1, 'applied')")
+    conn.execute("COMMIT")
+    assert _blue_log(db) == []
+
+
+def test_sqlite_applying_ends_when_the_block_raises(tmp_path):
     db = tmp_path / "b.db"
     make_blue(db)
     conn = sqlite3.connect(db, isolation_level=None)
     capture.install_sqlite(conn, TABLES)
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT INTO _cockpit_context (applier) VALUES ('test')")
-    conn.execute("INSERT INTO items (id, name) VALUES (1, 'applied')")
-    conn.execute("DELETE FROM _cockpit_context")
-    conn.execute("COMMIT")
-    other = sqlite3.connect(db, isolation_level=None)
-    other.execute("INSERT INTO items (id, name) VALUES (2, 'app')")
+    with pytest.raises(sqlite3.IntegrityError), capture.sqlite_applying(conn):
+        conn.execute("INSERT INTO items (id, name) VALUES (1, 'applied')")
+        conn.execute("INSERT INTO items (id, name) VALUES (1, 'twice')")
+    conn.execute("ROLLBACK")
+    conn.execute("INSERT INTO items (id, name) VALUES (2, 'after')")
     assert _blue_log(db) == [("items", "I", [2])]
+    assert conn.execute("SELECT count(*) FROM _cockpit_context").fetchone()[0] == 0
+
+
+def test_sqlite_triggers_of_an_older_cockpit_skip_the_applier_and_install_replaces_them(tmp_path):
+    """A blue captured by an older cockpit: log with `origin`, triggers that read `_cockpit_context`. The applier
+    of today still goes unlogged there; `install_sqlite` replaces the triggers and keeps the log's rows."""
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute(
+        "CREATE TABLE _cockpit_changes (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op TEXT NOT NULL,"
+        " pk TEXT NOT NULL, ts REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),"
+        " origin TEXT NOT NULL DEFAULT 'blue')"
+    )
+    conn.execute("CREATE TABLE _cockpit_context (applier TEXT)")
+    conn.execute(
+        "CREATE TRIGGER _cockpit_items_ins AFTER INSERT ON items WHEN NOT EXISTS (SELECT 1 FROM _cockpit_context)"
+        " BEGIN INSERT INTO _cockpit_changes (tbl, op, pk, ts)"
+        " VALUES ('items', 'I', json_array(NEW.id), ((julianday('now') - 2440587.5) * 86400.0)); END"
+    )
+    conn.execute("INSERT INTO items (id, name) VALUES (1, 'app, old triggers')")
+    conn.execute("BEGIN IMMEDIATE")
+    with capture.sqlite_applying(conn):
+        conn.execute("INSERT INTO items (id, name) VALUES (2, 'applied, old triggers')")
+    conn.execute("COMMIT")
+    capture.install_sqlite(conn, TABLES)
+    triggers = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = '_cockpit_items_ins'"
+    ).fetchone()[0]
+    assert "_cockpit_context" not in triggers and capture.SQLITE_APPLIER in triggers
+    conn.execute("BEGIN IMMEDIATE")
+    with capture.sqlite_applying(conn):
+        conn.execute("INSERT INTO items (id, name) VALUES (3, 'applied')")
+    conn.execute("COMMIT")
+    conn.execute("INSERT INTO items (id, name) VALUES (4, 'app')")
+    assert _blue_log(db) == [("items", "I", [1]), ("items", "I", [4])]
+    assert capture.sqlite_position(conn) == 2
 
 
 def test_sqlite_install_is_idempotent_and_leaves_app_tables_untouched(tmp_path):
@@ -138,6 +213,10 @@ def test_postgres_captures_and_skips_the_applier(tmp_path, pg_url):
         pg.execute("UPDATE items SET id = 2 WHERE id = 1")
         pg.execute("DELETE FROM items WHERE id = 2")
         pg.execute("""INSERT INTO "Pairs" VALUES ('x', 1, 'v')""")
+        pg.execute(
+            """UPDATE "Pairs" SET b = 2 WHERE a = 'x'"""
+        )  # a two-column key changes: old and new in order
+        pg.execute("""DELETE FROM "Pairs" WHERE a = 'x'""")
         pg.commit()
         with pg.transaction():
             pg.execute("SET LOCAL cockpit.applying = 'on'")
@@ -152,6 +231,9 @@ def test_postgres_captures_and_skips_the_applier(tmp_path, pg_url):
         ("items", "U", [2]),
         ("items", "D", [2]),
         ("Pairs", "I", ["x", 1]),
+        ("Pairs", "D", ["x", 1]),
+        ("Pairs", "U", ["x", 2]),
+        ("Pairs", "D", ["x", 2]),
         ("items", "I", [8]),
     ]
 

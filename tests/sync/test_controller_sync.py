@@ -24,6 +24,7 @@ from cockpit.control.controller import Controller
 from cockpit.control.session import ControllerThread
 from cockpit.core.journal import Journal
 from cockpit.core.plan import Plan, load_plan
+from cockpit.drivers.sync.capture import sqlite_applying
 from tests.conftest import wait_for
 from tests.drivers.conftest import LocalHTTP
 from tests.sync.test_sync_support import blue_exec, make_copied, pg_exec
@@ -262,9 +263,9 @@ def test_rows_changed_behind_the_syncs_back_raise_an_alarm_and_are_repaired(worl
         pg.execute("DELETE FROM companies WHERE id = 4")
         pg.execute("INSERT INTO companies (id, cnpj, name) VALUES (999, 'ghost', 'green only')")
     conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO _cockpit_context (applier) VALUES ('test')")
-    conn.execute("UPDATE companies SET name = 'changed on blue' WHERE id = 3")
-    conn.execute("DELETE FROM _cockpit_context")
+    conn.execute("BEGIN IMMEDIATE")
+    with sqlite_applying(conn):  # as the applier writes: not captured
+        conn.execute("UPDATE companies SET name = 'changed on blue' WHERE id = 3")
     conn.commit()
     conn.close()
 

@@ -279,3 +279,45 @@ async def test_abandon_confirmed_ends_on_blue_and_esc_cancels(plan, controller_t
         assert app.check_action("advance", ()) is False
     assert green_in_file(plan) == 0.0
     assert [(a.verb, a.outcome) for a in journal_actions(plan)].count(("abandon", "ok")) == 1
+
+
+async def test_preflight_runs_off_the_loop_is_journaled_and_shown(plan, controller_thread):
+    """p runs the checklist in a thread, journals it as `cockpit preflight` does, and shows it, worst first."""
+    from cockpit.control.preflight import EVENT
+    from cockpit.core.journal import Journal
+    from cockpit.tui.modals import PreflightModal
+
+    app = CockpitApp(plan, controller_thread=controller_thread)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _ready(pilot, app)
+        await _open(pilot, app, "p", PreflightModal)
+        await until(pilot, lambda: bool(app.screen.query("#preflight-checks")), what="the checks on screen")
+        verdict = app.screen.verdict
+        assert str(app.screen.query_one("#preflight-verdict").content).startswith(
+            f"Preflight: {verdict.word}"
+        )
+        shown = str(app.screen.query_one("#preflight-checks").content).splitlines()
+        assert len(shown) == len(verdict.checks) and shown[0].split()[0] == min(
+            (c.status for c in verdict.checks), key={"fail": 0, "warn": 1, "pass": 2}.get
+        )
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PreflightModal), what="the dialog to close")
+        assert app.last_result[:2] == ("preflight", "ok" if verdict.go else "refused")
+    with Journal(plan.path(plan.journal.path), readonly=True) as j:
+        [event] = j.events(kinds=[EVENT])
+    assert event.payload["verdict"] == verdict.word and len(event.payload["checks"]) == len(verdict.checks)
+
+
+async def test_preflight_is_refused_read_only(plan):
+    from cockpit.control.preflight import EVENT
+    from cockpit.core.journal import Journal
+
+    app = CockpitApp(plan, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("p")
+        await until(pilot, lambda: app.last_result is not None, what="the refusal")
+        assert app.last_result[:2] == ("preflight", "refused")
+    path = plan.path(plan.journal.path)
+    if path.exists():
+        with Journal(path, readonly=True) as j:
+            assert j.events(kinds=[EVENT]) == []

@@ -1,7 +1,7 @@
 """`cockpit preflight`: the go/no-go checklist before a phase (the strategy's `pre_deployment_check`,
 `validate_neon_connection`, `check_system_resources`).
 
-One module per area (so far green, blue, services, backup and system; nginx, sync and alerts are to come), each a function
+One module per area (green, blue, nginx, services, sync, backup, alerts, system), each a function
 `checks(ctx) -> list[Check]` that reads the world through the drivers the plan names and never changes it (the
 one exception, on purpose: the alerts area sends a test message, marked as a test, unless `--no-test-message`).
 The areas run in parallel threads; each network step is bounded by `preflight.timeout`, and an area that does not
@@ -12,6 +12,7 @@ The verdict is journaled as a `preflight` event; a phase with `preflight: true` 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -39,14 +40,25 @@ class Context:
 Area = Callable[[Context], list[Check]]
 
 
+def read_blue(ctx: Context) -> sqlite3.Connection:
+    """Blue's SQLite file opened read-only (a preflight never writes, nor creates a missing file)."""
+    path = ctx.plan.path(ctx.plan.blue.database.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no SQLite file at {path}")
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=ctx.timeout, check_same_thread=False)
+
+
 def areas() -> list[tuple[str, Area]]:
-    from cockpit.control.preflight import backup, blue, green, services, system
+    from cockpit.control.preflight import alerts, backup, blue, green, nginx, services, sync, system
 
     return [
         ("green", green.checks),
         ("blue", blue.checks),
+        ("nginx", nginx.checks),
         ("services", services.checks),
+        ("sync", sync.checks),
         ("backup", backup.checks),
+        ("alerts", alerts.checks),
         ("system", system.checks),
     ]
 

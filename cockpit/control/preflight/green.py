@@ -1,4 +1,5 @@
-"""Green (PostgreSQL / Neon): the direct host, TLS, the server and its version, the cold start, connections."""
+"""Green (PostgreSQL / Neon): the direct host, TLS, the server and its version, the cold start, connections; the
+sync's rights and the keys left (cockpit.control.preflight.green_rights)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from cockpit.control.preflight import Context
+from cockpit.control.preflight import Context, green_rights
 from cockpit.core.checks import FAIL, PASS, WARN, Check
 from cockpit.core.redact import redact_text
 from cockpit.drivers.sync.runner import pooler_warning
@@ -51,6 +52,9 @@ def checks(ctx: Context) -> list[Check]:
                 "add ?sslmode=require to green.database.url",
             )
         )
+    # the sync's rights and keys need a SQLite blue to sync from (a missing file: the blue area says so)
+    blue = ctx.plan.blue.database
+    syncs = blue.engine == "sqlite" and ctx.plan.path(blue.path).is_file()
     started = time.monotonic()
     try:
         conn = psycopg.connect(db.url, connect_timeout=max(1, int(ctx.timeout)), autocommit=True)
@@ -80,8 +84,12 @@ def checks(ctx: Context) -> list[Check]:
             )
         )
         out.append(_connections(ctx, conn))
+        if syncs:
+            out += green_rights.rights(ctx, conn)
     finally:
         conn.close()
+    if syncs:
+        out += green_rights.keys_left(ctx)
     return out
 
 

@@ -1,6 +1,6 @@
-"""Services: every unit exists and is active, and the plan's health checks answer. Blue's are required (a
-rollback sends every user there); green's stopped units only warn before its first phase, since the advance
-starts them."""
+"""Services: every unit exists and is active on every host (a host that does not answer is named), and the plan's
+health checks answer. Blue's are required (a rollback sends every user there); green's stopped units only warn
+before its first phase, since the advance starts them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from cockpit.control.preflight import Context
 from cockpit.core.checks import FAIL, PASS, WARN, Check
 from cockpit.core.redact import redact_text
 from cockpit.drivers.services.factory import service_units
+from cockpit.drivers.services.systemd import status_by_host
 
 
 def checks(ctx: Context) -> list[Check]:
@@ -20,26 +21,28 @@ def checks(ctx: Context) -> list[Check]:
         if not units or driver is None:
             continue
         down = FAIL if side == "blue" else WARN
-        try:
-            for s in driver.status(units):
-                found = f"{'running' if s.running else 'not running'}{': ' + s.detail if s.detail else ''}"
-                out.append(
-                    Check(
-                        "services",
-                        f"{side} {s.unit}",
-                        PASS if s.running else down,
-                        found,
-                        "" if s.running else "start it (green: the advance starts it)",
-                    )
-                )
-        except Exception as exc:  # the driver cannot say: that is not healthy
+        statuses, failed = status_by_host(driver, units)
+        for host, why in failed:  # a failed check per silent host, or for a driver that cannot answer
             out.append(
                 Check(
                     "services",
-                    f"{side} units",
+                    f"{side} units" + (f" on {host}" if host else ""),
                     down,
-                    f"{type(exc).__name__}: {redact_text(str(exc))}",
-                    "fix the services driver's settings",
+                    redact_text(why),
+                    "reach the host (ssh, its key, systemd), or take it out of services.hosts"
+                    if host
+                    else "fix the services driver's settings",
+                )
+            )
+        for s in statuses:
+            found = f"{'running' if s.running else 'not running'}{': ' + s.detail if s.detail else ''}"
+            out.append(
+                Check(
+                    "services",
+                    f"{side} {s.unit}" + (f" on {s.host}" if s.host else ""),
+                    PASS if s.running else down,
+                    found,
+                    "" if s.running else "start it (green: the advance starts it)",
                 )
             )
     from cockpit.drivers.health import check

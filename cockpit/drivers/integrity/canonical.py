@@ -246,7 +246,9 @@ def blue_row_sql(forms: Sequence[ColumnForm]) -> str:
             pieces.append((PRINTF["v"], [f"typeof({c})", _blue_value_sql(c)]))
         else:
             pieces.append((PRINTF[form.fmt], [f"typeof({c})", c]))
-    calls, fmt, args = [], [], []
+    calls: list[str] = []
+    fmt: list[str] = []
+    args: list[str] = []
     for f, a in pieces:
         if len(args) + len(a) > MAX_PRINTF_ARGS:
             calls.append(f"printf('{','.join(fmt)}', {', '.join(args)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
@@ -57,7 +58,9 @@ def check(
     blue = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True, timeout=10)
     notes: list[str] = []
     try:
-        with psycopg.connect(pg_url, connect_timeout=connect_timeout, autocommit=True) as conn:
+        with psycopg.connect(
+            pg_url, connect_timeout=max(1, math.ceil(connect_timeout)), autocommit=True
+        ) as conn:
             green = Green(conn)
             tables = [
                 Table(tm, blue, green, schema, cast_columns.get(tm.name, ()), in_sql, jobs)

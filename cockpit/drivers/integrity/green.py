@@ -23,7 +23,7 @@ class Green:
         self.sent = 0
         self.received = 0
         for setting in GREEN_SETTINGS:
-            conn.execute(setting)  # type: ignore[arg-type]
+            conn.execute(setting)
 
     @property
     def bytes(self) -> int:
@@ -32,7 +32,7 @@ class Green:
     def rows(self, query: sql.Composable, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         self.sent += len(query.as_bytes(self.conn)) + sum(_param_bytes(p) for p in params or ())
         with self.conn.cursor() as cur:
-            cur.execute(query, params)
+            cur.execute(sql.Composed([query]), params)  # any Composable, as psycopg's types want one
             rows = cur.fetchall()
             res = cur.pgresult
             if res is not None:

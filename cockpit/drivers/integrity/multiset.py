@@ -115,9 +115,9 @@ def _diff(t: Table, prefixes: Sequence[str]) -> list[RowDiff]:
             if hashlib.md5(row_text(fmts, r).encode("utf-8", "surrogatepass")).hexdigest().startswith(wanted)
         ]
     else:
-        row = _green_row_sql(t, [green_prepared(f, g) for f, g in zip(t.forms, t.g_names, strict=True)])
+        row_sql = _green_row_sql(t, [green_prepared(f, g) for f, g in zip(t.forms, t.g_names, strict=True)])
         query = sql.SQL("SELECT {} FROM {} WHERE left(md5({}), %s) = ANY(%s)").format(
-            t.g_cols, t.g_table, row
+            t.g_cols, t.g_table, row_sql
         )
         green_rows = []
         for digits in sorted({len(p) for p in prefixes}):

@@ -86,7 +86,7 @@ class Table:
         self.g_keys = [self._g_collated(sql.Identifier(pg_truncate(k)), k) for k in self.pk]
         self.g_pk = sql.SQL("({})").format(sql.SQL(", ").join(self.g_keys))
         self.g_order = sql.SQL(", ").join(self.g_keys)
-        self.to_blue: list[Callable[[Any], Any]] = [c.to_sqlite or identity for c in tm.columns]
+        self.to_blue: list[Callable[[Any], Any]] = [c.to_sqlite for c in tm.columns]
         # only the columns whose forms differ are converted (most are the same on both sides)
         self.convert = [(i, f) for i, f in enumerate(self.to_blue) if f is not identity]
         self.carried = [(i, f.canonical) for i, f in enumerate(self.forms) if f.cast]
@@ -428,7 +428,7 @@ class Table:
         for i, (lo_key, hi_key) in enumerate(ranges):
             if lo_key is not None and hi_key is not None:
                 continue
-            conds = [sql.SQL("true")]
+            conds: list[sql.Composable] = [sql.SQL("true")]
             if lo_key is not None:
                 conds.append(sql.SQL("{} >= {}").format(g_key, marks))
                 params += self._pg_key(lo_key)

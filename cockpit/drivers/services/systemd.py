@@ -229,6 +229,19 @@ class FleetError(ServiceError):
         self.statuses = statuses
 
 
+def status_by_host(
+    driver: ServiceDriver, units: list[str]
+) -> tuple[list[ServiceStatus], list[tuple[str, str]]]:
+    """The units' statuses from every host that answered, and (host, what went wrong) for each that did not. A
+    driver that cannot answer at all is one ("", why): whatever it is, it is never read as healthy."""
+    try:
+        return driver.status(units), []
+    except FleetError as exc:
+        return exc.statuses, [(host, why) for host, why, _ in exc.outcomes if why != "ok"]
+    except Exception as exc:
+        return [], [("", f"{type(exc).__name__}: {exc}")]
+
+
 def _message(proc: subprocess.CompletedProcess[str]) -> str:
     text = (proc.stderr or "").strip() or (proc.stdout or "").strip()
     return f"{text} (exit {proc.returncode})" if text else f"exit {proc.returncode}"

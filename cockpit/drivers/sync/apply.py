@@ -5,7 +5,7 @@ Each step is state-based: for every key changed in the batch it reads the row as
 the source no longer has it. A keyless table's changes are multiset deltas instead (`+`/`-` with the whole row),
 replayed in order. The applied position is written in the same target transaction as the data, so a kill at any
 instant neither loses nor repeats a change. The applier's own writes are tagged (`SET LOCAL cockpit.applying` on
-PostgreSQL, a `_cockpit_context` row on SQLite) and the capture triggers skip them.
+PostgreSQL, `capture.sqlite_applying` on SQLite) and the capture triggers skip them.
 
 Nothing acknowledged is dropped; what does not go into a table is parked whole in the conflicts store
 (`cockpit.drivers.sync.conflicts`), in the target's apply transaction, and reported through
@@ -44,7 +44,6 @@ from cockpit.drivers.sync import conflicts as store
 from cockpit.drivers.sync.capture import (
     BLUE_TO_GREEN,
     PG_SCHEMA,
-    SQLITE_CONTEXT,
     SQLITE_LOG,
     SQLITE_STATE,
     GreenPosition,
@@ -53,6 +52,7 @@ from cockpit.drivers.sync.capture import (
     prune_sqlite,
     qi,
     read_green_position,
+    sqlite_applying,
     touch_sqlite,
     write_green_position,
 )
@@ -959,21 +959,20 @@ class Applier:
             return result  # nothing to apply, mirror or prune: no write lock taken
         blue.execute("BEGIN IMMEDIATE")
         try:
-            blue.execute(f"INSERT INTO {SQLITE_CONTEXT} (applier) VALUES ('cockpit')")
-            # what blue→green has applied is no longer needed on this side
-            prune_sqlite(blue, blue_position)
-            if read_green_position(blue) == start and _read_state_int(blue, store.FROM_GREEN) == mirrored:
-                end = _ToBlue(self, blue, pg, blue_position)
-                if records:
-                    self._mirror(end, records)
-                    _write_state(blue, store.FROM_GREEN, int(records[-1][0]))
-                if batch is not None:
-                    self._attempt = (batch.upper, batch.count)
-                    result.changes = batch.count
-                    result.position = batch.upper
-                    self._apply(end, batch, result)
-                    write_green_position(blue, batch.upper)
-            blue.execute(f"DELETE FROM {SQLITE_CONTEXT}")
+            with sqlite_applying(blue):
+                # what blue→green has applied is no longer needed on this side
+                prune_sqlite(blue, blue_position)
+                if read_green_position(blue) == start and _read_state_int(blue, store.FROM_GREEN) == mirrored:
+                    end = _ToBlue(self, blue, pg, blue_position)
+                    if records:
+                        self._mirror(end, records)
+                        _write_state(blue, store.FROM_GREEN, int(records[-1][0]))
+                    if batch is not None:
+                        self._attempt = (batch.upper, batch.count)
+                        result.changes = batch.count
+                        result.position = batch.upper
+                        self._apply(end, batch, result)
+                        write_green_position(blue, batch.upper)
             blue.execute("COMMIT")
         except BaseException:
             blue.execute("ROLLBACK")
