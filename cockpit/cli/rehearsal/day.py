@@ -21,7 +21,6 @@ too, against green; rows parked in the conflicts store count as kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -39,11 +38,11 @@ from cockpit.cli.rehearsal.measure import (
     failures,
     lag_text,
     live_split,
-    missing_text,
     wait_until,
 )
 from cockpit.cli.rehearsal.scenarios import Scenario
 from cockpit.cli.rehearsal.webhook import Webhook
+from cockpit.cli.rehearsal.writes import WritesCheck, check_writes, parked
 from cockpit.control.controller import Controller
 from cockpit.control.session import ControllerThread
 from cockpit.core.journal import Journal
@@ -53,10 +52,7 @@ from cockpit.core.rules import holds
 from cockpit.drivers.sync.runner import SyncRunner
 from cockpit.lab.errors import LabError
 from cockpit.lab.lab import LOAD_UNIT, LabOptions, down, load_driver, read_state, up
-from cockpit.lab.ledger import LedgerCheck, check, postgres_present, read_ledger, sqlite_present
 from cockpit.lab.load import read_figures
-
-LOAD_TIMEOUT_S = 10.0  # the load's HTTP timeout: an answer comes within it, or the request failed
 
 
 class Rehearsal:
@@ -79,8 +75,6 @@ class Rehearsal:
         self.child: subprocess.Popen[bytes] | None = None
         self.reader: SyncRunner | None = None  # reads the lag and the conflicts store, whoever runs the sync
         self.webhook = Webhook()
-        self.missing_on: dict[tuple[str, int], str] = {}
-        self.late_deletes = 0  # rows the check found gone whose user's delete was answered just after
         self.scratch: dict[str, Any] = {}  # what a scenario keeps between its fault and taking it back
 
     # -- the world ---------------------------------------------------------------------------------------
@@ -242,13 +236,13 @@ class Rehearsal:
             failures(log, out.recovered_at + 1e-3, span_end)
         )
         self._read_journal(out, since, sc)
-        self.late_deletes = 0
-        out.ledger = self.ledger_check(settled_from)
-        if self.late_deletes:
+        writes = self.check_writes(settled_from)
+        out.ledger = writes.ledger
+        if writes.late_deletes:
             out.facts.append(
-                f"{self.late_deletes} rows gone at the check were deleted by their users (200 just after)"
+                f"{writes.late_deletes} rows gone at the check were deleted by their users (200 just after)"
             )
-        self._judge(out, sc)
+        self._judge(out, sc, writes)
         return out
 
     def final_check(self) -> Outcome:
@@ -260,9 +254,10 @@ class Rehearsal:
         t0 = time.time()
         lag = self.lag()
         out.lag_after = lag_text(lag, wait_until(self._sync_settled, 180, "the sync to settle", step=0.5))
-        out.ledger = self.ledger_check(time.time())
-        if out.ledger.missing:
-            out.problems.append(missing_text(out.ledger, self.missing_on))
+        writes = self.check_writes(time.time())
+        out.ledger = writes.ledger
+        if problem := writes.problem():
+            out.problems.append(problem)
         # the users' own count: a failure the front door never logged (a refused connection) would be missed above
         seen = int(((read_figures(self.root / "load.json") or {}).get("total") or {}).get("errors", 0))
         logged = len(failures(access_log(self.plan), 0.0, time.time()))
@@ -292,7 +287,7 @@ class Rehearsal:
         if out.zero_s is None and zero and sc.rolls_back:
             out.zero_s = round(min(zero) - out.fault_at, 1)
 
-    def _judge(self, out: Outcome, sc: Scenario) -> None:
+    def _judge(self, out: Outcome, sc: Scenario, writes: WritesCheck) -> None:
         assert self.plan is not None and out.ledger is not None
         if sc.trigger and sc.trigger not in out.fired:
             out.problems.append(f"{sc.trigger} did not fire")
@@ -300,8 +295,8 @@ class Rehearsal:
             out.problems.append("a rollback ran where none should")
         if sc.rolls_back and out.rollback_s is None:
             out.problems.append("no rollback ran")
-        if out.ledger.missing:
-            out.problems.append(missing_text(out.ledger, self.missing_on))
+        if problem := writes.problem():
+            out.problems.append(problem)
         if out.failed_outside:
             out.problems.append(f"{out.failed_outside} requests failed outside the fault's window")
         if not sc.may_fail and out.failed_inside:
@@ -357,51 +352,10 @@ class Rehearsal:
         lag = self.lag()
         return bool(lag) and all(int(v.get("pending", 1)) == 0 for v in lag.values())
 
+    def check_writes(self, until: float) -> WritesCheck:
+        assert self.plan is not None and self.reader is not None
+        return check_writes(self.plan, self.root / "ledger.jsonl", self.reader, until)
+
     def parked(self) -> set[tuple[str, int]]:
-        """(table, key) of every version the conflicts store holds: kept, not lost."""
         assert self.reader is not None
-        out: set[tuple[str, int]] = set()
-        for rec in self.reader.conflicts(everything=True):
-            row = rec.get(rec.get("parked") or "") or {}
-            if isinstance(row, dict) and row.get("id") is not None:
-                out.add((str(rec["tbl"]), int(row["id"])))
-        return out
-
-    def ledger_check(self, until: float) -> LedgerCheck:
-        """The writes acknowledged before `until` (when the sync was seen settled: a later one may still be on its
-        way to the other side) against the serving side(s); every delete counts, whenever it came.
-
-        A row its user deleted just before the check is gone while the delete's 200 may not be in the ledger yet:
-        a missing row is only reported once the requests in flight at the check have had their answer (the load's
-        timeout) and no acknowledged delete of it came meanwhile. Presence is not read again."""
-        assert self.plan is not None
-        entries = [e for e in read_ledger(self.root / "ledger.jsonl") if e.op == "delete" or e.at < until]
-        parked = self.parked()
-        blue = self.plan.path(str(self.plan.blue.database.path))
-        result = check(entries, sqlite_present(Path(blue)), parked)
-        self.missing_on = {(e.table, e.key): "blue" for e in result.missing}
-        if live_split(self.plan) > 0.0:  # green serves too: every acknowledged write must be there as well
-            green = check(entries, postgres_present(self.plan.green.database.url), parked)
-            for e in green.missing:
-                if (e.table, e.key) not in self.missing_on:
-                    result.missing.append(e)
-                self.missing_on[(e.table, e.key)] = " and ".join(
-                    filter(None, (self.missing_on.get((e.table, e.key)), "green"))
-                )
-        if result.missing:
-            wanted = {(e.table, e.key) for e in result.missing}
-            deleted: set[tuple[str, int]] = set()
-
-            def answered() -> bool:
-                deleted.update(
-                    (e.table, e.key) for e in read_ledger(self.root / "ledger.jsonl") if e.op == "delete"
-                )
-                return wanted <= deleted
-
-            with contextlib.suppress(LabError):  # not all of them: those stay missing
-                wait_until(answered, LOAD_TIMEOUT_S, "the deletes in flight to be answered", step=0.5)
-            late = [e for e in result.missing if (e.table, e.key) in deleted]
-            result.missing = [e for e in result.missing if (e.table, e.key) not in deleted]
-            result.deleted += len(late)
-            self.late_deletes = len(late)
-        return result
+        return parked(self.reader)

@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cockpit.core.plan import Plan
@@ -93,15 +92,3 @@ def lag_text(lag: dict[str, dict[str, float]], settle_s: float) -> str:
         return f"{float(x.get('age_s', 0)):.1f}s/{int(x.get('pending', 0))}"
 
     return f"b→g {one('blue_to_green')}, g→b {one('green_to_blue')}; 0 in {settle_s:.1f}s"
-
-
-def missing_text(led: LedgerCheck, where: dict[tuple[str, int], str]) -> str:
-    """'2 acknowledged writes missing (proposals 17 from green at 07:46:12.3, not on blue, ...)'."""
-    first = ", ".join(
-        f"{e.table} {e.key} from {e.side} at {datetime.fromtimestamp(e.at, UTC):%H:%M:%S.%f}"[:-5]
-        + f", not on {where.get((e.table, e.key), '?')}"
-        for e in led.missing[:3]
-    )
-    return (
-        f"{len(led.missing)} acknowledged writes missing ({first}{', ...' if len(led.missing) > 3 else ''})"
-    )
