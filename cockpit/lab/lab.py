@@ -92,6 +92,8 @@ class LabOptions:
     # where the plan reads the per-side figures: "access-log", or "prometheus" (a private Prometheus scrapes the
     # services, see prometheus.py)
     metrics: str = "access-log"
+    # a plan template with the ${COCKPIT_LAB_*} placeholders (default: plans/lab.yaml; `cockpit rehearse --plan`)
+    template: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------------- state
@@ -272,8 +274,8 @@ def up(opts: LabOptions) -> dict[str, Any]:
     nginx_bin = find_nginx()
     if not opts.pg_url:
         find_pg_bindir()  # fail early with the install hint
-    if not TEMPLATE.is_file():
-        raise LabError(f"the lab plan template {TEMPLATE} is missing: reinstall cockpit")
+    if not (opts.template or TEMPLATE).is_file():
+        raise LabError(f"the lab plan template {opts.template or TEMPLATE} is missing")
     for name in _OWN_FILES:
         with contextlib.suppress(FileNotFoundError):
             (root / name).unlink()
@@ -367,10 +369,11 @@ def _up_steps(
         "COCKPIT_LAB_JOURNAL": str(root / JOURNALS / f"{state['run']}.db"),
     }
     plan_path = root / "plan.yaml"
-    plan = render_plan(TEMPLATE, values, plan_path)
+    template = opts.template or TEMPLATE
+    plan = render_plan(template, values, plan_path)
     if prometheus is not None:  # the same window as the access log's, so the two sources' figures compare
         section = plan_section(prometheus.url, f"{max(1, round(plan.traffic.window))}s")
-        plan = render_plan(TEMPLATE, values, plan_path, section)
+        plan = render_plan(template, values, plan_path, section)
     shutil.copyfile(plan_path, root / JOURNALS / f"{state['run']}.plan.yaml")  # this run's, readable later
     if plan.traffic.balancers[0].test_command != site.test_argv():  # the template and the site must agree
         raise LabError(
