@@ -48,6 +48,5 @@ def bands(actions: list[ActionRecord], start: float, end: float, first: str = BE
         if ts > at:
             out.append(Band(at, ts, name, who, why))
         at, name, who, why = max(ts, start), to, a.actor, a.reason
-    if end > at:
-        out.append(Band(at, end, name, who, why))
+    out.append(Band(at, max(at, end), name, who, why))  # where the window ends (held 0 s if it ended there)
     return out

@@ -38,7 +38,7 @@ def test_error_spike_rehearsal_fires_its_trigger_and_loses_no_write(tmp_path: Pa
     lab_plan = Path(__file__).resolve().parents[2] / "plans" / "lab.yaml"  # --plan: the template given
     out = rehearse(
         "--root", str(tmp_path / "lab"), "--plan", str(lab_plan), "--fast", "--scenario", "error-spike",
-        "--json", str(figures),
+        "--json", str(figures), "--report", str(tmp_path / "report"),
     )  # fmt: skip
     text = out.stdout + out.stderr
     assert "advanced to complete (100% green)" in text, text
@@ -50,6 +50,15 @@ def test_error_spike_rehearsal_fires_its_trigger_and_loses_no_write(tmp_path: Pa
     assert o["ledger"]["acknowledged"] > 0 and o["ledger"]["missing"] == 0, o
     assert re.fullmatch(r"b→g \d+\.\ds/\d+, g→b \d+\.\ds/\d+; 0 in \d+\.\ds", o["lag_after"]), o
     assert out.returncode == 0, text
+    # the report of a real controller's journal: the metric names it charts are the ones the controller journals
+    md = (tmp_path / "report" / "report.md").read_text()
+    for needle in ("| complete |", "| rolled back (blue) |", "error_rate_spike", "full check(s) ended"):
+        assert needle in md, needle
+    charts = {p.stem: p.read_text() for p in (tmp_path / "report" / "charts").glob("*.svg")}
+    assert {"split", "error", "p95", "lag", "integrity"} <= set(charts), sorted(charts)
+    for label in ("configured (the phase)", "live (nginx)", "observed (access log)"):
+        assert label in charts["split"], label
+    assert "blue" in charts["error"] and "green" in charts["error"]
 
 
 @pytest.mark.slow
