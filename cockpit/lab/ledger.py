@@ -89,49 +89,66 @@ class LedgerCheck:
 
 def check(
     entries: Iterable[Entry],
-    present: Callable[[str, list[int]], set[int]],
+    present: Callable[[str, list[int]], dict[int, str]],
     parked: set[tuple[str, int]] | None = None,
 ) -> LedgerCheck:
-    """Every acknowledged create, not deleted since, is on the serving side (`present(table, keys)` answers the
-    keys it holds) or parked in the conflicts store (`parked`: (table, key) pairs); the rest are missing."""
+    """Every acknowledged create, not deleted since, is on the serving side or parked in the conflicts store
+    (`parked`: (table, key) pairs); the rest are missing. `present(table, keys)` answers the keys it holds with
+    each row's natural key ("" for a table without one): a key the database handed out again after its first row
+    went (SQLite reuses the highest free key) is another row, and does not stand for the first."""
     parked = parked or set()
-    created: dict[tuple[str, int], Entry] = {}
-    deleted: set[tuple[str, int]] = set()
+    creates: list[Entry] = []
+    deletes: dict[tuple[str, int], list[float]] = {}
     result = LedgerCheck()
     for e in entries:
         if e.op == "create":
-            result.acknowledged += 1
-            created[(e.table, e.key)] = e
+            creates.append(e)
         elif e.op == "delete":
-            deleted.add((e.table, e.key))
-    result.deleted = sum(1 for k in created if k in deleted)
+            deletes.setdefault((e.table, e.key), []).append(e.at)
+    result.acknowledged = len(creates)
+    alive = []
+    for e in creates:  # a delete of its key answered after it was created: its user deleted it
+        if any(at >= e.at for at in deletes.get((e.table, e.key), ())):
+            result.deleted += 1
+        else:
+            alive.append(e)
     wanted: dict[str, list[int]] = {}
-    for table, key in created:
-        if (table, key) not in deleted:
-            wanted.setdefault(table, []).append(key)
-    for table, keys in sorted(wanted.items()):
-        have = present(table, sorted(keys))
-        for key in sorted(set(keys) - have):
-            if (table, key) in parked:
-                result.kept_in_conflicts += 1
-            else:
-                result.missing.append(created[(table, key)])
+    for e in alive:
+        wanted.setdefault(e.table, []).append(e.key)
+    have = {table: present(table, sorted(set(keys))) for table, keys in sorted(wanted.items())}
+    for e in alive:
+        found = have[e.table].get(e.key)
+        if found is not None and (not e.natural or not found or found == e.natural):
+            continue
+        if (e.table, e.key) in parked:
+            result.kept_in_conflicts += 1
+        else:
+            result.missing.append(e)
     return result
 
 
-def sqlite_present(path: Path) -> Callable[[str, list[int]], set[int]]:
+# the lab's natural keys (what the load records as `natural`): a row is the one acknowledged if both match
+NATURAL = {"companies": "cnpj", "users": "email"}
+
+
+def _select(table: str) -> str:
+    natural = NATURAL.get(table)
+    return f'SELECT id, {natural or "NULL"} FROM "{table}"'
+
+
+def sqlite_present(path: Path) -> Callable[[str, list[int]], dict[int, str]]:
     """`present` for a SQLite side (the lab's blue)."""
     import sqlite3
 
-    def present(table: str, keys: list[int]) -> set[int]:
+    def present(table: str, keys: list[int]) -> dict[int, str]:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
-            have: set[int] = set()
+            have: dict[int, str] = {}
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = con.execute(f'SELECT id FROM "{table}" WHERE id IN ({marks})', chunk)
-                have.update(int(r[0]) for r in rows)
+                rows = con.execute(f"{_select(table)} WHERE id IN ({marks})", chunk)
+                have.update((int(k), "" if n is None else str(n)) for k, n in rows)
             return have
         finally:
             con.close()
@@ -139,13 +156,13 @@ def sqlite_present(path: Path) -> Callable[[str, list[int]], set[int]]:
     return present
 
 
-def postgres_present(url: str) -> Callable[[str, list[int]], set[int]]:
+def postgres_present(url: str) -> Callable[[str, list[int]], dict[int, str]]:
     """`present` for a PostgreSQL side (the lab's green)."""
     import psycopg
 
-    def present(table: str, keys: list[int]) -> set[int]:
+    def present(table: str, keys: list[int]) -> dict[int, str]:
         with psycopg.connect(url, connect_timeout=10) as con:
-            rows = con.execute(f'SELECT id FROM "{table}" WHERE id = ANY(%s)', (keys,)).fetchall()
-            return {int(r[0]) for r in rows}
+            rows = con.execute(f"{_select(table)} WHERE id = ANY(%s)", (keys,)).fetchall()
+            return {int(k): "" if n is None else str(n) for k, n in rows}
 
     return present

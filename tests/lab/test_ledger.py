@@ -41,3 +41,25 @@ def test_missing_writes_reported_deleted_and_parked_kept(tmp_path: Path) -> None
     assert result.acknowledged == 5 and result.deleted == 1 and result.kept_in_conflicts == 1
     assert [(e.key, e.natural) for e in result.missing] == [(4, "n4"), (5, "n5")]
     assert not result.ok
+
+
+def test_a_reused_key_does_not_stand_for_the_row_that_had_it(tmp_path: Path) -> None:
+    """SQLite hands the highest free key out again: after company 7 (CNPJ A) went, a new company 7 (CNPJ B) is
+    another row. A is missing unless parked; a delete answered before a create does not delete it."""
+    con = sqlite3.connect(tmp_path / "b.db")
+    con.execute("CREATE TABLE companies (id INTEGER PRIMARY KEY, cnpj TEXT UNIQUE)")
+    con.execute("INSERT INTO companies VALUES (7, 'B'), (8, 'C')")
+    con.commit()
+    con.close()
+    led = Ledger(tmp_path / "ledger.jsonl")
+    led.record("create", "companies", 7, "blue", natural="A")
+    led.record("delete", "companies", 8, "blue")  # before 8 was created: not its delete
+    led.record("create", "companies", 7, "green", natural="B")
+    led.record("create", "companies", 8, "green", natural="C")
+    led.close()
+    entries = read_ledger(tmp_path / "ledger.jsonl")
+    result = check(entries, sqlite_present(tmp_path / "b.db"))
+    assert result.acknowledged == 3 and result.deleted == 0
+    assert [(e.key, e.natural) for e in result.missing] == [(7, "A")]
+    kept = check(entries, sqlite_present(tmp_path / "b.db"), parked={("companies", 7)})
+    assert kept.ok and kept.kept_in_conflicts == 1
