@@ -250,6 +250,15 @@ def initial_copy(plan: Plan) -> str:
 # ---------------------------------------------------------------------------------------------------- up
 
 
+def _set_aside_ledger(root: Path) -> None:
+    """A new lab has new databases: the last lab's ledger is kept beside them (ledger-<when>.jsonl), never read
+    as this lab's."""
+    old = root / "ledger.jsonl"
+    if old.exists():
+        when = time.strftime("%Y%m%d-%H%M%S", time.localtime(old.stat().st_mtime))
+        old.rename(root / f"ledger-{when}.jsonl")
+
+
 def up(opts: LabOptions) -> dict[str, Any]:
     """Start the lab. On any failure, stop what was started and raise LabError."""
     if opts.tls and opts.pg_url:
@@ -276,6 +285,7 @@ def up(opts: LabOptions) -> dict[str, Any]:
         find_pg_bindir()  # fail early with the install hint
     if not (opts.template or TEMPLATE).is_file():
         raise LabError(f"the lab plan template {opts.template or TEMPLATE} is missing")
+    _set_aside_ledger(root)
     for name in _OWN_FILES:
         with contextlib.suppress(FileNotFoundError):
             (root / name).unlink()

@@ -63,3 +63,16 @@ def test_a_reused_key_does_not_stand_for_the_row_that_had_it(tmp_path: Path) -> 
     assert [(e.key, e.natural) for e in result.missing] == [(7, "A")]
     kept = check(entries, sqlite_present(tmp_path / "b.db"), parked={("companies", 7)})
     assert kept.ok and kept.kept_in_conflicts == 1
+
+
+def test_a_new_lab_sets_the_last_ledger_aside(tmp_path: Path) -> None:
+    """`lab up` makes new databases: the last lab's ledger is kept, renamed, and never read as the new one's."""
+    from cockpit.lab.lab import _set_aside_ledger
+
+    led = Ledger(tmp_path / "ledger.jsonl")
+    led.record("create", "proposals", 1, "blue")
+    led.close()
+    _set_aside_ledger(tmp_path)
+    _set_aside_ledger(tmp_path)  # nothing to set aside: nothing happens
+    [kept] = tmp_path.glob("ledger-*.jsonl")
+    assert read_ledger(kept)[0].key == 1 and read_ledger(tmp_path / "ledger.jsonl") == []

@@ -81,8 +81,6 @@ class Rehearsal:
     def start(self) -> None:
         if read_state(self.root) is not None:
             down(self.root, quiet=True)
-        # this rehearsal's ledger only: a last run's writes are not this lab's (its databases are new)
-        (self.root / "ledger.jsonl").unlink(missing_ok=True)
         self.webhook.start()
         up(self.opts)
         self.plan = self._alerts_to_webhook(self.root / "plan.yaml")
