@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+from tests.drivers.sshd import fleet  # noqa: F401 (the fixture: two real sshd hosts, for every test folder)
+
 PG_ADMIN_URL = os.environ.get("COCKPIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

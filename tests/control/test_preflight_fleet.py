@@ -5,26 +5,14 @@ host is a check; a unit stopped on one host and a host that does not answer are 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.control.preflight_support import make_plan, run_json
-from tests.drivers.sshd import free_port, usable
-from tests.drivers.test_fleet import Fleet
+from tests.drivers.sshd import Fleet, free_port, usable
 
 pytestmark = pytest.mark.skipif(bool(usable()), reason=usable() or "ok")
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path)
-    try:
-        yield f
-    finally:
-        for h in f.hosts:
-            h.close()
 
 
 def _plan(tmp_path: Path, pg_url: str, fleet: Fleet, hosts: list[str]) -> Path:

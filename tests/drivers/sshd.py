@@ -14,7 +14,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from cockpit.drivers.services.systemd import SystemdDriver
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -114,3 +121,33 @@ def usable() -> str:
     if os.geteuid() != 0:
         return "a private sshd that logs in as this user needs root here"
     return ""
+
+
+class Fleet:
+    def __init__(self, tmp: Path) -> None:
+        self.key = tmp / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
+        self.hosts = [Sshd(tmp / f"h{i}", self.key.with_suffix(".pub")) for i in range(2)]
+        self.known = tmp / "known_hosts"
+        self.known.write_text("".join(h.known_hosts_line() for h in self.hosts))
+
+    def names(self) -> list[str]:
+        return [f"root@127.0.0.1:{h.port}" for h in self.hosts]
+
+    def driver(self, hosts: list[str] | None = None, timeout: float = 20.0) -> SystemdDriver:
+        from cockpit.drivers.services.systemd import SshOptions, SystemdDriver
+
+        ssh = SshOptions(identity_file=str(self.key), known_hosts=str(self.known), connect_timeout=2)
+        return SystemdDriver(timeout=timeout, hosts=hosts or self.names(), ssh=ssh)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """Two real OpenSSH servers on loopback ports, one key, a known_hosts file (a fixture for any test folder:
+    tests/conftest.py makes it visible)."""
+    f = Fleet(tmp_path)
+    try:
+        yield f
+    finally:
+        for h in f.hosts:
+            h.close()

@@ -5,44 +5,15 @@ No systemd on these machines: `systemctl` on each host is the stand-in of tests/
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from cockpit.drivers.services.base import ServiceError, ServiceStatus
-from cockpit.drivers.services.systemd import FleetError, SshOptions, SystemdDriver
-from tests.drivers.sshd import Sshd, free_port, usable
+from cockpit.drivers.services.systemd import FleetError
+from tests.drivers.sshd import free_port, usable
 
 pytestmark = pytest.mark.skipif(bool(usable()), reason=usable() or "ok")
-
-
-class Fleet:
-    def __init__(self, tmp: Path) -> None:
-        self.key = tmp / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)], check=True)
-        self.hosts = [Sshd(tmp / f"h{i}", self.key.with_suffix(".pub")) for i in range(2)]
-        self.known = tmp / "known_hosts"
-        self.known.write_text("".join(h.known_hosts_line() for h in self.hosts))
-
-    def names(self) -> list[str]:
-        return [f"root@127.0.0.1:{h.port}" for h in self.hosts]
-
-    def driver(self, hosts: list[str] | None = None, timeout: float = 20.0) -> SystemdDriver:
-        ssh = SshOptions(identity_file=str(self.key), known_hosts=str(self.known), connect_timeout=2)
-        return SystemdDriver(timeout=timeout, hosts=hosts or self.names(), ssh=ssh)
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path)
-    try:
-        yield f
-    finally:
-        for h in f.hosts:
-            h.close()
 
 
 UNITS = ["app@1", "app@2"]
