@@ -5,12 +5,14 @@ No systemd on these machines: `systemctl` on each host is the stand-in of tests/
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from cockpit.drivers.services.base import ServiceError, ServiceStatus
 from cockpit.drivers.services.systemd import FleetError
+from tests.conftest import wait_for
 from tests.drivers.sshd import free_port, usable
 
 pytestmark = pytest.mark.skipif(bool(usable()), reason=usable() or "ok")
@@ -154,3 +156,30 @@ async def test_a_controller_rollback_with_a_hung_and_a_dead_host_ends_partial(fl
     print(f"\ncontroller rollback, one host hung and one dead: {rb.outcome} after {took:.2f}s")
     assert rb.outcome == "partial", rb.as_dict()
     assert took < 2.0 + 10
+
+
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    """A real ssh-agent on its own socket, in this process's environment (the driver's ssh inherits it)."""
+    sock = tmp_path / "agent.sock"
+    proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists, timeout=10, what="ssh-agent's socket")
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_key_from_ssh_agent_when_the_plan_names_none(fleet, agent):
+    """identity_file empty: ssh offers the agent's keys. The key is in the agent only (no ~/.ssh here)."""
+    from cockpit.drivers.services.systemd import SshOptions, SystemdDriver
+
+    ssh = SshOptions(known_hosts=str(fleet.known), connect_timeout=2)
+    d = SystemdDriver(timeout=20, hosts=fleet.names(), ssh=ssh)
+    with pytest.raises(FleetError, match=r"login refused \(no key the host accepts"):
+        d.status(UNITS)  # the agent holds no key yet
+    subprocess.run(["ssh-add", "-q", str(fleet.key)], check=True, capture_output=True)
+    assert [s.running for s in d.start(UNITS)] == [True] * 4
+    assert all(h.state() == {u: "active" for u in UNITS} for h in fleet.hosts)

@@ -197,11 +197,12 @@ class SystemdDriver(ServiceDriver):
             ) from exc
         if self._host and proc.returncode == 255:  # ssh's own failure: the command never ran
             text = (proc.stderr or "").strip().splitlines()
-            why = (
-                "host key refused"
-                if any("Host key verification failed" in t for t in text)
-                else "unreachable"
-            )
+            if any("Host key verification failed" in t for t in text):
+                why = "host key refused"
+            elif any("Permission denied" in t for t in text):
+                why = "login refused (no key the host accepts: the plan's identity_file, or ssh-agent)"
+            else:
+                why = "unreachable"
             raise ServiceError(f"{self._host}: {why}: {text[-1] if text else 'ssh exit 255'}")
         return proc
 
