@@ -5,6 +5,7 @@ No systemd on these machines: `systemctl` on each host is the stand-in of tests/
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 
@@ -183,3 +184,21 @@ def test_the_key_from_ssh_agent_when_the_plan_names_none(fleet, agent):
     subprocess.run(["ssh-add", "-q", str(fleet.key)], check=True, capture_output=True)
     assert [s.running for s in d.start(UNITS)] == [True] * 4
     assert all(h.state() == {u: "active" for u in UNITS} for h in fleet.hosts)
+
+
+def test_a_host_that_never_answers_is_bounded_by_the_connect_timeout(fleet):
+    """A host whose port takes the connection and then says nothing (a wedged box, a black-holing middlebox):
+    ssh's ConnectTimeout also bounds the banner exchange, so the call ends well before the command timeout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        mute = f"root@127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(FleetError, match=rf"{mute}: unreachable: .*timed out"):
+            fleet.driver([fleet.names()[0], mute], timeout=30).start(UNITS)
+        took = time.monotonic() - started
+        assert took < 10, took  # connect_timeout is 2 s; the command timeout (30 s) never came into play
+        assert fleet.hosts[0].state() == {u: "active" for u in UNITS}
+    finally:
+        silent.close()
