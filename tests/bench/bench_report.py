@@ -14,16 +14,11 @@ from cockpit.control.replay import ReplayClock
 from cockpit.core.journal import Journal
 from cockpit.core.plan import load_plan
 from cockpit.report import write_report
+from cockpit.report.charts import CHARTS
 from tests.core.plans import write_plan
 
-METRICS = (
-    "split_configured",
-    "green_live",
-    "error_rate_green",
-    "error_rate_blue",
-    "p95_green_ms",
-    "sync_lag_s",
-)
+# every series the report charts (the names the controller journals), so each chart is really drawn
+METRICS = tuple(metric for spec in CHARTS for metric, _label in spec.lines)
 
 
 def synthetic(path: Path, hours: float) -> None:
@@ -35,7 +30,7 @@ def synthetic(path: Path, hours: float) -> None:
         for k in range(int(hours * 60)):  # an event a minute
             j.event(
                 "phase.advanced" if k % 10 else "alarm.raised",
-                {"metric": "error_rate_green", "level": "warning"},
+                {"metric": "green.error_rate", "level": "warning"},
             )
 
 
@@ -58,7 +53,7 @@ def main() -> None:
                 clock.state_at(t)
                 times.append((time.perf_counter() - began) * 1000)
             print(
-                f"{hours} h journal: report {took:.2f} s, {size:.2f} MB; "
+                f"{hours} h journal: report {took:.2f} s, {size:.2f} MB, {len(paths.charts)} charts; "
                 f"replay view median {statistics.median(times):.2f} ms (journal loaded in {load_ms:.0f} ms)"
             )
 
