@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cockpit.drivers.sync import capture
+from cockpit.drivers.sync import capture, chunk_check
 from cockpit.drivers.sync import copy as copy_module
 from cockpit.drivers.sync.copy import CopyError, CopyProgress, copy_database
 from cockpit.drivers.sync.schema import SchemaRefused, TimestampPolicy, read_mapping
@@ -597,13 +597,13 @@ def test_text_that_needs_escaping_goes_through_the_exact_path_for_its_chunk_only
     conn.commit()
     conn.close()
     checked: list[bool] = []
-    real = copy_module._needs_escaping
+    real = chunk_check.needs_escaping
 
     def spy(texts: tuple[bytes | None, ...]) -> bool:
         checked.append(real(texts))
         return checked[-1]
 
-    monkeypatch.setattr(copy_module, "_needs_escaping", spy)
+    monkeypatch.setattr(chunk_check, "needs_escaping", spy)
     report = copy_database(path, pg_url, chunk_rows=100)
     assert report.rows == 1000
     # chunks of 100 rows from id 1: 100 and 101 fall in two chunks, 550 in the sixth, 1000 in the tenth
@@ -616,9 +616,9 @@ def test_text_that_needs_escaping_goes_through_the_exact_path_for_its_chunk_only
 
 
 def test_needs_escaping_sees_every_character_copy_text_escapes() -> None:
-    assert not copy_module._needs_escaping((b"plain", None, b"caf\xc3\xa9 ok"))
+    assert not chunk_check.needs_escaping((b"plain", None, b"caf\xc3\xa9 ok"))
     for ch in (b"\\", b"\t", b"\n", b"\r", b"\0"):
-        assert copy_module._needs_escaping((b"ok", None, b"x" + ch + b"y"))
+        assert chunk_check.needs_escaping((b"ok", None, b"x" + ch + b"y"))
 
 
 def test_text_holding_nul_beyond_the_sample_is_refused_not_cut(tmp_path: Path, pg_url: str) -> None:

@@ -59,9 +59,11 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTa
 from cockpit.core.errors import CockpitError
 from cockpit.core.redact import redact
 from cockpit.core.state import TableCopy
+from cockpit.drivers.sync import chunk_check
 from cockpit.drivers.sync import values as V
+from cockpit.drivers.sync.chunk_check import IsoShape
 from cockpit.drivers.sync.schema import SAMPLE_ROWS as SCHEMA_SAMPLE_ROWS
-from cockpit.drivers.sync.schema import SchemaRefused, Source, SourceTable, pg_truncate, qi, read_source
+from cockpit.drivers.sync.schema import SchemaRefused, Source, SourceTable, pg_truncate, qi, ql, read_source
 
 __all__ = ["CopyError", "CopyProgress", "CopyReport", "SchemaRefused", "TableReport", "copy_database"]
 
@@ -287,19 +289,23 @@ class _Guards:
         A chunk is `(text, last rowid, rows)` for `rowid > ? AND rowid <= ?` limited to `?` rows: SQLite builds
         it in one step, without the GIL, so several writer threads read in parallel.
 
-        `fast` (ranged only): text columns go unescaped, and the chunk carries each one's values concatenated
-        after `rows`, for `_needs_escaping`; a chunk that fails that check is rendered again through the exact
-        SQL (`_chunks`). Escaping costs five `instr` per text value per row (about 11 % of SQLite's rendering
-        time for the benchmark's table); the check costs one `group_concat` and a memchr or five per chunk.
+        `fast` (ranged only): text columns go unescaped and fixed-width ISO instants unchecked; the chunk carries,
+        after `rows`, each text column's values concatenated and then, when the table has such ISO columns, each
+        row's ISO values concatenated (`_fast_isos`), for the checks of `chunk_check`; a chunk that fails them is
+        rendered again through the exact SQL (`_chunks`). Escaping costs five `instr` per text value per row
+        (about 11 % of SQLite's rendering time for the benchmark's table), a date check a date parse per value
+        (about 22 % for its three date columns); the checks cost a `group_concat` and a few C passes per chunk.
         """
         fields, raw = [], []
+        isos = _fast_isos(table) if fast else ()
         for col in table.columns:
             c = qi(col.map.name)
             i = self.index[(table.name, col.map.name)]
             expr = col.copy_sql
             if fast and col.copy_sql_raw is not None:
                 expr = col.copy_sql_raw
-                raw.append(c)
+                if col.kind == "text":
+                    raw.append(c)
             fields.append(
                 expr.replace("{fn}", f"cockpit_copy_field({i}, {c})")
                 .replace("{fn_text}", f"cockpit_copy_text({i}, CAST({c} AS BLOB))")
@@ -313,18 +319,32 @@ class _Guards:
             return f"SELECT {line} FROM {qi(table.name)}"
         inner = "".join(f", {c} AS _t{k}" for k, c in enumerate(raw))
         outer = "".join(f", group_concat(_t{k}, '')" for k in range(len(raw)))
+        if isos:
+            row = " || ".join(f"ifnull({qi(name)}, {ql(shape.placeholder)})" for name, shape in isos)
+            inner += f", {row} AS _iso"
+            outer += ", group_concat(_iso, '')"
         return (
             f"SELECT group_concat(line, ''), max(rid), count(*){outer} FROM (SELECT rowid AS rid, {line} AS line"
             f"{inner} FROM {qi(table.name)} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?)"
         )
 
 
-_ESCAPED = (b"\\", b"\t", b"\n", b"\r", b"\0")  # what COPY text escapes; NUL, which printf() would cut at
+def _fast_isos(table: SourceTable) -> tuple[tuple[str, IsoShape], ...]:
+    """The table's ISO columns that the fast path sends unchecked, in order, with their shapes."""
+    out = []
+    for col in table.columns:
+        shape = chunk_check.iso_shape(col.fmt) if col.kind == "iso" and col.copy_sql_raw is not None else None
+        if shape is not None:
+            out.append((col.map.name, shape))
+    return tuple(out)
 
 
-def _needs_escaping(texts: tuple[bytes | None, ...]) -> bool:
-    """True when a chunk's text values (concatenated per column) hold a character the fast path left as is."""
-    return any(t is not None and any(ch in t for ch in _ESCAPED) for t in texts)
+def _fast_ok(extra: list[bytes | None], isos: tuple[IsoShape, ...], rows: int) -> bool:
+    """The fast path's checks of one chunk: `extra` is what `select_sql(fast=True)` returns after `rows`."""
+    texts = extra[: len(extra) - 1] if isos else extra
+    if chunk_check.needs_escaping(tuple(texts)):
+        return False
+    return not isos or chunk_check.isos_ok(isos, extra[-1], rows)
 
 
 @dataclass
@@ -556,12 +576,13 @@ def _chunks(
         return
     first, exact = unit.lo, selects[(name, "ranged")]
     fast = selects.get((name, "fast"))
+    isos = tuple(shape for _name, shape in _fast_isos(unit.table))
     while True:
         if fast is None:
             data, top, n = reader.execute(exact, (first, unit.hi, chunk_rows)).fetchone()
         else:
-            data, top, n, *texts = reader.execute(fast, (first, unit.hi, chunk_rows)).fetchone()
-            if n and _needs_escaping(tuple(texts)):
+            data, top, n, *extra = reader.execute(fast, (first, unit.hi, chunk_rows)).fetchone()
+            if n and not _fast_ok(extra, isos, n):
                 data, top, n = reader.execute(exact, (first, top, chunk_rows)).fetchone()
         if not n:
             return

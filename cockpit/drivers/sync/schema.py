@@ -75,6 +75,7 @@ from cockpit.core.plan import Cast
 from cockpit.drivers.sync import constraints as K
 from cockpit.drivers.sync import values as V
 from cockpit.drivers.sync.capture import qi, ql
+from cockpit.drivers.sync.chunk_check import iso_shape
 
 PG_NAME_BYTES = 63
 MAX_EXAMPLES = 5
@@ -242,8 +243,9 @@ class SourceColumn:
     kind: str  # int float numeric text bytes bool iso epoch_s epoch_ms julian cast
     sa_type: Any
     copy_sql: str  # SQLite expression giving the column's COPY text field; {fn} is the Python fallback call
-    # text only: the field unescaped, for the copy's fast path (`copy._Guards.select_sql`), which proves per
-    # chunk that no value needed escaping, else renders the chunk again through `copy_sql`
+    # text and fixed-width ISO instants: the field as stored, for the copy's fast path (`copy._Guards.select_sql`),
+    # which proves per chunk (`chunk_check`) that no value needed escaping or was outside its ISO shape, else
+    # renders the chunk again through `copy_sql`
     copy_sql_raw: str | None = None
     default_sql: str | None = None  # PostgreSQL expression for the server default
     identity_start: int | None = None
@@ -394,7 +396,8 @@ def _sql_text(c: str) -> str:
 
 def _sql_text_raw(c: str) -> str:
     """A text field as it is, for the copy's fast path: exact only when the value holds none of backslash, tab,
-    newline, carriage return and NUL, which the copy checks per chunk on the values themselves."""
+    newline, carriage return and NUL, or (an ISO column) is of the column's one shape, which the copy checks per
+    chunk on the values themselves (`chunk_check`)."""
     return f"CASE typeof({c}) WHEN 'text' THEN {c} WHEN 'null' THEN {_NULL} ELSE {{bad}} END"
 
 
@@ -818,7 +821,9 @@ class _Reader:
             kind,
             sa_type,
             _sql_copy(kind, qi(col), bool_pair, fmt, p, s),
-            copy_sql_raw=_sql_text_raw(qi(col)) if kind == "text" else None,
+            copy_sql_raw=_sql_text_raw(qi(col))
+            if kind == "text" or (kind == "iso" and iso_shape(fmt))
+            else None,
             fmt=fmt,
             bool_pair=bool_pair,
         )
