@@ -280,7 +280,7 @@ def test_touched_rows_are_what_the_sync_carried_and_the_rollback_compares_them(
         runner.run_once()
         with sqlite3.connect(db) as conn:
             touched = touched_keys(conn)
-            logged = conn.execute("SELECT count(*) FROM _cockpit_changes WHERE pk = '[3000]'").fetchone()[0]
+            logged = conn.execute("SELECT count(*) FROM _cockpit_changes WHERE pk = 3000").fetchone()[0]
         assert touched == {"users": {(5,), (6,), (2000,), (3000,)}, "Pairs": {("k3", 3), ("k4", 4)}}
         assert logged == 0  # the applier's writes on blue are remembered, not logged (nothing loops back)
 

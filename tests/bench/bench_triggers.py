@@ -1,4 +1,5 @@
-"""Write overhead of the capture triggers on SQLite: inserts/s with triggers vs without (target ratio >= 0.5).
+"""Write overhead of the capture triggers on SQLite: inserts/s with triggers vs without (issue 13's target: a ratio
+of 0.7 or more at 1,000 inserts per transaction; the 1-per-transaction ratio is printed beside it).
 
 Run: .venv/bin/python tests/bench/bench_triggers.py [--rows N] [--rounds N] [--pg URL]
 Two shapes: one insert per transaction (what a web app does; dominated by the commit) and 1,000 inserts per
@@ -8,6 +9,8 @@ per transaction from the client, and 1,000 rows per transaction as one `INSERT .
 per row: the trigger's own cost, which a client's round trips would hide).
 Beside each rate, the CPU-time ratio of this process (SQLite only: the writes run in it): other work on a shared
 machine moves it less than the wall-clock one.
+On SQLite 3.40 a trigger whose body does nothing already costs about 0.2 of the batched rate and one log row with a
+single integer about 0.15 more (measured apart): the log row is the floor any row-level capture pays.
 """
 
 from __future__ import annotations
@@ -57,10 +60,13 @@ def _run(conn: sqlite3.Connection, rows: int, per_tx: int, start: int) -> tuple[
     return rows / (time.perf_counter() - t0), rows / max(time.process_time() - c0, 1e-9)
 
 
-def _line(label: str, plains: list[float], trigs: list[float], cpu: str = "", target: bool = True) -> str:
+TARGET = 0.7  # with triggers / without, at 1,000 inserts per transaction (issue 13)
+
+
+def _line(label: str, plains: list[float], trigs: list[float], cpu: str = "", target: bool = False) -> str:
     # the median of each round's ratio: one lucky round of one side cannot swing it (best/best did)
     ratio = statistics.median(t / p for t, p in zip(trigs, plains, strict=True))
-    verdict = f" (target >= 0.50: {'ok' if ratio >= 0.5 else 'BELOW TARGET'})" if target else ""
+    verdict = f" (target >= {TARGET:.2f}: {'ok' if ratio >= TARGET else 'BELOW TARGET'})" if target else ""
     return (
         f"{label:32} without triggers {max(plains):>10,.0f}/s   with triggers {max(trigs):>10,.0f}/s"
         f"   ratio {ratio:.2f}{cpu}{verdict}"
@@ -84,7 +90,8 @@ def _sqlite(rows_per_round: int, rounds: int) -> None:
                 plains.append(_run(plain, rows, per_tx, start))
                 trigs.append(_run(captured, rows, per_tx, start))
             cpu = statistics.median(t[1] / p[1] for t, p in zip(trigs, plains, strict=True))
-            print(_line(label, [p[0] for p in plains], [t[0] for t in trigs], f", by CPU time {cpu:.2f}"))
+            cpu_text = f", by CPU time {cpu:.2f}"
+            print(_line(label, [p[0] for p in plains], [t[0] for t in trigs], cpu_text, target=per_tx > 1))
         logged = captured.execute("SELECT count(*) FROM _cockpit_changes").fetchone()[0]
         print(f"changes logged by the triggers: {logged:,}")
         plain.close()
@@ -142,7 +149,7 @@ def _postgres(url: str, rows_per_round: int, rounds: int) -> None:
                     start = (r + 1) * 10_000_000 + per_tx * 1_000_000
                     plains.append(_pg_run(pg, "plain", rows, per_tx, start))
                     trigs.append(_pg_run(pg, "captured", rows, per_tx, start))
-                print(_line(label, plains, trigs, target=False))  # the 0.5 target is blue's
+                print(_line(label, plains, trigs))  # the target is blue's
     finally:
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(scratch)))

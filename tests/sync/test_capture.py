@@ -18,7 +18,10 @@ def _blue_log(db) -> list[tuple]:
     try:
         return [
             (t, op, json.loads(pk))
-            for t, op, pk in conn.execute("SELECT tbl, op, pk FROM _cockpit_changes ORDER BY seq")
+            for t, op, pk in conn.execute(  # keys as JSON arrays: one-column keys are logged bare
+                "SELECT tbl, op, iif(tbl IN (SELECT tbl FROM _cockpit_raw_keys), json_array(pk), pk)"
+                " FROM _cockpit_changes ORDER BY seq"
+            )
         ]
     finally:
         conn.close()
@@ -51,7 +54,12 @@ def test_sqlite_captures_insert_update_delete_and_key_change(tmp_path):
         ("Pairs", "U", ["x", 2]),
     ]
     assert capture.sqlite_position(conn) == 8
-    ts = conn.execute("SELECT min(ts), max(ts) FROM _cockpit_changes").fetchone()
+    assert conn.execute(
+        "SELECT DISTINCT typeof(pk) FROM _cockpit_changes WHERE tbl = 'items'"
+    ).fetchall() == [("integer",)]
+    ts = conn.execute(
+        f"SELECT {capture.sqlite_epoch('min(ts)')}, {capture.sqlite_epoch('max(ts)')} FROM _cockpit_changes"
+    ).fetchone()
     assert abs(ts[1] - time.time()) < 60 and ts[0] <= ts[1]
 
 
@@ -143,6 +151,49 @@ def test_sqlite_triggers_of_an_older_cockpit_skip_the_applier_and_install_replac
     conn.execute("INSERT INTO items (id, name) VALUES (4, 'app')")
     assert _blue_log(db) == [("items", "I", [1]), ("items", "I", [4])]
     assert capture.sqlite_position(conn) == 2
+
+
+def test_sqlite_install_upgrades_a_log_of_the_older_form_rows_and_seqs_kept(tmp_path):
+    """A log written by the triggers of an older cockpit (keys as JSON arrays, `ts` in epoch seconds), with a table
+    captured then that this install does not name: the rows come through with their `seq`s, one-column keys made
+    bare, times as Julian days; both tables are captured in today's form afterwards."""
+    db = tmp_path / "b.db"
+    make_blue(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    now = time.time()
+    conn.execute(
+        "CREATE TABLE _cockpit_changes (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, op TEXT NOT NULL,"
+        " pk TEXT NOT NULL, ts REAL NOT NULL DEFAULT ((julianday() - 2440587.5) * 86400.0))"
+    )
+    conn.execute(
+        'CREATE TRIGGER _cockpit_Pairs_ins AFTER INSERT ON "Pairs" BEGIN INSERT INTO _cockpit_changes'
+        " (tbl, op, pk, ts) VALUES ('Pairs', 'I', json_array(NEW.a, NEW.b), ((julianday() - 2440587.5) * 86400.0)); END"
+    )
+    conn.executemany(
+        "INSERT INTO _cockpit_changes (seq, tbl, op, pk, ts) VALUES (?, ?, ?, ?, ?)",
+        [
+            (7, "items", "U", "[5]", now - 10),
+            (8, "items", "D", '["k"]', now - 5),
+            (9, "Pairs", "I", '["x",1]', now),
+        ],
+    )
+    capture.install_sqlite(conn, ["items"])
+    rows = conn.execute(
+        f"SELECT seq, tbl, op, pk, typeof(pk), {capture.sqlite_epoch('ts')} FROM _cockpit_changes ORDER BY seq"
+    ).fetchall()
+    assert [r[:5] for r in rows] == [
+        (7, "items", "U", 5, "integer"),
+        (8, "items", "D", "k", "text"),
+        (9, "Pairs", "I", '["x",1]', "text"),
+    ]
+    assert [round(r[5] - now, 3) for r in rows] == [-10.0, -5.0, 0.0]
+    assert capture.sqlite_log_is_current(conn)
+    conn.execute("INSERT INTO items (id, name) VALUES (1, 'a')")
+    conn.execute("""INSERT INTO "Pairs" VALUES ('y', 2, 'v')""")
+    assert _blue_log(db)[3:] == [("items", "I", [1]), ("Pairs", "I", ["y", 2])]
+    assert capture.touched_keys(conn) == {"items": {(5,), ("k",), (1,)}, "Pairs": {("x", 1), ("y", 2)}}
+    capture.install_sqlite(conn, ["items"])  # again: nothing converted twice
+    assert _blue_log(db)[0] == ("items", "U", [5])
 
 
 def test_sqlite_install_is_idempotent_and_leaves_app_tables_untouched(tmp_path):

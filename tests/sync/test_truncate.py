@@ -62,7 +62,9 @@ def test_sqlite_delete_without_where_is_captured_row_by_row(tmp_path, pg_url):
         logged = [
             (t, op, json.loads(pk))
             for t, op, pk in conn.execute(
-                "SELECT tbl, op, pk FROM _cockpit_changes WHERE seq > ? ORDER BY seq", (first,)
+                # `items` has a one-column key: logged bare
+                "SELECT tbl, op, json_array(pk) FROM _cockpit_changes WHERE seq > ? ORDER BY seq",
+                (first,),
             )
         ]
         conn.close()

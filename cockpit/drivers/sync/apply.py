@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import sqlite3
 import uuid
 from abc import ABC, abstractmethod
@@ -481,7 +480,7 @@ class _ToBlue(_End):
     def pending(self, t: _Table, keys: list[tuple[Any, ...]]) -> dict[tuple[Any, ...], float]:
         if t.name not in self._pending:  # one read per table and step: the keys pending on blue
             self._pending[t.name] = {
-                tuple(json.loads(pk)): float(ts)
+                t.sqlite_key(pk): float(ts)
                 for pk, ts in self.blue.execute(t.sqlite_pending(), (self.blue_position, t.name))
             }
         have = self._pending[t.name]
@@ -879,7 +878,7 @@ class Applier:
                     ]
                     continue
                 batch.keyed[name] = [
-                    _Entry(tuple(json.loads(pk)), float(ts), bool(present), tuple(values))
+                    _Entry(t.sqlite_key(pk), float(ts), bool(present), tuple(values))
                     for pk, ts, present, *values in blue.execute(
                         t.sqlite_changed_rows(), (start, upper, name)
                     )

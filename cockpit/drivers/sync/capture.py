@@ -1,9 +1,17 @@
 """Change capture on both sides: the change logs, the triggers that fill them, and the applied positions.
 
 SQLite (blue) keeps its own objects in tables prefixed `_cockpit_`:
-  `_cockpit_changes(seq, tbl, op, pk, ts)`           one row per inserted, updated or deleted row (`pk` is a JSON
-                                                     array of the key values, `ts` epoch seconds); `seq` is the
+  `_cockpit_changes(seq, tbl, op, pk, ts)`           one row per inserted, updated or deleted row; `seq` is the
                                                      rowid: SQLite has one writer, so it follows commit order.
+                                                     `pk` is the key: the value itself when the key has one column
+                                                     (`pk` has no declared type, so it keeps the value's own type),
+                                                     a JSON array of the values when it has several (see
+                                                     `_cockpit_raw_keys`); `ts` is the Julian day of the change
+                                                     (`julianday()`, read as epoch seconds with `sqlite_epoch`).
+                                                     Both are the cheapest forms for the triggers to write: the
+                                                     readers convert. `install_sqlite` rebuilds a log of the
+                                                     older form (`pk TEXT` holding JSON arrays, `ts` in epoch
+                                                     seconds) into this one, rows and `seq`s kept.
                                                      Pruning always keeps the last applied row, so `max(seq)` never
                                                      goes back and a `seq` is never handed out twice (cheaper than
                                                      AUTOINCREMENT, which updates `sqlite_sequence` on every write).
@@ -14,6 +22,8 @@ SQLite (blue) keeps its own objects in tables prefixed `_cockpit_`:
                                                      while it is there; today's triggers skip the writes of a
                                                      connection inside `sqlite_applying` (see there: reading a
                                                      table on every app write cost 5 % of the insert rate);
+  `_cockpit_raw_keys(tbl)`                           the tables whose log rows carry the bare key value (one
+                                                     key column); every other table's keyed rows hold JSON arrays;
   `_cockpit_state(key, value)`                       `green_to_blue` = the PostgreSQL position applied to SQLite,
                                                      written in the same transaction as the data.
 PostgreSQL (green) keeps them in schema `cockpit`:
@@ -70,9 +80,19 @@ PG_NOT_APPLYING = "current_setting('cockpit.applying', true) IS DISTINCT FROM 'o
 BLUE_TO_GREEN = "blue_to_green"
 GREEN_TO_BLUE = "green_to_blue"
 
-# epoch seconds with sub-second precision (unixepoch('subsec') needs SQLite 3.42); `julianday()` is 'now' without
-# parsing the word: cheaper on every captured write
-SQLITE_NOW = "((julianday() - 2440587.5) * 86400.0)"
+SQLITE_RAW_KEYS = "_cockpit_raw_keys"
+
+# the time of a change as the triggers store it: the Julian day, millisecond precision (`julianday()` is 'now' without
+# parsing the word). The conversion to epoch seconds is left to the readers (`sqlite_epoch`): on every captured write
+# it cost about 3 % of the batched insert rate.
+SQLITE_NOW = "julianday()"
+
+
+def sqlite_epoch(expr: str) -> str:
+    """SQL for the epoch seconds of a Julian day `ts` (or an aggregate of it) read from the SQLite log."""
+    return f"(({expr} - 2440587.5) * 86400.0)"
+
+
 # the applier's connection answers this to `sqlite_source_id()` while it applies (`sqlite_applying`)
 SQLITE_APPLIER = "cockpit applier"
 SQLITE_NOT_APPLYING = f"WHEN sqlite_source_id() IS NOT '{SQLITE_APPLIER}'"
@@ -145,15 +165,60 @@ def sqlite_columns(conn: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in conn.execute(f"PRAGMA table_info({qi(table)})")]
 
 
-def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {SQLITE_LOG} ("
+# `pk` has no declared type (no affinity: an integer key stays an integer, a text key text) and may be NULL (SQLite lets
+# a one-column key other than INTEGER PRIMARY KEY hold NULL; the JSON form `[null]` never failed either)
+def _sqlite_log_ddl(name: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {name} ("
         " seq INTEGER PRIMARY KEY,"
         " tbl TEXT NOT NULL,"
         " op TEXT NOT NULL,"
-        " pk TEXT NOT NULL,"
-        f" ts REAL NOT NULL DEFAULT {SQLITE_NOW})"
+        " pk,"
+        f" ts REAL NOT NULL DEFAULT ({SQLITE_NOW}))"
     )
+
+
+def _sqlite_upgrade_log(conn: sqlite3.Connection) -> list[str]:
+    """Rebuild a log of the older form (`pk TEXT`: JSON arrays; `ts` in epoch seconds) into today's, in the caller's
+    transaction: same rows, same `seq`s, `ts` as Julian days; every key stays a JSON array until `install_sqlite`
+    turns those of one-column keys into bare values. The older triggers are dropped first (they write the older
+    form); returns the tables that had them, which the caller must capture again."""
+    if sqlite_log_is_current(conn):
+        return []  # no log yet, or today's
+    had = sqlite_installed(conn)
+    for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+        (len(SQLITE_PREFIX), SQLITE_PREFIX),
+    ).fetchall():
+        conn.execute(f"DROP TRIGGER {qi(name)}")
+    new = f"{SQLITE_LOG}_upgrade"
+    conn.execute(_sqlite_log_ddl(new))
+    conn.execute(
+        f"INSERT INTO {new} (seq, tbl, op, pk, ts) SELECT seq, tbl, op, pk, ts / 86400.0 + 2440587.5 FROM {SQLITE_LOG}"
+    )
+    conn.execute(f"DROP TABLE {SQLITE_LOG}")
+    conn.execute(f"ALTER TABLE {new} RENAME TO {SQLITE_LOG}")
+    return had
+
+
+def _sqlite_key_form(conn: sqlite3.Connection, table: str, pk: tuple[str, ...]) -> None:
+    """Make the logged keys of `table` the form its triggers write from now on: the bare value for a one-column key,
+    a JSON array otherwise (a key that changed its number of columns between installs)."""
+    raw = conn.execute(f"SELECT 1 FROM {SQLITE_RAW_KEYS} WHERE tbl = ?", (table,)).fetchone() is not None
+    keyed = f"tbl = ? AND op NOT IN {MULTISET_OPS}"
+    if len(pk) == 1 and not raw:
+        conn.execute(f"UPDATE {SQLITE_LOG} SET pk = json_extract(pk, '$[0]') WHERE {keyed}", (table,))
+        conn.execute(f"INSERT INTO {SQLITE_RAW_KEYS} (tbl) VALUES (?)", (table,))
+    elif len(pk) != 1 and raw:
+        conn.execute(f"UPDATE {SQLITE_LOG} SET pk = json_array(pk) WHERE {keyed}", (table,))
+        conn.execute(f"DELETE FROM {SQLITE_RAW_KEYS} WHERE tbl = ?", (table,))
+
+
+def _sqlite_bookkeeping(conn: sqlite3.Connection) -> list[str]:
+    """The cockpit's tables (idempotent); returns the tables whose older triggers an upgrade of the log dropped."""
+    had = _sqlite_upgrade_log(conn)
+    conn.execute(_sqlite_log_ddl(SQLITE_LOG))
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_RAW_KEYS} (tbl TEXT PRIMARY KEY) WITHOUT ROWID")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_CONTEXT} (applier TEXT)")
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {SQLITE_TOUCHED} (tbl TEXT NOT NULL, pk TEXT NOT NULL, "
@@ -161,6 +226,7 @@ def _sqlite_bookkeeping(conn: sqlite3.Connection) -> None:
     )
     conn.execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_STATE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute(conflicts.SQLITE_DDL)
+    return had
 
 
 def _sqlite_trigger_names(table: str) -> dict[str, str]:
@@ -172,8 +238,12 @@ def _sqlite_trigger_sql(table: str, pk: tuple[str, ...], columns: Sequence[str])
         return _sqlite_multiset_trigger_sql(table, columns)
     names = _sqlite_trigger_names(table)
     when = SQLITE_NOT_APPLYING
-    new_key = "json_array(" + ", ".join(f"NEW.{qi(c)}" for c in pk) + ")"
-    old_key = "json_array(" + ", ".join(f"OLD.{qi(c)}" for c in pk) + ")"
+    # one key column: the value itself (a `json_array` call on every write cost about 4 % of the batched insert rate)
+    if len(pk) == 1:
+        new_key, old_key = f"NEW.{qi(pk[0])}", f"OLD.{qi(pk[0])}"
+    else:
+        new_key = "json_array(" + ", ".join(f"NEW.{qi(c)}" for c in pk) + ")"
+        old_key = "json_array(" + ", ".join(f"OLD.{qi(c)}" for c in pk) + ")"
     key_changed = " OR ".join(f"OLD.{qi(c)} IS NOT NEW.{qi(c)}" for c in pk)
     log = f"INSERT INTO {SQLITE_LOG} (tbl, op, pk, ts)"
     t = ql(table)
@@ -305,10 +375,13 @@ def install_sqlite(
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        _sqlite_bookkeeping(conn)
-        for table, pk in keys.items():
+        had = _sqlite_bookkeeping(conn)
+        # the tables an upgrade of the log left without triggers are captured again, in today's form
+        others = [t for t in had if t not in keys and not is_cockpit_table(t)]
+        for table, pk in {**sqlite_keys(conn, others, row_keys), **keys}.items():
             for name in _sqlite_trigger_names(table).values():
                 conn.execute(f"DROP TRIGGER IF EXISTS {qi(name)}")
+            _sqlite_key_form(conn, table, pk)
             for statement in _sqlite_trigger_sql(table, pk, sqlite_columns(conn, table)):
                 conn.execute(statement)
         conn.execute("COMMIT")
@@ -369,11 +442,24 @@ def sqlite_position(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def sqlite_log_is_current(conn: sqlite3.Connection) -> bool:
+    """Whether the SQLite log is absent or of today's form (else `install_sqlite` upgrades it)."""
+    declared = {r[1]: str(r[2]).upper() for r in conn.execute(f"PRAGMA table_info({SQLITE_LOG})")}
+    return declared.get("pk") != "TEXT"
+
+
+def _json_key(conn: sqlite3.Connection) -> str:
+    """SQL for a logged key in the touched set's form, a JSON array, whichever form the log holds it in."""
+    if not sqlite_log_is_current(conn):
+        return "pk"  # a log of the older form, not upgraded yet: every key is a JSON array
+    return f"iif(tbl IN (SELECT tbl FROM {SQLITE_RAW_KEYS}), json_array(pk), pk)"
+
+
 def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
     """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place); their keys
     stay in the touched set."""
     conn.execute(
-        f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, pk FROM {SQLITE_LOG}"
+        f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, {_json_key(conn)} FROM {SQLITE_LOG}"
         f" WHERE seq < ? AND op NOT IN {MULTISET_OPS}",
         (applied,),
     )
@@ -396,7 +482,8 @@ def touched_keys(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
     was installed (blue's forms). The rollback's integrity step compares these rows, not the whole database.
     Keyless tables' changes (row images, not keys) are left out."""
     rows = conn.execute(
-        f"SELECT tbl, pk FROM {SQLITE_TOUCHED} UNION SELECT tbl, pk FROM {SQLITE_LOG} WHERE op NOT IN {MULTISET_OPS}"
+        f"SELECT tbl, pk FROM {SQLITE_TOUCHED}"
+        f" UNION SELECT tbl, {_json_key(conn)} FROM {SQLITE_LOG} WHERE op NOT IN {MULTISET_OPS}"
     ).fetchall()
     out: dict[str, set[tuple[Any, ...]]] = {}
     for table, pk in rows:

@@ -64,8 +64,9 @@ def _mark_blue(blue: sqlite3.Connection, tm: TableMap, d: RowDiff) -> None:
     where = " AND ".join(f"{qi(c)} = ?" for c in tm.primary_key)
     if d.kind == "missing_on_blue":
         marks = ", ".join("?" for _ in tm.primary_key)
+        key = "?" if len(tm.primary_key) == 1 else f"json_array({marks})"  # the triggers' form (see capture)
         blue.execute(
-            f"INSERT INTO {SQLITE_LOG} (tbl, op, pk, ts) VALUES (?, 'D', json_array({marks}), {SQLITE_NOW})",
+            f"INSERT INTO {SQLITE_LOG} (tbl, op, pk, ts) VALUES (?, 'D', {key}, {SQLITE_NOW})",
             (tm.name, *d.key),
         )
         return

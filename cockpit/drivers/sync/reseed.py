@@ -31,6 +31,7 @@ from cockpit.drivers.sync.capture import (
     BLUE_TO_GREEN,
     PG_SCHEMA,
     SQLITE_LOG,
+    SQLITE_RAW_KEYS,
     one,
     pg_has,
     pg_primary_key,
@@ -169,7 +170,9 @@ def finish(
     blue.execute("BEGIN IMMEDIATE")
     try:
         blue.execute(
-            f"UPDATE {SQLITE_LOG} SET tbl = ? WHERE seq <= ? AND tbl IN ({marks})",
+            # the keys in the JSON form too: the log holds bare keys only for the tables in `_cockpit_raw_keys`
+            f"UPDATE {SQLITE_LOG} SET tbl = ?, pk = iif(tbl IN (SELECT tbl FROM {SQLITE_RAW_KEYS}), json_array(pk), pk)"
+            f" WHERE seq <= ? AND tbl IN ({marks})",
             (SKIPPED, snapshot, *tables),
         )
         blue.execute("COMMIT")

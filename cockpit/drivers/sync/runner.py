@@ -41,8 +41,10 @@ from cockpit.drivers.sync.capture import (
     qi,
     read_blue_position,
     read_green_position,
+    sqlite_epoch,
     sqlite_installed,
     sqlite_keys,
+    sqlite_log_is_current,
     sqlite_tables,
     uninstall_pg,
     uninstall_sqlite,
@@ -498,12 +500,15 @@ class SyncRunner:
             }
 
     def _check_capture(self, blue: sqlite3.Connection, pg: psycopg.Connection) -> None:
-        """Refuse to run, with a clear message, while the change logs are missing on either side."""
+        """Refuse to run, with a clear message, while the change logs are missing on either side. A blue log of
+        an older cockpit's form is upgraded in place first (rows kept, the same tables captured again)."""
         missing = []
         if not blue.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_LOG,)
         ).fetchone():
             missing.append("blue (SQLite)")
+        elif not sqlite_log_is_current(blue):
+            install_sqlite(blue, [], self.row_keys)
         has_pg = pg_has(pg, f"{PG_SCHEMA}.changes")
         pg.rollback()
         if not has_pg:
@@ -965,7 +970,7 @@ def _blue_lag(blue: sqlite3.Connection, position: int) -> Lag:
     ).fetchone():
         return Lag(0.0, 0)
     count, oldest = blue.execute(
-        f"SELECT count(*), min(ts) FROM {SQLITE_LOG} WHERE seq > ?", (position,)
+        f"SELECT count(*), {sqlite_epoch('min(ts)')} FROM {SQLITE_LOG} WHERE seq > ?", (position,)
     ).fetchone()
     if not count:
         return Lag(0.0, 0)

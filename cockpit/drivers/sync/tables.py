@@ -6,6 +6,7 @@ by `Applier.prepare`. Also the foreign-key order of tables on PostgreSQL (`_pare
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from cockpit.core.errors import EXIT_USAGE, CockpitError
-from cockpit.drivers.sync.capture import PG_SCHEMA, SQLITE_LOG, qi
+from cockpit.drivers.sync.capture import PG_SCHEMA, SQLITE_LOG, qi, sqlite_epoch
 
 if TYPE_CHECKING:
     from cockpit.drivers.sync.schema import TableMap
@@ -51,11 +52,23 @@ class _Table:
     unique_exprs_pg: list[tuple[str, tuple[str, ...], str | None]] = field(default_factory=list)
 
     # ---- SQLite
+    @property
+    def raw_key(self) -> bool:
+        """The SQLite log holds this table's keys as the bare value (one key column), not a JSON array."""
+        return len(self.pk) == 1
+
+    def sqlite_key(self, logged: Any) -> tuple[Any, ...]:
+        """A key as the SQLite log holds it (`sqlite_changed_rows`, `sqlite_pending`) as a tuple of values."""
+        return (logged,) if self.raw_key else tuple(json.loads(logged))
+
     def sqlite_changed_rows(self) -> str:
         cols = ", ".join(f"t.{qi(c)}" for c in self.columns)
-        join = " AND ".join(f"t.{qi(c)} = json_extract(c.pk, '$[{i}]')" for i, c in enumerate(self.pk))
+        if self.raw_key:
+            join = f"t.{qi(self.pk[0])} = c.pk"
+        else:
+            join = " AND ".join(f"t.{qi(c)} = json_extract(c.pk, '$[{i}]')" for i, c in enumerate(self.pk))
         return (
-            f"SELECT c.pk, c.ts, t.{qi(self.pk[0])} IS NOT NULL, {cols}"
+            f"SELECT c.pk, {sqlite_epoch('c.ts')}, t.{qi(self.pk[0])} IS NOT NULL, {cols}"
             f" FROM (SELECT pk, max(seq) AS s, max(ts) AS ts FROM {SQLITE_LOG}"
             "       WHERE seq > ? AND seq <= ? AND tbl = ? GROUP BY pk) AS c"
             f" LEFT JOIN {qi(self.name)} AS t ON {join} ORDER BY c.s"
@@ -84,12 +97,13 @@ class _Table:
 
     def sqlite_pending(self) -> str:
         """Keys of this table changed on SQLite after a blue→green position, with their latest change time."""
-        return f"SELECT pk, max(ts) FROM {SQLITE_LOG} WHERE seq > ? AND tbl = ? GROUP BY pk"
+        return f"SELECT pk, {sqlite_epoch('max(ts)')} FROM {SQLITE_LOG} WHERE seq > ? AND tbl = ? GROUP BY pk"
 
     def sqlite_later(self) -> str:
-        """Does the SQLite log hold a change of this key after a position? (the key's `json_array` form)"""
+        """Does the SQLite log hold a change of this key after a position? (the key's values as parameters)"""
         marks = ", ".join("?" for _ in self.pk)
-        return f"SELECT 1 FROM {SQLITE_LOG} WHERE tbl = ? AND seq > ? AND pk = json_array({marks}) LIMIT 1"
+        key = "?" if self.raw_key else f"json_array({marks})"
+        return f"SELECT 1 FROM {SQLITE_LOG} WHERE tbl = ? AND seq > ? AND pk = {key} LIMIT 1"
 
     def sqlite_holders(self, cols: Sequence[str], n: int) -> str:
         """The rows holding any of `n` values of the unique columns `cols`: key, then those columns."""
