@@ -452,7 +452,13 @@ def _json_key(conn: sqlite3.Connection) -> str:
     """SQL for a logged key in the touched set's form, a JSON array, whichever form the log holds it in."""
     if not sqlite_log_is_current(conn):
         return "pk"  # a log of the older form, not upgraded yet: every key is a JSON array
-    return f"iif(tbl IN (SELECT tbl FROM {SQLITE_RAW_KEYS}), json_array(pk), pk)"
+    return f"iif(tbl IN (SELECT tbl FROM {SQLITE_RAW_KEYS}), json_array({json_item('pk')}), pk)"
+
+
+def json_item(x: str) -> str:
+    """SQL for one key value as a JSON array item: a blob (which JSON cannot hold) as `{"$b": hex}`, the form
+    `conflicts.decode_key` reads back."""
+    return f"iif(typeof({x}) = 'blob', json_object('$b', lower(hex({x}))), {x})"
 
 
 def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
@@ -470,9 +476,9 @@ def touch_sqlite(conn: sqlite3.Connection, table: str, keys: Sequence[Sequence[A
     """Remember the keys the applier wrote on blue (green→blue), in the triggers' `json_array` form. The applier
     does it, not a trigger: a trigger's WHEN on every app write halved the inserts/s of batched writes."""
     if keys:
-        marks = ", ".join("?" for _ in keys[0])
+        marks = ", ".join(json_item(f"?{i + 2}") for i in range(len(keys[0])))
         conn.executemany(
-            f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) VALUES (?, json_array({marks}))",
+            f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) VALUES (?1, json_array({marks}))",
             [(table, *key) for key in keys],
         )
 
@@ -487,7 +493,7 @@ def touched_keys(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
     ).fetchall()
     out: dict[str, set[tuple[Any, ...]]] = {}
     for table, pk in rows:
-        out.setdefault(table, set()).add(tuple(json.loads(pk)))
+        out.setdefault(table, set()).add(conflicts.decode_key(pk) or ())
     return out
 
 

@@ -32,6 +32,7 @@ from cockpit.drivers.sync.capture import (
     PG_SCHEMA,
     SQLITE_LOG,
     SQLITE_RAW_KEYS,
+    json_item,
     one,
     pg_has,
     pg_primary_key,
@@ -171,7 +172,7 @@ def finish(
     try:
         blue.execute(
             # the keys in the JSON form too: the log holds bare keys only for the tables in `_cockpit_raw_keys`
-            f"UPDATE {SQLITE_LOG} SET tbl = ?, pk = iif(tbl IN (SELECT tbl FROM {SQLITE_RAW_KEYS}), json_array(pk), pk)"
+            f"UPDATE {SQLITE_LOG} SET tbl = ?, pk = iif(tbl IN (SELECT tbl FROM {SQLITE_RAW_KEYS}), json_array({json_item('pk')}), pk)"
             f" WHERE seq <= ? AND tbl IN ({marks})",
             (SKIPPED, snapshot, *tables),
         )
