@@ -210,7 +210,7 @@ def _sqlite_key_form(conn: sqlite3.Connection, table: str, pk: tuple[str, ...]) 
         conn.execute(f"UPDATE {SQLITE_LOG} SET pk = json_extract(pk, '$[0]') WHERE {keyed}", (table,))
         conn.execute(f"INSERT INTO {SQLITE_RAW_KEYS} (tbl) VALUES (?)", (table,))
     elif len(pk) != 1 and raw:
-        conn.execute(f"UPDATE {SQLITE_LOG} SET pk = json_array(pk) WHERE {keyed}", (table,))
+        conn.execute(f"UPDATE {SQLITE_LOG} SET pk = json_array({json_item('pk')}) WHERE {keyed}", (table,))
         conn.execute(f"DELETE FROM {SQLITE_RAW_KEYS} WHERE tbl = ?", (table,))
 
 
@@ -448,7 +448,7 @@ def sqlite_log_is_current(conn: sqlite3.Connection) -> bool:
     return declared.get("pk") != "TEXT"
 
 
-def _json_key(conn: sqlite3.Connection) -> str:
+def json_key(conn: sqlite3.Connection) -> str:
     """SQL for a logged key in the touched set's form, a JSON array, whichever form the log holds it in."""
     if not sqlite_log_is_current(conn):
         return "pk"  # a log of the older form, not upgraded yet: every key is a JSON array
@@ -465,7 +465,7 @@ def prune_sqlite(conn: sqlite3.Connection, applied: int) -> None:
     """Drop the changes applied to PostgreSQL, except the last one (it holds `max(seq)` in place); their keys
     stay in the touched set."""
     conn.execute(
-        f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, {_json_key(conn)} FROM {SQLITE_LOG}"
+        f"INSERT OR IGNORE INTO {SQLITE_TOUCHED} (tbl, pk) SELECT tbl, {json_key(conn)} FROM {SQLITE_LOG}"
         f" WHERE seq < ? AND op NOT IN {MULTISET_OPS}",
         (applied,),
     )
@@ -489,7 +489,7 @@ def touched_keys(conn: sqlite3.Connection) -> dict[str, set[tuple[Any, ...]]]:
     Keyless tables' changes (row images, not keys) are left out."""
     rows = conn.execute(
         f"SELECT tbl, pk FROM {SQLITE_TOUCHED}"
-        f" UNION SELECT tbl, {_json_key(conn)} FROM {SQLITE_LOG} WHERE op NOT IN {MULTISET_OPS}"
+        f" UNION SELECT tbl, {json_key(conn)} FROM {SQLITE_LOG} WHERE op NOT IN {MULTISET_OPS}"
     ).fetchall()
     out: dict[str, set[tuple[Any, ...]]] = {}
     for table, pk in rows:

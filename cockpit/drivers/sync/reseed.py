@@ -31,8 +31,7 @@ from cockpit.drivers.sync.capture import (
     BLUE_TO_GREEN,
     PG_SCHEMA,
     SQLITE_LOG,
-    SQLITE_RAW_KEYS,
-    json_item,
+    json_key,
     one,
     pg_has,
     pg_primary_key,
@@ -172,8 +171,7 @@ def finish(
     try:
         blue.execute(
             # the keys in the JSON form too: the log holds bare keys only for the tables in `_cockpit_raw_keys`
-            f"UPDATE {SQLITE_LOG} SET tbl = ?, pk = iif(tbl IN (SELECT tbl FROM {SQLITE_RAW_KEYS}), json_array({json_item('pk')}), pk)"
-            f" WHERE seq <= ? AND tbl IN ({marks})",
+            f"UPDATE {SQLITE_LOG} SET tbl = ?, pk = {json_key(blue)} WHERE seq <= ? AND tbl IN ({marks})",
             (SKIPPED, snapshot, *tables),
         )
         blue.execute("COMMIT")
